@@ -1,0 +1,259 @@
+"""Run parameters: one schema for every params/<profile>.yaml, validated once, with one-line errors.
+
+A profile is a YAML mapping; every key is declared below (unknown keys are refused so that a typo
+never silently falls back to a default). Relative paths are resolved against the project root.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .paths import PROJECT_ROOT
+
+
+class ParamsError(ValueError):
+    """A params or prompts file is wrong; the message is one line naming the file, key and fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Section):
+    path: str = Field(description="model directory with weights (HF layout): the real BitCPM4-0.5B or the stand-in")
+    name: str = Field("openbmb/BitCPM4-0.5B", description="label and served model name")
+    is_stand_in: bool = Field(False, description="true when `path` is the project's trained stand-in, not BitCPM4")
+    dummy_config: Optional[str] = Field(
+        "models/bitcpm4-0.5b", description="directory with the full-size architecture (config + tokenizer, no weights)"
+    )
+
+
+class EngineParams(_Section):
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    max_model_len: int = Field(2048, ge=16)
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    cpu_kvcache_space_gib: float = Field(2, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
+    max_num_seqs: int = Field(8, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class InferenceParams(_Section):
+    max_tokens: int = Field(64, ge=1)
+
+
+class DeterminismParams(_Section):
+    prompts: int = Field(5, ge=1, description="how many probe prompts to repeat")
+    runs: int = Field(2, ge=2, description="repetitions of each prompt in one engine")
+    restart: bool = Field(True, description="compare against a second engine start")
+    batch: bool = Field(True, description="compare each prompt alone vs inside a batch")
+    max_tokens: int = Field(64, ge=1)
+
+
+class ChineseParams(_Section):
+    max_tokens: int = Field(64, ge=1)
+    min_cjk_share: float = Field(0.3, ge=0, le=1, description="below: the answer is not really Chinese")
+    min_distinct_2: float = Field(0.5, ge=0, le=1, description="below: repetition is severe")
+    max_repeat_share: float = Field(0.5, ge=0, le=1, description="longest repeated span / length; above: severe")
+
+
+class PrecisionParams(_Section):
+    top_k: int = Field(5, ge=1, le=20)
+    max_new_tokens: int = Field(32, ge=1)
+    prompts: int = Field(5, ge=1)
+    min_top1_agreement: float = Field(0.95, ge=0, le=1)
+    max_mean_abs_dlogprob: float = Field(0.05, ge=0)
+    max_kl: float = Field(0.05, ge=0)
+    baselines: list[str] = Field(default_factory=list, description="earlier run dirs to compare against")
+
+
+class QuantizationParams(_Section):
+    group_sizes: list[int] = Field(default_factory=lambda: [32, 64, 128, 256])
+
+
+class PerformanceParams(_Section):
+    model: Literal["dummy", "real"] = "dummy"
+    input_len: int = Field(128, ge=1)
+    output_len: int = Field(32, ge=1)
+    num_iters: int = Field(3, ge=1)
+    num_iters_warmup: int = Field(1, ge=0)
+    concurrency: list[int] = Field(default_factory=lambda: [1, 4])
+    num_prompts: int = Field(8, ge=1)
+
+
+class ServingParams(_Section):
+    endpoint: Optional[str] = Field(None, description="validate this running deployment instead of starting one")
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 = pick a free port")
+    startup_timeout_s: float = Field(300, gt=0)
+    concurrent_requests: int = Field(4, ge=1)
+    max_tokens: int = Field(32, ge=1)
+
+
+class AccuracyParams(_Section):
+    tasks: list[str] = Field(default_factory=lambda: ["bitcpm_probe_mc"])
+    num_fewshot: int = Field(0, ge=0)
+    limit: Optional[int] = Field(None, ge=1)
+    rtol: float = Field(0.05, ge=0, description="relative tolerance against published numbers")
+
+
+class Params(_Section):
+    profile: str = Field(description="profile name shown in the report")
+    lang: Literal["zh", "en", "both"] = "both"
+    platform: Literal["auto", "cpu", "cuda", "npu"] = Field(
+        "auto", description="device the report must run on; auto accepts whatever is detected"
+    )
+    trust_remote_code: bool = Field(
+        True, description="let the engine execute the model directory's Python files (the report lists them)"
+    )
+    chapters: list[str] = Field(default_factory=lambda: ["all"], description="chapter ids or names, or [all]")
+    prompts: str = "params/prompts.yaml"
+    model: ModelParams
+    engine: EngineParams = EngineParams()
+    inference: InferenceParams = InferenceParams()
+    determinism: DeterminismParams = DeterminismParams()
+    chinese: ChineseParams = ChineseParams()
+    precision: PrecisionParams = PrecisionParams()
+    quantization: QuantizationParams = QuantizationParams()
+    performance: PerformanceParams = PerformanceParams()
+    serving: ServingParams = ServingParams()
+    accuracy: AccuracyParams = AccuracyParams()
+
+    # The file this came from (set by load_params, not by the YAML).
+    source: Optional[str] = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _context_fits(self) -> "Params":
+        if self.inference.max_tokens >= self.engine.max_model_len:
+            raise ValueError(
+                f"inference.max_tokens ({self.inference.max_tokens}) must be below engine.max_model_len "
+                f"({self.engine.max_model_len})"
+            )
+        return self
+
+    def resolve(self, path: str | Path) -> Path:
+        """A params path, relative to the project root unless absolute."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model.path)
+
+    @property
+    def dummy_config_path(self) -> Optional[Path]:
+        return self.resolve(self.model.dummy_config) if self.model.dummy_config else None
+
+    @property
+    def prompts_path(self) -> Path:
+        return self.resolve(self.prompts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Probe prompts
+
+
+class Expectation(_Section):
+    """How a probe's output is graded. All given conditions must hold."""
+
+    contains_any: list[str] = Field(default_factory=list, description="pass if any of these appears")
+    contains_all: list[str] = Field(default_factory=list)
+    not_contains: list[str] = Field(default_factory=list)
+    min_cjk_share: Optional[float] = Field(None, ge=0, le=1)
+    min_chars: int = Field(1, ge=0, description="a non-empty answer at least this long")
+    note_en: str = ""
+    note_zh: str = ""
+
+
+class Prompt(_Section):
+    id: str
+    lang: Literal["en", "zh"]
+    kind: str = Field(description="task kind, e.g. knowledge, math, poem, intro, translation, chat")
+    prompt: str
+    chat: bool = Field(False, description="send through the chat template instead of as a raw completion")
+    expect: Expectation = Expectation()
+    from_original: bool = Field(False, description="one of the original validation document's prompts")
+
+
+class PromptSet(_Section):
+    prompts: list[Prompt]
+    source: Optional[str] = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "PromptSet":
+        seen: set[str] = set()
+        for p in self.prompts:
+            if p.id in seen:
+                raise ValueError(f"prompt id {p.id!r} appears twice")
+            seen.add(p.id)
+        return self
+
+    def by_lang(self, lang: str) -> list[Prompt]:
+        return [p for p in self.prompts if p.lang == lang]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{key}': remove it or fix its spelling (see params/default.yaml for every key)"
+    if kind == "missing":
+        return f"{source}: missing key '{key}': add it (see params/default.yaml)"
+    got = first.get("input")
+    got_s = repr(got)
+    if len(got_s) > 60:
+        got_s = got_s[:57] + "..."
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: key '{key}': {first['msg']}, got {got_s}{more}"
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ParamsError(f"{path}: {what} file not found: pass an existing file (e.g. PARAMS=params/default.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)}): fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a YAML mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params profile. Raises ParamsError with a one-line message."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = PROJECT_ROOT / p
+    data = _read_yaml(p, "params")
+    try:
+        params = Params.model_validate(data)
+    except ValidationError as e:
+        raise ParamsError(_one_line(e, str(path))) from None
+    except ValueError as e:  # model_validator errors surface here in some pydantic versions
+        raise ParamsError(f"{path}: {e}") from None
+    params = params.model_copy(update={"source": str(p)})
+    if not params.prompts_path.is_file():
+        raise ParamsError(f"{path}: key 'prompts': file {params.prompts} not found: point it at a prompts YAML")
+    return params
+
+
+def load_prompts(path: str | Path) -> PromptSet:
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = PROJECT_ROOT / p
+    data = _read_yaml(p, "prompts")
+    try:
+        return PromptSet.model_validate(data).model_copy(update={"source": str(p)})
+    except ValidationError as e:
+        raise ParamsError(_one_line(e, str(path))) from None
