@@ -46,6 +46,7 @@ CHAPTERS: list[ChapterInfo] = [
     ChapterInfo("08_serving", "Serving", "服务部署"),
     ChapterInfo("09_accuracy", "Accuracy", "基准精度"),
     ChapterInfo("10_quantization", "Quantization", "三值量化"),
+    ChapterInfo("11_provenance", "Provenance", "来源与可复现性"),
 ]
 SUMMARY_ID = "00_summary"
 
