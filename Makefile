@@ -1,0 +1,51 @@
+# BitCPM4-0.5B validation report.   make report   |   make test
+# Variables: PARAMS=params/<profile>.yaml  RESUME=runs/<id>  ONLY="inference chinese"  PLATFORM=cpu|cuda|npu
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+include scripts/pins.env
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PARAMS   ?= params/default.yaml
+RUN      ?= runs/latest
+PLATFORM ?= $(shell bash scripts/detect_platform.sh 2>/dev/null || echo cpu)
+STAMP    := $(VENV)/.bitcpm-setup-$(PLATFORM)
+PYTEST_ARGS ?=
+LAB_PORT ?= 8888
+
+.PHONY: help setup report render test test-fast lab clean-runs
+
+help:
+	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
+	@echo "make test                        unit, notebook and end-to-end tests"
+	@echo "make setup [PLATFORM=cpu|cuda|npu]  the venv ($(VENV)) with the engine stack (implicit in the others)"
+	@echo "make render [RUN=runs/<id>]      re-render a run's report.html / .pdf / .md"
+	@echo "make lab                         JupyterLab with the project's kernel"
+	@echo "detected platform: $(PLATFORM)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env
+	PLATFORM=$(PLATFORM) VENV=$(VENV) bash scripts/setup_env.sh
+	@rm -f $(VENV)/.bitcpm-setup-*
+	@touch $@
+
+report: $(STAMP)
+	$(PY) -m bitcpm_validation run --params $(PARAMS) $(if $(RESUME),--resume $(RESUME)) $(if $(ONLY),--only $(ONLY))
+
+render: $(STAMP)
+	$(PY) -m bitcpm_validation render $(RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e and not engine" $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	@mkdir -p runs/lab
+	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.port=$(LAB_PORT) --ServerApp.ip=127.0.0.1 \
+	  --MultiKernelManager.default_kernel_name=bitcpm-validation notebooks/
+
+clean-runs:
+	rm -rf runs/

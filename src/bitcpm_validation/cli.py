@@ -1,0 +1,127 @@
+"""Command line: python -m bitcpm_validation run|render|summary|env|check-params.
+
+    run    [--params P] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
+    render RUN_DIR [--lang zh|en|both] [--no-pdf]
+    summary RUN_DIR          print the check matrix and key metrics
+    env                      print the environment probe as JSON
+    check-params P ...       validate params files (one-line errors)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .params import ParamsError, load_params
+from .paths import PROJECT_ROOT
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from . import runner
+    from .render import render
+
+    run_dir = a.resume or a.run_dir
+    params = a.params
+    if a.resume and not params:
+        p = Path(a.resume) / "run.json"
+        try:
+            params = json.loads(p.read_text(encoding="utf-8"))["params_path"]
+        except (OSError, ValueError, KeyError):
+            params = str(Path(a.resume) / "params.yaml")
+    params = params or "params/default.yaml"
+    try:
+        oc = runner.run(params, run_dir=run_dir, resume=bool(a.resume), only=a.only or None,
+                        check_model=not a.no_model_check, timeout_s=a.cell_timeout)
+    except (ParamsError, runner.RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if oc.interrupted:
+        return oc.exit_code
+    if not a.no_render:
+        try:
+            r = render(oc.run_dir)
+        except Exception as e:  # noqa: BLE001
+            print(f"error: render failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 3
+    print(f"report: {oc.run_dir}/report.html")
+    if oc.failed:
+        print(f"{len(oc.failed)} chapter(s) failed: {', '.join(c.chapter for c in oc.failed)}; "
+              f"re-run them with: make report RESUME={oc.run_dir}", file=sys.stderr)
+    return oc.exit_code
+
+
+def _cmd_render(a: argparse.Namespace) -> int:
+    from .render import render
+
+    try:
+        r = render(a.run_dir, lang=a.lang, pdf=not a.no_pdf)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_summary(a: argparse.Namespace) -> int:
+    from . import summary as S
+
+    rows = S.check_matrix(a.run_dir)
+    print(S.matrix_markdown(rows))
+    print()
+    print(S.metrics_markdown(S.key_metrics(a.run_dir)))
+    print()
+    print(S.counts_line(S.verdict_counts(rows)))
+    return 0
+
+
+def _cmd_env(a: argparse.Namespace) -> int:
+    from .envprobe import probe
+
+    print(json.dumps(probe(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    rc = 0
+    for p in a.paths:
+        try:
+            load_params(p)
+            print(f"ok   {p}")
+        except ParamsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            rc = 2
+    return rc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bitcpm_validation", description="BitCPM4-0.5B validation report")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the chapter notebooks into runs/<id>/ and render the report")
+    r.add_argument("--params", help="params profile (default params/default.yaml)")
+    r.add_argument("--only", nargs="+", metavar="CHAPTER", help="run only these chapters (id, name or number)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="re-run the failed / missing chapters of an existing run")
+    r.add_argument("--run-dir", help="write into this run directory instead of a new runs/<timestamp>-<profile>")
+    r.add_argument("--no-render", action="store_true", help="run the chapters only")
+    r.add_argument("--no-model-check", action="store_true", help="start even if model.path does not exist")
+    r.add_argument("--cell-timeout", type=float, default=None, help="seconds per notebook cell (default none)")
+    r.set_defaults(fn=_cmd_run)
+    d = sub.add_parser("render", help="render report.html / report.pdf / report.md of a run")
+    d.add_argument("run_dir")
+    d.add_argument("--lang", choices=["zh", "en", "both"])
+    d.add_argument("--no-pdf", action="store_true")
+    d.set_defaults(fn=_cmd_render)
+    s = sub.add_parser("summary", help="print a run's check matrix and key metrics")
+    s.add_argument("run_dir")
+    s.set_defaults(fn=_cmd_summary)
+    e = sub.add_parser("env", help="print the environment probe")
+    e.set_defaults(fn=_cmd_env)
+    c = sub.add_parser("check-params", help="validate params files")
+    c.add_argument("paths", nargs="+")
+    c.set_defaults(fn=_cmd_check)
+    a = ap.parse_args(argv)
+    return a.fn(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Run the chapter notebooks of a report with papermill into runs/<run-id>/.
+
+    python -m bitcpm_validation run --params params/default.yaml          # a new run, then render
+    python -m bitcpm_validation run --resume runs/<id>                    # re-run failed/missing chapters
+    python -m bitcpm_validation run --resume runs/<id> --only inference   # re-run chosen chapters
+
+Python API: `run(params_path, ...) -> RunOutcome` (see its docstring). Every chapter gets the
+papermill parameters `params_path` and `run_dir` (both absolute), runs with cwd = project root, and
+writes runs/<id>/notebooks/<chapter>.ipynb (executed), results/<chapter>.json, evidence/<chapter>.log.
+
+A chapter that raises is marked failed (its recorded checks kept, `error` = "Name: message"); the run
+goes on. `ChapterSkipped` is not a failure. The summary chapter runs last (it reads the others).
+Ctrl-C / SIGTERM: the kernel and every process it started (vLLM engines, servers) are killed, the
+interrupted chapter is marked failed, run.json records what is done.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Optional, Sequence
+
+from . import results as R
+from .chapters import SUMMARY_ID, ChapterInfo, all_chapters
+from .params import Params, ParamsError, load_params
+from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
+from .textsafe import one_line, term_safe
+
+KERNEL_NAME = "bitcpm-validation"  # registered by `make setup`; falls back to python3
+
+
+class RunError(RuntimeError):
+    """The run cannot start (bad params, missing model, unknown chapter): one-line message."""
+
+
+@dataclass
+class ChapterOutcome:
+    chapter: str
+    status: str  # ok | failed | skipped
+    seconds: float
+    error: Optional[str] = None
+    notebook: Optional[str] = None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    chapters: list[ChapterOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[ChapterOutcome]:
+        return [c for c in self.chapters if c.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+# -- planning -----------------------------------------------------------------------------------------
+def _info_for(stem: str) -> ChapterInfo:
+    known = {c.id: c for c in all_chapters()}
+    return known.get(stem) or ChapterInfo(stem, stem.split("_", 1)[-1].title(), stem.split("_", 1)[-1])
+
+
+def _matches(stem: str, wanted: str) -> bool:
+    num, _, name = stem.partition("_")
+    return wanted in (stem, name, num) or (wanted.isdigit() and wanted.zfill(2) == num)
+
+
+def plan(params: Params, notebooks_dir: Path = NOTEBOOKS_DIR, only: Optional[Sequence[str]] = None) -> list[Path]:
+    """Notebooks to run, in order, the summary last. `only` narrows params' `chapters:` further."""
+    nbs = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    wanted = [w for w in params.chapters if w != "all"] if "all" not in params.chapters else []
+    for group in (wanted, list(only or [])):
+        for w in group:
+            if not any(_matches(p.stem, w) for p in nbs) and not any(_matches(c.id, w) for c in all_chapters()):
+                names = ", ".join(p.stem for p in nbs)
+                raise RunError(f"unknown chapter {w!r}: choose from {names}")
+    if wanted:
+        nbs = [p for p in nbs if p.stem == SUMMARY_ID or any(_matches(p.stem, w) for w in wanted)]
+    if only:
+        nbs = [p for p in nbs if p.stem == SUMMARY_ID or any(_matches(p.stem, w) for w in only)]
+    summary = [p for p in nbs if p.stem == SUMMARY_ID]
+    return [p for p in nbs if p.stem != SUMMARY_ID] + summary
+
+
+def new_run_id(params: Params) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in params.profile)[:40] or "run"
+    return f"{stamp}-{safe}"
+
+
+def check_inputs(params: Params) -> None:
+    """Fail fast with one line when the model directory is missing (before any notebook starts)."""
+    src = params.source or "params"
+    if not params.model_path.is_dir():
+        raise RunError(
+            f"{src}: key 'model.path': model directory {params.model.path} not found: "
+            f"point it at a local copy of {params.model.name} (e.g. git lfs clone https://huggingface.co/{params.model.name})"
+        )
+
+
+# -- processes ------------------------------------------------------------------------------------------
+def _become_subreaper() -> None:
+    """Orphans of the kernel (an engine a chapter forgot to stop) get re-parented to us, so we can reap them."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def kill_descendants(grace_s: float = 5.0) -> list[int]:
+    """Terminate every process started below this one (kernel, engine workers, servers). Returns their pids."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    me = psutil.Process()
+    procs = me.children(recursive=True)
+    if not procs:
+        return []
+    own_pgid = os.getpgid(0)
+    groups = set()
+    for p in procs:
+        try:
+            g = os.getpgid(p.pid)
+            if g != own_pgid:
+                groups.add(g)
+        except OSError:
+            pass
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGTERM)
+        except OSError:
+            pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGKILL)
+        except OSError:
+            pass
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [p.pid for p in procs]
+
+
+def _ipython_dir() -> Path:
+    """An IPython profile whose kernel logs only errors (silences the kernel's TCP/connection warnings)."""
+    d = RUNS_DIR / ".ipython"
+    cfg = d / "profile_default" / "ipython_kernel_config.py"
+    if not cfg.is_file():
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("c = get_config()  # noqa\nc.IPKernelApp.log_level = 'ERROR'\nc.Application.log_level = 'ERROR'\n")
+    return d
+
+
+def kernel_name() -> str:
+    """The project's kernel if registered (make setup), else python3 of this interpreter."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        exe = spec.argv[0]
+        if Path(exe).exists() and Path(exe).resolve().parent == Path(sys.executable).resolve().parent:
+            return KERNEL_NAME
+    except Exception:  # noqa: BLE001
+        pass
+    return "python3"
+
+
+# -- one chapter --------------------------------------------------------------------------------------------
+def _result_path(run_dir: Path, stem: str) -> Path:
+    return run_dir / "results" / f"{stem}.json"
+
+
+def _mark(run_dir: Path, stem: str, status: str, error: Optional[str], seconds: float) -> None:
+    """Record the runner's verdict in the chapter's results file, keeping its checks/metrics/data."""
+    path = _result_path(run_dir, stem)
+    try:
+        res = R.load(path)
+    except R.ResultsError:
+        info = _info_for(stem)
+        res = R.ChapterResult(chapter=stem, title_en=info.title_en, title_zh=info.title_zh)
+    res.status = status  # type: ignore[assignment]
+    res.error = error
+    if res.duration_s is None or status == "failed":
+        res.duration_s = round(seconds, 3)
+    if not res.finished:
+        res.finished = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    R.save(res, path)
+
+
+def _error_line(e: BaseException) -> tuple[str, str]:
+    """(ename, one-line 'Name: message') of a papermill / kernel error."""
+    ename = getattr(e, "ename", None) or type(e).__name__
+    evalue = getattr(e, "evalue", None)
+    if evalue is None:
+        evalue = str(e)
+    return ename, one_line(f"{ename}: {evalue}" if evalue else ename, 400)
+
+
+def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[str] = None,
+                timeout_s: Optional[float] = None) -> ChapterOutcome:
+    """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt."""
+    import papermill as pm
+
+    stem = nb.stem
+    out_nb = run_dir / "notebooks" / nb.name
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    status, error = "ok", None
+    try:
+        pm.execute_notebook(
+            str(nb), str(out_nb),
+            parameters={"params_path": str(params_path), "run_dir": str(run_dir)},
+            kernel_name=kernel or kernel_name(), cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False,
+            execution_timeout=timeout_s, report_mode=False,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001  (PapermillExecutionError, DeadKernelError, timeouts, ...)
+        ename, error = _error_line(e)
+        status = "skipped" if ename == "ChapterSkipped" else "failed"
+        if status == "skipped":
+            error = None
+    seconds = time.monotonic() - t0
+    leaked = kill_descendants(grace_s=3.0)
+    if leaked:
+        with (run_dir / "evidence" / f"{stem}.log").open("a", encoding="utf-8") as f:
+            f.write(f"[runner] killed {len(leaked)} process(es) left running after the chapter: {leaked}\n")
+    try:
+        res = R.load(_result_path(run_dir, stem))
+    except R.ResultsError:
+        res = None
+    if status == "ok" and res is not None and res.status == "skipped":
+        status = "skipped"
+    if status == "ok" and res is not None and res.status in ("running", "failed"):
+        status, error = "failed", res.error or "the notebook ended without ch.finish()"
+    if status == "failed" or res is None or (status == "skipped" and res.status != "skipped"):
+        _mark(run_dir, stem, status, error, seconds)
+    return ChapterOutcome(stem, status, round(seconds, 1), error, str(out_nb))
+
+
+# -- a whole run ------------------------------------------------------------------------------------------
+def _fmt_total(s: float) -> str:
+    m, s = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: RunOutcome, started: str,
+                    planned: list[str]) -> None:
+    p = run_dir / "run.json"
+    try:
+        prev = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        prev = {}
+    chapters = dict(prev.get("chapters", {}))
+    for c in outcome.chapters:
+        chapters[c.chapter] = {"status": c.status, "seconds": c.seconds, "error": c.error}
+    info = {
+        "run_id": run_dir.name,
+        "profile": params.profile,
+        "params_path": str(params_path),
+        "lang": params.lang,
+        "model": params.model.name,
+        "model_path": str(params.model_path),
+        "is_stand_in": params.model.is_stand_in,
+        "started": prev.get("started", started),
+        "finished": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "argv": sys.argv,
+        "planned": sorted(set(prev.get("planned", [])) | set(planned)),
+        "interrupted": outcome.interrupted,
+        "chapters": dict(sorted(chapters.items())),
+    }
+    R.write_atomic(p, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+
+
+def _update_latest(run_dir: Path) -> None:
+    link = run_dir.parent / "latest"
+    try:
+        if link.is_symlink() or not link.exists():
+            tmp = run_dir.parent / f".latest.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(run_dir.name)
+            os.replace(tmp, link)
+    except OSError:
+        pass
+
+
+def _to_resume(run_dir: Path, planned: list[Path]) -> list[Path]:
+    """Chapters of a previous run that did not end ok/skipped (failed, interrupted, never run)."""
+    out = []
+    for nb in planned:
+        try:
+            st = R.load(_result_path(run_dir, nb.stem)).status
+        except R.ResultsError:
+            st = "missing"
+        if st not in ("ok", "skipped") or nb.stem == SUMMARY_ID:
+            out.append(nb)
+    return out
+
+
+def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume: bool = False,
+        only: Optional[Sequence[str]] = None, notebooks_dir: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR,
+        out: IO[str] = sys.stdout, kernel: Optional[str] = None, check_model: bool = True,
+        timeout_s: Optional[float] = None) -> RunOutcome:
+    """Run the chapters a params file selects. Returns the outcome (exit_code: 0 ok, 1 a chapter failed,
+    130 interrupted). Raises RunError / ParamsError (one line) when the run cannot start.
+
+    run_dir: an existing run to re-run chapters into (with `only`, or `resume=True` for the failed ones);
+    default a new runs/<timestamp>-<profile>/.
+    """
+    params_path = Path(params_path)
+    if not params_path.is_absolute():
+        params_path = (Path.cwd() / params_path) if (Path.cwd() / params_path).exists() else PROJECT_ROOT / params_path
+    params = load_params(params_path)
+    if check_model:
+        check_inputs(params)
+    todo = plan(params, notebooks_dir, only)
+    if run_dir is None:
+        if resume:
+            raise RunError("--resume needs a run directory")
+        run_dir = Path(runs_dir) / new_run_id(params)
+    run_dir = Path(run_dir).resolve()
+    if resume and not only:
+        if not run_dir.is_dir():
+            raise RunError(f"{run_dir}: run directory not found: pass an existing runs/<id>")
+        todo = _to_resume(run_dir, todo)
+    for sub in ("notebooks", "results", "evidence", "artifacts"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "params.yaml").exists():
+        shutil.copyfile(params_path, run_dir / "params.yaml")
+        if params.prompts_path.is_file():
+            shutil.copyfile(params.prompts_path, run_dir / "prompts.yaml")
+    if Path(runs_dir).resolve() == run_dir.parent:
+        _update_latest(run_dir)
+    os.environ["IPYTHONDIR"] = str(_ipython_dir())
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    _become_subreaper()
+
+    started = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    outcome = RunOutcome(run_dir)
+    print(f"run  {run_dir}", file=out)
+    print(f"params {params_path}  (profile {params.profile}, {len(todo)} chapter(s))", file=out, flush=True)
+    t_all = time.monotonic()
+    n = len(todo)
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _on_term)
+    except ValueError:  # not the main thread
+        old_term = None
+    current: Optional[Path] = None
+    try:
+        for i, nb in enumerate(todo, 1):
+            current = nb
+            ev = run_dir / "evidence" / f"{nb.stem}.log"
+            if ev.exists() and ev.stat().st_size:
+                ev.replace(ev.with_suffix(".previous.log"))
+            print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
+            oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s)
+            outcome.chapters.append(oc)
+            tail = f"  {term_safe(oc.error, 160)}" if oc.error else ""
+            print(f"{oc.status:<7} {oc.seconds:6.1f} s  (total {_fmt_total(time.monotonic() - t_all)}){tail}",
+                  file=out, flush=True)
+            current = None
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        print("interrupted", file=out, flush=True)
+        killed = kill_descendants()
+        if current is not None:
+            _mark(run_dir, current.stem, "failed", "interrupted (Ctrl-C / SIGTERM)", 0.0)
+            outcome.chapters.append(ChapterOutcome(current.stem, "failed", 0.0, "interrupted (Ctrl-C / SIGTERM)"))
+        print(f"stopped {len(killed)} process(es); resume with: python -m bitcpm_validation run --resume {run_dir}",
+              file=out, flush=True)
+    finally:
+        if old_term is not None:
+            try:
+                signal.signal(signal.SIGTERM, old_term)
+            except ValueError:
+                pass
+        _write_run_json(run_dir, params, params_path, outcome, started, [p.stem for p in todo])
+    failed = outcome.failed
+    print(f"done {_fmt_total(time.monotonic() - t_all)}: "
+          f"{sum(c.status == 'ok' for c in outcome.chapters)} ok, {len(failed)} failed, "
+          f"{sum(c.status == 'skipped' for c in outcome.chapters)} skipped", file=out, flush=True)
+    return outcome

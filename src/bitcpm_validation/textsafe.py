@@ -1,0 +1,142 @@
+"""Untrusted text (prompts, model outputs, error messages, file contents) shown safely.
+
+Model output may carry HTML, Markdown or control characters. Everything here turns such text into
+*text* in the target format: HTML-escaped, Markdown-escaped, or with control characters made visible.
+
+Notebook helpers (they display; the others return strings):
+
+    show_text(s)                         escaped verbatim <pre> block
+    show_table(headers, rows)            escaped HTML table
+    show_md(markdown)                    trusted markdown written by the project (not for model text)
+
+String helpers: html_escape, visible_controls, md_escape, md_code, md_table, term_safe, one_line.
+"""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import Any, Iterable, Sequence
+
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(s: Any) -> str:
+    """Control characters (except tab/newline) as visible escapes, e.g. ESC -> \\x1b, BIDI overrides -> \\u202e."""
+    s = "" if s is None else str(s)
+    s = s.replace("\r\n", "\n")
+
+    def rep(m: re.Match) -> str:
+        c = m.group(0)
+        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+    return _CTRL.sub(rep, s)
+
+
+def html_escape(s: Any) -> str:
+    """Text for HTML element content or a quoted attribute: <>&"' escaped, controls made visible."""
+    return html.escape(visible_controls(s), quote=True)
+
+
+def md_escape(s: Any) -> str:
+    """Inline Markdown text: HTML and Markdown metacharacters neutralised, links and autolinks broken.
+
+    `< > &` become entities (no raw HTML survives), `\\ ` * _ [ ] | ~ $ { }` are backslash-escaped, a
+    leading `# - + > =` or `1.` is escaped, `://` and `www.` get a word joiner (no autolink), and
+    newlines become `<br>` so the text stays inside one table cell or paragraph.
+    """
+    s = visible_controls(s)
+    s = html.escape(s, quote=False)
+    s = re.sub(r"([\\`*_\[\]|~${}])", r"\\\1", s)
+    s = re.sub(r"://", "\u2060://", s)
+    s = re.sub(r"(?i)\bwww\.", "www\u2060.", s)
+    lines = []
+    for line in s.split("\n"):
+        line = re.sub(r"^(\s*)([#+\-=>])", r"\1\\\2", line)
+        line = re.sub(r"^(\s*\d+)([.)])(?=\s|$)", r"\1\\\2", line)
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def md_code(s: Any, lang: str = "text") -> str:
+    """A fenced code block that the content cannot close (fence longer than any backtick run inside)."""
+    s = visible_controls(s)
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{s}\n{fence}"
+
+
+def md_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = ()) -> str:
+    """A GitHub Markdown table; every cell escaped unless its column index is in trusted_cols."""
+    trusted = set(trusted_cols)
+
+    def cell(i: int, v: Any) -> str:
+        if i in trusted:
+            return ("" if v is None else str(v)).replace("|", "\\|").replace("\n", " ")
+        return md_escape("" if v is None else v)
+
+    out = ["| " + " | ".join(md_escape(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        out.append("| " + " | ".join(cell(i, v) for i, v in enumerate(r)) + " |")
+    return "\n".join(out)
+
+
+def term_safe(s: Any, limit: int | None = None) -> str:
+    """For a terminal: controls (ESC sequences included) made visible; optionally shortened."""
+    s = visible_controls(s)
+    if limit is not None and len(s) > limit:
+        s = s[: max(0, limit - 1)] + "…"
+    return s
+
+
+def one_line(s: Any, limit: int = 300) -> str:
+    """First meaningful line-ish summary of an error: whitespace collapsed, controls visible, shortened."""
+    s = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "" if s is None else str(s))  # ANSI colour from tracebacks
+    s = " ".join(s.split())
+    return term_safe(s, limit)
+
+
+def html_pre(s: Any, cls: str = "untrusted") -> str:
+    return f'<pre class="{html_escape(cls)}">{html_escape(s)}</pre>'
+
+
+def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
+               cls: str = "bv-table") -> str:
+    """An HTML table with every cell escaped (unless its column is trusted project HTML, e.g. a mark)."""
+    trusted = set(trusted_cols)
+    head = "".join(f"<th>{html_escape(h)}</th>" for h in headers)
+    body = []
+    for r in rows:
+        tds = "".join(
+            f"<td>{v if i in trusted else html_escape('' if v is None else v)}</td>" for i, v in enumerate(r)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return f'<table class="{html_escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+# -- notebook display --------------------------------------------------------------------------------
+def _display_html(h: str) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(h))
+
+
+def show_text(s: Any, cls: str = "untrusted") -> None:
+    """Show untrusted text verbatim (escaped <pre>) in a notebook."""
+    _display_html(html_pre(s, cls))
+
+
+def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = ()) -> None:
+    """Show a table with escaped cells in a notebook (bilingual headers: '指标 Metric')."""
+    _display_html(html_table(headers, list(rows), trusted_cols=trusted_cols))
+
+
+def show_md(markdown: str) -> None:
+    """Show project-written Markdown (never model output; escape untrusted parts with md_escape)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
+
+
+def is_cjk(ch: str) -> bool:
+    return "CJK" in unicodedata.name(ch, "")
