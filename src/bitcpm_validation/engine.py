@@ -76,7 +76,8 @@ def engine_kwargs(params: Params, which: Which = "real", **overrides: Any) -> di
         model, load_format = params.dummy_config_path, "dummy"
     else:
         model, load_format = params.model_path, "auto"
-    check_model_dir(Path(model), need_weights=(which == "real"))
+    check_model_dir(Path(model), need_weights=(which == "real"), max_model_len=e.max_model_len,
+                    params_source=params.source)
     kw: dict[str, Any] = dict(
         model=str(model),
         trust_remote_code=params.trust_remote_code,
@@ -93,7 +94,8 @@ def engine_kwargs(params: Params, which: Which = "real", **overrides: Any) -> di
     return kw
 
 
-def check_model_dir(path: Path, need_weights: bool = True) -> None:
+def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Optional[int] = None,
+                    params_source: Optional[str] = None) -> None:
     """Fail early, in one line, on a model directory the engine would choke on obscurely."""
     if not path.exists():
         raise EngineError(f"model path {path} does not exist: set model.path in the params file to a local copy "
@@ -116,6 +118,12 @@ def check_model_dir(path: Path, need_weights: bool = True) -> None:
     if not ((path / "tokenizer.json").is_file() or (path / "tokenizer.model").is_file()):
         raise EngineError(f"{path} has no tokenizer (tokenizer.json / tokenizer.model): copy the tokenizer files "
                           f"from the model repository")
+    from . import modelcheck  # safetensors headers, config consistency, max_model_len vs the model
+
+    try:
+        modelcheck.check_model_dir(path, need_weights, max_model_len, params_source)
+    except modelcheck.ModelCheckError as err:
+        raise EngineError(str(err)) from None
 
 
 def platform_env(params: Params) -> dict[str, str]:
