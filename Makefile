@@ -13,7 +13,7 @@ STAMP    := $(VENV)/.bitcpm-setup-$(PLATFORM)
 PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 
-.PHONY: help setup report render test test-fast lab clean-runs
+.PHONY: help setup report render test test-fast lab clean-runs publish
 
 help:
 	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
@@ -21,6 +21,7 @@ help:
 	@echo "make setup [PLATFORM=cpu|cuda|npu]  the venv ($(VENV)) with the engine stack (implicit in the others)"
 	@echo "make render [RUN=runs/<id>]      re-render a run's report.html / .pdf / .md"
 	@echo "make lab                         JupyterLab with the project's kernel"
+	@echo "make publish                     static site of runs/* in site/ (SHA-256 manifest; verify: cd site && sha256sum -c MANIFEST.sha256)"
 	@echo "detected platform: $(PLATFORM)"
 
 setup: $(STAMP)
@@ -35,6 +36,9 @@ report: $(STAMP)
 
 render: $(STAMP)
 	$(PY) -m bitcpm_validation render $(RUN)
+
+publish: $(STAMP)
+	$(PY) -m bitcpm_validation publish --runs runs --site site
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

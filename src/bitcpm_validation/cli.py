@@ -94,6 +94,37 @@ def _cmd_check(a: argparse.Namespace) -> int:
     return rc
 
 
+def _cmd_publish(a: argparse.Namespace) -> int:
+    from . import publish as P
+
+    try:
+        site, entries, n = P.build_site(a.runs, a.site)
+    except (OSError, P.PublishError) as e:
+        print(f"error: publish failed: {e}", file=sys.stderr)
+        return 2
+    print(f"site {site}/index.html: {len(entries)} run(s), {n} file(s) in {P.MANIFEST}")
+    print(f"verify: cd {site} && sha256sum -c {P.MANIFEST}   (or: python -m bitcpm_validation verify {site})")
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from . import publish as P
+
+    try:
+        problems = P.verify(a.site)
+    except P.PublishError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(f"FAILED {p}", file=sys.stderr)
+    if problems:
+        print(f"error: {len(problems)} problem(s) in {a.site}", file=sys.stderr)
+        return 1
+    n = sum(1 for ln in (Path(a.site) / P.MANIFEST).read_text(encoding="utf-8").splitlines() if ln.strip())
+    print(f"ok: {n} file(s) match {Path(a.site) / P.MANIFEST}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bitcpm_validation", description="BitCPM4-0.5B validation report")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -119,6 +150,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = sub.add_parser("check-params", help="validate params files")
     c.add_argument("paths", nargs="+")
     c.set_defaults(fn=_cmd_check)
+    pb = sub.add_parser("publish", help="build a static site of runs (index, reports, SHA-256 manifest)")
+    pb.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder of run directories (default runs/)")
+    pb.add_argument("--site", default=str(PROJECT_ROOT / "site"), help="output folder (default site/)")
+    pb.set_defaults(fn=_cmd_publish)
+    vf = sub.add_parser("verify", help="check a published site against its MANIFEST.sha256")
+    vf.add_argument("site", nargs="?", default=str(PROJECT_ROOT / "site"))
+    vf.set_defaults(fn=_cmd_verify)
     a = ap.parse_args(argv)
     return a.fn(a)
 
