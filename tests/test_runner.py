@@ -1,0 +1,185 @@
+"""The runner on tiny throwaway notebooks (not the engine chapters): progress, continue past a failure,
+skip, exit code, resume / --only, bad input, and Ctrl-C leaving no child process behind."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from bitcpm_validation import results as R
+from bitcpm_validation import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEAD = 'from bitcpm_validation.chapter import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
+OK = HEAD + 'ch.check("c1", "pass", "Works", "可用", "fine")\nch.metric("m", 1.5, "s", "M", "M", key=True)\nch.finish()'
+BOOM = HEAD + 'ch.check("before", "pass", "Recorded before", "之前记录")\nraise ValueError("boom <b>bad</b>")'
+SKIP = HEAD + 'ch.skip("not for this profile", "不适用")'
+SUMMARY = (HEAD + "from bitcpm_validation import summary as S\n"
+           'ch.data["n"] = len(S.check_matrix(ch.run_dir))\nch.finish()')
+
+
+def notebook(path: Path, cid: str, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('params_path = "params/default.yaml"\nrun_dir = "runs/lab"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {cid}"), params, nbformat.v4.new_code_cell(body.format(cid=cid))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = path / f"{cid}.ipynb"
+    nbformat.write(nb, p)
+    return p
+
+
+@pytest.fixture
+def proj(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    notebook(nbs, "01_environment", OK)
+    notebook(nbs, "02_loading", BOOM)
+    notebook(nbs, "03_inference", SKIP)
+    notebook(nbs, "00_summary", SUMMARY)
+    model = tmp_path / "model"
+    model.mkdir()
+    d = yaml.safe_load((ROOT / "params/default.yaml").read_text(encoding="utf-8"))
+    d["model"]["path"] = str(model)
+    d["prompts"] = str(ROOT / "params/prompts.yaml")
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(d), encoding="utf-8")
+    return {"nbs": nbs, "params": params, "runs": tmp_path / "runs", "tmp": tmp_path}
+
+
+def run(proj, **kw):
+    out = io.StringIO()
+    oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out, **kw)
+    return oc, out.getvalue()
+
+
+def test_run_continues_past_failure(proj):
+    oc, out = run(proj)
+    st = {c.chapter: c.status for c in oc.chapters}
+    assert st == {"01_environment": "ok", "02_loading": "failed", "03_inference": "skipped", "00_summary": "ok"}
+    assert [c.chapter for c in oc.chapters][-1] == "00_summary"  # summary last
+    assert oc.exit_code == 1
+    # progress: one line per chapter with index, name, status, seconds, total
+    lines = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert len(lines) == 4 and lines[0].startswith("[01/04] 01_environment")
+    assert " ok " in lines[0] and " s  (total " in lines[0] and "failed" in lines[1] and "skipped" in lines[2]
+    d = oc.run_dir
+    for sub in ("notebooks", "results", "evidence", "artifacts"):
+        assert (d / sub).is_dir()
+    assert (d / "notebooks" / "02_loading.ipynb").exists()  # failed notebooks are kept, with the error
+    failed = R.load(d / "results" / "02_loading.json")
+    assert failed.status == "failed" and failed.error == "ValueError: boom <b>bad</b>"
+    assert [c.id for c in failed.checks] == ["before"]  # checks recorded before the error are kept
+    assert R.load(d / "results" / "03_inference.json").status == "skipped"
+    assert R.load(d / "results" / "00_summary.json").data["n"] > 0
+    info = json.loads((d / "run.json").read_text())
+    assert info["chapters"]["02_loading"]["status"] == "failed" and info["profile"] == "default"
+    assert (proj["runs"] / "latest").resolve() == d
+
+
+def test_resume_reruns_only_failed(proj):
+    oc, _ = run(proj)
+    d = oc.run_dir
+    ok_before = (d / "results" / "01_environment.json").read_text()
+    notebook(proj["nbs"], "02_loading", OK)  # "fix" the chapter
+    oc2, out = run(proj, run_dir=d, resume=True)
+    assert [c.chapter for c in oc2.chapters] == ["02_loading", "00_summary"]
+    assert oc2.exit_code == 0
+    assert (d / "results" / "01_environment.json").read_text() == ok_before  # nothing lost
+    assert R.load(d / "results" / "02_loading.json").status == "ok"
+    info = json.loads((d / "run.json").read_text())
+    assert info["chapters"]["01_environment"]["status"] == "ok" and info["chapters"]["02_loading"]["status"] == "ok"
+
+
+def test_only_into_existing_run(proj):
+    oc, _ = run(proj)
+    oc2, _ = run(proj, run_dir=oc.run_dir, only=["inference"])
+    assert [c.chapter for c in oc2.chapters] == ["03_inference", "00_summary"]
+    assert oc2.exit_code == 0
+    assert R.load(oc.run_dir / "results" / "02_loading.json").status == "failed"  # untouched
+
+
+def test_unknown_chapter(proj):
+    with pytest.raises(runner.RunError, match="unknown chapter 'nope'"):
+        run(proj, only=["nope"])
+
+
+def test_missing_model_is_one_line(proj):
+    d = yaml.safe_load(proj["params"].read_text())
+    d["model"]["path"] = "/path/to/BitCPM4-0.5B"
+    proj["params"].write_text(yaml.safe_dump(d))
+    with pytest.raises(runner.RunError) as ei:
+        run(proj)
+    msg = str(ei.value)
+    assert "model.path" in msg and "/path/to/BitCPM4-0.5B" in msg and "\n" not in msg
+    assert not proj["runs"].exists()  # nothing started
+
+
+def test_cli_bad_params_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: x\nmodel: {path: m}\nbogus: 1\n")
+    p = subprocess.run([sys.executable, "-m", "bitcpm_validation", "run", "--params", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "bogus" in p.stderr
+
+
+SLEEPER = HEAD + (
+    "import subprocess, pathlib, time\n"
+    "p = subprocess.Popen(['sleep', '300'], start_new_session=True)  # like an engine server\n"
+    "pathlib.Path(run_dir, 'child.pid').write_text(str(p.pid))\n"
+    "time.sleep(300)\nch.finish()"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_leaves_no_child_process(proj):
+    for p in proj["nbs"].glob("*.ipynb"):
+        p.unlink()
+    notebook(proj["nbs"], "01_environment", SLEEPER)
+    notebook(proj["nbs"], "00_summary", SUMMARY)
+    run_dir = proj["tmp"] / "run"
+    code = (f"import sys; from pathlib import Path; from bitcpm_validation import runner; "
+            f"oc = runner.run({str(proj['params'])!r}, run_dir={str(run_dir)!r}, notebooks_dir=Path({str(proj['nbs'])!r})); "
+            f"sys.exit(oc.exit_code)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    pidfile = run_dir / "child.pid"
+    deadline = time.time() + 90
+    while not pidfile.exists() and time.time() < deadline:
+        time.sleep(0.3)
+    assert pidfile.exists(), "the notebook never started its child process"
+    time.sleep(0.5)
+    child = int(pidfile.read_text())
+    assert _alive(child)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), "the chapter's child process survived Ctrl-C"
+    assert "interrupted" in out and "--resume" in out
+    res = R.load(run_dir / "results" / "01_environment.json")
+    assert res.status == "failed" and "interrupted" in res.error
+    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
