@@ -1,0 +1,148 @@
+"""provenance: input hashes, remote-code files with SHA-256, git commit + dirty flag, versions, seeds,
+engine settings; and the provenance chapter notebook run on a tiny fake model (no engine)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bitcpm_validation import provenance as P
+from bitcpm_validation import results as R
+from bitcpm_validation.params import load_params
+from fake_model import fake_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp_path: Path, model: Path, trust: bool | None = True, **extra) -> Path:
+    doc = {"profile": "t", "prompts": str(ROOT / "params" / "prompts.yaml"),
+           "model": {"path": str(model), "dummy_config": None}, "engine": {"max_model_len": 1024}}
+    if trust is not None:
+        doc["trust_remote_code"] = trust
+    doc.update(extra)
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_hash_model_dir_roles_and_hashes(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    (d / ".git").mkdir()
+    (d / ".git" / "HEAD").write_text("x")
+    rows = {r["path"]: r for r in P.hash_model_dir(d)}
+    assert ".git/HEAD" not in rows
+    assert rows["model.safetensors"]["role"] == "weights"
+    assert rows["config.json"]["role"] == "config"
+    assert rows["tokenizer.json"]["role"] == "tokenizer"
+    assert rows["modeling_minicpm.py"]["role"] == "code"
+    for name, r in rows.items():
+        assert r["sha256"] == _sha(d / name) and r["bytes"] == (d / name).stat().st_size
+
+
+def test_remote_code_listed_with_hashes(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    (d / "helpers.py").write_text("X = 1\n")
+    tc = json.loads((d / "tokenizer_config.json").read_text())
+    tc["auto_map"] = {"AutoTokenizer": ["tokenization_minicpm.MiniCPMTokenizer", None]}
+    (d / "tokenizer_config.json").write_text(json.dumps(tc))
+    rc = P.remote_code_files(d, trust_remote_code=True)
+    files = {f["file"]: f for f in rc["files"]}
+    assert rc["auto_map"] is True
+    assert files["modeling_minicpm.py"]["executed"] and files["modeling_minicpm.py"]["auto_map_target"]
+    assert files["modeling_minicpm.py"]["sha256"] == _sha(d / "modeling_minicpm.py")
+    assert files["modeling_minicpm.py"]["referenced_by"] == ["config.json:AutoModelForCausalLM"]
+    assert files["helpers.py"]["executed"] and not files["helpers.py"]["auto_map_target"]  # importable by targets
+    assert rc["missing_targets"] == ["tokenization_minicpm.py"]  # referenced but absent: flagged
+
+
+def test_remote_code_not_executed_without_trust(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    rc = P.remote_code_files(d, trust_remote_code=False)
+    assert rc["files"] and not any(f["executed"] for f in rc["files"])
+    assert all(f["sha256"] for f in rc["files"])  # still listed with hashes
+
+
+def test_external_auto_map_reference(tmp_path):
+    d = fake_model_dir(tmp_path / "m", auto_map={"AutoModelForCausalLM": "someone/repo--modeling_x.X"})
+    rc = P.remote_code_files(d, True)
+    assert rc["external"] == [{"source": "config.json", "auto_class": "AutoModelForCausalLM",
+                               "reference": "someone/repo--modeling_x.X"}]
+
+
+def test_collect(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    params = load_params(_params(tmp_path, d))
+    prov = P.collect(params, run_dir=None)
+    json.dumps(prov)  # JSON-ready
+    roles = {(e["set"], e["role"]) for e in prov["inputs"]}
+    assert {("model", "weights"), ("model", "config"), ("model", "tokenizer"), ("params", "params"),
+            ("params", "prompts")} <= roles
+    assert prov["remote_code"]["explicit"] is True
+    assert prov["git"]["commit"] and len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
+    assert prov["versions"]["python"] and "torch" in prov["versions"]
+    assert prov["seeds"]["engine.seed"] == 0
+    real = prov["engine"]["real"]
+    assert real["model"] == str(d) and real["max_model_len"] == 1024 and real["trust_remote_code"] is True
+    assert "error" in prov["engine"]["dummy"]  # dummy_config unset: recorded, not raised
+
+
+def test_trust_remote_code_default_is_not_explicit(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    params = load_params(_params(tmp_path, d, trust=None))
+    assert P.collect(params)["remote_code"]["explicit"] is False
+
+
+def test_collect_missing_model_dir(tmp_path):
+    params = load_params(_params(tmp_path, tmp_path / "nope"))
+    prov = P.collect(params)
+    assert prov["model_dir_exists"] is False
+    assert "does not exist" in prov["engine"]["real"]["error"]
+
+
+def test_git_info_dirty_flag(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (repo / "f").write_text("1")
+    git("add", "f")
+    git("-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "x")
+    g = P.git_info(repo)
+    assert g["dirty"] is False and len(g["commit"]) == 40
+    (repo / "f").write_text("2")
+    assert P.git_info(repo)["dirty"] is True
+    assert P.git_info(tmp_path)["commit"] is None or P.git_info(tmp_path)["commit"] != g["commit"]
+
+
+def test_provenance_chapter_notebook(tmp_path):
+    """notebooks/11_provenance.ipynb executed by papermill on a fake model: results, checks and card."""
+    pytest.importorskip("papermill")
+    import papermill as pm
+
+    d = fake_model_dir(tmp_path / "m")
+    pp = _params(tmp_path, d)
+    run = tmp_path / "run"
+    pm.execute_notebook(str(ROOT / "notebooks" / "11_provenance.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"params_path": str(pp), "run_dir": str(run)}, kernel_name="python3",
+                        cwd=str(ROOT), progress_bar=False)
+    res = R.load(run / "results" / "11_provenance.json")
+    assert res.status == "ok"
+    checks = {c.id: c.status for c in res.checks}
+    assert checks["inputs_hashed"] == "pass"
+    assert checks["trust_remote_code_explicit"] == "pass"
+    assert checks["remote_code_listed"] == "pass"
+    assert checks["git_commit"] in ("pass", "warn")
+    assert res.metric("remote_code_files") == 2
+    md = res.card[0]["markdown"]
+    assert _sha(d / "modeling_minicpm.py") in md and _sha(d / "model.safetensors") in md
+    html = (tmp_path / "out.ipynb").read_text()
+    assert _sha(d / "configuration_minicpm.py") in html and "✅ 执行 executed" in html
