@@ -175,16 +175,31 @@ def _logging_config(evidence: Path) -> Path:
 
 _KV_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
 _CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
+# Timings and sizes the engine logs (vLLM 0.1x-0.3x wording; CPU, CUDA and vLLM-Ascend share them).
+_FLOAT_RES = {
+    "weights_load_s": re.compile(r"Loading weights took ([\d.]+) s"),
+    "model_init_s": re.compile(r"Initializing model took ([\d.]+) s"),
+    "model_load_gib": re.compile(r"Model loading took ([\d.]+) ?GiB"),
+    "model_load_s": re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s"),
+    "engine_core_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "checkpoint_gib": re.compile(r"Checkpoint size: ([\d.]+) GiB"),
+    "kv_cache_gib": re.compile(r"Available KV cache memory: ([\d.]+) GiB|Explicitly set \(([\d.]+)/"),
+}
 
 
 def parse_engine_log(text: str) -> dict[str, Any]:
-    """KV-cache capacity and concurrency as the engine logged them (last occurrence wins)."""
+    """KV-cache capacity, concurrency, load timings and sizes as the engine logged them (last wins)."""
     out: dict[str, Any] = {}
     for m in _KV_RE.finditer(text):
         out["kv_cache_tokens"] = int(m.group(1).replace(",", ""))
     for m in _CONC_RE.finditer(text):
         out["max_concurrency"] = float(m.group(2))
         out["concurrency_context_tokens"] = int(m.group(1).replace(",", ""))
+    for key, rx in _FLOAT_RES.items():
+        for m in rx.finditer(text):
+            val = next((g for g in m.groups() if g is not None), None)
+            if val is not None:
+                out[key] = float(val)
     return out
 
 
@@ -199,6 +214,8 @@ class Engine:
     kv_cache_tokens: Optional[int] = None
     max_concurrency: Optional[float] = None
     env: dict[str, str] = field(default_factory=dict)
+    # what the engine logged while starting (parse_engine_log): weights_load_s, engine_core_init_s, ...
+    log_facts: dict[str, Any] = field(default_factory=dict)
 
     # -- settings ------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -210,6 +227,23 @@ class Engine:
         s["platform"] = self.platform
         s.update({k: v for k, v in self.env.items()})
         return s
+
+    def settings_rows(self) -> list[list[Any]]:
+        """settings() as rows for a two-column table ("设置 Setting", "值 Value"); the model path is
+        shown relative to the project root where it lies inside it (stable between checkouts)."""
+        from .paths import PROJECT_ROOT
+
+        rows = []
+        for k, v in self.settings().items():
+            if k == "model":
+                with contextlib.suppress(ValueError):
+                    v = str(Path(v).resolve().relative_to(PROJECT_ROOT))
+            rows.append([k, v])
+        return rows
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], *, max_tokens: int, **kw: Any) -> list[list[int]]:
+        """Greedy (temperature 0) generated token ids only."""
+        return [g.token_ids for g in self.generate(prompts, max_tokens=max_tokens, **kw)]
 
     # -- running ------------------------------------------------------------------------------
     def tokenizer(self):
@@ -295,7 +329,10 @@ def start(params: Params, evidence_path: Path, which: Which = "real", **override
     # KV capacity: from the engine config where the frontend has it, else from the engine's log line.
     cc = getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None)
     blocks, block = getattr(cc, "num_gpu_blocks", None), getattr(cc, "block_size", None)
-    logged = parse_engine_log(Path(evidence_path).read_text(encoding="utf-8", errors="replace")[mark:])
+    with open(evidence_path, "rb") as fh:
+        fh.seek(mark)
+        logged = parse_engine_log(fh.read().decode("utf-8", errors="replace"))
+    eng.log_facts = logged
     eng.kv_cache_tokens = logged.get("kv_cache_tokens") or (blocks * block if blocks and block else None)
     eng.max_concurrency = logged.get("max_concurrency") or (
         eng.kv_cache_tokens / kwargs["max_model_len"] if eng.kv_cache_tokens else None)

@@ -1,0 +1,187 @@
+"""Chinese-output metrics: CJK share, distinct-n, longest repeated span, and a per-output verdict.
+
+The original document judged Chinese answers by eye ("repetition severe", 重复严重). Here every
+judgement is a number compared with a documented threshold from `params.chinese`:
+
+- **CJK share** = CJK ideographs / (letters + digits), counted per character; whitespace and
+  punctuation (ASCII or full-width, e.g. `，。？`) are not counted. Below `min_cjk_share`: the answer
+  is not really Chinese.
+- **distinct-n** = distinct character n-grams / all character n-grams (whitespace removed; characters,
+  because Chinese has no spaces between words). 1.0: nothing repeats; low values: loops. Below
+  `min_distinct_2`: repetition is severe.
+- **longest repeated span**: the longest substring that occurs at least twice without overlapping
+  (whitespace kept). Its **repeat share** = span length × its non-overlapping occurrences / text
+  length: the part of the answer taken by the repeats of that span. Above `max_repeat_share`:
+  repetition is severe. (A span of 1-2 characters repeated is normal language, so spans shorter than
+  `MIN_SPAN` characters are not counted as repetition.)
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+MIN_SPAN = 4  # repeated spans shorter than this are ordinary language, not a loop
+
+
+def is_cjk(ch: str) -> bool:
+    """A CJK ideograph (unified, extensions, compatibility), not CJK punctuation."""
+    o = ord(ch)
+    return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x20000 <= o <= 0x2FA1F
+            or 0xF900 <= o <= 0xFAFF)
+
+
+def _counted(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in ("L", "N")
+
+
+def cjk_share(text: str) -> float:
+    """CJK ideographs / letters-and-digits (0.0 for text without any)."""
+    counted = [c for c in text if _counted(c)]
+    if not counted:
+        return 0.0
+    return sum(1 for c in counted if is_cjk(c)) / len(counted)
+
+
+def distinct_n(text: str, n: int) -> Optional[float]:
+    """Distinct character n-grams / all character n-grams (whitespace removed); None if too short."""
+    s = "".join(text.split())
+    grams = [s[i:i + n] for i in range(len(s) - n + 1)]
+    if not grams:
+        return None
+    return len(set(grams)) / len(grams)
+
+
+def longest_repeated_span(text: str) -> str:
+    """The longest substring occurring twice without overlap (the first such, leftmost)."""
+    s = text
+    n = len(s)
+    best_len, best_end = 0, 0
+    prev = [0] * (n + 1)
+    for i in range(1, n + 1):
+        cur = [0] * (n + 1)
+        ci = s[i - 1]
+        for j in range(i + 1, n + 1):
+            if ci == s[j - 1] and prev[j - 1] < (j - i):
+                cur[j] = prev[j - 1] + 1
+                if cur[j] > best_len:
+                    best_len, best_end = cur[j], i
+        prev = cur
+    return s[best_end - best_len:best_end] if best_len else ""
+
+
+def count_non_overlapping(text: str, span: str) -> int:
+    if not span:
+        return 0
+    n, i = 0, text.find(span)
+    while i >= 0:
+        n += 1
+        i = text.find(span, i + len(span))
+    return n
+
+
+@dataclass
+class ChineseMetrics:
+    chars: int
+    cjk_share: float
+    distinct_1: Optional[float]
+    distinct_2: Optional[float]
+    distinct_3: Optional[float]
+    longest_repeat: str
+    longest_repeat_len: int
+    longest_repeat_count: int
+    repeat_share: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metrics(text: str) -> ChineseMetrics:
+    span_eff = longest_repeated_span(text)
+    count = count_non_overlapping(text, span_eff)
+    share = 0.0 if len(span_eff.strip()) < MIN_SPAN else len(span_eff) * count / len(text)
+
+    def r(x):
+        return None if x is None else round(x, 4)
+
+    return ChineseMetrics(
+        chars=len(text), cjk_share=round(cjk_share(text), 4),
+        distinct_1=r(distinct_n(text, 1)), distinct_2=r(distinct_n(text, 2)), distinct_3=r(distinct_n(text, 3)),
+        longest_repeat=span_eff, longest_repeat_len=len(span_eff), longest_repeat_count=count,
+        repeat_share=round(share, 4),
+    )
+
+
+@dataclass
+class Verdict:
+    status: str  # pass | warn
+    label_en: str
+    label_zh: str
+    reasons_en: list[str]
+    reasons_zh: list[str]
+
+    @property
+    def detail_en(self) -> str:
+        return "; ".join(self.reasons_en)
+
+    @property
+    def detail_zh(self) -> str:
+        return "；".join(self.reasons_zh)
+
+
+def thresholds(cp: Any) -> list[dict[str, Any]]:
+    """The documented thresholds (params.chinese) as table rows."""
+    return [
+        {"metric": "cjk_share", "rule": f">= {cp.min_cjk_share}", "name_en": "CJK share of letters/digits",
+         "name_zh": "汉字占字母数字比例", "fails_en": "not really Chinese", "fails_zh": "不是中文回答"},
+        {"metric": "distinct_2", "rule": f">= {cp.min_distinct_2}", "name_en": "distinct character bigrams",
+         "name_zh": "不重复字符二元组比例", "fails_en": "repetition severe", "fails_zh": "重复严重"},
+        {"metric": "repeat_share", "rule": f"<= {cp.max_repeat_share}",
+         "name_en": f"share taken by the longest repeated span (>= {MIN_SPAN} chars)",
+         "name_zh": f"最长重复片段（≥{MIN_SPAN} 字）所占比例", "fails_en": "repetition severe", "fails_zh": "重复严重"},
+    ]
+
+
+def verdict(m: ChineseMetrics, cp: Any) -> Verdict:
+    """pass ("Chinese, no severe repetition") or warn with the failing thresholds as reasons."""
+    en, zh = [], []
+    not_zh = m.cjk_share < cp.min_cjk_share
+    if m.chars == 0:
+        return Verdict("warn", "empty output", "输出为空", ["empty output"], ["输出为空"])
+    if not_zh:
+        en.append(f"CJK share {m.cjk_share:.2f} < {cp.min_cjk_share}")
+        zh.append(f"汉字比例 {m.cjk_share:.2f} < {cp.min_cjk_share}")
+    rep = False
+    if m.distinct_2 is not None and m.distinct_2 < cp.min_distinct_2:
+        rep = True
+        en.append(f"distinct-2 {m.distinct_2:.2f} < {cp.min_distinct_2}")
+        zh.append(f"distinct-2 {m.distinct_2:.2f} < {cp.min_distinct_2}")
+    if m.repeat_share > cp.max_repeat_share:
+        rep = True
+        en.append(f"longest repeated span ({m.longest_repeat_len} chars × {m.longest_repeat_count}) covers "
+                  f"{m.repeat_share:.0%} > {cp.max_repeat_share:.0%}")
+        zh.append(f"最长重复片段（{m.longest_repeat_len} 字 × {m.longest_repeat_count}）占 "
+                  f"{m.repeat_share:.0%} > {cp.max_repeat_share:.0%}")
+    if not_zh and rep:
+        return Verdict("warn", "not Chinese, repetition severe", "非中文且重复严重", en, zh)
+    if not_zh:
+        return Verdict("warn", "not Chinese", "非中文回答", en, zh)
+    if rep:
+        return Verdict("warn", "repetition severe", "重复严重", en, zh)
+    return Verdict("pass", "Chinese, no severe repetition", "中文回答，无严重重复",
+                   [f"CJK share {m.cjk_share:.2f}, distinct-2 {m.distinct_2}, repeat share {m.repeat_share:.0%}"],
+                   [f"汉字比例 {m.cjk_share:.2f}，distinct-2 {m.distinct_2}，重复占比 {m.repeat_share:.0%}"])
+
+
+def select_prompts(prompt_set: Any) -> list:
+    """The Chinese chapter's probes: every `lang: zh` prompt of prompts.yaml (the original's three
+    included), every other prompt whose expectation asks for Chinese output (the translation prompt),
+    and the original's Chinese prompts once more through the chat template (how a user would ask)."""
+    from .prompting import with_chat
+
+    base = [q for q in prompt_set.prompts if q.lang == "zh" or q.expect.min_cjk_share is not None]
+    ids = {q.id for q in base}
+    extra = [with_chat(q) for q in base if q.lang == "zh" and q.from_original and not q.chat
+             and q.id + "_chat" not in ids]
+    return base + extra

@@ -1,0 +1,40 @@
+"""Token-level comparison tables of the determinism chapter."""
+from bitcpm_validation import determinism as D
+
+
+def test_compare_equal_and_divergent():
+    assert D.compare([1, 2, 3], [1, 2, 3]) == {"tokens_compared": 3, "identical": 3, "first_divergence": None,
+                                              "match": True, "len_a": 3, "len_b": 3, "a_at": None, "b_at": None}
+    c = D.compare([1, 2, 3, 4], [1, 9, 3])
+    assert c["tokens_compared"] == 4 and c["identical"] == 2 and c["first_divergence"] == 1
+    assert (c["a_at"], c["b_at"]) == (2, 9) and not c["match"]
+    c = D.compare([1, 2], [1, 2, 5])  # a missing token is a difference
+    assert c["first_divergence"] == 2 and c["a_at"] is None and c["b_at"] == 5
+
+
+def test_compare_all_groups_and_checks():
+    runs = [[[1, 2, 3], [4, 5]], [[1, 2, 3], [4, 5]]]
+    res = D.compare_all(["a", "b"], runs, restart=[[1, 2, 3], [4, 5]], alone=[[1, 2, 3], [4, 6]])
+    assert [r["group"] for r in res["rows"]] == ["repeat"] * 2 + ["restart"] * 2 + ["batch"] * 2
+    t = res["totals"]
+    assert t["all"] == {"rows": 6, "rows_matching": 5, "tokens_compared": 15, "identical": 14,
+                        "identical_share": 14 / 15}
+    st = {c["check_id"]: c["status"] for c in D.checks(res)}
+    assert st == {"determinism_repeat": "pass", "determinism_restart": "pass", "determinism_batch": "warn"}
+    det = next(c for c in D.checks(res) if c["check_id"] == "determinism_batch")
+    assert "b at token 1" in det["detail_en"]
+    rows = D.table_rows(res["rows"])
+    assert len(rows[0]) == len(D.TABLE_HEADERS) and rows[-1][4] == "1 (5 ≠ 6)" and rows[-1][5] == "❌"
+
+
+def test_repeat_difference_fails_and_disabled_is_not_run():
+    res = D.compare_all(["a"], [[[1, 2]], [[1, 3]]])
+    st = {c["check_id"]: c["status"] for c in D.checks(res)}
+    assert st == {"determinism_repeat": "fail", "determinism_restart": "not_run", "determinism_batch": "not_run"}
+
+
+def test_env_rows_record_platform_vars(monkeypatch):
+    monkeypatch.setenv("LCCL_DETERMINISTIC", "1")
+    rows = {r["var"]: r for r in D.env_rows("npu")}
+    assert rows["LCCL_DETERMINISTIC"]["actual"] == "1" and rows["HCCL_DETERMINISTIC"]["recommended"] == "true"
+    assert "VLLM_BATCH_INVARIANT" in rows
