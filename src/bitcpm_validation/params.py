@@ -69,10 +69,15 @@ class PrecisionParams(_Section):
     max_mean_abs_dlogprob: float = Field(0.05, ge=0)
     max_kl: float = Field(0.05, ge=0)
     baselines: list[str] = Field(default_factory=list, description="earlier run dirs to compare against")
+    engine_float32: bool = Field(
+        True, description="stand-in only: also run the engine in float32 (one more engine start) to separate "
+                          "BF16 rounding from implementation differences")
 
 
 class QuantizationParams(_Section):
     group_sizes: list[int] = Field(default_factory=lambda: [32, 64, 128, 256])
+    assumed_group_size: int = Field(
+        32, ge=1, description="scale group assumed for the analytic full-0.5B sizes (BitCPM-CANN: group 32 on 0.5B)")
 
 
 class PerformanceParams(_Section):
