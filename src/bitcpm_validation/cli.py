@@ -157,6 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vf = sub.add_parser("verify", help="check a published site against its MANIFEST.sha256")
     vf.add_argument("site", nargs="?", default=str(PROJECT_ROOT / "site"))
     vf.set_defaults(fn=_cmd_verify)
+    from . import compare as _compare  # compare RUN_DIR RUN_DIR ... [--out DIR]: runs side by side
+
+    _compare.add_cli(sub)
     a = ap.parse_args(argv)
     return a.fn(a)
 

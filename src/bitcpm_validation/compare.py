@@ -1,0 +1,231 @@
+"""Compare runs: `make compare RUNS="runs/a runs/b ..."` (python -m bitcpm_validation compare runs/a runs/b).
+
+Holds runs made on different hosts against each other (an Ascend run against a CUDA run and against
+the CPU reference): the environments side by side, agreement tables for every pair of runs from
+their precision baseline bundles (results/06_precision.json: data.bundle and data.reference_bundle),
+and the key metrics of every chapter as ratios to the first run. Writes compare.html (rendered with
+the report's template, offline), compare.md and compare.json into runs/compare-<timestamp>/ or --out.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import precision as P
+from . import results as R
+from .paths import PROJECT_ROOT
+from .textsafe import md_escape, md_table
+
+ENV_KEYS = ["device", "device_kind", "platform", "dtype", "mode", "os", "arch", "python", "vllm", "vllm_ascend",
+            "torch", "torch_npu", "cann", "transformers"]
+
+
+class CompareError(ValueError):
+    pass
+
+
+def _resolve(p: str | Path) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() or q.exists() else PROJECT_ROOT / q
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """What a run offers for comparison; a missing precision bundle is recorded as `bundle_error`."""
+    d = _resolve(path)
+    if not d.is_dir():
+        raise CompareError(f"{path}: not a run directory")
+    run: dict[str, Any] = {"name": d.name, "path": str(d), "env": {}, "bundles": None, "bundle_error": None,
+                           "metrics": {}, "profile": None}
+    rj = d / "run.json"
+    if rj.is_file():
+        try:
+            info = json.loads(rj.read_text(encoding="utf-8"))
+            run["profile"] = info.get("profile")
+        except (OSError, json.JSONDecodeError):
+            pass
+    try:
+        results = R.load_run(d)
+    except R.ResultsError as e:
+        results = {}
+        run["results_error"] = str(e)
+    for cid, res in results.items():
+        run["profile"] = run["profile"] or res.profile
+        for m in res.metrics:
+            if m.key and not m.timing:
+                run["metrics"][f"{cid}:{m.id}"] = {"value": m.value, "unit": m.unit, "name_en": m.name_en,
+                                                   "name_zh": m.name_zh}
+    try:
+        b = P.load_run_bundles(d)
+        run["bundles"] = b
+        run["env"].update(b["engine"].get("environment") or {})
+        run["env"].update({k: v for k, v in (b["engine"].get("settings") or {}).items() if v is not None})
+        run["model"] = b["engine"].get("model") or {}
+    except P.BaselineError as e:
+        run["bundle_error"] = str(e)
+    env = results.get("01_environment")
+    if env is not None:
+        facts = env.data.get("facts") or {}
+        dev = facts.get("device") or {}
+        run["env"].setdefault("device", dev.get("name"))
+        run["env"].setdefault("device_kind", dev.get("kind"))
+        for k, v in (facts.get("versions") or env.data.get("versions") or {}).items():
+            if v and k in ENV_KEYS:
+                run["env"].setdefault(k, v)
+        for k in ("os", "arch", "python"):
+            if facts.get(k):
+                run["env"].setdefault(k, facts[k])
+    return run
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def compare_runs(paths: Sequence[str | Path]) -> dict[str, Any]:
+    if len(paths) < 2:
+        raise CompareError("compare needs at least two run directories (RUNS=\"runs/a runs/b\")")
+    runs = [load_run(p) for p in paths]
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):  # same basename in different folders
+        for i, r in enumerate(runs):
+            r["name"] = f"{i + 1}:{r['name']}"
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        row: dict[str, Any] = {"a": a["name"], "b": b["name"]}
+        if a["bundles"] and b["bundles"]:
+            c = P.compare_bundles(a["bundles"]["engine"], b["bundles"]["engine"])
+            row["engine"] = c["summary"]
+            row["unmatched"] = c["unmatched"]
+            if a["bundles"].get("reference") and b["bundles"].get("reference"):
+                row["reference"] = P.compare_bundles(a["bundles"]["reference"], b["bundles"]["reference"])["summary"]
+            row["same_model"] = (a.get("model") or {}).get("weights_sha256") == (b.get("model") or {}).get("weights_sha256")
+        else:
+            row["error"] = a["bundle_error"] or b["bundle_error"]
+        pairs.append(row)
+    self_ref = {}
+    for r in runs:
+        if r["bundles"] and r["bundles"].get("reference"):
+            self_ref[r["name"]] = P.compare_bundles(r["bundles"]["reference"], r["bundles"]["engine"])["summary"]
+    keys = sorted({k for r in runs for k in r["metrics"]})
+    metrics = []
+    for k in keys:
+        first = runs[0]["metrics"].get(k, {}).get("value")
+        vals, ratios = [], []
+        meta = next(r["metrics"][k] for r in runs if k in r["metrics"])
+        for r in runs:
+            v = r["metrics"].get(k, {}).get("value")
+            vals.append(v)
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            fnum = isinstance(first, (int, float)) and not isinstance(first, bool)
+            ratios.append(v / first if num and fnum and first else None)
+        metrics.append({"id": k, "name_en": meta["name_en"], "name_zh": meta["name_zh"], "unit": meta["unit"],
+                        "values": vals, "ratios": ratios})
+    return {"runs": [{k: r.get(k) for k in ("name", "path", "profile", "env", "bundle_error", "model")} for r in runs],
+            "pairs": pairs, "engine_vs_own_reference": self_ref, "metrics": metrics,
+            "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def to_markdown(c: dict[str, Any]) -> str:
+    runs = c["runs"]
+    names = [r["name"] for r in runs]
+    out = ["# 运行对比 · Run comparison", "",
+           "运行 · Runs: " + ", ".join(f"`{md_escape(n)}` ({md_escape(r['path'])})" for n, r in zip(names, runs)), ""]
+    out += ["## 环境 · Environments", ""]
+    keys = [k for k in ENV_KEYS if any(r["env"].get(k) for r in runs)]
+    rows = [[k] + [_fmt(r["env"].get(k)) for r in runs] for k in keys]
+    rows.append(["profile"] + [_fmt(r.get("profile")) for r in runs])
+    rows.append(["weights sha256"] + [_fmt((r.get("model") or {}).get("weights_sha256")) for r in runs])
+    out += [md_table(["项目 Item"] + names, rows), ""]
+    errs = [(r["name"], r["bundle_error"]) for r in runs if r["bundle_error"]]
+    if errs:
+        out += ["**无基线包 · No baseline bundle:** " + "; ".join(f"{md_escape(n)}: {md_escape(e)}" for n, e in errs), ""]
+    out += ["## 两两一致性 · Agreement for every pair", "",
+            "P = 第一个运行(基线),Q = 第二个;教师强制在 P 的序列上 · P = first run (baseline), Q = second; "
+            "teacher-forced on P's sequences. KL(P‖Q) over P's top-k, renormalised.", ""]
+    rows = []
+    for p in c["pairs"]:
+        if "error" in p:
+            rows.append([f"{p['a']} vs {p['b']}", p["error"], "", "", "", "", ""])
+            continue
+        rows.append(P.summary_row(f"{p['a']} vs {p['b']} (engines{'' if p['same_model'] else ', DIFFERENT weights'})", p["engine"]))
+        if "reference" in p:
+            rows.append(P.summary_row(f"{p['a']} vs {p['b']} (fp32 references)", p["reference"]))
+    for n, s in c["engine_vs_own_reference"].items():
+        rows.append(P.summary_row(f"{n}: engine vs its fp32 reference", s))
+    out += [md_table(P.SUMMARY_HEADERS, rows), ""]
+    out += ["## 关键指标 · Key metrics", "", f"比值以 `{md_escape(names[0])}` 为 1 · ratios relative to `{md_escape(names[0])}`.", ""]
+    rows = []
+    for m in c["metrics"]:
+        rows.append([f"{m['name_zh']} {m['name_en']}", m["unit"]] + [_fmt(v) for v in m["values"]]
+                    + [_fmt(r) if r is not None else "—" for r in m["ratios"][1:]])
+    out += [md_table(["指标 Metric", "单位 Unit"] + names + [f"{n} / {names[0]}" for n in names[1:]], rows), ""]
+    return "\n".join(out)
+
+
+def render(c: dict[str, Any], out_dir: Path, pdf: bool = False) -> dict[str, Path]:
+    """compare.json, compare.md and compare.html (the report template, offline) in out_dir."""
+    import nbformat
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(c)
+    R.write_atomic(out_dir / "compare.json", json.dumps(R._jsonable(c), ensure_ascii=False, indent=2) + "\n")
+    R.write_atomic(out_dir / "compare.md", md + "\n")
+    files = {"json": out_dir / "compare.json", "md": out_dir / "compare.md"}
+    try:
+        from .render import html_report
+
+        sections = md.split("\n## ")
+        cells = [new_markdown_cell(sections[0])] + [new_markdown_cell("## " + s) for s in sections[1:]]
+        nb = new_notebook(cells=cells, metadata={"language_info": {"name": "python"}})
+        html = html_report(nbformat.from_dict(nb), "BitCPM4-0.5B run comparison · 运行对比")
+        R.write_atomic(out_dir / "compare.html", html)
+        files["html"] = out_dir / "compare.html"
+        if pdf:
+            from .render import print_pdf
+
+            if print_pdf(files["html"], out_dir / "compare.pdf") is None:
+                files["pdf"] = out_dir / "compare.pdf"
+    except Exception as e:  # noqa: BLE001  the markdown and JSON stand on their own
+        files["html_error"] = Path(f"{type(e).__name__}: {e}")
+    return files
+
+
+def default_out_dir() -> Path:
+    ts = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return PROJECT_ROOT / "runs" / f"compare-{ts}"
+
+
+def main(runs: Sequence[str], out: Optional[str] = None, pdf: bool = False) -> int:
+    try:
+        c = compare_runs(runs)
+    except CompareError as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 2
+    out_dir = Path(out) if out else default_out_dir()
+    files = render(c, out_dir, pdf=pdf)
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    return main(a.runs, a.out, a.pdf)
+
+
+def add_cli(sub: Any) -> None:
+    """Register `compare` on the CLI's subparsers (cli.py calls this)."""
+    p = sub.add_parser("compare", help="compare runs: environments, agreement for every pair, key-metric ratios")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="output directory (default runs/compare-<timestamp>)")
+    p.add_argument("--pdf", action="store_true", help="also print compare.pdf with headless Chromium")
+    p.set_defaults(fn=_cmd)
