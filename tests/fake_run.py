@@ -1,0 +1,62 @@
+"""A small fake run directory whose results and executed notebook carry untrusted text, rendered with the
+project's render module (used by test_untrusted_text and test_browser). No engine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+
+from bitcpm_validation import results as R
+from bitcpm_validation.textsafe import md_code, md_escape, md_table
+
+EVIL = ("<script>alert(1)</script> <img src=x onerror=alert(1)> [x](http://evil) "
+        "\x1b[31mred\x1b[0m \u202eevil-bidi \x07bell **bold?** `tick` | pipe")
+
+CELLS = [
+    "from bitcpm_validation.textsafe import show_text, show_table, show_md, md_escape\n"
+    f"EVIL = {EVIL!r}",
+    "show_text(EVIL)",
+    'show_table(["提示 Prompt", "输出 Output"], [(EVIL, EVIL), ("plain", "中文输出")])',
+    'show_md("**模型输出 Model output:** " + md_escape(EVIL))',
+    "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+    "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('延迟 latency')\nplt.show()",
+]
+
+
+def executed_notebook(path: Path, chapter_md: str) -> Path:
+    """Execute a throwaway notebook (papermill, python3 kernel) that shows EVIL with textsafe helpers."""
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(chapter_md)] + [nbformat.v4.new_code_cell(c) for c in CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = path.with_suffix(".src.ipynb")
+    nbformat.write(nb, src)
+    pm.execute_notebook(str(src), str(path), kernel_name="python3", progress_bar=False)
+    src.unlink()
+    return path
+
+
+def make_run(run_dir: Path) -> Path:
+    for sub in ("results", "evidence", "notebooks", "artifacts"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "run_id": run_dir.name, "profile": "untrusted", "lang": "both", "model": "openbmb/BitCPM4-0.5B",
+        "is_stand_in": True, "started": "2026-11-27T10:00:00+00:00", "finished": "2026-11-27T10:01:00+00:00"}))
+    env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    env.checks = [R.Check("platform", "pass", "Device matches the profile", "设备与配置一致", "cpu", "cpu")]
+    env.metrics = [R.Metric("device", "CPU", "", "Device", "设备", key=True)]
+    R.save(env, run_dir / "results" / "01_environment.json")
+    inf = R.ChapterResult("03_inference", "Inference", "推理测试", status="ok")
+    inf.checks = [R.Check("probe_evil", "warn", "Probe " + EVIL, "探针 " + EVIL, "output: " + EVIL, "输出:" + EVIL)]
+    inf.metrics = [R.Metric("answer", EVIL, "", "Answer", "回答", key=True)]
+    inf.data = {"outputs": [{"prompt": EVIL, "text": EVIL}]}
+    inf.card = [{"title_en": "Outputs", "title_zh": "输出",
+                 "markdown": md_table(["提示 Prompt", "输出 Output"], [(EVIL, EVIL)]) + "\n\n" + md_code(EVIL) + "\n\n"
+                 + "答案 Answer: " + md_escape(EVIL)}]
+    R.save(inf, run_dir / "results" / "03_inference.json")
+    bad = R.ChapterResult("04_determinism", "Determinism", "推理自洽性", status="failed", error="ValueError: " + EVIL)
+    R.save(bad, run_dir / "results" / "04_determinism.json")
+    executed_notebook(run_dir / "notebooks" / "03_inference.ipynb", "# 03 · 推理测试 · Inference")
+    return run_dir
