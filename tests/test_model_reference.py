@@ -1,0 +1,155 @@
+"""The fp32 reference MiniCPM: internal consistency, every directory layout, and agreement with an
+independent implementation (transformers' LlamaForCausalLM with the MiniCPM scales folded in)."""
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from bitcpm_validation.model.config import read_config
+from bitcpm_validation.model.reference import ReferenceModel, load_state_dict
+from bitcpm_validation.model.writer import write_tiny_random_model
+
+torch.set_num_threads(2)
+
+# LongRoPE fully exercised: short != long, max_position_embeddings > original (mscale != 1).
+ORIG, MAXPOS, HD = 32, 128, 64
+_rng = random.Random(1)
+SHORT = [round(1 + 3 * _rng.random(), 4) for _ in range(HD // 2)]
+LONG = [round(1 + 30 * _rng.random(), 4) for _ in range(HD // 2)]
+LONGROPE = {"rope_type": "longrope", "short_factor": SHORT, "long_factor": LONG, "original_max_position_embeddings": ORIG}
+
+
+@pytest.fixture(scope="module")
+def longrope_dir(tmp_path_factory):
+    return write_tiny_random_model(tmp_path_factory.mktemp("lr"), dtype="float32", seed=3, num_hidden_layers=2,
+                                   max_position_embeddings=MAXPOS, rope_scaling=LONGROPE)
+
+
+def _ids(n, vocab, seed=0):
+    g = random.Random(seed)
+    return [1] + [g.randrange(3, vocab - 8) for _ in range(n - 1)]
+
+
+def test_kv_cache_greedy_equals_full_forward(longrope_dir):
+    ref = ReferenceModel.from_pretrained(longrope_dir)
+    ids = _ids(20, ref.cfg["vocab_size"])
+    new, steps = ref.greedy(ids, 12, top_k=5, stop_ids=[])
+    lp = ref.logprobs(ids + new[:-1])
+    for j, s in enumerate(steps):
+        row = lp[len(ids) - 1 + j]
+        assert s.token_id == int(row.argmax())
+        v, i = row.topk(5)
+        assert s.top_ids == i.tolist()
+        assert max(abs(a - b) for a, b in zip(s.top_logprobs, v.tolist())) < 1e-4
+
+
+def test_logprobs_are_fp32_log_softmax(longrope_dir):
+    ref = ReferenceModel.from_pretrained(longrope_dir)
+    lp = ref.logprobs(_ids(10, ref.cfg["vocab_size"]))
+    assert lp.dtype == torch.float32 and lp.shape == (10, ref.cfg["vocab_size"])
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(10), atol=1e-5)
+
+
+def test_longrope_selection_and_mscale(longrope_dir):
+    from bitcpm_validation.model.config import longrope
+
+    cfg = read_config(longrope_dir)
+    assert longrope(cfg, max_model_len=ORIG)["factors"] == SHORT
+    assert longrope(cfg, max_model_len=ORIG + 1)["factors"] == LONG
+    assert longrope(cfg)["factors"] == LONG  # HF MiniCPM code: cache built at max_position_embeddings
+    assert longrope(cfg)["mscale"] == pytest.approx(math.sqrt(1 + math.log(MAXPOS / ORIG) / math.log(ORIG)))
+    a = ReferenceModel.from_pretrained(longrope_dir, max_model_len=ORIG).logprobs(_ids(16, cfg["vocab_size"]))
+    b = ReferenceModel.from_pretrained(longrope_dir, max_model_len=MAXPOS).logprobs(_ids(16, cfg["vocab_size"]))
+    assert (a - b).abs().max() > 1e-3  # the factors matter
+
+
+@pytest.mark.parametrize("variant", ["bf16_single_no_model_type", "fp32_sharded_model_type", "bf16_sharded_lm_head"])
+def test_every_layout_loads(tmp_path, variant):
+    kw = dict(seed=5, num_hidden_layers=2)
+    base = write_tiny_random_model(tmp_path / "base", dtype="bfloat16", **kw)
+    if variant == "bf16_single_no_model_type":
+        d = base
+    elif variant == "fp32_sharded_model_type":
+        d = write_tiny_random_model(tmp_path / "v", dtype="float32", shards=3, model_type="minicpm", **kw)
+    else:
+        d = write_tiny_random_model(tmp_path / "v", dtype="bfloat16", shards=2, lm_head=True, **kw)
+    raw = json.loads((d / "config.json").read_text())
+    assert ("model_type" in raw) == (variant == "fp32_sharded_model_type")
+    names = set(load_state_dict(d))
+    assert ("lm_head.weight" in names) == (variant == "bf16_sharded_lm_head")
+    if "sharded" in variant:
+        assert (d / "model.safetensors.index.json").is_file()
+    ids = _ids(12, raw["vocab_size"])
+    lp = ReferenceModel.from_pretrained(d).logprobs(ids)
+    if variant == "fp32_sharded_model_type":  # same seed: fp32 weights vs their bf16 rounding
+        lp0 = ReferenceModel.from_pretrained(base).logprobs(ids)
+        assert (lp - lp0).abs().max() < 0.2 and (lp - lp0).abs().max() > 0
+    if variant == "bf16_sharded_lm_head":  # untied head initialised like the embeddings? no: own tensor
+        sd = load_state_dict(d)
+        assert not torch.equal(sd["lm_head.weight"], sd["model.embed_tokens.weight"])
+        ref = ReferenceModel.from_pretrained(d)
+        assert ref.module.lm_head is not None
+
+
+def _llama_from(d, max_model_len):
+    """transformers LlamaForCausalLM with the MiniCPM scales folded into the weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = read_config(d)
+    sd = {k: v.float() for k, v in load_state_dict(d).items()}
+    L = cfg["num_hidden_layers"]
+    rs = cfg["scale_depth"] / math.sqrt(L)
+    div = cfg["hidden_size"] / cfg["dim_model_base"]
+    head = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+    folded = dict(sd)
+    folded["model.embed_tokens.weight"] = sd["model.embed_tokens.weight"] * cfg["scale_emb"]
+    folded["lm_head.weight"] = head / div
+    for i in range(L):
+        for p in ("self_attn.o_proj", "mlp.down_proj"):
+            k = f"model.layers.{i}.{p}.weight"
+            folded[k] = sd[k] * rs
+    rope = dict(cfg["rope_scaling"] or {"rope_type": "default"})
+    rope["rope_theta"] = cfg["rope_theta"]
+    lc = LlamaConfig(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
+        num_hidden_layers=L, num_attention_heads=cfg["num_attention_heads"], num_key_value_heads=cfg["num_key_value_heads"],
+        head_dim=cfg["head_dim"], rms_norm_eps=cfg["rms_norm_eps"], max_position_embeddings=cfg["max_position_embeddings"],
+        rope_parameters=rope, tie_word_embeddings=False, attention_bias=False, mlp_bias=False, hidden_act="silu",
+    )
+    m = LlamaForCausalLM(lc).float().eval()
+    missing, unexpected = m.load_state_dict(folded, strict=False)
+    assert not unexpected and not [k for k in missing if "rotary" not in k], (missing, unexpected)
+    return m
+
+
+@pytest.mark.parametrize("length", [24, 80], ids=["short_factors", "long_factors"])
+def test_matches_transformers_llama_folded(longrope_dir, length):
+    """transformers picks long factors per sequence (len > original): the reference gets the same
+    choice through max_model_len; mscale applies to both."""
+    llama = _llama_from(longrope_dir, length)
+    ref = ReferenceModel.from_pretrained(longrope_dir, max_model_len=length)
+    ids = _ids(length, ref.cfg["vocab_size"], seed=length)
+    with torch.no_grad():
+        lp_t = torch.log_softmax(llama(torch.tensor([ids])).logits[0].float(), -1)
+    lp_r = ref.logprobs(ids)
+    top = lp_r.topk(5, dim=-1).indices
+    delta = (lp_r.gather(1, top) - lp_t.gather(1, top)).abs().max().item()
+    print(f"max |Δ logprob| over top-5, reference vs transformers Llama (folded), len {length}: {delta:.2e}")
+    assert torch.equal(top, lp_t.topk(5, dim=-1).indices)
+    assert delta < 1e-3
+
+
+def test_matches_project_remote_code(longrope_dir):
+    """The shipped modeling_minicpm.py through AutoModelForCausalLM(trust_remote_code) agrees."""
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(longrope_dir, trust_remote_code=True, dtype=torch.float32).eval()
+    ref = ReferenceModel.from_pretrained(longrope_dir)
+    ids = _ids(40, ref.cfg["vocab_size"], seed=7)
+    with torch.no_grad():
+        lp_m = torch.log_softmax(m(torch.tensor([ids])).logits[0].float(), -1)
+    assert (lp_m - ref.logprobs(ids)).abs().max() < 1e-3

@@ -1,0 +1,95 @@
+"""Tokenizer files in the real layout; the faithful tokenizer; the engine tokenizer check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bitcpm_validation.model import tokenizer as T
+from bitcpm_validation.paths import MODELS_DIR
+
+STAND_IN = MODELS_DIR / "stand-in"
+TEXTS = [
+    "What is the capital of France?", "Hello, my name is", "Write a short poem about AI:",
+    "你好，请介绍一下你自己", "北京有什么好玩的景点？", "a  b\n\n12345 x", "Translate to Chinese: Hello, how are you?",
+    "zebra quokka 🙂 ünïcödé",  # byte fallback
+]
+
+
+def test_layout_and_added_tokens_at_the_end():
+    d = STAND_IN
+    f = T.FaithfulTokenizer(d)
+    n = f.sp.get_piece_size()
+    added = json.loads((d / "added_tokens.json").read_text())
+    assert list(added) == T.ADDED_TOKENS
+    assert list(added.values()) == list(range(n, n + 8))
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["vocab_size"] == n + 8 and cfg["eos_token_id"] == [2, added["<|im_end|>"]]
+    tc = json.loads((d / "tokenizer_config.json").read_text())
+    assert tc["tokenizer_class"] == "LlamaTokenizer" and tc["add_bos_token"] is True and tc["eos_token"] == "<|im_end|>"
+    assert f.sp.id_to_piece(0) == "<unk>" and f.sp.id_to_piece(1) == "<s>" and f.sp.id_to_piece(2) == "</s>"
+    stm = json.loads((d / "special_tokens_map.json").read_text())
+    assert stm["additional_special_tokens"] == T.ADDED_TOKENS
+
+
+def test_sentencepiece_model_settings():
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    m = pb.ModelProto()
+    m.ParseFromString((STAND_IN / "tokenizer.model").read_bytes())
+    assert m.trainer_spec.model_type == pb.TrainerSpec.BPE
+    assert m.trainer_spec.byte_fallback and m.trainer_spec.split_digits
+    assert not m.normalizer_spec.add_dummy_prefix
+    assert sum(1 for p in m.pieces if p.type == pb.ModelProto.SentencePiece.BYTE) == 256
+
+
+def test_chat_template_is_chatml():
+    from jinja2 import Template
+
+    msgs = [{"role": "user", "content": "What is 2+2?"}]
+    assert Template(T.CHAT_TEMPLATE).render(messages=msgs, add_generation_prompt=True) == T.chatml(msgs)
+    assert T.chatml(msgs) == "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_tokenizer_json_reproduces_sentencepiece():
+    """tokenizer.json, loaded as itself (tokenizers / PreTrainedTokenizerFast(tokenizer_file=...)),
+    encodes exactly as SentencePiece (+BOS)."""
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_file(str(STAND_IN / "tokenizer.json"))
+    for t in TEXTS + [T.chatml([{"role": "user", "content": "你好"}])]:
+        assert tk.encode(t).ids == T.faithful_ids(STAND_IN, t), t
+
+
+def test_faithful_encode_decode_roundtrip():
+    f = T.FaithfulTokenizer(STAND_IN)
+    for t in TEXTS:
+        ids = f.encode(t)
+        assert ids[0] == 1 and f.decode(ids) == t
+    chat = f.encode_chat([{"role": "user", "content": "你好"}])
+    assert chat[0] == f.added["<|im_start|>"] and 1 not in chat  # the chat template emits no BOS
+
+
+def test_first_mismatch():
+    assert T.first_mismatch([1, 2, 3], [1, 2, 3]) is None
+    assert T.first_mismatch([1, 2, 3], [1, 5, 3]) == {"index": 1, "a": 2, "b": 5}
+    assert T.first_mismatch([1, 2], [1, 2, 3]) == {"index": 2, "a": None, "b": 3}
+
+
+def test_engine_tokenizer_is_compared_not_trusted():
+    """What transformers' AutoTokenizer does with the directory is measured, never assumed: every
+    text gets a row; a mismatch is reported with its index and the pieces on both sides."""
+    rows = T.compare(STAND_IN, TEXTS)
+    assert len(rows) == len(TEXTS)
+    for r in rows:
+        assert r["match"] == (r["faithful_ids"] == r["engine_ids"])
+        if not r["match"]:
+            i = r["first_mismatch"]["index"]
+            assert r["faithful_ids"][:i] == r["engine_ids"][:i]
+    # Recorded finding for transformers 5.19 (see models/README.md): AutoTokenizer rebuilds the
+    # pipeline with a Metaspace pre-tokenizer (prepend_scheme=always) and inserts a "▁" SentencePiece
+    # would not produce. If a future transformers fixes it, this documents the change.
+    import transformers
+
+    if transformers.__version__.startswith("5.19"):
+        assert not rows[0]["match"] and rows[0]["engine_pieces"][1].startswith("▁")
