@@ -19,8 +19,8 @@ CELLS = [
     "show_text(EVIL)",
     'show_table(["提示 Prompt", "输出 Output"], [(EVIL, EVIL), ("plain", "中文输出")])',
     'show_md("**模型输出 Model output:** " + md_escape(EVIL))',
-    "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-    "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('延迟 latency')\nplt.show()",
+    "from bitcpm_validation import plots\nplots.setup()\nimport matplotlib.pyplot as plt\nfrom IPython.display import display\n"
+    "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('延迟 latency')\ndisplay(fig)\nplt.close(fig)",
 ]
 
 
