@@ -43,6 +43,7 @@ OPEN = ("from bitcpm_validation.chapter import Chapter, quiet_logs\n"
         "import pandas as pd\n\n"
         'ch = Chapter.open("{id}", params_path, run_dir)\n'
         "quiet_logs()\n"
+        "engine.import_vllm(ch.evidence_path)\n"
         "p = ch.params\n"
         "model_dir = p.model_path\n")
 

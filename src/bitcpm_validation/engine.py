@@ -126,6 +126,24 @@ def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Option
         raise EngineError(str(err)) from None
 
 
+def import_vllm(evidence_path: Path) -> None:
+    """Import vLLM once with what it prints at import (Triton / platform notices) sent to the
+    evidence log, so that notebook outputs stay readable; also quiets transformers' config notices."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="tqdm")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with contextlib.suppress(Exception):
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+    if "vllm" in sys.modules:
+        return
+    with _to_evidence(Path(evidence_path)):
+        import vllm  # noqa: F401
+        from vllm.platforms import current_platform  # noqa: F401  (platform detection logs here)
+
+
 def platform_env(params: Params) -> dict[str, str]:
     """Environment the engine needs before it starts (set only where not already set by the user)."""
     env = {}

@@ -56,9 +56,12 @@ class DeterminismParams(_Section):
 
 class ChineseParams(_Section):
     max_tokens: int = Field(64, ge=1)
-    min_cjk_share: float = Field(0.3, ge=0, le=1, description="below: the answer is not really Chinese")
-    min_distinct_2: float = Field(0.5, ge=0, le=1, description="below: repetition is severe")
-    max_repeat_share: float = Field(0.5, ge=0, le=1, description="longest repeated span / length; above: severe")
+    min_cjk_share: float = Field(0.3, ge=0, le=1, description="CJK ideographs / letters+digits; below: the answer is not really Chinese")
+    min_distinct_2: float = Field(0.5, ge=0, le=1, description="distinct character bigrams / all bigrams; below: repetition is severe")
+    max_repeat_share: float = Field(
+        0.5, ge=0, le=1,
+        description="share of the output taken by the repeats of its longest repeated span (>= 4 chars; "
+                    "span length x non-overlapping occurrences / length); above: severe (see bitcpm_validation.chinese)")
 
 
 class PrecisionParams(_Section):
