@@ -1,0 +1,134 @@
+"""The precision and quantization chapters end to end on the stand-in (papermill, as the runner runs them).
+
+The model is models/stand-in when it has weights, else a tiny random MiniCPM fake-quantized like
+BitCPM (ternary absmean, groups of 32, BF16) built here. One precision-chapter run (one engine start)
+serves every assertion of the module; a baseline pointing at the run itself and one at a missing
+directory exercise the cross-device path.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bitcpm_validation import results as R
+from bitcpm_validation import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN = ROOT / "models" / "stand-in"
+
+
+def fake_quant_dir(out: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    from bitcpm_validation.model.writer import write_tiny_random_model
+
+    write_tiny_random_model(out, dtype="bfloat16", std=0.08)
+    f = out / "model.safetensors"
+    sd = load_file(str(f))
+    for k, v in sd.items():
+        if v.dim() == 2 and "embed" not in k:
+            x = v.float().reshape(-1, 32)
+            s = x.abs().mean(1, keepdim=True).clamp_min(1e-5)
+            sd[k] = (torch.clamp(torch.round(x / s), -1, 1) * s).reshape(v.shape).to(torch.bfloat16)
+    save_file(sd, str(f), metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    if list(STAND_IN.glob("*.safetensors")):
+        return STAND_IN
+    return fake_quant_dir(tmp_path_factory.mktemp("standin") / "model")
+
+
+def _params(tmp: Path, model: Path, **precision) -> Path:
+    p = yaml.safe_load((ROOT / "params" / "default.yaml").read_text(encoding="utf-8"))
+    p["model"]["path"] = str(model)
+    p["precision"] = {"prompts": 2, "max_new_tokens": 8, "engine_float32": False, **precision}
+    out = tmp / "params.yaml"
+    out.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def chapters_run(tmp_path_factory, model_dir) -> dict:
+    tmp = tmp_path_factory.mktemp("prec")
+    run_dir = tmp / "run"
+    params = _params(tmp, model_dir, baselines=[str(tmp / "no-such-run"), str(run_dir)])
+    outs = {nb: runner.run_chapter(ROOT / "notebooks" / f"{nb}.ipynb", run_dir, params)
+            for nb in ("06_precision", "10_quantization")}
+    return {"run_dir": run_dir, "outcomes": outs}
+
+
+@pytest.mark.engine
+def test_precision_chapter(chapters_run):
+    o = chapters_run["outcomes"]["06_precision"]
+    assert o.status == "ok", o.error
+    res = R.load(chapters_run["run_dir"] / "results" / "06_precision.json")
+    checks = {c.id: c for c in res.checks}
+    for cid in ("ref_top1", "ref_mean_dlogprob", "ref_kl", "ref_logprobs_close"):
+        assert checks[cid].status == "pass", (cid, checks[cid].detail_en)
+    assert res.metric("top1_agreement") >= 0.95
+    assert 0 < res.metric("max_abs_dlogprob") < 0.5  # BF16 engine vs fp32: small but not zero
+    b = res.data["bundle"]
+    assert b["version"] == 1 and len(b["items"]) == 2 and b["environment"].get("device")
+    assert len(b["items"][0]["tf_rows"]) == len(b["items"][0]["tf_ids"]) - 1
+    assert res.data["reference_bundle"]["items"][0]["tf_ids"] == b["items"][0]["tf_ids"]
+    # Missing baseline: one-line failure; the run against itself: identical.
+    assert checks["baseline_0"].status == "fail" and "not found" in checks["baseline_0"].detail_en
+    assert "\n" not in checks["baseline_0"].detail_en
+    assert checks["baseline_1"].status == "pass"
+    same = res.data["baselines"][0]["summary"]
+    assert same["top1_agreement"] == 1.0 and same["max_abs_dlogprob"] == 0.0
+    assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "abs_dlogprob.png").is_file()
+
+
+@pytest.mark.engine
+def test_quantization_chapter(chapters_run):
+    o = chapters_run["outcomes"]["10_quantization"]
+    assert o.status == "ok", o.error
+    res = R.load(chapters_run["run_dir"] / "results" / "10_quantization.json")
+    checks = {c.id: c.status for c in res.checks}
+    assert checks["projections_ternary"] == "pass" and checks["roundtrip"] == "pass"
+    assert checks["granularity"] == "pass" and res.metric("granularity") == "g32"
+    assert checks["claim_compression_full"] == "fail"  # ~72%, not ~90%
+    assert 0.6 < res.metric("compression_base3") < 0.9
+    dense = {t["role"] for t in res.data["tensors"] if not t["ternary"]}
+    assert dense == {"embedding", "norm"}
+
+
+@pytest.mark.engine
+def test_compare_two_runs_of_the_chapter(chapters_run, tmp_path):
+    import shutil
+
+    from bitcpm_validation import compare as C
+
+    other = tmp_path / "copy"
+    shutil.copytree(chapters_run["run_dir"], other)
+    out = C.compare_runs([chapters_run["run_dir"], other])
+    assert out["pairs"][0]["engine"]["top1_agreement"] == 1.0
+    assert "copy" in C.render(out, tmp_path / "cmp")["html"].read_text(encoding="utf-8")
+
+
+def test_quantization_skips_without_weights(tmp_path):
+    params = _params(tmp_path, ROOT / "models" / "bitcpm4-0.5b")
+    o = runner.run_chapter(ROOT / "notebooks" / "10_quantization.ipynb", tmp_path / "run", params)
+    assert o.status == "skipped", o.error
+    res = R.load(tmp_path / "run" / "results" / "10_quantization.json")
+    assert res.status == "skipped" and "no weight files" in res.reason_en and res.reason_zh
+    full = res.data["full_size_analytic"]["sizes"]["g32"]
+    assert full["params"] == 433_873_920
+
+
+@pytest.mark.e2e
+def test_default_report_has_precision_and_quantization(e2e_run):
+    rd = e2e_run["run_dir"]
+    for cid in ("06_precision", "10_quantization"):
+        res = R.load(rd / "results" / f"{cid}.json")
+        assert res.status == "ok", (cid, res.error)
+    prec = R.load(rd / "results" / "06_precision.json")
+    assert prec.data["bundle"]["items"] and prec.check("ref_top1").status == "pass"
