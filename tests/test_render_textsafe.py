@@ -1,0 +1,56 @@
+"""Untrusted text in HTML, Markdown and the terminal; the matplotlib CJK set-up."""
+from __future__ import annotations
+
+from bitcpm_validation import textsafe as T
+
+
+def test_html_escape():
+    assert T.html_escape('<script>"x"</script>') == "&lt;script&gt;&quot;x&quot;&lt;/script&gt;"
+    assert T.html_escape("a\x1b[1mb\u202e") == "a\\x1b[1mb\\u202e"
+    assert T.html_pre("<b>") == '<pre class="untrusted">&lt;b&gt;</pre>'
+
+
+def test_html_table_escapes_cells_but_not_trusted_columns():
+    h = T.html_table(["指标 Metric", "x"], [["<i>a</i>", "<b>✅</b>"]], trusted_cols=(1,))
+    assert "&lt;i&gt;a&lt;/i&gt;" in h and "<b>✅</b>" in h
+
+
+def test_md_escape_neutralises_markdown_and_html():
+    s = T.md_escape('[x](https://e.com) <img src=x onerror=alert(1)> *b* | c\n# h')
+    assert "<img" not in s and "](https://" not in s and "\\[x\\]" in s and "\\*b\\*" in s and "\\|" in s
+    assert "\n" not in s and "<br>\\# h" in s
+    assert "https://" not in s  # no autolink
+    assert T.md_escape("0.32.0") == "0.32.0" and T.md_escape("1. x") == "1\\. x"
+
+
+def test_md_table_one_line_per_row():
+    t = T.md_table(["a", "b"], [["x|y", "line1\nline2"]])
+    assert t.count("\n") == 2 and "x\\|y" in t and "line1<br>line2" in t
+
+
+def test_md_code_fence_cannot_be_closed():
+    s = T.md_code("a\n```\n<script>")
+    assert s.startswith("````text\n") and s.endswith("\n````")
+
+
+def test_terminal():
+    assert T.term_safe("a\x1b[2Jb") == "a\\x1b[2Jb"
+    assert T.one_line("Traceback\n  x\x1b[31m\n") == "Traceback x"
+    assert T.term_safe("abcdef", 4) == "abc…"
+
+
+def test_plots_setup_uses_installed_cjk_font_only():
+    import matplotlib
+
+    from bitcpm_validation import plots
+
+    font = plots.setup()
+    fam = matplotlib.rcParams["font.family"]
+    assert fam[0] == "DejaVu Sans"
+    if font:
+        from matplotlib import font_manager
+
+        assert font in {f.name for f in font_manager.fontManager.ttflist}
+        assert fam == ["DejaVu Sans", font]
+    else:
+        assert fam == ["DejaVu Sans"]
