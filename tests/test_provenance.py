@@ -146,3 +146,24 @@ def test_provenance_chapter_notebook(tmp_path):
     assert _sha(d / "modeling_minicpm.py") in md and _sha(d / "model.safetensors") in md
     html = (tmp_path / "out.ipynb").read_text()
     assert _sha(d / "configuration_minicpm.py") in html and "✅ 执行 executed" in html
+
+
+def test_remote_code_check_statuses(tmp_path):
+    d = fake_model_dir(tmp_path / "m")
+    dummy = fake_model_dir(tmp_path / "dummy", weights=False)
+    (dummy / "extra_ops.py").write_text("Y = 2\n")
+    p = _params(tmp_path, d, model={"path": str(d), "dummy_config": str(dummy)})
+    prov = P.collect(load_params(p))
+    rows = P.remote_code_rows(prov)
+    assert {(r["set"], r["file"]) for r in rows} == {
+        ("model", "configuration_minicpm.py"), ("model", "modeling_minicpm.py"),
+        ("dummy_config", "configuration_minicpm.py"), ("dummy_config", "modeling_minicpm.py"),
+        ("dummy_config", "extra_ops.py")}
+    status, en, zh = P.remote_code_check(prov)
+    assert status == "pass" and en.startswith("5 file(s) executed") and "dummy_config/extra_ops.py" in en
+    prov_off = P.collect(load_params(_params(tmp_path, d, trust=False)))
+    assert P.remote_code_check(prov_off)[0:2] == ("pass", "no remote code executed (trust_remote_code is false)")
+    (d / "modeling_minicpm.py").unlink()
+    assert P.remote_code_check(P.collect(load_params(_params(tmp_path, d))))[0] == "warn"
+    missing = P.collect(load_params(_params(tmp_path, tmp_path / "nope")))
+    assert P.remote_code_check(missing)[0] == "not_run"

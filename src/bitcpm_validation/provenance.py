@@ -253,3 +253,43 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
 
 def short(sha: Optional[str], n: int = 16) -> str:
     return sha[:n] if sha else "—"
+
+
+# -- what the chapter shows ------------------------------------------------------------------------------------
+def remote_code_sets(prov: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """[(set, remote_code dict)] for the model directory and, when different, the dummy-config directory
+    (the full-size dummy-weights engine executes its code too)."""
+    sets = [("model", prov["remote_code"])]
+    dummy = prov.get("remote_code_dummy")
+    if dummy and prov.get("dummy_config_path") and prov["dummy_config_path"] != prov["model_path"]:
+        sets.append(("dummy_config", dummy))
+    return sets
+
+
+def remote_code_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per Python file of each model directory: set, dir, file, how, referenced_by, sha256, executed."""
+    return [{"set": s, "dir": rc["model_dir"], "file": f["file"], "how": f["how"],
+             "referenced_by": ", ".join(f["referenced_by"]), "sha256": f["sha256"], "executed": f["executed"]}
+            for s, rc in remote_code_sets(prov) for f in rc["files"]]
+
+
+def remote_code_check(prov: dict[str, Any]) -> tuple[str, str, str]:
+    """(status, detail_en, detail_zh) of the check "executed remote code listed"."""
+    sets = [(s, rc) for s, rc in remote_code_sets(prov) if Path(rc["model_dir"]).is_dir()]
+    trc = prov["remote_code"]["trust_remote_code"]
+    if not sets:
+        return ("not_run", f"model directory {prov['model_path']} not found",
+                f"模型目录 {prov['model_path']} 不存在")
+    problems = [f"{s}: {m}" for s, rc in sets for m in rc["missing_targets"]]
+    problems += [f"{s}: {x['reference']}" for s, rc in sets for x in rc["external"]]
+    if problems:
+        p = ", ".join(problems)
+        return ("warn", f"auto_map targets not in the model directory (not hashed): {p}",
+                f"auto_map 目标不在模型目录中(无法计算哈希):{p}")
+    executed = [f"{r['set']}/{r['file']}" for r in remote_code_rows(prov) if r["executed"]]
+    if executed:
+        return ("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: {', '.join(executed)}",
+                f"执行了 {len(executed)} 个文件,均列出 SHA-256:{', '.join(executed)}")
+    why_en = "trust_remote_code is false" if not trc else "no auto_map in the model directories"
+    why_zh = "trust_remote_code 为 false" if not trc else "模型目录没有 auto_map"
+    return "pass", f"no remote code executed ({why_en})", f"未执行远程代码({why_zh})"
