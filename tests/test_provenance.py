@@ -152,7 +152,10 @@ def test_remote_code_check_statuses(tmp_path):
     d = fake_model_dir(tmp_path / "m")
     dummy = fake_model_dir(tmp_path / "dummy", weights=False)
     (dummy / "extra_ops.py").write_text("Y = 2\n")
-    p = _params(tmp_path, d, model={"path": str(d), "dummy_config": str(dummy)})
+    p = _params(tmp_path, d)
+    doc = yaml.safe_load(p.read_text())
+    doc["model"]["dummy_config"] = str(dummy)
+    p.write_text(yaml.safe_dump(doc))
     prov = P.collect(load_params(p))
     rows = P.remote_code_rows(prov)
     assert {(r["set"], r["file"]) for r in rows} == {
