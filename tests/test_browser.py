@@ -118,3 +118,20 @@ def test_latest_real_report_offline(browser):
     seen = open_offline(browser, latest, ARTIFACTS / "latest-report-first-page.png")
     check_offline_load(seen)
     assert "Summary" in seen["text"] and "总结" in seen["text"]
+
+
+def test_published_site_offline(browser, report, tmp_path):
+    """site/ (make publish) opened from disk offline: the index, a run's page and its report all load
+    with no console error and no request outside the files."""
+    from bitcpm_validation import publish
+
+    site, entries, _ = publish.build_site(report.parent.parent, tmp_path / "site")
+    assert publish.verify(site) == []
+    seen = open_offline(browser, site / "index.html", ARTIFACTS / "site-index.png")
+    check_offline_load(seen)
+    assert entries[0].run_id in seen["text"]
+    run_page = site / "runs" / entries[0].run_id / "index.html"
+    check_offline_load(open_offline(browser, run_page))
+    seen = open_offline(browser, site / "runs" / entries[0].run_id / "report.html")
+    check_offline_load(seen)
+    assert "推理测试" in seen["text"]
