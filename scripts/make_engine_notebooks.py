@@ -1,13 +1,15 @@
 """Write notebooks/02_loading, 03_inference, 04_determinism, 05_chinese (no outputs).
 
 The notebooks are the source; this script is how they were generated (re-run it after editing here):
-    python scripts/make_engine_notebooks.py
+    python scripts/make_engine_notebooks.py [OUT_DIR]     (default notebooks/)
 """
+import sys
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from pathlib import Path
 
-NB = Path(__file__).resolve().parents[1] / "notebooks"
+NB = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "notebooks"
 META = {"kernelspec": {"name": "python3", "display_name": "Python 3 (bitcpm-validation)", "language": "python"},
         "language_info": {"name": "python"}}
 

@@ -65,7 +65,7 @@ def grade(text: str, expect: Expectation) -> Grade:
             en.append("✗ " + bad_en)
             zh.append("✗ " + bad_zh)
 
-    if expect.min_chars:
+    if expect.min_chars > 1 or (expect.min_chars == 1 and n < 1):
         cond(n >= expect.min_chars, "min_chars",
              f"{n} characters (>= {expect.min_chars})", f"{n} 个字符（≥ {expect.min_chars}）",
              f"only {n} characters (< {expect.min_chars})", f"仅 {n} 个字符（< {expect.min_chars}）")
