@@ -1,10 +1,12 @@
-"""Command line: python -m bitcpm_validation run|render|summary|env|check-params.
+"""Command line: python -m bitcpm_validation run|render|summary|env|check-params|publish|verify.
 
     run    [--params P] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
     render RUN_DIR [--lang zh|en|both] [--no-pdf]
     summary RUN_DIR          print the check matrix and key metrics
     env                      print the environment probe as JSON
     check-params P ...       validate params files (one-line errors)
+    publish [--runs runs] [--site site]   static site of runs with MANIFEST.sha256 (make publish)
+    verify [SITE]            check a published site against its manifest (exit 1 on any mismatch)
 """
 from __future__ import annotations
 
