@@ -48,8 +48,9 @@ test-fast: $(STAMP)
 
 lab: $(STAMP)
 	@mkdir -p runs/lab
-	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.port=$(LAB_PORT) --ServerApp.ip=127.0.0.1 \
-	  --MultiKernelManager.default_kernel_name=bitcpm-validation notebooks/
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
+	  --MultiKernelManager.default_kernel_name=bitcpm-validation $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-runs:
 	rm -rf runs/
