@@ -68,6 +68,7 @@ def site(tmp_path):
     (runs / "latest").symlink_to("20261128-090000-cpu")
     (runs / ".ipython").mkdir()
     (runs / "notarun").mkdir()
+    make_run(runs, "lab")  # JupyterLab scratch: not published
     site, entries, n = P.build_site(runs, tmp_path / "site")
     return site, entries, n
 
@@ -85,6 +86,7 @@ def test_index_lists_runs_with_counts(site):
         assert s in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert not (site / "runs" / "latest").exists() and not (site / "runs" / "notarun").exists()
+    assert not (site / "runs" / "lab").exists()
     assert not (site / "runs" / "20261127-100000-ascend" / ".hidden").exists()
 
 

@@ -31,6 +31,7 @@ from .paths import PROJECT_ROOT, RUNS_DIR
 from .textsafe import html_escape
 
 MANIFEST = "MANIFEST.sha256"
+SKIP_RUNS = ("latest", "lab")
 SITE_DIR = PROJECT_ROOT / "site"
 REPORT_FILES = ("report.html", "report.pdf", "report.md")
 GROUPS = (  # (folder, label) in a run's page, in this order
@@ -72,12 +73,13 @@ class RunEntry:
 
 # -- reading runs ---------------------------------------------------------------------------------------------
 def discover_runs(runs_dir: str | Path) -> list[Path]:
-    """Run directories (with a run.json or a results/ folder), oldest first; `latest` and hidden skipped."""
+    """Run directories (with a run.json or a results/ folder), oldest first; `latest`, `lab` (JupyterLab
+    scratch) and hidden folders skipped."""
     d = Path(runs_dir)
     if not d.is_dir():
         return []
     out = [p for p in d.iterdir()
-           if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+           if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and p.name not in SKIP_RUNS
            and ((p / "run.json").is_file() or (p / "results").is_dir())]
     return sorted(out, key=lambda p: p.name)
 
