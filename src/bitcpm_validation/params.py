@@ -222,11 +222,13 @@ def _one_line(err: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{key}': remove it or fix its spelling (see params/default.yaml for every key)"
     if kind == "missing":
         return f"{source}: missing key '{key}': add it (see params/default.yaml)"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if not first["loc"]:  # a cross-field rule: its message names the keys, the input is the whole file
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}{more}"
     got = first.get("input")
     got_s = repr(got)
     if len(got_s) > 60:
         got_s = got_s[:57] + "..."
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: key '{key}': {first['msg']}, got {got_s}{more}"
 
 
