@@ -152,7 +152,7 @@ write("07_performance", [
          'ch.metric("decode_limit_b1", round(F["limit_b1"], 2), "tok/s", "Bandwidth-bound decode limit, batch 1",\n'
          '          "带宽约束解码上限(批大小 1)", timing=True)\n'
          'over = [r for r in F["rows"] if r["pct"] is not None and r["pct"] > 100 and r["id"] != "prefill_tok_s"]\n'
-         'ch.check("below_limit", "pass" if not over else "warn", "Decode figures below the bandwidth limit",\n'
+         '_ = ch.check("below_limit", "pass" if not over else "warn", "Decode figures below the bandwidth limit",\n'
          '         "解码速度低于带宽上限",\n'
          '         detail_en="all below" if not over else "above the limit (bandwidth under-measured?): " + ", ".join(r["id"] for r in over),\n'
          '         detail_zh="全部低于上限" if not over else "超过上限(带宽测量偏低?):" + ", ".join(r["id"] for r in over))'),
@@ -234,7 +234,7 @@ write("08_serving", [
          "probe = next((p for p in raw if p.id == 'capital_france'), raw[0])\n"
          "greedy = raw[: sp.greedy_prompts]\n"
          "conc = [raw[i % len(raw)] for i in range(sp.concurrent_requests)]\n"
-         "ids = {p.id: prompting.prompt_ids(p, model_dir) for p in {*greedy, *conc, probe}} if local else {}\n"
+         "ids = {p.id: prompting.prompt_ids(p, model_dir) for p in [*greedy, *conc, probe]} if local else {}\n"
          'ch.data["setup"] = {"endpoint": sp.endpoint, "probe_prompt": probe.id, "greedy_prompts": [p.id for p in greedy],\n'
          '                    "concurrent_requests": sp.concurrent_requests, "max_tokens": sp.max_tokens,\n'
          '                    "prompt_feed": prompting.feed_mode(model_dir) if local else "text"}\n'
@@ -314,7 +314,7 @@ write("08_serving", [
          '             detail_en="the server applied the model\'s chat template exactly as the project encodes ChatML" if tm else\n'
          '             "the server\'s chat prompt ids differ from the project\'s ChatML encoding (tokenizer difference, see chapter 02)",\n'
          '             detail_zh="服务端套用的对话模板与项目的 ChatML 编码逐 token 相同" if tm else "服务端对话提示的 token 与项目 ChatML 编码不同(分词器差异,见第 02 章)")\n'
-         'ch.metric("concurrent_answered", probes["concurrent"].detail.get("answered", 0), "", "Concurrent requests answered", "并发请求得到回答数")'),
+         '_ = ch.metric("concurrent_answered", probes["concurrent"].detail.get("answered", 0), "", "Concurrent requests answered", "并发请求得到回答数")'),
     md("### 贪心输出:服务 vs 离线引擎 · Greedy output: server vs offline engine"),
     code("if greedy_rows:\n"
          '    eq = sum(r["equal"] for r in greedy_rows)\n'
@@ -392,7 +392,8 @@ write("09_accuracy", [
          '        r = A.evaluate_task(task, base_url=srv.base_url + "/completions", model=srv.model,\n'
          "                            tokenizer=ch.params.model_path, out_dir=ch.artifacts_dir, num_fewshot=ap.num_fewshot,\n"
          "                            limit=ap.limit, trust_remote_code=ch.params.trust_remote_code,\n"
-         "                            max_length=ch.params.engine.max_model_len, seed=ch.params.engine.seed)\n"
+         "                            max_length=ch.params.engine.max_model_len, seed=ch.params.engine.seed,\n"
+         "                            evidence=ch.evidence_path)\n"
          "        srv.check_alive()\n"
          "        results.append(r)\n"
          '        ch.evidence(f"=== lm-eval {task}: {r.status} {r.reason or \'\'} ({r.seconds} s)")\n'

@@ -160,8 +160,22 @@ def rows_from_results(results: dict[str, Any], n_samples: Optional[dict[str, Any
 
 def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path, out_dir: Path,
                   num_fewshot: int = 0, limit: Optional[int] = None, trust_remote_code: bool = True,
-                  max_length: Optional[int] = None, seed: int = 0) -> TaskResult:
-    """One task through lm_eval.simple_evaluate(local-completions); never raises for a missing dataset."""
+                  max_length: Optional[int] = None, seed: int = 0, evidence: Optional[Path] = None) -> TaskResult:
+    """One task through lm_eval.simple_evaluate(local-completions); never raises for a missing dataset.
+    With `evidence`, everything lm-eval prints (progress bars, warnings) goes to that log instead."""
+    if evidence is None:
+        return _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code,
+                              max_length, seed)
+    from .engine import _to_evidence
+
+    with _to_evidence(Path(evidence)):
+        print(f"=== lm-eval {task} (local-completions, {base_url})", flush=True)
+        return _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code,
+                              max_length, seed)
+
+
+def _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length,
+                   seed) -> TaskResult:
     import lm_eval
     from lm_eval.tasks import TaskManager
 

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 from .engine import engine_kwargs, platform_env
 from .params import Params
-from .server import serve_flags, tail
+from .server import _pdeathsig, serve_flags, tail
 
 # The original validation document's figures (Ascend 910B3, vLLM-Ascend 0.18.0rc1, eager). Shown for
 # reference only, labelled as from another machine; never compared as if measured here.
@@ -134,7 +134,7 @@ def _run_child(argv: list[str], evidence: Path, env: dict[str, str], timeout: fl
         log.write(f"=== bench: {' '.join(argv)}\n")
         log.flush()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_pdeathsig)  # dies with this process
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:  # timeout or Ctrl-C: leave nothing running
@@ -158,6 +158,7 @@ def _env(params: Params) -> dict[str, str]:
     for k, v in platform_env(params).items():
         env.setdefault(k, v)
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)
+    env.setdefault("NO_COLOR", "1")
     return env
 
 

@@ -203,6 +203,9 @@ def tail(path: Path, start: int = 0, lines: int = 8) -> str:
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return "(no log)"
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     keep = [ln.strip() for ln in text.splitlines() if ln.strip() and "Warning" not in ln[:12]]
     errs = [ln for ln in keep if any(w in ln for w in ("Error", "error", "Exception", "Traceback", "refused", "in use"))]
     picked = (errs[-3:] if errs else []) + [ln for ln in keep[-lines:] if ln not in errs[-3:]]
@@ -369,6 +372,7 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
         env.setdefault(k, v)
     env.update(extra_env or {})
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
+    env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
     _install_handlers()
     argv = serve_command(params, which, host=host, port=port, model_override=model_override)
     tries = [argv]
