@@ -55,14 +55,16 @@ write("00_summary", [
          ' + ("  \\n替身模型:本次运行不是 BitCPM4-0.5B 本身 · stand-in model: this run is not BitCPM4-0.5B itself."'
          ' if ch.params.model.is_stand_in else ""))'),
     md("## 检查矩阵 · Check matrix"),
-    code("headers, body = S.matrix_table(rows)\nshow_table(headers, body)"),
+    code('headers, body = S.matrix_table(rows)\nshow_table(headers, body, cls="bv-table bv-matrix")'),
     md("## 关键指标 · Key metrics"),
     code('headers, body = S.metrics_table(km)\nshow_table(headers, body) if body else show_md("—")'),
     code("for k, n in counts.items():\n"
          '    ch.metric(f"checks_{k}", n, "", f"Checks: {k}", f"检查项:{S.STATUS_LABEL[k]}")\n'
          'ch.metric("verdict", S.verdict(counts), "", "Verdict", "结论", key=False)\n'
          'ch.data["chapters"] = S.chapter_statuses(ch.run_dir)\n'
-         'ch.data["key_metrics"] = [dict(chapter=m.chapter, id=m.id, value=m.value, unit=m.unit) for m in km]\n'
+         '# timing metrics differ between identical runs: kept apart (results.stable_view drops data["timings"])\n'
+         'ch.data["key_metrics"] = [dict(chapter=m.chapter, id=m.id, value=m.value, unit=m.unit) for m in km if not m.timing]\n'
+         'ch.data["timings"] = {"key_metrics": [dict(chapter=m.chapter, id=m.id, value=m.value, unit=m.unit) for m in km if m.timing]}\n'
          "ch.finish();"),
 ])
 

@@ -48,8 +48,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
             print(f"error: render failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 3
     print(f"report: {oc.run_dir}/report.html")
-    if oc.failed:
-        print(f"{len(oc.failed)} chapter(s) failed: {', '.join(c.chapter for c in oc.failed)}; "
+    if oc.run_failed:
+        print(f"{len(oc.run_failed)} chapter(s) failed: {', '.join(oc.run_failed)}; "
               f"re-run them with: make report RESUME={oc.run_dir}", file=sys.stderr)
     return oc.exit_code
 

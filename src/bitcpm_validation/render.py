@@ -346,6 +346,14 @@ def model_card(run_dir: str | Path) -> str:
     return "\n".join(out)
 
 
+def _readable(p: Path) -> None:
+    """Reports are for sharing: rw-r--r-- (atomic writes create 0600 temp files)."""
+    try:
+        os.chmod(p, 0o644)
+    except OSError:
+        pass
+
+
 # -- all of it ----------------------------------------------------------------------------------------------
 def render(run_dir: str | Path, *, lang: Optional[str] = None, pdf: bool = True, out=sys.stdout) -> RenderOutcome:
     """Write run_dir/report.html, report.pdf (if Chromium is installed) and report.md."""
@@ -362,6 +370,8 @@ def render(run_dir: str | Path, *, lang: Optional[str] = None, pdf: bool = True,
     oc.md = run_dir / "report.md"
     R.write_atomic(oc.md, model_card(run_dir))
     print(f"md   {oc.md}", file=out, flush=True)
+    for f in (oc.html, oc.md, run_dir / "report.ipynb"):
+        _readable(f)
     if pdf:
         why = print_pdf(oc.html, run_dir / "report.pdf")
         if why:
@@ -369,5 +379,6 @@ def render(run_dir: str | Path, *, lang: Optional[str] = None, pdf: bool = True,
             print(why, file=out, flush=True)
         else:
             oc.pdf = run_dir / "report.pdf"
+            _readable(oc.pdf)
             print(f"pdf  {oc.pdf}", file=out, flush=True)
     return oc

@@ -54,16 +54,19 @@ class RunOutcome:
     run_dir: Path
     chapters: list[ChapterOutcome] = field(default_factory=list)
     interrupted: bool = False
+    run_failed: list[str] = field(default_factory=list)  # every failed chapter of the run (resumed runs too)
 
     @property
     def failed(self) -> list[ChapterOutcome]:
+        """Chapters that failed in this invocation."""
         return [c for c in self.chapters if c.status == "failed"]
 
     @property
     def exit_code(self) -> int:
+        """130 interrupted; 1 if any chapter of the run (not only of this invocation) failed; else 0."""
         if self.interrupted:
             return 130
-        return 1 if self.failed else 0
+        return 1 if (self.failed or self.run_failed) else 0
 
 
 # -- planning -----------------------------------------------------------------------------------------
@@ -129,7 +132,13 @@ def kill_descendants(grace_s: float = 5.0) -> list[int]:
     except ImportError:
         return []
     me = psutil.Process()
-    procs = me.children(recursive=True)
+    procs = []
+    for p in me.children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                procs.append(p)
+        except psutil.Error:
+            pass
     if not procs:
         return []
     own_pgid = os.getpgid(0)
@@ -164,6 +173,19 @@ def kill_descendants(grace_s: float = 5.0) -> list[int]:
             pass
     psutil.wait_procs(alive, timeout=grace_s)
     return [p.pid for p in procs]
+
+
+def reap_zombies() -> int:
+    """Collect exited orphans re-parented to us (we are a child subreaper). Returns how many."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid == 0:
+            return n
+        n += 1
 
 
 def _ipython_dir() -> Path:
@@ -247,6 +269,7 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
             error = None
     seconds = time.monotonic() - t0
     leaked = kill_descendants(grace_s=3.0)
+    reap_zombies()
     if leaked:
         with (run_dir / "evidence" / f"{stem}.log").open("a", encoding="utf-8") as f:
             f.write(f"[runner] killed {len(leaked)} process(es) left running after the chapter: {leaked}\n")
@@ -307,6 +330,12 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
         "chapters": dict(sorted(chapters.items())),
     }
     R.write_atomic(p, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    outcome.run_failed = sorted(k for k, v in chapters.items() if v.get("status") == "failed")
+    for f in [p, *run_dir.glob("results/*.json")]:
+        try:
+            os.chmod(f, 0o644)
+        except OSError:
+            pass
 
 
 def _update_latest(run_dir: Path) -> None:
@@ -378,15 +407,23 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     print(f"params {params_path}  (profile {params.profile}, {len(todo)} chapter(s))", file=out, flush=True)
     t_all = time.monotonic()
     n = len(todo)
-    old_term = signal.getsignal(signal.SIGTERM)
+    stop = {"flag": False}
+    old_handlers: dict[int, object] = {}
 
-    def _on_term(signum, frame):  # noqa: ARG001
+    def _on_signal(signum, frame):  # noqa: ARG001
+        # Kill the kernel and everything it started first: papermill may turn the interrupt into a
+        # kernel error (then the loop below sees the flag), or hang waiting for a busy kernel otherwise.
+        first = not stop["flag"]
+        stop["flag"] = True
+        if first:
+            kill_descendants(grace_s=2.0)
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGTERM, _on_term)
-    except ValueError:  # not the main thread
-        old_term = None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread: keep the defaults
+            pass
     current: Optional[Path] = None
     try:
         for i, nb in enumerate(todo, 1):
@@ -396,8 +433,15 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 ev.replace(ev.with_suffix(".previous.log"))
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
             oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s)
+            if stop["flag"]:
+                raise KeyboardInterrupt
             outcome.chapters.append(oc)
             tail = f"  {term_safe(oc.error, 160)}" if oc.error else ""
+            if oc.status == "skipped":
+                try:
+                    tail = f"  {term_safe(R.load(_result_path(run_dir, nb.stem)).reason_en, 160)}"
+                except R.ResultsError:
+                    pass
             print(f"{oc.status:<7} {oc.seconds:6.1f} s  (total {_fmt_total(time.monotonic() - t_all)}){tail}",
                   file=out, flush=True)
             current = None
@@ -411,9 +455,9 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         print(f"stopped {len(killed)} process(es); resume with: python -m bitcpm_validation run --resume {run_dir}",
               file=out, flush=True)
     finally:
-        if old_term is not None:
+        for sig, h in old_handlers.items():
             try:
-                signal.signal(signal.SIGTERM, old_term)
+                signal.signal(sig, h)  # type: ignore[arg-type]
             except ValueError:
                 pass
         _write_run_json(run_dir, params, params_path, outcome, started, [p.stem for p in todo])
@@ -421,4 +465,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     print(f"done {_fmt_total(time.monotonic() - t_all)}: "
           f"{sum(c.status == 'ok' for c in outcome.chapters)} ok, {len(failed)} failed, "
           f"{sum(c.status == 'skipped' for c in outcome.chapters)} skipped", file=out, flush=True)
+    earlier = sorted(set(outcome.run_failed) - {c.chapter for c in failed})
+    if earlier:
+        print(f"still failed from earlier in this run: {', '.join(earlier)}", file=out, flush=True)
     return outcome

@@ -58,6 +58,7 @@ class KeyMetric:
     value: Any
     unit: str
     note: str = ""
+    timing: bool = False  # volatile between identical runs
 
     @property
     def name(self) -> str:
@@ -133,13 +134,13 @@ def check_matrix(run_dir: str | Path, selected: Optional[list[str]] = None) -> l
             continue
         if res.status == "failed":
             add("fail", "chapter", "Chapter ran to the end", "章节完整运行", f"failed: {res.error or 'unknown error'}",
-                f"运行失败:{res.error or '未知错误'}", "failed")
+                "运行失败", "failed")
         elif res.status == "running":
             add("fail", "chapter", "Chapter ran to the end", "章节完整运行", "interrupted: the chapter never finished",
                 "中断:章节未运行完", "running")
         elif res.status == "skipped":
             add("not_run", "chapter", "Chapter", "章节", f"skipped: {res.reason_en or ''}".rstrip(": "),
-                f"跳过:{res.reason_zh or res.reason_en or ''}", "skipped")
+                f"跳过:{res.reason_zh}" if res.reason_zh and res.reason_zh != res.reason_en else "跳过", "skipped")
         for c in res.checks:
             add(c.status, c.id, c.name_en, c.name_zh, c.detail_en, c.detail_zh or c.detail_en, res.status)
         if res.status == "ok" and not res.checks:
@@ -155,7 +156,8 @@ def key_metrics(run_dir: str | Path) -> list[KeyMetric]:
             continue
         for m in res.metrics:
             if m.key:
-                out.append(KeyMetric(info.id, info.heading(), m.id, m.name_en, m.name_zh, m.value, m.unit, m.note))
+                out.append(KeyMetric(info.id, info.heading(), m.id, m.name_en, m.name_zh, m.value, m.unit, m.note,
+                                     m.timing))
     return out
 
 

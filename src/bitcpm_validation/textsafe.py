@@ -126,9 +126,10 @@ def show_text(s: Any, cls: str = "untrusted") -> None:
     _display_html(html_pre(s, cls))
 
 
-def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = ()) -> None:
+def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
+               cls: str = "bv-table") -> None:
     """Show a table with escaped cells in a notebook (bilingual headers: '指标 Metric')."""
-    _display_html(html_table(headers, list(rows), trusted_cols=trusted_cols))
+    _display_html(html_table(headers, list(rows), trusted_cols=trusted_cols, cls=cls))
 
 
 def show_md(markdown: str) -> None:
