@@ -13,7 +13,7 @@ STAMP    := $(VENV)/.bitcpm-setup-$(PLATFORM)
 PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 
-.PHONY: help setup report render test test-fast lab clean-runs publish
+.PHONY: help setup report render test test-fast lab stand-in clean-runs publish compare
 
 help:
 	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
@@ -21,7 +21,9 @@ help:
 	@echo "make setup [PLATFORM=cpu|cuda|npu]  the venv ($(VENV)) with the engine stack (implicit in the others)"
 	@echo "make render [RUN=runs/<id>]      re-render a run's report.html / .pdf / .md"
 	@echo "make lab                         JupyterLab with the project's kernel"
+	@echo "make stand-in                    (re)train the small stand-in model into models/stand-in"
 	@echo "make publish                     static site of runs/* in site/ (SHA-256 manifest; verify: cd site && sha256sum -c MANIFEST.sha256)"
+	@echo "make compare RUNS=\"runs/a runs/b\" [OUT=dir]   runs side by side: environments, agreement per pair, key-metric ratios"
 	@echo "detected platform: $(PLATFORM)"
 
 setup: $(STAMP)
@@ -37,6 +39,9 @@ report: $(STAMP)
 render: $(STAMP)
 	$(PY) -m bitcpm_validation render $(RUN)
 
+compare: $(STAMP)
+	$(PY) -m bitcpm_validation compare $(RUNS) $(if $(OUT),--out $(OUT))
+
 publish: $(STAMP)
 	$(PY) -m bitcpm_validation publish --runs runs --site site
 
@@ -51,6 +56,9 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
 	  --MultiKernelManager.default_kernel_name=bitcpm-validation $(if $(filter 0,$(shell id -u)),--allow-root)
+
+stand-in: $(STAMP)
+	$(PY) -m bitcpm_validation.model.train_stand_in --out models/stand-in --seed 0
 
 clean-runs:
 	rm -rf runs/

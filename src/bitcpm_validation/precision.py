@@ -310,7 +310,9 @@ def load_run_bundles(path: str | Path, root: Optional[Path] = None) -> dict[str,
 def summary_row(label: str, s: dict[str, Any]) -> list[Any]:
     """A table row: label, top-1, max |Δ|, mean |Δ|, mean KL, exact-match lengths, close."""
     def f(x, spec):
-        return "n/a" if x is None else format(x, spec)
+        if x is None:
+            return "n/a"
+        return format(x, ".2e") if spec == ".4f" and 0 < abs(x) < 1e-3 else format(x, spec)
     return [label, f(s.get("top1_agreement"), ".4f"), f(s.get("max_abs_dlogprob"), ".4f"),
             f(s.get("mean_abs_dlogprob"), ".4f"), f(s.get("mean_kl"), ".2e"),
             " ".join(f"{m}/{n}" for m, n in zip(s.get("exact_match_lens", []), s.get("gen_lens", []))),
