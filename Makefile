@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env
 	@touch $@
 
 report: $(STAMP)
-	$(PY) -m bitcpm_validation run --params $(PARAMS) $(if $(RESUME),--resume $(RESUME)) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY))
 
 render: $(STAMP)
 	$(PY) -m bitcpm_validation render $(RUN)

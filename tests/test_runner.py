@@ -49,6 +49,7 @@ def proj(tmp_path):
     notebook(nbs, "00_summary", SUMMARY)
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text("{}")
     d = yaml.safe_load((ROOT / "params/default.yaml").read_text(encoding="utf-8"))
     d["model"]["path"] = str(model)
     d["prompts"] = str(ROOT / "params/prompts.yaml")
@@ -123,6 +124,12 @@ def test_missing_model_is_one_line(proj):
     msg = str(ei.value)
     assert "model.path" in msg and "/path/to/BitCPM4-0.5B" in msg and "\n" not in msg
     assert not proj["runs"].exists()  # nothing started
+
+
+def test_model_dir_without_config(proj):
+    (proj["tmp"] / "model" / "config.json").unlink()
+    with pytest.raises(runner.RunError, match="no config.json"):
+        run(proj)
 
 
 def test_cli_bad_params_exit_2(tmp_path):
