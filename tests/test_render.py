@@ -25,6 +25,8 @@ def chapter_nb(cid: str, title: str, extra_cells=()) -> nbformat.NotebookNode:
     code.outputs = [
         nbformat.v4.new_output("display_data", data={"text/html": html_pre(EVIL), "text/plain": "x"}),
         nbformat.v4.new_output("stream", name="stdout", text=EVIL + "\n"),
+        nbformat.v4.new_output("display_data", data={"application/javascript": "window.pwned = 1",
+                                                     "text/plain": "<js>"}),
     ]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}"), zh, en, code, *extra_cells]
     return nb
@@ -85,6 +87,7 @@ def test_untrusted_text_is_escaped(html):
     assert "<img src=x" not in html
     assert "&lt;script&gt;alert" in html
     assert "\x1b" not in html
+    assert "window.pwned" not in html and "<script" not in html.lower()  # no active output survives
 
 
 def test_failed_and_skipped_chapters_shown(html):

@@ -80,6 +80,27 @@ def _keep(cell: Any, lang: str) -> bool:
     return "remove-cell" not in tags
 
 
+_ACTIVE_MIME = ("application/javascript", "text/javascript", "application/vnd.jupyter.widget-view+json",
+                "application/vnd.jupyter.widget-state+json")
+
+
+def _passive(cell: Any) -> Any:
+    """Drop active output (JavaScript, widgets) from a cell: the report runs no code but its toggle."""
+    if cell.get("cell_type") != "code":
+        return cell
+    outs = []
+    for o in cell.get("outputs", []):
+        data = o.get("data")
+        if data:
+            for m in _ACTIVE_MIME:
+                data.pop(m, None)
+            if not data:
+                continue
+        outs.append(o)
+    cell["outputs"] = outs
+    return cell
+
+
 def _banner(res: Optional[R.ChapterResult], err: Optional[str], has_nb: bool) -> Optional[str]:
     if err:
         return (f'<div class="bv-banner bv-failed">❌ <b>结果文件无法读取 · Results file unreadable</b>'
@@ -142,7 +163,7 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
         if nb_path.exists():
             try:
                 nb = nbformat.read(nb_path, as_version=4)
-                cells = [copy.deepcopy(c) for c in nb.cells if _keep(c, lang)]
+                cells = [_passive(copy.deepcopy(c)) for c in nb.cells if _keep(c, lang)]
             except Exception as e:  # noqa: BLE001
                 err = err or f"executed notebook unreadable: {type(e).__name__}: {e}"
         anchor = f'<a id="ch-{html_escape(cid)}"></a>\n\n'
