@@ -140,6 +140,10 @@ def test_probes(running):
     assert srv.base_url in g["curl"] and "vllm" in g["serve"] and "OpenAI(" in g["python"]
     log = srv.evidence_path.read_text()
     assert "=== server start:" in log
+    ext = server.connect(srv.root_url)  # `serving.endpoint`: validate a running deployment
+    assert ext.external and ext.model == srv.model and ext.alive() and ext.base_url == srv.base_url
+    ext.stop()  # never stops what it did not start
+    assert srv.alive()
 
 
 @pytest.mark.engine
@@ -201,3 +205,16 @@ def test_interrupt_leaves_no_process(tmp_path, tiny, sig):
     gone, alive = psutil.wait_procs(list(family.values()), timeout=30)
     assert not [q for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)], [q.pid for q in alive]
     assert not [q for q in _ours(str(link)) if _status(q) not in (None, psutil.STATUS_ZOMBIE)]
+
+
+def test_compare_greedy():
+    rows = serving.compare_greedy([[1, 2, 3], [4, 5], [6]], [[1, 2, 9], [4, 5], [6, 7]])
+    assert [r["equal"] for r in rows] == [False, True, False]
+    assert [r["first_diff"] for r in rows] == [2, None, 1]
+
+
+def test_log_tail_is_one_line_without_colour(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("\x1b[32mINFO\x1b[0m starting\nTraceback (most recent call last):\nValueError: bad model\nbye\n")
+    t = server.tail(log)
+    assert "\n" not in t and "\x1b" not in t and "ValueError: bad model" in t

@@ -341,8 +341,7 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith
     cs = [r["concurrency"] for r in sweep_rows]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ax.plot(cs, [r["output_tok_s"] for r in sweep_rows], "o-", label="measured 实测 (vllm bench serve)")
-    xs = sorted(set(cs + [max(cs) * 2 if cs else 2]))
-    dense = [x for x in range(1, max(xs) + 1)]
+    dense = list(range(1, (max(cs) if cs else 1) + 1))
     ax.plot(dense, [decode_limit(bandwidth_gbs, arith["weight_bytes"], arith["kv_bytes_per_token"], context, b)
                     for b in dense], "--", color="gray", label="bandwidth limit 带宽上限")
     ax.set_xlabel("concurrency 并发数")
