@@ -54,3 +54,28 @@ def test_plots_setup_uses_installed_cjk_font_only():
         assert fam == ["DejaVu Sans", font]
     else:
         assert fam == ["DejaVu Sans"]
+
+
+def test_chinese_figure_has_no_missing_glyphs():
+    import io
+    import warnings
+
+    import matplotlib
+    import pytest
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bitcpm_validation import plots
+
+    if not plots.setup():
+        pytest.skip("no CJK font installed (fonts-noto-cjk)")
+    fig, ax = plt.subplots()
+    ax.set_title("吞吐量 Throughput")
+    ax.plot([1, 2], [3, 4], label="并发 concurrency")
+    ax.legend()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+    assert not [x for x in w if "missing from font" in str(x.message) or "Glyph" in str(x.message)]

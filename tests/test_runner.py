@@ -203,3 +203,11 @@ def test_same_params_same_results_apart_from_timings(tmp_path):
         views.append({p.name: R.stable_view(json.loads(p.read_text())) for p in (oc.run_dir / "results").glob("*.json")})
     assert set(views[0]) == {"00_summary.json", "01_environment.json"}
     assert views[0] == views[1]
+
+
+def test_cli_ascend_profile_placeholder_path_is_one_line_error():
+    p = subprocess.run([sys.executable, "-m", "bitcpm_validation", "run", "--params", "params/ascend-910b3.yaml"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    err = p.stderr.strip()
+    assert err.count("\n") == 0 and "model.path" in err and "/path/to/BitCPM4-0.5B" in err, err
