@@ -359,17 +359,20 @@ write("04_determinism", [
     md("# 04 · 推理自洽性 · Determinism"),
     md("temperature 0 下,N 个提示 × R 次运行在同一个引擎中逐 token 比较;再重启引擎比较一次;并比较每个提示单独运行"
        "与在一批其他提示中运行的结果。引擎模式(eager 或 graph)与平台的确定性环境变量一并记录。"
-       "原报告的结论是“5 组 prompt × 2 次运行完全一致”;这里给出 token 级的表格与首个分歧位置。本章启动两个引擎(重启)。", "lang-zh"),
+       "原报告的结论是“5 组 prompt × 2 次运行完全一致”(每次 64 token);这里给出 token 级的表格与首个分歧位置。"
+       "每次生成都跑满 max_tokens(忽略 EOS),使每组比较的 token 数相同。本章启动两个引擎(重启)。", "lang-zh"),
     md("At temperature 0: N prompts × R runs compared token by token in one engine; once more after an engine "
        "restart; and each prompt alone against the same prompt inside a batch of others. The engine mode (eager or "
        "graph) and the platform's determinism environment variables are recorded beside the table. The original "
-       "document said \"5 prompts × 2 runs identical\"; here is the token-level table with the first divergence. "
+       "document said \"5 prompts × 2 runs identical\" (64 tokens each); here is the token-level table with the first "
+       "divergence. Every generation runs the full max_tokens (EOS ignored) so that each comparison covers the same number "
+       "of tokens. "
        "This chapter starts two engines (the restart).", "lang-en"),
     params_cell(),
     code(OPEN.format(id="04_determinism") +
          "from bitcpm_validation import determinism as D\n"
          "dp = p.determinism\n"
-         "probes = ch.prompts.prompts[:dp.prompts]\n"
+         "probes = D.select_prompts(ch.prompts, dp.prompts)\n"
          "prepared = prompting.prepare(probes, model_dir)\n"
          "batch = [x.token_ids for x in prepared]\n"
          'show_md(f"N = {len(probes)} 提示 prompts × R = {dp.runs} 次 runs, max_tokens {dp.max_tokens}; "\n'
@@ -378,8 +381,8 @@ write("04_determinism", [
     code('eng = engine.start(p, ch.evidence_path, which="real")\n'
          'try:\n'
          + "\n".join("    " + ln for ln in SETTINGS.format(key="first").splitlines()) + "\n"
-         '    runs = [eng.generate_ids(batch, max_tokens=dp.max_tokens) for _ in range(dp.runs)]\n'
-         '    alone = [eng.generate_ids([ids], max_tokens=dp.max_tokens)[0] for ids in batch] if dp.batch else None\n'
+         '    runs = [eng.generate_ids(batch, max_tokens=dp.max_tokens, ignore_eos=True) for _ in range(dp.runs)]\n'
+         '    alone = [eng.generate_ids([ids], max_tokens=dp.max_tokens, ignore_eos=True)[0] for ids in batch] if dp.batch else None\n'
          '    platform, mode = eng.platform, eng.settings()["mode"]\n'
          'finally:\n'
          '    eng.close()\n'
@@ -391,7 +394,7 @@ write("04_determinism", [
          'if dp.restart:\n'
          '    eng = engine.start(p, ch.evidence_path, which="real")\n'
          '    try:\n'
-         '        restart = eng.generate_ids(batch, max_tokens=dp.max_tokens)\n'
+         '        restart = eng.generate_ids(batch, max_tokens=dp.max_tokens, ignore_eos=True)\n'
          '    finally:\n'
          '        eng.close()'),
     md("## Token 级比较 · Token-level comparison"),

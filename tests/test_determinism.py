@@ -38,3 +38,13 @@ def test_env_rows_record_platform_vars(monkeypatch):
     rows = {r["var"]: r for r in D.env_rows("npu")}
     assert rows["LCCL_DETERMINISTIC"]["actual"] == "1" and rows["HCCL_DETERMINISTIC"]["recommended"] == "true"
     assert "VLLM_BATCH_INVARIANT" in rows
+
+
+def test_select_prompts_original_first():
+    from bitcpm_validation.params import Prompt, PromptSet
+
+    ps = PromptSet(prompts=[Prompt(id="new", lang="en", kind="k", prompt="x"),
+                            Prompt(id="zh", lang="zh", kind="k", prompt="好", from_original=True),
+                            Prompt(id="o1", lang="en", kind="k", prompt="y", from_original=True)])
+    assert [q.id for q in D.select_prompts(ps, 2)] == ["o1", "zh"]
+    assert [q.id for q in D.select_prompts(ps, 5)] == ["o1", "zh", "new"]

@@ -138,3 +138,12 @@ def env_rows(platform: str) -> list[dict[str, Any]]:
     rec = dict(DETERMINISM_ENV.get(platform, {}))
     rec.setdefault("VLLM_BATCH_INVARIANT", "1 (beta, optional)")
     return [{"var": k, "recommended": v, "actual": os.environ.get(k, "(unset)")} for k, v in rec.items()]
+
+
+def select_prompts(prompt_set: Any, n: int) -> list:
+    """The N probes repeated: the original document's prompts first (its five English prompts are the
+    ones it compared), then the others, each group in file order."""
+    ps = list(prompt_set.prompts)
+    ordered = ([q for q in ps if q.from_original and q.lang == "en"] + [q for q in ps if q.from_original and q.lang != "en"]
+               + [q for q in ps if not q.from_original])
+    return ordered[:n]
