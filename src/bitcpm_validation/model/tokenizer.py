@@ -228,7 +228,7 @@ def first_mismatch(a: Sequence[int], b: Sequence[int]) -> Optional[dict]:
 
 
 def compare(model_dir: str | Path, texts: Iterable[str]) -> list[dict]:
-    """Per text: faithful ids, engine ids, first mismatch, and pieces around it (for the report)."""
+    """Per text: faithful ids, engine ids, first mismatch (status "fail" when they differ), pieces."""
     f = _faithful(str(Path(model_dir).resolve()))
     tok = engine_tokenizer(str(Path(model_dir).resolve()))
     rows = []
@@ -237,6 +237,7 @@ def compare(model_dir: str | Path, texts: Iterable[str]) -> list[dict]:
         mm = first_mismatch(a, b)
         rows.append({
             "text": t, "faithful_ids": a, "engine_ids": b, "match": mm is None, "first_mismatch": mm,
+            "status": "pass" if mm is None else "fail",
             "faithful_pieces": [f.id_to_added.get(i) or f.sp.id_to_piece(i) for i in a],
             "engine_pieces": tok.convert_ids_to_tokens(b),
             "engine_tokenizer_class": type(tok).__name__,

@@ -30,7 +30,9 @@ PROBES = [
     ("What is the capital of France?", False), ("What is 2+2?", False), ("Write a short poem about AI:", False),
     ("Hello, my name is", False), ("Translate to Chinese: Hello, how are you?", False),
     ("你好，请介绍一下你自己", False), ("北京有什么好玩的景点？", False), ("用中文写一首关于人工智能的诗", False),
-    ("What is the capital of France?", True), ("北京有什么好玩的景点？", True),
+    ("你好,请介绍一下你自己", False), ("北京有什么好玩的景点?", False),  # params/prompts.yaml spelling
+    ("What is the capital of France?", True), ("What is 2+2?", True), ("北京有什么好玩的景点？", True),
+    ("你好，请介绍一下你自己", True),
 ]
 
 README = """# Stand-in model (NOT BitCPM4)
@@ -89,7 +91,7 @@ def collate(b):
     return x, m
 
 
-def train(out: str | Path, seed: int = 0, steps: int = 600, batch: int = 32, lr: float = 3e-3,
+def train(out: str | Path, seed: int = 0, steps: int = 500, batch: int = 32, lr: float = 3e-3,
           threads: int = 1, log_every: int = 25, quiet: bool = False, sp_vocab: int = 2000) -> dict:
     t0 = time.time()
     torch.set_num_threads(threads)
@@ -172,7 +174,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models/stand-in")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=1)
