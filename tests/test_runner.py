@@ -126,12 +126,6 @@ def test_missing_model_is_one_line(proj):
     assert not proj["runs"].exists()  # nothing started
 
 
-def test_model_dir_without_config(proj):
-    (proj["tmp"] / "model" / "config.json").unlink()
-    with pytest.raises(runner.RunError, match="no config.json"):
-        run(proj)
-
-
 def test_cli_bad_params_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("profile: x\nmodel: {path: m}\nbogus: 1\n")

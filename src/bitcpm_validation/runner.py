@@ -111,9 +111,6 @@ def check_inputs(params: Params) -> None:
             f"{src}: key 'model.path': model directory {params.model.path} not found: "
             f"point it at a local copy of {params.model.name} (e.g. git lfs clone https://huggingface.co/{params.model.name})"
         )
-    if not (params.model_path / "config.json").is_file():
-        raise RunError(f"{src}: key 'model.path': {params.model.path} has no config.json: not a Hugging Face model "
-                       f"directory (expected the layout of {params.model.name})")
 
 
 # -- processes ------------------------------------------------------------------------------------------
