@@ -62,7 +62,8 @@ def test_decode_limit_and_figures():
 
 def test_bandwidth_measured():
     bw = P.measure_bandwidth("cpu", size_mib=16, repeats=2)
-    assert bw["gb_s"] > 0.1 and bw["device"] == "cpu"
+    assert bw["gb_s"] > 0.1 and bw["device"] == "cpu" and bw["gb_s"] == max(bw["copy_gb_s"], bw["read_gb_s"])
+    assert P.combine_bandwidth(bw, {**bw, "gb_s": 2 * bw["gb_s"]})["gb_s"] == 2 * bw["gb_s"]
 
 
 def test_bench_args_from_params(tmp_path):
