@@ -317,12 +317,13 @@ write("08_serving", [
          'show_table(["探测 Probe", "结果 Result", "耗时 Time (s)", "详情 Detail"],\n'
          '           [[k, "✅" if r.ok else "❌", r.seconds, summary(k, r)] for k, r in probes.items()])\n'
          'tm = probes["chat"].detail.get("template_matches")\n'
+         'fd = probes["chat"].detail.get("template_first_diff")\n'
          "if tm is not None:\n"
          '    ch.check("chat_template", "pass" if tm else "warn", "Chat prompt ids equal the ChatML encoding",\n'
          '             "对话提示 token 与 ChatML 编码一致",\n'
          '             detail_en="the server applied the model\'s chat template exactly as the project encodes ChatML" if tm else\n'
-         '             "the server\'s chat prompt ids differ from the project\'s ChatML encoding (tokenizer difference, see chapter 02)",\n'
-         '             detail_zh="服务端套用的对话模板与项目的 ChatML 编码逐 token 相同" if tm else "服务端对话提示的 token 与项目 ChatML 编码不同(分词器差异,见第 02 章)")\n'
+         '             f"the server\'s chat prompt ids differ from the project\'s ChatML encoding from position {fd} on (the engine\'s text tokenizer, see chapter 02): chat answers through the server are affected",\n'
+         '             detail_zh="服务端套用的对话模板与项目的 ChatML 编码逐 token 相同" if tm else f"服务端对话提示的 token 从第 {fd} 位起与项目 ChatML 编码不同(引擎文本分词器差异,见第 02 章):经服务的对话回答受影响")\n'
          '_ = ch.metric("concurrent_answered", probes["concurrent"].detail.get("answered", 0), "", "Concurrent requests answered", "并发请求得到回答数")'),
     md("### 贪心输出:服务 vs 离线引擎 · Greedy output: server vs offline engine"),
     code("if greedy_rows:\n"

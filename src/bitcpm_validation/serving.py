@@ -102,6 +102,7 @@ def probe_chat(cl, srv: Server, user: str, max_tokens: int,
         if expected_prompt_ids is not None and prompt_ids is not None:
             detail["template_matches"] = list(prompt_ids) == list(expected_prompt_ids)
             detail["expected_prompt_token_ids"] = list(expected_prompt_ids)
+            detail["template_first_diff"] = compare_greedy([expected_prompt_ids], [prompt_ids])[0]["first_diff"]
         return bool(detail["text"].strip()) or bool(detail["token_ids"]), detail
 
     return _run("chat", srv, fn)
