@@ -218,3 +218,20 @@ def test_log_tail_is_one_line_without_colour(tmp_path):
     log.write_text("\x1b[32mINFO\x1b[0m starting\nTraceback (most recent call last):\nValueError: bad model\nbye\n")
     t = server.tail(log)
     assert "\n" not in t and "\x1b" not in t and "ValueError: bad model" in t
+
+
+def test_server_dies_with_a_killed_parent(tmp_path):
+    """SIGKILL of the process that launched the server (no cleanup code can run): PR_SET_PDEATHSIG ends it."""
+    code = ("import os, sys, time\n"
+            "from pathlib import Path\n"
+            "from bitcpm_validation import server\n"
+            "p = server._launch(['sleep', '120'], Path(sys.argv[1]), dict(os.environ))\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ev.log")], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    assert child.is_running()
+    parent.kill()
+    parent.wait()
+    gone, alive = psutil.wait_procs([child], timeout=10)
+    assert child in gone

@@ -175,11 +175,21 @@ def _install_handlers() -> None:
             signal.signal(signum, handler)
 
 
-def _pdeathsig() -> None:  # runs in the child before exec
-    with contextlib.suppress(Exception):
+def _load_prctl():
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except Exception:  # not Linux / no glibc: rely on the other safeguards
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved here, not in the forked child
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec: keep it minimal
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: the server gets SIGTERM if we die
 
 
 # --------------------------------------------------------------------------------------------
