@@ -119,3 +119,21 @@ def test_matrix():
     assert by["Outputs are meaningful (graded probe)"]["dummy"] == "—"
     assert by["Outputs are meaningful (graded probe)"]["real"] == "❌"
     assert by["Forward pass runs end to end (first request)"]["dummy"] == "✅"
+
+
+def test_parse_engine_log_facts():
+    from bitcpm_validation.engine import parse_engine_log
+
+    log = """INFO [base_loader.py:82] Initializing model took 0.930774 seconds
+INFO [weight_utils.py:1108] Filesystem type for checkpoints: EXT4. Checkpoint size: 0.81 GiB. Available RAM: 20.66 GiB.
+INFO [default_loader.py:501] Loading weights took 0.45 seconds
+INFO [gpu_model_runner.py:1] Model loading took 0.8161 GiB memory and 1.25 seconds
+INFO [cpu_worker.py:260] Explicitly set (1.0/9.46) GiB for KV cache on node 0.
+INFO [kv_cache_utils.py:2327] CPU KV cache size: 524,288 tokens, Maximum concurrency for 2,048 tokens per request: 256.00x
+INFO [core.py:402] init engine (profile, create kv cache, warmup model) took 3.82 s
+"""
+    f = parse_engine_log(log)
+    assert f["kv_cache_tokens"] == 524288 and f["max_concurrency"] == 256.0 and f["concurrency_context_tokens"] == 2048
+    assert f["weights_load_s"] == 0.45 and f["model_init_s"] == 0.930774 and f["engine_core_init_s"] == 3.82
+    assert f["model_load_gib"] == 0.8161 and f["model_load_s"] == 1.25 and f["checkpoint_gib"] == 0.81
+    assert f["kv_cache_gib"] == 1.0
