@@ -103,8 +103,14 @@ def test_resume_reruns_only_failed(proj):
 
 
 def test_only_into_existing_run(proj):
-    oc, _ = run(proj)
-    oc2, _ = run(proj, run_dir=oc.run_dir, only=["inference"])
+    mine = subprocess.Popen(["sleep", "120"])  # a process of the caller (e.g. a shared test server)
+    try:
+        oc, _ = run(proj)
+        oc2, _ = run(proj, run_dir=oc.run_dir, only=["inference"])
+        assert mine.poll() is None, "the runner killed a process it did not start"
+    finally:
+        mine.kill()
+        mine.wait()
     assert [c.chapter for c in oc2.chapters] == ["03_inference", "00_summary"]
     assert oc2.exit_code == 1 and oc2.run_failed == ["02_loading"]  # the run as a whole still has a failure
     assert R.load(oc.run_dir / "results" / "02_loading.json").status == "failed"  # untouched

@@ -125,28 +125,47 @@ def _become_subreaper() -> None:
             pass
 
 
-def kill_descendants(grace_s: float = 5.0) -> list[int]:
-    """Terminate every process started below this one (kernel, engine workers, servers). Returns their pids."""
+def descendants() -> set[int]:
+    """Pids of every live process below this one."""
+    try:
+        import psutil
+    except ImportError:
+        return set()
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """Terminate every process started below this one (kernel, engine workers, servers), except the pids in
+    `keep` (what already ran before the chapter, e.g. a caller's own servers) and their process groups.
+    Exited ones are reaped. Returns the pids of the processes that were still running."""
     try:
         import psutil
     except ImportError:
         return []
     me = psutil.Process()
-    procs = []
+    procs, zombies = [], []
     for p in me.children(recursive=True):
+        if p.pid in keep:
+            continue
         try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                procs.append(p)
+            (zombies if p.status() == psutil.STATUS_ZOMBIE else procs).append(p)
         except psutil.Error:
             pass
+    _reap([p.pid for p in zombies])
     if not procs:
         return []
     own_pgid = os.getpgid(0)
+    kept_groups = set()
+    for pid in keep:
+        try:
+            kept_groups.add(os.getpgid(pid))
+        except OSError:
+            pass
     groups = set()
     for p in procs:
         try:
             g = os.getpgid(p.pid)
-            if g != own_pgid:
+            if g != own_pgid and g not in kept_groups:
                 groups.add(g)
         except OSError:
             pass
@@ -172,20 +191,17 @@ def kill_descendants(grace_s: float = 5.0) -> list[int]:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=grace_s)
+    _reap([p.pid for p in procs])
     return [p.pid for p in procs]
 
 
-def reap_zombies() -> int:
-    """Collect exited orphans re-parented to us (we are a child subreaper). Returns how many."""
-    n = 0
-    while True:
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of these (orphans re-parented to us as a subreaper); never other children."""
+    for pid in pids:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return n
-        if pid == 0:
-            return n
-        n += 1
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass
 
 
 def _ipython_dir() -> Path:
@@ -244,8 +260,11 @@ def _error_line(e: BaseException) -> tuple[str, str]:
 
 
 def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[str] = None,
-                timeout_s: Optional[float] = None) -> ChapterOutcome:
-    """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt."""
+                timeout_s: Optional[float] = None, keep: Optional[set[int]] = None) -> ChapterOutcome:
+    """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt.
+
+    Afterwards every process the chapter left running is killed (`keep`: pids that existed before)."""
+    keep = descendants() if keep is None else keep
     import papermill as pm
 
     stem = nb.stem
@@ -268,8 +287,7 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
         if status == "skipped":
             error = None
     seconds = time.monotonic() - t0
-    leaked = kill_descendants(grace_s=3.0)
-    reap_zombies()
+    leaked = kill_descendants(grace_s=3.0, keep=keep)
     if leaked:
         with (run_dir / "evidence" / f"{stem}.log").open("a", encoding="utf-8") as f:
             f.write(f"[runner] killed {len(leaked)} process(es) left running after the chapter: {leaked}\n")
@@ -407,6 +425,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     print(f"params {params_path}  (profile {params.profile}, {len(todo)} chapter(s))", file=out, flush=True)
     t_all = time.monotonic()
     n = len(todo)
+    pre_existing = descendants()  # never touched: only what the chapters start is stopped
     stop = {"flag": False}
     old_handlers: dict[int, object] = {}
 
@@ -416,7 +435,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         first = not stop["flag"]
         stop["flag"] = True
         if first:
-            kill_descendants(grace_s=2.0)
+            kill_descendants(grace_s=2.0, keep=pre_existing)
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -432,7 +451,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
             if ev.exists() and ev.stat().st_size:
                 ev.replace(ev.with_suffix(".previous.log"))
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
-            oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s)
+            oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s, keep=pre_existing)
             if stop["flag"]:
                 raise KeyboardInterrupt
             outcome.chapters.append(oc)
@@ -448,7 +467,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     except KeyboardInterrupt:
         outcome.interrupted = True
         print("interrupted", file=out, flush=True)
-        killed = kill_descendants()
+        killed = kill_descendants(keep=pre_existing)
         if current is not None:
             _mark(run_dir, current.stem, "failed", "interrupted (Ctrl-C / SIGTERM)", 0.0)
             outcome.chapters.append(ChapterOutcome(current.stem, "failed", 0.0, "interrupted (Ctrl-C / SIGTERM)"))
