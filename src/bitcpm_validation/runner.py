@@ -466,7 +466,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
             current = None
     except KeyboardInterrupt:
         outcome.interrupted = True
-        print("interrupted", file=out, flush=True)
+        print(("\n" if current is not None else "") + "interrupted", file=out, flush=True)
         killed = kill_descendants(keep=pre_existing)
         if current is not None:
             _mark(run_dir, current.stem, "failed", "interrupted (Ctrl-C / SIGTERM)", 0.0)
