@@ -149,6 +149,24 @@ write("02_loading", [
          'ch.data["prompting"] = decision\n'
          'ch.save()\n'
          'show_md(f"**提示输入方式 · How prompts are fed: `{decision[\'mode\']}`**\\n\\n{decision[\'zh\']}\\n\\n{decision[\'en\']}")'),
+    md("### 部署时的引擎分词器 · Engine tokenizer as deployed\n\n"
+       "上面的保真度检查如实评判模型自带的分词器文件。`engine.tokenizer_override: auto` 时,若其与 SentencePiece 不一致,"
+       "本报告把同一 tokenizer.json 以 `PreTrainedTokenizerFast` 原样加载的忠实分词器目录写入本次运行,"
+       "并作为 `tokenizer=`(离线引擎)与 `--tokenizer`(`vllm serve`)交给引擎;此处检查实际部署的分词器。 · "
+       "The fidelity check above judges the model's own tokenizer files (the truth about what ships). With `engine.tokenizer_override: auto`, where "
+       "they differ from SentencePiece, the report writes a faithful tokenizer directory into the run (the same "
+       "tokenizer.json, loaded as is as `PreTrainedTokenizerFast`) and gives it to the engine as `tokenizer=` (offline) "
+       "and `--tokenizer` (`vllm serve`); this checks the tokenizer as deployed."),
+    code('tok_dec = prompting.engine_tokenizer(p, ch.run_dir)\n'
+         'dep = loading.deployed_tokenizer(tr, tok_dec)\n'
+         'ch.data["engine_tokenizer"] = {"override": p.engine.tokenizer_override,\n'
+         '                               "path": None if tok_dec.path is None else str(tok_dec.path.relative_to(ch.run_dir)),\n'
+         '                               "en": tok_dec.en, "zh": tok_dec.zh,\n'
+         '                               "fidelity": [{k: r[k] for k in ("text", "match", "first_mismatch")} for r in dep["report"]["fidelity"]]}\n'
+         'ch.check("engine_tokenizer_deployed", dep["status"], "Engine tokenizer as deployed (with the override) = SentencePiece",\n'
+         '         "部署时的引擎分词器(含替换)= SentencePiece 编码", detail_en=dep["detail_en"], detail_zh=dep["detail_zh"])\n'
+         'show_table(["样本 Sample", "一致 Match"], [[r["text"], "✅" if r["match"] else "❌"] for r in dep["report"]["fidelity"]])\n'
+         'show_md(f"**引擎分词器 · Engine tokenizer: `{ch.data[\'engine_tokenizer\'][\'path\'] or \'model directory\'}`**\\n\\n{tok_dec.zh}\\n\\n{tok_dec.en}")'),
     md("## 4. 架构 · Architecture\n\n"
        "由文件推导(config.json、权重头信息、配置类默认值),不从文档抄写。 · Derived from the files (config.json, "
        "weight headers, config-class defaults), not copied from a document. `source` 列说明每个值的来源 · says "

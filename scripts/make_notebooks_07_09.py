@@ -264,6 +264,10 @@ write("08_serving", [
          "else:\n"
          '    show_md("本机没有模型权重,跳过离线对照 · no local weights: offline comparison not run.")'),
     md("## 启动服务并探测 · Start the server and probe it"),
+    md("服务与离线引擎使用同一分词器决定(`engine.tokenizer_override`,见第 02 章):模型自带分词器与 SentencePiece "
+       "不一致时,以 `--tokenizer` 指向本次运行写出的忠实分词器目录。 · The server and the offline engine share one "
+       "tokenizer decision (`engine.tokenizer_override`, see chapter 02): where the model's own tokenizer differs from "
+       "SentencePiece, `--tokenizer` points at the faithful tokenizer directory written into this run."),
     code("probes, greedy_rows = {}, []\n"
          "with server.serving(ch.params, ch.evidence_path, 'real') as srv:\n"
          "    pid = srv.pid\n"
@@ -284,15 +288,20 @@ write("08_serving", [
          "    srv.check_alive()\n"
          "    guide = S.deployment_guide(srv, ch.params, probe.prompt, sp.max_tokens)\n"
          "    startup_s, external, command, base_url = srv.startup_s, srv.external, srv.command, srv.base_url\n"
+         "    srv_tok, srv_tok_reason = srv.tokenizer, srv.tokenizer_reason\n"
          "left = [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]\n"
          "if pid:\n"
          "    left += [pid] if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else []\n"
          'ch.data["probes"] = {k: v.as_dict() for k, v in probes.items()}\n'
          'ch.data["greedy"] = greedy_rows\n'
          'ch.data["deployment_guide"] = guide\n'
-         'ch.data["server"] = {"command": command, "base_url": base_url, "external": external}\n'
+         'ch.data["server"] = {"command": command, "base_url": base_url, "external": external,\n'
+         '                     "tokenizer": srv_tok, "tokenizer_reason": srv_tok_reason}\n'
          'ch.data.setdefault("timings", {})["server_startup_s"] = round(startup_s, 2) if startup_s else None\n'
          "ch.save()\n"
+         "if srv_tok_reason:\n"
+         '    show_md(f"**服务分词器 · Server tokenizer: `{\'--tokenizer \' + srv_tok if srv_tok else \'model directory\'}`**\\n\\n"\n'
+         '            f"{srv_tok_reason[\'zh\']}\\n\\n{srv_tok_reason[\'en\']}")\n'
          "if startup_s:\n"
          '    ch.metric("server_startup_s", round(startup_s, 1), "s", "Server start to healthy", "服务启动至健康", key=True, timing=True)'),
     md("## 探测结果 · Probe results"),

@@ -58,6 +58,10 @@ def test_loading(res):
     assert fid.status in ("pass", "fail")
     if fid.status == "fail":  # the engine's tokenizer differs from SentencePiece: first mismatch shown
         assert re.search(r"at token \d+: SentencePiece \d+ .* vs engine \d+", fid.detail_en)
+    # the engine tokenizer as deployed (engine.tokenizer_override auto) encodes like SentencePiece
+    assert _status(r, "engine_tokenizer_deployed") == "pass", r.check("engine_tokenizer_deployed")
+    if fid.status == "fail":
+        assert r.data["engine_tokenizer"]["path"].startswith("artifacts/faithful-tokenizer/")
     assert r.data["prompting"]["mode"] == "faithful"
     assert all(re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) for f in r.data["weight_files"])
     metrics = {m.id: m for m in r.metrics}

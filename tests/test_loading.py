@@ -137,3 +137,46 @@ INFO [core.py:402] init engine (profile, create kv cache, warmup model) took 3.8
     assert f["weights_load_s"] == 0.45 and f["model_init_s"] == 0.930774 and f["engine_core_init_s"] == 3.82
     assert f["model_load_gib"] == 0.8161 and f["model_load_s"] == 1.25 and f["checkpoint_gib"] == 0.81
     assert f["kv_cache_gib"] == 1.0
+
+
+def _params_for(tmp_path, model, override="auto"):
+    import yaml
+
+    from bitcpm_validation.params import load_params
+    from bitcpm_validation.paths import PROJECT_ROOT
+
+    y = {"profile": "test", "platform": "cpu", "prompts": str(PROJECT_ROOT / "params/prompts.yaml"),
+         "model": {"path": str(model), "is_stand_in": True, "dummy_config": str(PROJECT_ROOT / "models/bitcpm4-0.5b")},
+         "engine": {"dtype": "float32", "max_model_len": 256, "tokenizer_override": override}}
+    p = tmp_path / f"p-{override}.yaml"
+    p.write_text(yaml.safe_dump(y))
+    return load_params(p)
+
+
+def test_engine_tokenizer_decision_and_deployed_check(tiny, tmp_path):
+    """One decision for the offline engine and the server (no engine started): auto writes the faithful
+    tokenizer dir into the run where the model's own tokenizer differs from SentencePiece; off never does."""
+    from bitcpm_validation import engine, server
+
+    run = tmp_path / "run"
+    p = _params_for(tmp_path, tiny)
+    tr = loading.tokenizer_report(tiny)
+    dec = prompting.engine_tokenizer(p, run)
+    if tr["fidelity_ok"]:  # a future transformers that loads the model's own files faithfully
+        assert dec.path is None and "already" in dec.en
+    else:
+        assert dec.path == run / "artifacts" / "faithful-tokenizer" / tiny.name and "PreTrainedTokenizerFast" in dec.en
+        assert dec.zh and "SentencePiece" in dec.zh
+        kw = engine.engine_kwargs(p, "real", run)
+        assert kw["tokenizer"] == str(dec.path)
+        assert "tokenizer" not in engine.engine_kwargs(p, "real")  # no run dir: the model's own
+        line = server.display_command(server.serve_command(p, "real", port=1, run_dir=run))
+        assert f"--tokenizer {dec.path}" in line
+        # engine.start / server.start find the run from the chapter's evidence log
+        assert engine.run_dir_of(run / "evidence" / "02_loading.log") == run
+    dep = loading.deployed_tokenizer(tr, dec)
+    assert dep["status"] == "pass", dep["detail_en"]
+    assert dep["detail_en"].endswith(dec.en) and dep["detail_zh"].endswith(dec.zh)
+    off = prompting.engine_tokenizer(_params_for(tmp_path, tiny, "off"), run)
+    assert off.path is None and "off" in off.en
+    assert loading.deployed_tokenizer(tr, off)["status"] == ("pass" if tr["fidelity_ok"] else "fail")

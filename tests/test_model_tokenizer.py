@@ -93,3 +93,35 @@ def test_engine_tokenizer_is_compared_not_trusted():
 
     if transformers.__version__.startswith("5.19"):
         assert not rows[0]["match"] and rows[0]["engine_pieces"][1].startswith("▁")
+
+
+def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
+    """The workaround: the same tokenizer.json with tokenizer_class PreTrainedTokenizerFast is loaded as is
+    by AutoTokenizer (no engine) and encodes exactly like SentencePiece (BOS included); the chat template
+    still renders ChatML; the model directory's own tokenizer is left as it is."""
+    from bitcpm_validation.loading import FIDELITY_SAMPLE
+
+    out = T.write_faithful_tokenizer_dir(STAND_IN, tmp_path / "ft")
+    assert out == tmp_path / "ft"
+    assert {p.name for p in out.iterdir()} == {"tokenizer.json", "tokenizer.model", "special_tokens_map.json",
+                                               "added_tokens.json", "tokenizer_config.json"}
+    assert (out / "tokenizer.json").read_bytes() == (STAND_IN / "tokenizer.json").read_bytes()
+    src_cfg = json.loads((STAND_IN / "tokenizer_config.json").read_text())
+    cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and src_cfg["tokenizer_class"] == "LlamaTokenizer"
+    for k in ("chat_template", "bos_token", "eos_token", "add_bos_token"):
+        assert cfg[k] == src_cfg[k], k
+    rows = T.compare(out, FIDELITY_SAMPLE + TEXTS)
+    assert all(r["match"] for r in rows), [(r["text"], r["first_mismatch"]) for r in rows if not r["match"]]
+    assert all(r["engine_ids"][0] == 1 for r in rows)  # BOS per add_bos_token
+    tok = T.engine_tokenizer(str(out.resolve()))
+    msgs = [{"role": "user", "content": "你好"}]
+    rendered = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert rendered == T.chatml(msgs)
+    assert list(tok(rendered, add_special_tokens=False)["input_ids"]) == T.FaithfulTokenizer(STAND_IN).encode_chat(msgs)
+    assert tok.decode(T.faithful_ids(STAND_IN, "北京是中国的首都"), skip_special_tokens=True) == "北京是中国的首都"
+
+
+def test_faithful_tokenizer_dir_needs_tokenizer_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        T.write_faithful_tokenizer_dir(tmp_path, tmp_path / "out")

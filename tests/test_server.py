@@ -133,11 +133,19 @@ def test_probes(running):
     assert c.ok and len(c.detail["token_ids"]) == 8
     s = serving.probe_stream(cl, srv, [1, 5, 6, 7], 8, c.detail["text"])
     assert s.ok and s.detail["chunks"] > 1
-    assert serving.probe_chat(cl, srv, "Hello", 8).ok
+    from bitcpm_validation import prompting
+
+    chat = serving.probe_chat(cl, srv, "Hello", 8, prompting.prompt_ids("Hello", p.model_path, chat=True))
+    assert chat.ok
+    if srv.tokenizer:  # engine.tokenizer_override in effect: the server tokenizes ChatML like SentencePiece
+        assert chat.detail["template_matches"], chat.detail
     conc = serving.probe_concurrent(cl, srv, [[1, 5, 6, 7]] * 3, 4)
     assert conc.ok and conc.detail["answered"] == 3
     g = serving.deployment_guide(srv, p, "Hello", 8)
     assert srv.base_url in g["curl"] and "vllm" in g["serve"] and "OpenAI(" in g["python"]
+    if srv.tokenizer:  # the guide carries the flag and says why
+        assert f"--tokenizer {srv.tokenizer}" in g["serve"] and g["serve"].startswith("# --tokenizer")
+        assert f"tokenizer={srv.tokenizer!r}" in g["offline"]
     log = srv.evidence_path.read_text()
     assert "=== server start:" in log
     ext = server.connect(srv.root_url)  # `serving.endpoint`: validate a running deployment

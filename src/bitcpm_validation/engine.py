@@ -67,8 +67,18 @@ def detect_platform() -> str:
     return {"npu": "npu", "cuda": "cuda", "cpu": "cpu"}.get(dev, dev or "unknown")
 
 
-def engine_kwargs(params: Params, which: Which = "real", **overrides: Any) -> dict[str, Any]:
-    """vllm.LLM keyword arguments for this profile (also the basis of the `vllm serve` flags)."""
+def run_dir_of(evidence_path: Path) -> Path:
+    """The run directory of a chapter's evidence log (runs/<id>/evidence/NN.log), else the log's folder."""
+    p = Path(evidence_path).parent
+    return p.parent if p.name == "evidence" else p
+
+
+def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path] = None,
+                  **overrides: Any) -> dict[str, Any]:
+    """vllm.LLM keyword arguments for this profile (also the basis of the `vllm serve` flags).
+
+    With `run_dir`, `tokenizer=` is set where prompting.engine_tokenizer decides on the faithful
+    tokenizer directory (engine.tokenizer_override); without it the model directory's own is used."""
     e = params.engine
     if which == "dummy":
         if not params.dummy_config_path:
@@ -90,6 +100,12 @@ def engine_kwargs(params: Params, which: Which = "real", **overrides: Any) -> di
         seed=e.seed,
         load_format=load_format,
     )
+    if run_dir is not None and "tokenizer" not in overrides:
+        from .prompting import engine_tokenizer
+
+        tok = engine_tokenizer(params, run_dir, which)
+        if tok.path is not None:
+            kw["tokenizer"] = str(tok.path)
     kw.update(overrides)
     return kw
 
@@ -241,6 +257,8 @@ class Engine:
         keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
                 "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
         s = {k: self.kwargs.get(k) for k in keys}
+        if self.kwargs.get("tokenizer"):
+            s["tokenizer"] = self.kwargs["tokenizer"]
         s["mode"] = "eager" if self.kwargs.get("enforce_eager") else "graph"
         s["platform"] = self.platform
         s.update({k: v for k, v in self.env.items()})
@@ -256,6 +274,9 @@ class Engine:
             if k == "model":
                 with contextlib.suppress(ValueError):
                     v = str(Path(v).resolve().relative_to(PROJECT_ROOT))
+            elif k == "tokenizer" and "artifacts" in Path(v).parts:  # inside the run: relative to it
+                parts = Path(v).parts
+                v = "<run>/" + "/".join(parts[parts.index("artifacts"):])
             rows.append([k, v])
         return rows
 
@@ -324,7 +345,7 @@ def one_line(err: BaseException, limit: int = 300) -> str:
 
 def start(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
     """Start vllm.LLM for `which` model of the profile; raises EngineError with a one-line reason."""
-    kwargs = engine_kwargs(params, which, **overrides)
+    kwargs = engine_kwargs(params, which, run_dir_of(Path(evidence_path)), **overrides)
     env = platform_env(params)
     for k, v in env.items():
         os.environ.setdefault(k, v)

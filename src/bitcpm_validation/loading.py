@@ -162,6 +162,28 @@ def fidelity_check(tr: dict[str, Any]) -> tuple[str, str, str]:
     return "fail", en, zh
 
 
+def deployed_tokenizer(tr: dict[str, Any], decision: Any) -> dict[str, Any]:
+    """The engine tokenizer as deployed, i.e. with prompting.engine_tokenizer's decision applied (the
+    faithful tokenizer directory where the override is in effect, else the model's own, `tr`):
+    {status, detail_en, detail_zh, report}. Pass when it encodes the sample like SentencePiece (BOS
+    included) and renders the ChatML chat template."""
+    dtr = tokenizer_report(Path(decision.path)) if decision.path is not None else tr
+    where_en = "the faithful tokenizer directory" if decision.path is not None else "the model directory's own tokenizer"
+    where_zh = "忠实分词器目录" if decision.path is not None else "模型目录自带的分词器"
+    if dtr["fidelity_ok"] is None:
+        st, en, zh = "not_run", f"{where_en}: no tokenizer.model to compare against", f"{where_zh}:没有 tokenizer.model,无从比对"
+    else:
+        n = len(dtr["fidelity"])
+        good = sum(r["match"] for r in dtr["fidelity"])
+        ok = dtr["fidelity_ok"] and dtr["chat_template_is_chatml"]
+        st = "pass" if ok else "fail"
+        en = (f"{where_en} ({dtr['class']}): {good}/{n} sample texts encode like SentencePiece (BOS included), chat "
+              f"template {'renders' if dtr['chat_template_is_chatml'] else 'does not render'} ChatML")
+        zh = (f"{where_zh}({dtr['class']}):{good}/{n} 条样本与 SentencePiece 编码一致(含 BOS),对话模板"
+              f"{'渲染为' if dtr['chat_template_is_chatml'] else '未渲染为'} ChatML")
+    return {"status": st, "detail_en": f"{en}. {decision.en}", "detail_zh": f"{zh}。{decision.zh}", "report": dtr}
+
+
 def architecture(model_dir: Path) -> list[dict[str, Any]]:
     """The architecture table (model layer's derivation from the files)."""
     return mcfg.architecture_rows(model_dir)

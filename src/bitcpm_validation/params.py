@@ -40,6 +40,13 @@ class EngineParams(_Section):
     max_num_seqs: int = Field(8, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     seed: int = 0
+    tokenizer_override: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: where the model directory's engine tokenizer (AutoTokenizer, as vLLM loads it) encodes "
+                    "differently from its SentencePiece model, write a faithful tokenizer directory into the run "
+                    "(artifacts/faithful-tokenizer: tokenizer.json loaded as is, tokenizer_class PreTrainedTokenizerFast) "
+                    "and give it to the engine and the server as `tokenizer` / `--tokenizer`; off: always use the "
+                    "model directory's own tokenizer")
 
 
 class InferenceParams(_Section):

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
-from .params import Prompt
+from .params import Params, Prompt
 
 Mode = Literal["faithful", "engine"]
 
@@ -134,3 +134,63 @@ def prepare(prompts: Sequence[Union[Prompt, str]], model_dir: Union[str, Path],
 def with_chat(prompt: Prompt, suffix: str = "_chat") -> Prompt:
     """The same probe sent through the chat template (a new id)."""
     return prompt.model_copy(update={"id": prompt.id + suffix, "chat": True})
+
+
+class TokenizerDecision(NamedTuple):
+    """What the engine and the server tokenize text with: `path` None = the model directory's own."""
+
+    path: Optional[Path]
+    en: str
+    zh: str
+
+
+FAITHFUL_TOKENIZER_DIR = "faithful-tokenizer"
+
+
+def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "real") -> TokenizerDecision:
+    """THE decision on the engine's `tokenizer=` (offline vllm.LLM and `vllm serve --tokenizer` alike).
+
+    engine.tokenizer_override auto: where the model directory ships tokenizer.model and tokenizer.json and
+    AutoTokenizer on it (as vLLM loads it) encodes the bilingual fidelity sample differently from
+    SentencePiece (model.tokenizer.compare; no engine needed), write the faithful tokenizer directory into
+    run_dir/artifacts/faithful-tokenizer/<model dir name> and use it, provided it does encode like
+    SentencePiece. Otherwise (off, nothing to compare, already faithful) the model's own tokenizer."""
+    from .loading import FIDELITY_SAMPLE
+    from .model import tokenizer as T
+
+    model_dir = Path(params.dummy_config_path if which == "dummy" else params.model_path)
+    if params.engine.tokenizer_override == "off":
+        return TokenizerDecision(None, "engine.tokenizer_override is off: the engine uses the model directory's own tokenizer",
+                                 "engine.tokenizer_override 为 off:引擎使用模型目录自带的分词器")
+    if not ((model_dir / "tokenizer.model").is_file() and (model_dir / "tokenizer.json").is_file()):
+        return TokenizerDecision(None, "the model directory lacks tokenizer.model or tokenizer.json: nothing to compare "
+                                       "or override; the engine uses its own tokenizer",
+                                 "模型目录缺少 tokenizer.model 或 tokenizer.json:无从比对或替换,引擎使用自带分词器")
+    bad = [r for r in T.compare(model_dir, FIDELITY_SAMPLE) if not r["match"]]
+    if not bad:
+        return TokenizerDecision(None, "the model directory's own tokenizer already encodes like SentencePiece: no override",
+                                 "模型目录自带的分词器已与 SentencePiece 编码一致:无需替换")
+    out = T.write_faithful_tokenizer_dir(model_dir, Path(run_dir) / "artifacts" / FAITHFUL_TOKENIZER_DIR / model_dir.name)
+    still = [r for r in T.compare(out, FIDELITY_SAMPLE) if not r["match"]]
+    n = len(FIDELITY_SAMPLE)
+    if still:
+        return TokenizerDecision(None, f"the model's tokenizer differs from SentencePiece on {len(bad)}/{n} samples, and the "
+                                       f"faithful tokenizer directory still differs on {len(still)}: no override",
+                                 f"模型分词器在 {len(bad)}/{n} 条样本上与 SentencePiece 不一致,而忠实分词器目录仍有 "
+                                 f"{len(still)} 条不一致:不替换")
+    return TokenizerDecision(
+        out,
+        f"the model's tokenizer_config.json (tokenizer_class {_config_class(model_dir)}) makes transformers rebuild the "
+        f"pipeline, which differs from SentencePiece on {len(bad)}/{n} "
+        f"sample texts; the engine is given a faithful tokenizer directory instead (same tokenizer.json, loaded as is "
+        f"with tokenizer_class PreTrainedTokenizerFast), which matches SentencePiece on all {n}",
+        f"模型的 tokenizer_config.json(tokenizer_class {_config_class(model_dir)})使 transformers 重建分词流程,在 {len(bad)}/{n} 条样本上与 "
+        f"SentencePiece 不一致;因此改为给引擎一个忠实分词器目录(同一 tokenizer.json,以 PreTrainedTokenizerFast "
+        f"原样加载),它在全部 {n} 条上与 SentencePiece 一致")
+
+
+def _config_class(model_dir: Path) -> Optional[str]:
+    import json
+
+    p = model_dir / "tokenizer_config.json"
+    return json.loads(p.read_text(encoding="utf-8")).get("tokenizer_class") if p.is_file() else None

@@ -57,6 +57,7 @@ _FLAG = {
     "tensor_parallel_size": "--tensor-parallel-size",
     "seed": "--seed",
     "load_format": "--load-format",
+    "tokenizer": "--tokenizer",  # the faithful tokenizer directory (engine.tokenizer_override)
 }
 
 
@@ -95,9 +96,11 @@ def vllm_console() -> Optional[str]:
 
 
 def serve_command(params: Params, which: Which = "real", *, host: str = "127.0.0.1", port: int = 8000,
-                  console: bool = True, model_override: Optional[str] = None) -> list[str]:
-    """argv of the server: `vllm serve MODEL FLAGS` or `python -m vllm.entrypoints.openai.api_server --model MODEL FLAGS`."""
-    kw = engine_kwargs(params, which)
+                  console: bool = True, model_override: Optional[str] = None,
+                  run_dir: Optional[Path] = None) -> list[str]:
+    """argv of the server: `vllm serve MODEL FLAGS` or `python -m vllm.entrypoints.openai.api_server --model MODEL FLAGS`
+    (with `run_dir`: `--tokenizer DIR` where prompting.engine_tokenizer decides on the override)."""
+    kw = engine_kwargs(params, which, run_dir)
     model = model_override or kw["model"]
     flags = serve_flags(kw) + ["--served-model-name", params.model.name, "--host", host, "--port", str(port)]
     exe = vllm_console() if console else None
@@ -236,6 +239,9 @@ class Server:
     external: bool = False             # an already-running deployment (params.serving.endpoint)
     env: dict[str, str] = field(default_factory=dict)
     model_path: Optional[str] = None
+    # prompting.engine_tokenizer's decision: the --tokenizer directory (None: the model's own) and why
+    tokenizer: Optional[str] = None
+    tokenizer_reason: dict[str, str] = field(default_factory=dict)
 
     @property
     def root_url(self) -> str:
@@ -384,10 +390,16 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
     env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
     _install_handlers()
-    argv = serve_command(params, which, host=host, port=port, model_override=model_override)
+    from .engine import run_dir_of
+    from .prompting import engine_tokenizer
+
+    run_dir = run_dir_of(evidence)
+    tok = engine_tokenizer(params, run_dir, which)
+    argv = serve_command(params, which, host=host, port=port, model_override=model_override, run_dir=run_dir)
     tries = [argv]
     if Path(argv[0]).name == "vllm":
-        tries.append(serve_command(params, which, host=host, port=port, console=False, model_override=model_override))
+        tries.append(serve_command(params, which, host=host, port=port, console=False, model_override=model_override,
+                                   run_dir=run_dir))
     last_err: Optional[ServerError] = None
     for attempt in tries:
         mark = evidence.stat().st_size if evidence.exists() else 0
@@ -395,7 +407,8 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
         proc = _launch(attempt, evidence, env)
         srv = Server(base_url=f"http://{host}:{port}/v1", model=params.model.name, argv=attempt, proc=proc,
                      evidence_path=evidence, log_start=mark,
-                     env={k: env[k] for k in penv}, model_path=attempt[2] if attempt[1] == "serve" else attempt[4])
+                     env={k: env[k] for k in penv}, model_path=attempt[2] if attempt[1] == "serve" else attempt[4],
+                     tokenizer=str(tok.path) if tok.path else None, tokenizer_reason={"en": tok.en, "zh": tok.zh})
         with _LOCK:
             _LIVE.add(srv)
         try:

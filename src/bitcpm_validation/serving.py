@@ -189,7 +189,7 @@ def deployment_guide(srv: Server, params: Params, user_prompt: str, max_tokens: 
         ")\n"
         "print(r.choices[0].message.content)\n")
     try:
-        kw = engine_kwargs(params, "real")
+        kw = engine_kwargs(params, "real", **({"tokenizer": srv.tokenizer} if srv.tokenizer else {}))
         kw_s = ",\n    ".join(f"{k}={v!r}" for k, v in kw.items() if k != "load_format" or v != "auto")
         offline = ("from vllm import LLM, SamplingParams\n\n"
                    f"llm = LLM(\n    {kw_s},\n)\n"
@@ -198,5 +198,11 @@ def deployment_guide(srv: Server, params: Params, user_prompt: str, max_tokens: 
     except Exception as err:
         offline = f"# offline engine arguments unavailable: {one_line(err)}\n"
     env = " ".join(f"{k}={v}" for k, v in sorted(srv.env.items()))
-    return {"serve": (env + " \\\n" if env else "") + serve.replace(" --", " \\\n  --"), "curl": curl,
+    why = ""
+    if srv.tokenizer:  # the override is in effect (prompting.engine_tokenizer): say why, in the guide itself
+        why = (f"# --tokenizer {srv.tokenizer}: the model's own tokenizer_config.json (its tokenizer_class) "
+               "makes transformers rebuild the tokenizer (a spurious leading '▁', no longer SentencePiece's ids), "
+               "so chat prompts would be mis-tokenized; this directory holds the same tokenizer.json, loaded as is "
+               "(write it with bitcpm_validation.model.tokenizer.write_faithful_tokenizer_dir).\n")
+    return {"serve": why + (env + " \\\n" if env else "") + serve.replace(" --", " \\\n  --"), "curl": curl,
             "python": python, "offline": offline}

@@ -195,6 +195,35 @@ class FaithfulTokenizer:
         return "".join(out)
 
 
+FAITHFUL_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "special_tokens_map.json", "added_tokens.json")
+
+
+def write_faithful_tokenizer_dir(model_dir: str | Path, out_dir: str | Path) -> Path:
+    """A tokenizer-only directory that AutoTokenizer loads exactly as SentencePiece encodes.
+
+    Copies tokenizer.json, tokenizer.model, special_tokens_map.json, added_tokens.json (those present)
+    and tokenizer_config.json with `tokenizer_class` set to `PreTrainedTokenizerFast` (chat_template,
+    bos/eos, add_bos_token ... kept): transformers then loads tokenizer.json as is instead of rebuilding
+    a LlamaTokenizer pipeline (Metaspace prepend_scheme "always", see the module docstring). Give the
+    result to vLLM as `tokenizer=` / `vllm serve --tokenizer`. Returns out_dir."""
+    import shutil
+
+    src, out = Path(model_dir), Path(out_dir)
+    if not (src / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{src} has no tokenizer.json: nothing to load as is")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FAITHFUL_TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, out / name)
+    tcfg = {}
+    if (src / "tokenizer_config.json").is_file():
+        tcfg = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tcfg.pop("auto_map", None)  # a remote tokenizer class would bypass tokenizer_class
+    (out / "tokenizer_config.json").write_text(json.dumps(tcfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 @functools.lru_cache(maxsize=8)
 def _faithful(model_dir: str) -> FaithfulTokenizer:
     return FaithfulTokenizer(model_dir)
