@@ -5,11 +5,11 @@ Each function returns plain data (dicts/lists, JSON-ready) and, where it judges,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .files import safetensors_files, safetensors_header, sha256_file
 from .model import config as mcfg
 from .textsafe import one_line
 
@@ -240,30 +240,22 @@ def consistency(model_dir: Path, *, tokenizer_size: Optional[int], max_model_len
     return checks
 
 
-def weight_files(model_dir: Path, chunk: int = 1 << 20) -> list[dict[str, Any]]:
+def weight_files(model_dir: Path) -> list[dict[str, Any]]:
     """Each weight file (safetensors / bin) with its size and SHA-256."""
     d = Path(model_dir)
     files = sorted(list(d.glob("*.safetensors")) + list(d.glob("*.bin")))
     out = []
     for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for b in iter(lambda: fh.read(chunk), b""):
-                h.update(b)
-        out.append({"file": f.name, "bytes": f.stat().st_size, "sha256": h.hexdigest()})
+        out.append({"file": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
     return out
 
 
 def stored_dtypes(model_dir: Path) -> dict[str, int]:
     """{dtype: tensor count} from the safetensors headers (no tensor data read)."""
     counts: dict[str, int] = {}
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        for k, v in header.items():
-            if k != "__metadata__":
-                counts[v["dtype"]] = counts.get(v["dtype"], 0) + 1
+    for f in safetensors_files(model_dir):
+        for v in safetensors_header(f).values():
+            counts[v["dtype"]] = counts.get(v["dtype"], 0) + 1
     return counts
 
 

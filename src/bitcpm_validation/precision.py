@@ -33,6 +33,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from .files import safetensors_files, sha256_file
+
 BUNDLE_VERSION = 1
 Row = dict[int, float]
 
@@ -202,12 +204,9 @@ def file_fingerprint(model_dir: str | Path) -> dict[str, Any]:
     """sha256 over the weight files (name + content) and config.json: the same model on both sides?"""
     d = Path(model_dir)
     h = hashlib.sha256()
-    files = sorted(d.glob("*.safetensors"))
+    files = safetensors_files(d)
     for f in files:
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
+        h.update(f"{f.name}:{sha256_file(f)}\n".encode())
     cfg = d / "config.json"
     c = hashlib.sha256(cfg.read_bytes()).hexdigest()[:16] if cfg.is_file() else None
     return {"weights_sha256": h.hexdigest()[:16] if files else None, "config_sha256": c,

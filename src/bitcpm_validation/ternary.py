@@ -25,13 +25,14 @@ at their stored size. `verify_roundtrip` packs, unpacks and rebuilds the tensor 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
+
+from .files import safetensors_files
 
 LOG2_3 = math.log2(3)  # 1.58496...: information of one ternary digit
 TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256
@@ -223,16 +224,11 @@ def iter_tensors(path: str | Path):
     """(name, tensor) for every tensor of a model directory's safetensors, one file at a time."""
     from safetensors import safe_open
 
-    d = Path(path)
-    idx = d / "model.safetensors.index.json"
-    if idx.is_file():
-        files = sorted(set(json.loads(idx.read_text())["weight_map"].values()))
-    else:
-        files = [f.name for f in sorted(d.glob("*.safetensors"))]
+    files = safetensors_files(path)
     if not files:
-        raise FileNotFoundError(f"{d}: no *.safetensors weights")
+        raise FileNotFoundError(f"{path}: no *.safetensors weights")
     for f in files:
-        with safe_open(str(d / f), framework="pt") as fh:
+        with safe_open(str(f), framework="pt") as fh:
             for k in sorted(fh.keys()):
                 yield k, fh.get_tensor(k)
 

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..files import safetensors_header, safetensors_files
+
 # Defaults of MiniCPMConfig for fields a config.json may omit (facts sheet §1).
 CONFIG_DEFAULTS: dict[str, Any] = {
     "rope_theta": 10000.0,
@@ -80,13 +82,7 @@ def weight_names(path: str | Path) -> list[str]:
     idx = d / "model.safetensors.index.json"
     if idx.is_file():
         return sorted(json.loads(idx.read_text())["weight_map"])
-    names: list[str] = []
-    for f in sorted(d.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        names += [k for k in header if k != "__metadata__"]
-    return sorted(names)
+    return sorted(name for f in safetensors_files(d) for name in safetensors_header(f))
 
 
 def parameter_count(cfg: dict, lm_head_tensor: bool | None = None) -> int:

@@ -12,7 +12,6 @@ the directory has an lm_head.weight tensor. Everything runs in fp32 whatever the
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..files import safetensors_files
 from .config import longrope, read_config
 
 
@@ -166,17 +166,12 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a directory's safetensors (single, sharded with index, or several files)."""
     from safetensors.torch import load_file
 
-    d = Path(path)
-    idx = d / "model.safetensors.index.json"
-    if idx.is_file():
-        files = sorted(set(json.loads(idx.read_text())["weight_map"].values()))
-    else:
-        files = [f.name for f in sorted(d.glob("*.safetensors"))]
+    files = safetensors_files(path)
     if not files:
-        raise FileNotFoundError(f"{d}: no *.safetensors weights")
+        raise FileNotFoundError(f"{path}: no *.safetensors weights")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(str(d / f)))
+        sd.update(load_file(str(f)))
     return sd
 
 
