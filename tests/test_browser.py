@@ -110,14 +110,13 @@ def test_report_offline_in_chromium(browser, report):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_latest_real_report_offline(browser):
-    """The newest report `make report` produced in runs/ (when there is one), same conditions."""
-    latest = ROOT / "runs" / "latest" / "report.html"
-    if not latest.is_file():
-        pytest.skip("no runs/latest/report.html yet (run `make report`)")
-    seen = open_offline(browser, latest, ARTIFACTS / "latest-report-first-page.png")
+@pytest.mark.e2e
+def test_default_report_offline(browser, e2e_run):
+    """The real default report of this session (every chapter, engine outputs, plots), same conditions."""
+    seen = open_offline(browser, e2e_run["run_dir"] / "report.html", ARTIFACTS / "default-report-first-page.png")
     check_offline_load(seen)
     assert "Summary" in seen["text"] and "总结" in seen["text"]
+    assert seen["images"] and all(w > 0 for _, w in seen["images"])  # the chapters' figures load offline
 
 
 def test_published_site_offline(browser, report, tmp_path):
