@@ -58,7 +58,9 @@ def config_load(model_dir: Path) -> dict[str, Any]:
         out["without_remote_code"] = f"loaded as {type(c).__name__}"
         out["needs_remote_code"] = False
     except Exception as e:  # noqa: BLE001
-        out["without_remote_code"] = one_line(f"{type(e).__name__}: {e}", 240)
+        # first sentence only, without the local path: the results stay the same across checkouts
+        first = str(e).split(". ")[0].replace(str(model_dir), Path(model_dir).name)
+        out["without_remote_code"] = one_line(f"{type(e).__name__}: {first}", 200)
         out["needs_remote_code"] = True
     try:
         c = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
