@@ -345,6 +345,7 @@ def one_line(err: BaseException, limit: int = 300) -> str:
 
 def start(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
     """Start vllm.LLM for `which` model of the profile; raises EngineError with a one-line reason."""
+    import_vllm(Path(evidence_path))  # import-time notices go to the evidence, not the notebook
     kwargs = engine_kwargs(params, which, run_dir_of(Path(evidence_path)), **overrides)
     env = platform_env(params)
     for k, v in env.items():
