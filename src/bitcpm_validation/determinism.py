@@ -73,26 +73,19 @@ def compare_all(ids: Sequence[str], runs: Sequence[Sequence[Sequence[int]]], *,
     """All comparisons of the chapter. runs[r][i]: run r's tokens for prompt i (run 0 is the reference,
     generated as one batch of all prompts); restart[i]: the same batch after an engine restart;
     alone[i]: prompt i sent on its own. Returns {"rows": [...], "totals": {group: totals}}."""
-    rows: list[dict[str, Any]] = []
     groups: dict[str, list[dict[str, Any]]] = {"repeat": [], "restart": [], "batch": []}
+
+    def add(group: str, label_en: str, label_zh: str, other: Sequence[Sequence[int]]) -> None:
+        for i, pid in enumerate(ids):
+            groups[group].append({**row(pid, label_en, label_zh, runs[0][i], other[i]), "group": group})
+
     for r in range(1, len(runs)):
-        for i, pid in enumerate(ids):
-            x = row(pid, f"run 1 vs run {r + 1} (same engine)", f"运行 1 vs 运行 {r + 1}(同一引擎)", runs[0][i], runs[r][i])
-            x["group"] = "repeat"
-            rows.append(x)
-            groups["repeat"].append(x)
+        add("repeat", f"run 1 vs run {r + 1} (same engine)", f"运行 1 vs 运行 {r + 1}(同一引擎)", runs[r])
     if restart is not None:
-        for i, pid in enumerate(ids):
-            x = row(pid, "run 1 vs after engine restart", "运行 1 vs 引擎重启后", runs[0][i], restart[i])
-            x["group"] = "restart"
-            rows.append(x)
-            groups["restart"].append(x)
+        add("restart", "run 1 vs after engine restart", "运行 1 vs 引擎重启后", restart)
     if alone is not None:
-        for i, pid in enumerate(ids):
-            x = row(pid, "inside the batch vs alone", "批内 vs 单独", runs[0][i], alone[i])
-            x["group"] = "batch"
-            rows.append(x)
-            groups["batch"].append(x)
+        add("batch", "inside the batch vs alone", "批内 vs 单独", alone)
+    rows = [x for g in ("repeat", "restart", "batch") for x in groups[g]]
     totals = {k: totals_of(v) for k, v in groups.items() if v}
     totals["all"] = totals_of(rows)
     return {"rows": rows, "totals": totals}

@@ -119,15 +119,19 @@ def _banner(res: Optional[R.ChapterResult], err: Optional[str], has_nb: bool) ->
     return None
 
 
+def _environment(run_dir: Path) -> Optional[R.ChapterResult]:
+    """The environment chapter's results (device, versions), or None if it did not run."""
+    try:
+        return R.load(run_dir / "results" / "01_environment.json")
+    except R.ResultsError:
+        return None
+
+
 def _cover(run_dir: Path, lang: str) -> str:
     info = S.run_info(run_dir)
     rows = S.check_matrix(run_dir)
     counts = S.verdict_counts(rows)
-    env = None
-    try:
-        env = R.load(run_dir / "results" / "01_environment.json")
-    except R.ResultsError:
-        pass
+    env = _environment(run_dir)
     device = env.metric("device") if env else None
     meta = [
         ("运行 Run", run_dir.name),
@@ -276,11 +280,7 @@ def model_card(run_dir: str | Path) -> str:
     counts = S.verdict_counts(rows)
     km = S.key_metrics(run_dir)
     statuses = S.chapter_statuses(run_dir)
-    env = None
-    try:
-        env = R.load(run_dir / "results" / "01_environment.json")
-    except R.ResultsError:
-        pass
+    env = _environment(run_dir)
     device = env.metric("device") if env else None
     engine = (env.data.get("versions", {}).get("vllm") if env else None) or None
     model_name = info.get("model", "openbmb/BitCPM4-0.5B")
