@@ -145,14 +145,9 @@ def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Option
 def import_vllm(evidence_path: Path) -> None:
     """Import vLLM once with what it prints at import (Triton / platform notices) sent to the
     evidence log, so that notebook outputs stay readable; also quiets transformers' config notices."""
-    import warnings
+    from .chapter import quiet_logs
 
-    warnings.filterwarnings("ignore", module="tqdm")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    with contextlib.suppress(Exception):
-        from transformers.utils import logging as tlog
-
-        tlog.set_verbosity_error()
+    quiet_logs()
     if "vllm" in sys.modules:
         return
     with _to_evidence(Path(evidence_path)):
