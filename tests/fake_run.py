@@ -1,5 +1,6 @@
-"""A small fake run directory whose results and executed notebook carry untrusted text, rendered with the
-project's render module (used by test_untrusted_text and test_browser). No engine."""
+"""Test helpers, no engine: `notebook` writes a throwaway chapter notebook (runner and bad-input tests);
+`make_run` a small fake run directory whose results and executed notebook carry untrusted text, rendered
+with the project's render module (test_untrusted_text, test_browser)."""
 from __future__ import annotations
 
 import json
@@ -60,3 +61,14 @@ def make_run(run_dir: Path) -> Path:
     R.save(bad, run_dir / "results" / "04_determinism.json")
     executed_notebook(run_dir / "notebooks" / "03_inference.ipynb", "# 03 · 推理测试 · Inference")
     return run_dir
+
+def notebook(path: Path, cid: str, body: str) -> Path:
+    """notebooks/<cid>.ipynb-like file: a heading, a `parameters` cell, then `body` (with {cid} filled in)."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('params_path = "params/default.yaml"\nrun_dir = "runs/lab"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {cid}"), params, nbformat.v4.new_code_cell(body.format(cid=cid))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = path / f"{cid}.ipynb"
+    nbformat.write(nb, p)
+    return p

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
 
@@ -22,6 +20,7 @@ from bitcpm_validation import engine, modelcheck, runner
 from bitcpm_validation import results as R
 from bitcpm_validation.params import ParamsError, load_params
 from fake_model import fake_model_dir
+from fake_run import notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,16 +188,6 @@ ENGINE_INPUT = HEAD + (
     "ch.finish()"
 )
 
-
-def notebook(path: Path, cid: str, body: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('params_path = "params/default.yaml"\nrun_dir = "runs/lab"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {cid}"), params, nbformat.v4.new_code_cell(body.format(cid=cid))]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = path / f"{cid}.ipynb"
-    nbformat.write(nb, p)
-    return p
 
 
 def test_chapter_exception_keeps_checks_and_reruns_only_failed(tmp_path):

@@ -11,12 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
 
 from bitcpm_validation import results as R
 from bitcpm_validation import runner
+from fake_run import notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,16 +27,6 @@ SKIP = HEAD + 'ch.skip("not for this profile", "不适用")'
 SUMMARY = (HEAD + "from bitcpm_validation import summary as S\n"
            'ch.data["n"] = len(S.check_matrix(ch.run_dir))\nch.finish()')
 
-
-def notebook(path: Path, cid: str, body: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('params_path = "params/default.yaml"\nrun_dir = "runs/lab"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {cid}"), params, nbformat.v4.new_code_cell(body.format(cid=cid))]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = path / f"{cid}.ipynb"
-    nbformat.write(nb, p)
-    return p
 
 
 @pytest.fixture
