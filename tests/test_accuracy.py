@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation import accuracy as A
+from bitcpm_validation.chapters import accuracy as A
 from bitcpm_validation.tasks import TASKS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_unreachable_is_recognised():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The stand-in (or, before it is trained, a tiny random model) behind one vLLM server."""
-    from bitcpm_validation import server
+    from bitcpm_validation.engine import server
     from bitcpm_validation.params import load_params
 
     tmp = tmp_path_factory.mktemp("acc")

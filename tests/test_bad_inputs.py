@@ -1,7 +1,7 @@
 """Issue 7 point 3, every bad input that is not server-side: each gives a clear one-line error and loses
 nothing already computed. Tiny model dirs and throwaway notebooks in tmp; no vLLM engine is started.
 
-(Server-side cases: port taken, server dying mid-chapter, no orphan server: tests of bitcpm_validation.server.)
+(Server-side cases: port taken, server dying mid-chapter, no orphan server: tests of bitcpm_validation.engine.server.)
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation import engine, modelcheck, runner
-from bitcpm_validation import results as R
+from bitcpm_validation.engine import offline
+from bitcpm_validation.engine import modelcheck
+from bitcpm_validation.report import runner
+from bitcpm_validation.report import results as R
 from bitcpm_validation.params import ParamsError, load_params
 from fake_model import fake_model_dir
 from fake_run import notebook
@@ -31,8 +33,8 @@ def one_line(msg: str) -> str:
 
 
 def engine_error(path: Path, **kw) -> str:
-    with pytest.raises(engine.EngineError) as ei:
-        engine.check_model_dir(path, **kw)
+    with pytest.raises(offline.EngineError) as ei:
+        offline.check_model_dir(path, **kw)
     return one_line(str(ei.value))
 
 
@@ -109,7 +111,7 @@ def test_corrupt_safetensors(tmp_path):
 def test_no_weights(tmp_path):
     d = fake_model_dir(tmp_path / "m", weights=False)
     assert engine_error(d).startswith(f"{d} has no weight files (*.safetensors): finish the download")
-    engine.check_model_dir(d, need_weights=False)  # the dummy-weights profile needs none
+    offline.check_model_dir(d, need_weights=False)  # the dummy-weights profile needs none
 
 
 def test_missing_tokenizer(tmp_path):
@@ -172,18 +174,18 @@ def test_params_max_model_len_beyond_model(tmp_path):
     with pytest.raises(modelcheck.ModelCheckError) as ei:
         modelcheck.check_params(params)
     assert one_line(str(ei.value)) == expected
-    with pytest.raises(engine.EngineError) as ei:  # what a chapter gets before vllm.LLM is created
-        engine.engine_kwargs(params)
+    with pytest.raises(offline.EngineError) as ei:  # what a chapter gets before vllm.LLM is created
+        offline.engine_kwargs(params)
     assert str(ei.value) == expected
 
 
 # -- a chapter raising; re-running only the failed chapter ----------------------------------------------------------
-HEAD = 'from bitcpm_validation.chapter import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
+HEAD = 'from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
 OK = HEAD + 'ch.check("c1", "pass", "Works", "可用", "fine")\nch.metric("m", 1.5, "s", "M", "M")\nch.finish()'
 ENGINE_INPUT = HEAD + (
     'ch.check("before", "pass", "Recorded before the engine", "引擎之前记录")\n'
-    "from bitcpm_validation import engine\n"
-    "kw = engine.engine_kwargs(ch.params)  # the chapter's first step before vllm.LLM(**kw)\n"
+    "from bitcpm_validation.engine import offline as engine\n"
+    "kw = offline.engine_kwargs(ch.params)  # the chapter's first step before vllm.LLM(**kw)\n"
     'ch.check("inputs", "pass", "Model inputs valid", "模型输入有效")\n'
     "ch.finish()"
 )
@@ -248,7 +250,7 @@ def test_ctrl_c_leaves_no_process(tmp_path):
     model.mkdir()
     params = write_params(tmp_path, model)
     rd = tmp_path / "run"
-    code = (f"import sys; from pathlib import Path; from bitcpm_validation import runner; "
+    code = (f"import sys; from pathlib import Path; from bitcpm_validation.report import runner; "
             f"oc = runner.run({str(params)!r}, run_dir={str(rd)!r}, notebooks_dir=Path({str(nbs)!r}), kernel='python3'); "
             f"sys.exit(oc.exit_code)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -45,7 +45,7 @@ def browser():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """A fake run (with untrusted text, a matplotlib figure, a failed chapter) rendered to report.html."""
-    from bitcpm_validation import render
+    from bitcpm_validation.report import render
 
     run_dir = make_run(tmp_path_factory.mktemp("browser") / "20261127-100000-browser")
     return render.render(run_dir, pdf=False).html
@@ -122,7 +122,7 @@ def test_default_report_offline(browser, e2e_run):
 def test_published_site_offline(browser, report, tmp_path):
     """site/ (make publish) opened from disk offline: the index, a run's page and its report all load
     with no console error and no request outside the files."""
-    from bitcpm_validation import publish
+    from bitcpm_validation.report import publish
 
     site, entries, _ = publish.build_site(report.parent.parent, tmp_path / "site")
     assert publish.verify(site) == []

@@ -1,5 +1,5 @@
 """Chinese metrics and the documented-threshold verdict."""
-from bitcpm_validation import chinese as C
+from bitcpm_validation.chapters import chinese as C
 from bitcpm_validation.params import ChineseParams, Expectation, Prompt, PromptSet
 
 CP = ChineseParams()

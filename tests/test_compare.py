@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bitcpm_validation import compare as C
-from bitcpm_validation import precision as P
-from bitcpm_validation import results as R
+from bitcpm_validation.report import compare as C
+from bitcpm_validation.chapters import precision as P
+from bitcpm_validation.report import results as R
 
 
 def _bundle(label, device, gen, lp2):

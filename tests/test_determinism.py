@@ -1,5 +1,5 @@
 """Token-level comparison tables of the determinism chapter."""
-from bitcpm_validation import determinism as D
+from bitcpm_validation.chapters import determinism as D
 
 
 def test_compare_equal_and_divergent():

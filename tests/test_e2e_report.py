@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bitcpm_validation import render as RD
-from bitcpm_validation import results as R
-from bitcpm_validation.chapters import all_chapters
+from bitcpm_validation.report import render as RD
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.contents import all_chapters
 
 pytestmark = pytest.mark.e2e
 

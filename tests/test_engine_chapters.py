@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from bitcpm_validation import results as R
-from bitcpm_validation.grading import grade
+from bitcpm_validation.report import results as R
+from bitcpm_validation.chapters.inference import grade
 from bitcpm_validation.params import Expectation, load_params, load_prompts
 
 pytestmark = [pytest.mark.engine, pytest.mark.e2e]

@@ -1,5 +1,5 @@
 """Grading an output against a Prompt.expect: pass / warn with bilingual reasons."""
-from bitcpm_validation.grading import grade
+from bitcpm_validation.chapters.inference import grade
 from bitcpm_validation.params import Expectation
 
 

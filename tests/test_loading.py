@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bitcpm_validation import loading, prompting
+from bitcpm_validation.chapters import loading
+from bitcpm_validation.engine import prompting
 from bitcpm_validation.model.writer import write_tiny_random_model
 from bitcpm_validation.params import Prompt
 
@@ -122,7 +123,7 @@ def test_matrix():
 
 
 def test_parse_engine_log_facts():
-    from bitcpm_validation.engine import parse_engine_log
+    from bitcpm_validation.engine.offline import parse_engine_log
 
     log = """INFO [base_loader.py:82] Initializing model took 0.930774 seconds
 INFO [weight_utils.py:1108] Filesystem type for checkpoints: EXT4. Checkpoint size: 0.81 GiB. Available RAM: 20.66 GiB.
@@ -156,7 +157,8 @@ def _params_for(tmp_path, model, override="auto"):
 def test_engine_tokenizer_decision_and_deployed_check(tiny, tmp_path):
     """One decision for the offline engine and the server (no engine started): auto writes the faithful
     tokenizer dir into the run where the model's own tokenizer differs from SentencePiece; off never does."""
-    from bitcpm_validation import engine, server
+    from bitcpm_validation.engine import offline
+    from bitcpm_validation.engine import server
 
     run = tmp_path / "run"
     p = _params_for(tmp_path, tiny)
@@ -167,13 +169,13 @@ def test_engine_tokenizer_decision_and_deployed_check(tiny, tmp_path):
     else:
         assert dec.path == run / "artifacts" / "faithful-tokenizer" / tiny.name and "PreTrainedTokenizerFast" in dec.en
         assert dec.zh and "SentencePiece" in dec.zh
-        kw = engine.engine_kwargs(p, "real", run)
+        kw = offline.engine_kwargs(p, "real", run)
         assert kw["tokenizer"] == str(dec.path)
-        assert "tokenizer" not in engine.engine_kwargs(p, "real")  # no run dir: the model's own
+        assert "tokenizer" not in offline.engine_kwargs(p, "real")  # no run dir: the model's own
         line = server.display_command(server.serve_command(p, "real", port=1, run_dir=run))
         assert f"--tokenizer {dec.path}" in line
-        # engine.start / server.start find the run from the chapter's evidence log
-        assert engine.run_dir_of(run / "evidence" / "02_loading.log") == run
+        # offline.start / server.start find the run from the chapter's evidence log
+        assert offline.run_dir_of(run / "evidence" / "02_loading.log") == run
     dep = loading.deployed_tokenizer(tr, dec)
     assert dep["status"] == "pass", dep["detail_en"]
     assert dep["detail_en"].endswith(dec.en) and dep["detail_zh"].endswith(dec.zh)

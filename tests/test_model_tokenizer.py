@@ -99,7 +99,7 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
     """The workaround: the same tokenizer.json with tokenizer_class PreTrainedTokenizerFast is loaded as is
     by AutoTokenizer (no engine) and encodes exactly like SentencePiece (BOS included); the chat template
     still renders ChatML; the model directory's own tokenizer is left as it is."""
-    from bitcpm_validation.loading import FIDELITY_SAMPLE
+    from bitcpm_validation.chapters.loading import FIDELITY_SAMPLE
 
     out = T.write_faithful_tokenizer_dir(STAND_IN, tmp_path / "ft")
     assert out == tmp_path / "ft"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bitcpm_validation import modelcheck as M
+from bitcpm_validation.engine import modelcheck as M
 from fake_model import config, fake_model_dir, write_safetensors
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bitcpm_validation.chapters import all_chapters
+from bitcpm_validation.report.contents import all_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = [c for c in all_chapters() if c.notebook.is_file()]

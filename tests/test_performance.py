@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation import performance as P
+from bitcpm_validation.chapters import performance as P
 from bitcpm_validation.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]

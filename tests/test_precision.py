@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bitcpm_validation import precision as P
+from bitcpm_validation.chapters import precision as P
 from bitcpm_validation.params import PrecisionParams
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from bitcpm_validation import results as R
-from bitcpm_validation import runner
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_IN = ROOT / "models" / "stand-in"
@@ -105,7 +105,7 @@ def test_quantization_chapter(chapters_run):
 def test_compare_two_runs_of_the_chapter(chapters_run, tmp_path):
     import shutil
 
-    from bitcpm_validation import compare as C
+    from bitcpm_validation.report import compare as C
 
     other = tmp_path / "copy"
     shutil.copytree(chapters_run["run_dir"], other)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation import provenance as P
-from bitcpm_validation import results as R
+from bitcpm_validation.chapters import provenance as P
+from bitcpm_validation.report import results as R
 from bitcpm_validation.params import load_params
 from fake_model import fake_model_dir
 

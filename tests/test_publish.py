@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from bitcpm_validation import publish as P
-from bitcpm_validation import results as R
+from bitcpm_validation.report import publish as P
+from bitcpm_validation.report import results as R
 
 ROOT = Path(__file__).resolve().parents[1]
 

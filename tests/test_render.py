@@ -8,9 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bitcpm_validation import render as RD
-from bitcpm_validation import results as R
-from bitcpm_validation.textsafe import html_pre, html_table, md_table
+from bitcpm_validation.report import render as RD
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.textsafe import html_pre, html_table, md_table
 
 EVIL = '<script>alert("x")</script> <img src=x onerror=alert(1)> [click](https://evil.example/a) \x1b[31m'
 

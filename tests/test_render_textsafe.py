@@ -1,7 +1,7 @@
 """Untrusted text in HTML, Markdown and the terminal; the matplotlib CJK set-up."""
 from __future__ import annotations
 
-from bitcpm_validation import textsafe as T
+from bitcpm_validation.report import textsafe as T
 
 
 def test_html_escape():
@@ -42,7 +42,7 @@ def test_terminal():
 def test_plots_setup_uses_installed_cjk_font_only():
     import matplotlib
 
-    from bitcpm_validation import plots
+    from bitcpm_validation.report import plots
 
     font = plots.setup()
     fam = matplotlib.rcParams["font.family"]
@@ -66,7 +66,7 @@ def test_chinese_figure_has_no_missing_glyphs():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bitcpm_validation import plots
+    from bitcpm_validation.report import plots
 
     if not plots.setup():
         pytest.skip("no CJK font installed (fonts-noto-cjk)")

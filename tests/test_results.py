@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bitcpm_validation import results as R
+from bitcpm_validation.report import results as R
 
 
 def sample() -> R.ChapterResult:

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation import results as R
-from bitcpm_validation import runner
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import runner
 from fake_run import notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAD = 'from bitcpm_validation.chapter import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
+HEAD = 'from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
 OK = HEAD + 'ch.check("c1", "pass", "Works", "可用", "fine")\nch.metric("m", 1.5, "s", "M", "M", key=True)\nch.finish()'
 BOOM = HEAD + 'ch.check("before", "pass", "Recorded before", "之前记录")\nraise ValueError("boom <b>bad</b>")'
 SKIP = HEAD + 'ch.skip("not for this profile", "不适用")'
-SUMMARY = (HEAD + "from bitcpm_validation import summary as S\n"
+SUMMARY = (HEAD + "from bitcpm_validation.report import summary as S\n"
            'ch.data["n"] = len(S.check_matrix(ch.run_dir))\nch.finish()')
 
 
@@ -156,7 +156,7 @@ def test_ctrl_c_leaves_no_child_process(proj):
     notebook(proj["nbs"], "01_environment", SLEEPER)
     notebook(proj["nbs"], "00_summary", SUMMARY)
     run_dir = proj["tmp"] / "run"
-    code = (f"import sys; from pathlib import Path; from bitcpm_validation import runner; "
+    code = (f"import sys; from pathlib import Path; from bitcpm_validation.report import runner; "
             f"oc = runner.run({str(proj['params'])!r}, run_dir={str(run_dir)!r}, notebooks_dir=Path({str(proj['nbs'])!r})); "
             f"sys.exit(oc.exit_code)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

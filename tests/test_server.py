@@ -14,8 +14,9 @@ import psutil
 import pytest
 import yaml
 
-from bitcpm_validation import server, serving
-from bitcpm_validation.engine import EngineError
+from bitcpm_validation.engine import server
+from bitcpm_validation.chapters import serving
+from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def test_probes(running):
     assert c.ok and len(c.detail["token_ids"]) == 8
     s = serving.probe_stream(cl, srv, [1, 5, 6, 7], 8, c.detail["text"])
     assert s.ok and s.detail["chunks"] > 1
-    from bitcpm_validation import prompting
+    from bitcpm_validation.engine import prompting
 
     chat = serving.probe_chat(cl, srv, "Hello", 8, prompting.prompt_ids("Hello", p.model_path, chat=True))
     assert chat.ok
@@ -180,7 +181,7 @@ def _is_engine(q: psutil.Process) -> bool:
 SCRIPT = textwrap.dedent("""
     import sys, time
     from bitcpm_validation.params import load_params
-    from bitcpm_validation import server
+    from bitcpm_validation.engine import server
     p = load_params(sys.argv[1])
     with server.serving(p, sys.argv[2], "real") as srv:
         print("UP", flush=True)
@@ -232,7 +233,7 @@ def test_server_dies_with_a_killed_parent(tmp_path):
     """SIGKILL of the process that launched the server (no cleanup code can run): PR_SET_PDEATHSIG ends it."""
     code = ("import os, sys, time\n"
             "from pathlib import Path\n"
-            "from bitcpm_validation import server\n"
+            "from bitcpm_validation.engine import server\n"
             "p = server._launch(['sleep', '120'], Path(sys.argv[1]), dict(os.environ))\n"
             "print(p.pid, flush=True)\n"
             "time.sleep(120)\n")

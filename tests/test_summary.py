@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bitcpm_validation import results as R
-from bitcpm_validation import summary as S
-from bitcpm_validation.chapters import all_chapters
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import summary as S
+from bitcpm_validation.report.contents import all_chapters
 
 
 def put(run: Path, chapter: str, status: str, checks=(), metrics=(), **kw) -> None:

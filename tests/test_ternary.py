@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bitcpm_validation import ternary as T
+from bitcpm_validation.chapters import quantization as T
 
 GS = [32, 64, 128, 256]
 

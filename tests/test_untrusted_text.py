@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from bitcpm_validation import render
+from bitcpm_validation.report import render
 from fake_run import EVIL, make_run
 
 

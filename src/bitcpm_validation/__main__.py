@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from bitcpm_validation.cli import main
 
 sys.exit(main())

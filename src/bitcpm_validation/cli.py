@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .params import ParamsError, load_params
-from .paths import PROJECT_ROOT
+from bitcpm_validation.params import ParamsError, load_params
+from bitcpm_validation.paths import PROJECT_ROOT
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from . import runner
-    from .render import render
+    from bitcpm_validation.report import runner
+    from bitcpm_validation.report.render import render
 
     run_dir = a.resume or a.run_dir
     params = a.params
@@ -55,7 +55,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 
 def _cmd_render(a: argparse.Namespace) -> int:
-    from .render import render
+    from bitcpm_validation.report.render import render
 
     try:
         r = render(a.run_dir, lang=a.lang, pdf=not a.no_pdf)
@@ -66,7 +66,7 @@ def _cmd_render(a: argparse.Namespace) -> int:
 
 
 def _cmd_summary(a: argparse.Namespace) -> int:
-    from . import summary as S
+    from bitcpm_validation.report import summary as S
 
     rows = S.check_matrix(a.run_dir)
     print(S.matrix_markdown(rows))
@@ -78,7 +78,7 @@ def _cmd_summary(a: argparse.Namespace) -> int:
 
 
 def _cmd_env(a: argparse.Namespace) -> int:
-    from .envprobe import probe
+    from bitcpm_validation.chapters.environment import probe
 
     print(json.dumps(probe(), ensure_ascii=False, indent=2))
     return 0
@@ -97,7 +97,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_publish(a: argparse.Namespace) -> int:
-    from . import publish as P
+    from bitcpm_validation.report import publish as P
 
     try:
         site, entries, n = P.build_site(a.runs, a.site)
@@ -110,7 +110,7 @@ def _cmd_publish(a: argparse.Namespace) -> int:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
-    from . import publish as P
+    from bitcpm_validation.report import publish as P
 
     try:
         problems = P.verify(a.site)
@@ -159,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vf = sub.add_parser("verify", help="check a published site against its MANIFEST.sha256")
     vf.add_argument("site", nargs="?", default=str(PROJECT_ROOT / "site"))
     vf.set_defaults(fn=_cmd_verify)
-    from . import compare as _compare  # compare RUN_DIR RUN_DIR ... [--out DIR]: runs side by side
+    from bitcpm_validation.report import compare as _compare  # compare RUN_DIR RUN_DIR ... [--out DIR]: runs side by side
 
     _compare.add_cli(sub)
     a = ap.parse_args(argv)

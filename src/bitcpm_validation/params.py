@@ -11,7 +11,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .paths import PROJECT_ROOT
+from bitcpm_validation.paths import PROJECT_ROOT
 
 
 class ParamsError(ValueError):
@@ -68,7 +68,7 @@ class ChineseParams(_Section):
     max_repeat_share: float = Field(
         0.5, ge=0, le=1,
         description="share of the output taken by the repeats of its longest repeated span (>= 4 chars; "
-                    "span length x non-overlapping occurrences / length); above: severe (see bitcpm_validation.chinese)")
+                    "span length x non-overlapping occurrences / length); above: severe (see bitcpm_validation.chapters.chinese)")
 
 
 class PrecisionParams(_Section):

@@ -6,7 +6,7 @@ reads a `+cpu` version suffix. This finder answers a lookup of `vllm` with vllm-
 version `<x>+cpu`, only when no real `vllm` distribution is installed. No installed file is edited.
 
 `make setup` installs it for every interpreter of the venv through a .pth file
-(bitcpm_validation_vllm_cpu_alias.pth: `import bitcpm_validation.vllm_cpu_alias`), so spawned engine
+(bitcpm_validation_vllm_cpu_alias.pth: `import bitcpm_validation.engine.vllm_cpu_alias`), so spawned engine
 workers and subprocesses see it too.
 """
 from __future__ import annotations

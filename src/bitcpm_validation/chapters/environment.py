@@ -217,7 +217,7 @@ def evidence_text(facts: dict[str, Any]) -> str:
 
 def card_markdown(facts: dict[str, Any]) -> str:
     """The environment section of report.md (a versions table like the original document's)."""
-    from .textsafe import md_table
+    from bitcpm_validation.report.textsafe import md_table
 
     v, d, c = facts["versions"], facts["device"], facts["cpu"]
     rows = [

@@ -13,104 +13,43 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-import jsonschema
+from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CheckStatus = Literal["pass", "warn", "fail", "not_run"]
 ChapterStatus = Literal["running", "ok", "failed", "skipped"]
+Scope = Literal["engine", "model", "document"]
+SCOPES: tuple[Scope, ...] = ("engine", "model", "document")
 STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_run": "—"}
 
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "chapter results",
-    "type": "object",
-    "required": ["schema_version", "chapter", "title_en", "title_zh", "status", "checks", "metrics", "data"],
-    "additionalProperties": False,
-    "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
-        "chapter": {"type": "string", "pattern": "^[0-9]{2}_[a-z0-9_]+$"},
-        "title_en": {"type": "string"},
-        "title_zh": {"type": "string"},
-        "status": {"enum": ["running", "ok", "failed", "skipped"]},
-        "error": {"type": ["string", "null"]},
-        "reason_en": {"type": ["string", "null"]},
-        "reason_zh": {"type": ["string", "null"]},
-        "profile": {"type": ["string", "null"]},
-        "started": {"type": ["string", "null"]},
-        "finished": {"type": ["string", "null"]},
-        "duration_s": {"type": ["number", "null"]},
-        "checks": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "status", "name_en", "name_zh"],
-                "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string"},
-                    "status": {"enum": ["pass", "warn", "fail", "not_run"]},
-                    "name_en": {"type": "string"},
-                    "name_zh": {"type": "string"},
-                    "detail_en": {"type": "string"},
-                    "detail_zh": {"type": "string"},
-                },
-            },
-        },
-        "metrics": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "value", "unit", "name_en", "name_zh"],
-                "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string"},
-                    "value": {"type": ["number", "string", "null", "boolean"]},
-                    "unit": {"type": "string"},
-                    "name_en": {"type": "string"},
-                    "name_zh": {"type": "string"},
-                    "key": {"type": "boolean"},
-                    "timing": {"type": "boolean"},
-                    "note": {"type": "string"},
-                },
-            },
-        },
-        "data": {"type": "object"},
-        "card": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["title_en", "title_zh", "markdown"],
-                "additionalProperties": False,
-                "properties": {
-                    "title_en": {"type": "string"},
-                    "title_zh": {"type": "string"},
-                    "markdown": {"type": "string"},
-                },
-            },
-        },
-    },
-}
+_STRICT = ConfigDict(extra="forbid")
+ChapterId = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}_[a-z0-9_]+$")]
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class Check:
-    id: str
+    """One judged row: made by a check function of a chapter module (see report.checks), never by hand."""
+    id: str  # the registered check id, or "<id>:<item>" for a family of rows (one per probe, task, ...)
     status: CheckStatus
     name_en: str
     name_zh: str
     detail_en: str = ""
     detail_zh: str = ""
+    scope: Optional[Scope] = None  # engine | model | document (from the check's registry entry)
 
     @property
     def mark(self) -> str:
         return STATUS_MARK[self.status]
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class Metric:
+    """A measured value with its unit (a fact: shown, never judged)."""
     id: str
     value: Any
     unit: str
@@ -119,11 +58,12 @@ class Metric:
     key: bool = False  # shown in the summary's key-metrics table
     timing: bool = False  # volatile between identical runs
     note: str = ""
+    measured_on: str = ""  # what the value was measured on: "model · weights · device"
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class ChapterResult:
-    chapter: str
+    chapter: ChapterId
     title_en: str
     title_zh: str
     status: ChapterStatus = "running"
@@ -138,7 +78,7 @@ class ChapterResult:
     metrics: list[Metric] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     card: list[dict[str, str]] = field(default_factory=list)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
     # -- access -------------------------------------------------------------------------------
     def metric(self, metric_id: str, default: Any = None) -> Any:
@@ -158,31 +98,35 @@ class ChapterResult:
 
     # -- (de)serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return _jsonable(d)
+        return jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ChapterResult":
-        d = dict(d)
-        d["checks"] = [Check(**c) for c in d.get("checks", [])]
-        d["metrics"] = [Metric(**m) for m in d.get("metrics", [])]
-        return cls(**d)
+        return _ADAPTER.validate_python(d)
+
+
+_ADAPTER = TypeAdapter(ChapterResult)
+
+
+def json_schema() -> dict[str, Any]:
+    """The results file's JSON Schema, generated from the dataclasses above (one definition)."""
+    return _ADAPTER.json_schema()
 
 
 class ResultsError(ValueError):
     pass
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """Plain JSON: numpy scalars to Python, NaN/inf to None (JSON has no NaN), tuples to lists."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
         x = x.item()
     if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, Path):
@@ -191,11 +135,13 @@ def _jsonable(x: Any) -> Any:
 
 
 def validate(d: dict[str, Any], source: str = "results") -> None:
+    """Raise ResultsError naming the file and the first offending field."""
     try:
-        jsonschema.validate(d, SCHEMA)
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ResultsError(f"{source}: {where}: {e.message}") from None
+        _ADAPTER.validate_python(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = "/".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ResultsError(f"{source}: {where}: {err['msg']}") from None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -225,8 +171,12 @@ def load(path: Path) -> ChapterResult:
         raise ResultsError(f"{path}: results file not found: run the chapter first") from None
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}): re-run the chapter") from None
-    validate(d, str(path))
-    return ChapterResult.from_dict(d)
+    try:
+        return ChapterResult.from_dict(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = "/".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ResultsError(f"{path}: {where}: {err['msg']}: re-run the chapter") from None
 
 
 def results_dir(run_dir: Path) -> Path:

@@ -4,7 +4,7 @@ A notebook's first code cell (tagged `parameters` for papermill) sets `params_pa
 the next cell opens the chapter:
 
     ch = Chapter.open("03_inference", params_path, run_dir)
-    ch.check("paris", "pass", "Capital of France", "法国首都", detail_en="...", detail_zh="...")
+    ch.record(inference.judge_probe(...))          # check rows come from the chapter module's functions
     ch.metric("init_s", 12.3, "s", "Engine init", "引擎初始化", key=True, timing=True)
     ch.data["outputs"] = [...]
     ch.finish()
@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from . import results as R
-from .chapters import chapter as _chapter_info
-from .params import Params, PromptSet, load_params, load_prompts
-from .paths import PROJECT_ROOT
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.contents import chapter as _chapter_info
+from bitcpm_validation.params import Params, PromptSet, load_params, load_prompts
+from bitcpm_validation.paths import PROJECT_ROOT
 
 DEFAULT_RUN_DIR = "runs/lab"  # where a notebook opened in JupyterLab writes
 
@@ -104,18 +104,20 @@ class Chapter:
             return None
 
     # -- recording ----------------------------------------------------------------------------
-    def check(self, check_id: str, status: str, name_en: str, name_zh: str,
-              detail_en: str = "", detail_zh: str = "") -> R.Check:
-        if status not in R.STATUS_MARK:
-            raise ValueError(f"check {check_id!r}: status must be one of {list(R.STATUS_MARK)}, got {status!r}")
-        c = R.Check(check_id, status, name_en, name_zh, detail_en, detail_zh or detail_en)
-        self.result.checks = [x for x in self.result.checks if x.id != check_id] + [c]
+    def record(self, *rows: R.Check) -> list[R.Check]:
+        """Record check rows made by a chapter module's check functions (see report.checks)."""
+        for c in rows:
+            if not isinstance(c, R.Check):
+                raise TypeError(f"record() takes Check rows from a check function, got {type(c).__name__}")
+            if c.scope is None:
+                raise ValueError(f"check {c.id!r} has no scope: make it with a registered CheckSpec")
+            self.result.checks = [x for x in self.result.checks if x.id != c.id] + [c]
         self._save()
-        return c
+        return list(rows)
 
     def metric(self, metric_id: str, value: Any, unit: str, name_en: str, name_zh: str, *,
-               key: bool = False, timing: bool = False, note: str = "") -> R.Metric:
-        m = R.Metric(metric_id, R._jsonable(value), unit, name_en, name_zh, key, timing, note)
+               key: bool = False, timing: bool = False, note: str = "", measured_on: str = "") -> R.Metric:
+        m = R.Metric(metric_id, R.jsonable(value), unit, name_en, name_zh, key, timing, note, measured_on)
         self.result.metrics = [x for x in self.result.metrics if x.id != metric_id] + [m]
         self._save()
         return m

@@ -3,19 +3,13 @@
 Model output may carry HTML, Markdown or control characters. Everything here turns such text into
 *text* in the target format: HTML-escaped, Markdown-escaped, or with control characters made visible.
 
-Notebook helpers (they display; the others return strings):
-
-    show_text(s)                         escaped verbatim <pre> block
-    show_table(headers, rows)            escaped HTML table
-    show_md(markdown)                    trusted markdown written by the project (not for model text)
-
-String helpers: html_escape, visible_controls, md_escape, md_code, md_table, term_safe, one_line.
+String helpers: html_escape, visible_controls, md_escape, md_code, md_table, html_table, html_pre,
+term_safe, one_line. Notebook display (one language at a time) is report.display.
 """
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from typing import Any, Iterable, Sequence
 
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -112,32 +106,3 @@ def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted
         )
         body.append(f"<tr>{tds}</tr>")
     return f'<table class="{html_escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-# -- notebook display --------------------------------------------------------------------------------
-def _display_html(h: str) -> None:
-    from IPython.display import HTML, display
-
-    display(HTML(h))
-
-
-def show_text(s: Any, cls: str = "untrusted") -> None:
-    """Show untrusted text verbatim (escaped <pre>) in a notebook."""
-    _display_html(html_pre(s, cls))
-
-
-def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
-               cls: str = "bv-table") -> None:
-    """Show a table with escaped cells in a notebook (bilingual headers: '指标 Metric')."""
-    _display_html(html_table(headers, list(rows), trusted_cols=trusted_cols, cls=cls))
-
-
-def show_md(markdown: str) -> None:
-    """Show project-written Markdown (never model output; escape untrusted parts with md_escape)."""
-    from IPython.display import Markdown, display
-
-    display(Markdown(markdown))
-
-
-def is_cjk(ch: str) -> bool:
-    return "CJK" in unicodedata.name(ch, "")

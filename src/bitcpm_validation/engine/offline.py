@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
-from .params import Params
+from bitcpm_validation.params import Params
 
 Which = Literal["real", "dummy"]
 PromptInput = Union[str, Sequence[int]]
@@ -101,7 +101,7 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
         load_format=load_format,
     )
     if run_dir is not None and "tokenizer" not in overrides:
-        from .prompting import engine_tokenizer
+        from bitcpm_validation.engine.prompting import engine_tokenizer
 
         tok = engine_tokenizer(params, run_dir, which)
         if tok.path is not None:
@@ -134,7 +134,7 @@ def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Option
     if not ((path / "tokenizer.json").is_file() or (path / "tokenizer.model").is_file()):
         raise EngineError(f"{path} has no tokenizer (tokenizer.json / tokenizer.model): copy the tokenizer files "
                           f"from the model repository")
-    from . import modelcheck  # safetensors headers, config consistency, max_model_len vs the model
+    from bitcpm_validation.engine import modelcheck  # safetensors headers, config consistency, max_model_len vs the model
 
     try:
         modelcheck.check_model_dir(path, need_weights, max_model_len, params_source)
@@ -145,7 +145,7 @@ def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Option
 def import_vllm(evidence_path: Path) -> None:
     """Import vLLM once with what it prints at import (Triton / platform notices) sent to the
     evidence log, so that notebook outputs stay readable; also quiets transformers' config notices."""
-    from .chapter import quiet_logs
+    from bitcpm_validation.report.recorder import quiet_logs
 
     quiet_logs()
     if "vllm" in sys.modules:
@@ -262,7 +262,7 @@ class Engine:
     def settings_rows(self) -> list[list[Any]]:
         """settings() as rows for a two-column table ("设置 Setting", "值 Value"); the model path is
         shown relative to the project root where it lies inside it (stable between checkouts)."""
-        from .paths import PROJECT_ROOT
+        from bitcpm_validation.paths import PROJECT_ROOT
 
         rows = []
         for k, v in self.settings().items():

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .chinese import cjk_share
-from .params import Expectation
+from bitcpm_validation.chapters.chinese import cjk_share
+from bitcpm_validation.params import Expectation
 
 
 @dataclass

@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 import yaml
 
-from .files import sha256_file
-from .paths import PROJECT_ROOT
+from bitcpm_validation.engine.files import sha256_file
+from bitcpm_validation.paths import PROJECT_ROOT
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -192,7 +192,7 @@ def seeds(params: Any) -> dict[str, Any]:
 
 def engine_settings(params: Any) -> dict[str, Any]:
     """engine.engine_kwargs for the real and the dummy model (no engine is started)."""
-    from .engine import EngineError, engine_kwargs
+    from bitcpm_validation.engine.offline import EngineError, engine_kwargs
 
     out: dict[str, Any] = {}
     for which in ("real", "dummy"):

@@ -16,7 +16,7 @@ Two paths:
 - chat (`Prompt.chat` true): the ChatML template (`<|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n`)
   encoded without BOS, which is what vLLM's chat endpoint sends by default (add_special_tokens false).
 
-    from bitcpm_validation import prompting
+    from bitcpm_validation.engine import prompting
     ids = prompting.prompt_ids(prompt, params.model_path)         # Prompt, or a plain string
     batch = prompting.prepare(ch.prompts.prompts, params.model_path)  # [Prepared(id, text, token_ids, ...)]
     text = prompting.decode(generation.token_ids, params.model_path)
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
-from .params import Params, Prompt
+from bitcpm_validation.params import Params, Prompt
 
 Mode = Literal["faithful", "engine"]
 
@@ -61,20 +61,20 @@ def describe(model_dir: Union[str, Path]) -> dict[str, str]:
 
 
 def _faithful(model_dir: Union[str, Path]):
-    from .model.tokenizer import _faithful as cached
+    from bitcpm_validation.model.tokenizer import _faithful as cached
 
     return cached(str(Path(model_dir).resolve()))
 
 
 def _engine_tok(model_dir: Union[str, Path]):
-    from .model.tokenizer import engine_tokenizer
+    from bitcpm_validation.model.tokenizer import engine_tokenizer
 
     return engine_tokenizer(str(Path(model_dir).resolve()))
 
 
 def chat_text(user: str) -> str:
     """The ChatML text of one user turn plus the generation prompt (the template emits no BOS)."""
-    from .model.tokenizer import chatml
+    from bitcpm_validation.model.tokenizer import chatml
 
     return chatml([{"role": "user", "content": user}], add_generation_prompt=True)
 
@@ -155,8 +155,8 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     SentencePiece (model.tokenizer.compare; no engine needed), write the faithful tokenizer directory into
     run_dir/artifacts/faithful-tokenizer/<model dir name> and use it, provided it does encode like
     SentencePiece. Otherwise (off, nothing to compare, already faithful) the model's own tokenizer."""
-    from .loading import FIDELITY_SAMPLE
-    from .model import tokenizer as T
+    from bitcpm_validation.chapters.loading import FIDELITY_SAMPLE
+    from bitcpm_validation.model import tokenizer as T
 
     model_dir = Path(params.dummy_config_path if which == "dummy" else params.model_path)
     if params.engine.tokenizer_override == "off":

@@ -24,11 +24,11 @@ from typing import Any, Optional
 
 import nbformat
 
-from . import results as R
-from . import summary as S
-from .chapters import SUMMARY_ID, ChapterInfo, all_chapters
-from .paths import REPORT_DIR
-from .textsafe import html_escape, md_escape, md_table, visible_controls
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import summary as S
+from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
+from bitcpm_validation.paths import REPORT_DIR
+from bitcpm_validation.report.textsafe import html_escape, md_escape, md_table, visible_controls
 
 TEMPLATE = "bitcpm"
 REPORT_TITLE_ZH = "BitCPM4-0.5B 验证报告"
@@ -64,7 +64,7 @@ def _lang_of(run_dir: Path, lang: Optional[str]) -> str:
     if info.get("lang"):
         return info["lang"]
     try:
-        from .params import load_params
+        from bitcpm_validation.params import load_params
 
         return load_params(run_dir / "params.yaml").lang
     except Exception:  # noqa: BLE001
@@ -305,7 +305,7 @@ def model_card(run_dir: str | Path) -> str:
             "key_metrics": {m.id: {"value": m.value, "unit": m.unit} for m in km},
         },
     }
-    front = json.loads(json.dumps(R._jsonable(front)))
+    front = json.loads(json.dumps(R.jsonable(front)))
 
     def clean(x: Any) -> Any:
         if isinstance(x, dict):

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .engine import Which, engine_kwargs, platform_env
-from .params import Params
+from bitcpm_validation.engine.offline import Which, engine_kwargs, platform_env
+from bitcpm_validation.params import Params
 
 
 class ServerError(RuntimeError):
@@ -390,8 +390,8 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
     env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
     _install_handlers()
-    from .engine import run_dir_of
-    from .prompting import engine_tokenizer
+    from bitcpm_validation.engine.offline import run_dir_of
+    from bitcpm_validation.engine.prompting import engine_tokenizer
 
     run_dir = run_dir_of(evidence)
     tok = engine_tokenizer(params, run_dir, which)

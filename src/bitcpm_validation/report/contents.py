@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR
+from bitcpm_validation.paths import NOTEBOOKS_DIR
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from typing import Any, Optional
 
 import yaml
 
-from .engine import one_line
-from .tasks import TASKS_DIR
+from bitcpm_validation.engine.offline import one_line
+from bitcpm_validation.tasks import TASKS_DIR
 
 # BitCPM4-0.5B, MiniCPM4 technical report (OpenCompass), facts sheet section 5. lm-eval task name -> value.
 PUBLISHED = {
@@ -166,7 +166,7 @@ def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path
     if evidence is None:
         return _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code,
                               max_length, seed)
-    from .engine import _to_evidence
+    from bitcpm_validation.engine.offline import _to_evidence
 
     with _to_evidence(Path(evidence)):
         print(f"=== lm-eval {task} (local-completions, {base_url})", flush=True)

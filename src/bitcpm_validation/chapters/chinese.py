@@ -178,7 +178,7 @@ def select_prompts(prompt_set: Any) -> list:
     """The Chinese chapter's probes: every `lang: zh` prompt of prompts.yaml (the original's three
     included), every other prompt whose expectation asks for Chinese output (the translation prompt),
     and the original's Chinese prompts once more through the chat template (how a user would ask)."""
-    from .prompting import with_chat
+    from bitcpm_validation.engine.prompting import with_chat
 
     base = [q for q in prompt_set.prompts if q.lang == "zh" or q.expect.min_cjk_share is not None]
     ids = {q.id for q in base}

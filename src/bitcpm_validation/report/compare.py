@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import precision as P
-from . import results as R
-from .paths import PROJECT_ROOT
-from .textsafe import md_escape, md_table
+from bitcpm_validation.chapters import precision as P
+from bitcpm_validation.report import results as R
+from bitcpm_validation.paths import PROJECT_ROOT
+from bitcpm_validation.report.textsafe import md_escape, md_table
 
 ENV_KEYS = ["device", "device_kind", "platform", "dtype", "mode", "os", "arch", "python", "vllm", "vllm_ascend",
             "torch", "torch_npu", "cann", "transformers"]
@@ -178,11 +178,11 @@ def render(c: dict[str, Any], out_dir: Path, pdf: bool = False) -> dict[str, Pat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     md = to_markdown(c)
-    R.write_atomic(out_dir / "compare.json", json.dumps(R._jsonable(c), ensure_ascii=False, indent=2) + "\n")
+    R.write_atomic(out_dir / "compare.json", json.dumps(R.jsonable(c), ensure_ascii=False, indent=2) + "\n")
     R.write_atomic(out_dir / "compare.md", md + "\n")
     files = {"json": out_dir / "compare.json", "md": out_dir / "compare.md"}
     try:
-        from .render import html_report
+        from bitcpm_validation.report.render import html_report
 
         sections = md.split("\n## ")
         cells = [new_markdown_cell(sections[0])] + [new_markdown_cell("## " + s) for s in sections[1:]]
@@ -191,7 +191,7 @@ def render(c: dict[str, Any], out_dir: Path, pdf: bool = False) -> dict[str, Pat
         R.write_atomic(out_dir / "compare.html", html)
         files["html"] = out_dir / "compare.html"
         if pdf:
-            from .render import print_pdf
+            from bitcpm_validation.report.render import print_pdf
 
             if print_pdf(files["html"], out_dir / "compare.pdf") is None:
                 files["pdf"] = out_dir / "compare.pdf"

@@ -33,7 +33,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .files import safetensors_files, sha256_file
+from bitcpm_validation.engine.files import safetensors_files, sha256_file
 
 BUNDLE_VERSION = 1
 Row = dict[int, float]
@@ -215,9 +215,9 @@ def file_fingerprint(model_dir: str | Path) -> dict[str, Any]:
 
 def environment_summary(extra: Optional[dict] = None) -> dict[str, Any]:
     """Device and versions, as the environment probe sees them (without running tools)."""
-    from . import envprobe
+    from bitcpm_validation.chapters import environment
 
-    f = envprobe.probe(run_tools=False)
+    f = environment.probe(run_tools=False)
     v = f.get("versions", {})
     env = {"device": f["device"]["name"], "device_kind": f["device"]["kind"], "os": f.get("os"), "arch": f.get("arch"),
            "python": f.get("python")}
@@ -324,7 +324,7 @@ SUMMARY_HEADERS = ["对比 Comparison", "top-1 一致率 agreement", "max |Δ lo
 
 def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title: str = ""):
     """|Δ logprob| of the actual token by position, one line per prompt; prompt end marked."""
-    from . import plots
+    from bitcpm_validation.report import plots
 
     plots.setup()
     import matplotlib.pyplot as plt
@@ -350,6 +350,6 @@ def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title
 
 def encode_items(prompts: Iterable[Any], model_dir: str | Path) -> list[tuple[str, list[int]]]:
     """(prompt id, engine token ids) through the project's single prompt → ids function (prompting)."""
-    from . import prompting
+    from bitcpm_validation.engine import prompting
 
     return [(p.id, list(prompting.prompt_ids(p, model_dir))) for p in prompts]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import results as R
-from .chapters import SUMMARY_ID, ChapterInfo, all_chapters
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 
 STATUS_LABEL = {"pass": "通过 pass", "warn": "注意 warn", "fail": "失败 fail", "not_run": "未运行 not run"}
 
@@ -207,14 +207,14 @@ def metrics_table(km: list[KeyMetric]) -> tuple[list[str], list[list[str]]]:
 
 
 def matrix_markdown(rows: list[MatrixRow]) -> str:
-    from .textsafe import md_table
+    from bitcpm_validation.report.textsafe import md_table
 
     h, b = matrix_table(rows)
     return md_table(h, b, trusted_cols=(2,))
 
 
 def metrics_markdown(km: list[KeyMetric]) -> str:
-    from .textsafe import md_table
+    from bitcpm_validation.report.textsafe import md_table
 
     h, b = metrics_table(km)
     return md_table(h, b)

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from .files import safetensors_files
+from bitcpm_validation.engine.files import safetensors_files
 
 LOG2_3 = math.log2(3)  # 1.58496...: information of one ternary digit
 TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from . import results as R
-from . import summary as S
-from .files import sha256_file
-from .paths import PROJECT_ROOT, RUNS_DIR
-from .textsafe import html_escape
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import summary as S
+from bitcpm_validation.engine.files import sha256_file
+from bitcpm_validation.paths import PROJECT_ROOT, RUNS_DIR
+from bitcpm_validation.report.textsafe import html_escape
 
 MANIFEST = "MANIFEST.sha256"
 SKIP_RUNS = ("latest", "lab")

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from .engine import engine_kwargs, one_line
-from .params import Params
-from .server import Server, ServerError
+from bitcpm_validation.engine.offline import engine_kwargs, one_line
+from bitcpm_validation.params import Params
+from bitcpm_validation.engine.server import Server, ServerError
 
 
 @dataclass

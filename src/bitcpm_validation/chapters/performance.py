@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .engine import engine_kwargs, platform_env
-from .params import Params
-from .server import _pdeathsig, serve_flags, tail
+from bitcpm_validation.engine.offline import engine_kwargs, platform_env
+from bitcpm_validation.params import Params
+from bitcpm_validation.engine.server import _pdeathsig, serve_flags, tail
 
 # The original validation document's figures (Ascend 910B3, vLLM-Ascend 0.18.0rc1, eager). Shown for
 # reference only, labelled as from another machine; never compared as if measured here.
@@ -131,7 +131,7 @@ def combine_bandwidth(*measurements: dict[str, Any]) -> dict[str, Any]:
 
 def bench_argv(kind: str, args: Sequence[str]) -> list[str]:
     """The child command: this module's runner, which calls vllm.benchmarks.<kind> add_cli_args + main."""
-    return [sys.executable, "-m", "bitcpm_validation.performance", kind, *args]
+    return [sys.executable, "-m", "bitcpm_validation.chapters.performance", kind, *args]
 
 
 def shown_command(kind: str, args: Sequence[str]) -> str:
@@ -349,7 +349,7 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith
     """Throughput vs concurrency (measured) with the bandwidth-bound limit curve; saved as PNG."""
     import matplotlib.pyplot as plt
 
-    from .plots import setup
+    from bitcpm_validation.report.plots import setup
 
     setup()
     cs = [r["concurrency"] for r in sweep_rows]
@@ -370,7 +370,7 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith
 
 
 # --------------------------------------------------------------------------------------------
-# child-process entry point: python -m bitcpm_validation.performance <latency|throughput|serve|serve-sweep> ARGS
+# child-process entry point: python -m bitcpm_validation.chapters.performance <latency|throughput|serve|serve-sweep> ARGS
 
 
 def _bench_main(kind: str, argv: list[str]) -> None:

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .files import safetensors_files, safetensors_header, sha256_file
-from .model import config as mcfg
-from .textsafe import one_line
+from bitcpm_validation.engine.files import safetensors_files, safetensors_header, sha256_file
+from bitcpm_validation.model import config as mcfg
+from bitcpm_validation.report.textsafe import one_line
 
 # A bilingual sample for the tokenizer-fidelity check: leading words, digits (split_digits), mixed
 # scripts, full-width punctuation, repeated spaces, a chat turn with added tokens.
@@ -76,7 +76,7 @@ def config_load(model_dir: Path) -> dict[str, Any]:
 def tokenizer_report(model_dir: Path, sample: Sequence[str] = FIDELITY_SAMPLE) -> dict[str, Any]:
     """The engine's tokenizer (AutoTokenizer, as vLLM loads it) and, where tokenizer.model ships, its
     fidelity to SentencePiece's own encoding on a bilingual sample."""
-    from .model import tokenizer as T
+    from bitcpm_validation.model import tokenizer as T
 
     d = Path(model_dir)
     tok = T.engine_tokenizer(str(d.resolve()))

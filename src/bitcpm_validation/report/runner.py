@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
-from . import results as R
-from .chapters import SUMMARY_ID, ChapterInfo, all_chapters
-from .params import Params, ParamsError, load_params
-from .paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
-from .textsafe import one_line, term_safe
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
+from bitcpm_validation.params import Params, ParamsError, load_params
+from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
+from bitcpm_validation.report.textsafe import one_line, term_safe
 
 KERNEL_NAME = "bitcpm-validation"  # registered by `make setup`; falls back to python3
 

@@ -1,0 +1,100 @@
+"""The check registry: every check a chapter can make, with its chapter, scope and criterion.
+
+A chapter module declares each of its checks once, at import time, next to the function that judges:
+
+    PARIS = define("probe", "03_inference", "model", "Probe answered as expected", "探针回答符合预期",
+                   criterion_en="...", criterion_zh="...", family=True)
+
+    def judge_probe(item: str, text: str, expect: Expectation) -> Check:
+        ...
+        return PARIS.row("fail", detail_en=..., detail_zh=..., item=item)
+
+The notebook only records what the function returned (`ch.record(row)`): no status is ever written
+by hand. Scopes (see results.SCOPES):
+
+- engine:   does this engine on this device run this model faithfully?
+- model:    is the model good? (criteria under which noise fails)
+- document: are the original document's claims true? (findings, never part of a verdict)
+
+`worst` is the worst status a check can give: "fail" for nearly all; "warn" only where a failure is
+not the check's to call (the reason is stated in `worst_reason`, and the appendix prints it). Every
+registered check has a test that makes it reach its worst status (tests/test_checks_can_fail.py).
+`bitcpm_validation.chapters.registry()` imports every chapter module and returns all specs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from bitcpm_validation.report.results import SCOPES, Check, CheckStatus, Scope
+
+Worst = Literal["fail", "warn"]
+
+
+class RegistryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    chapter: str  # NN_name
+    scope: Scope
+    name_en: str
+    name_zh: str
+    criterion_en: str
+    criterion_zh: str
+    worst: Worst = "fail"
+    worst_reason: str = ""  # why this check cannot fail (required when worst == "warn")
+    family: bool = False  # one row per item; row ids are "<id>:<item>"
+
+    def row(self, status: CheckStatus, detail_en: str = "", detail_zh: str = "", *, item: Optional[str] = None,
+            name_en: Optional[str] = None, name_zh: Optional[str] = None) -> Check:
+        """A judged row of this check. `item` names the member of a family (a probe, a task, ...)."""
+        if status == "fail" and self.worst == "warn":
+            raise RegistryError(f"check {self.chapter}/{self.id} is registered with worst 'warn' but gave 'fail'")
+        if self.family and not item:
+            raise RegistryError(f"check {self.chapter}/{self.id} is a family: give the row's item")
+        if item and not self.family:
+            raise RegistryError(f"check {self.chapter}/{self.id} is not a family: it takes no item")
+        return Check(
+            id=f"{self.id}:{item}" if item else self.id, status=status,
+            name_en=name_en or self.name_en, name_zh=name_zh or self.name_zh,
+            detail_en=detail_en, detail_zh=detail_zh or detail_en, scope=self.scope,
+        )
+
+    def not_run(self, reason_en: str, reason_zh: str, *, item: Optional[str] = None, **names: str) -> Check:
+        """The check could not be made in this run: say why (shown as —, makes its scope incomplete)."""
+        return self.row("not_run", reason_en, reason_zh, item=item, **names)
+
+
+_SPECS: dict[tuple[str, str], CheckSpec] = {}
+
+
+def define(check_id: str, chapter: str, scope: Scope, name_en: str, name_zh: str, *, criterion_en: str,
+           criterion_zh: str, worst: Worst = "fail", worst_reason: str = "", family: bool = False) -> CheckSpec:
+    """Register a check (once per chapter module import; re-importing the same definition is harmless)."""
+    if scope not in SCOPES:
+        raise RegistryError(f"check {chapter}/{check_id}: scope must be one of {SCOPES}, got {scope!r}")
+    if ":" in check_id:
+        raise RegistryError(f"check {chapter}/{check_id}: ':' is reserved for family items")
+    if worst == "warn" and not worst_reason:
+        raise RegistryError(f"check {chapter}/{check_id}: a check that cannot fail must say why (worst_reason)")
+    spec = CheckSpec(check_id, chapter, scope, name_en, name_zh, criterion_en, criterion_zh, worst,
+                     worst_reason, family)
+    old = _SPECS.get((chapter, check_id))
+    if old is not None and old != spec:
+        raise RegistryError(f"check {chapter}/{check_id} is defined twice with different contents")
+    _SPECS[(chapter, check_id)] = spec
+    return spec
+
+
+def specs(chapter: Optional[str] = None) -> list[CheckSpec]:
+    """Registered checks (of one chapter), in chapter then definition order."""
+    out = [s for s in _SPECS.values() if chapter is None or s.chapter == chapter]
+    return sorted(out, key=lambda s: s.chapter)
+
+
+def spec_of(chapter: str, row_id: str) -> Optional[CheckSpec]:
+    """The registry entry behind a recorded row ("probe:paris" -> the "probe" family)."""
+    return _SPECS.get((chapter, row_id.split(":", 1)[0]))
