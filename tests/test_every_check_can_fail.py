@@ -1,0 +1,50 @@
+"""Every registered check can fail (issue 10): a case in tests/worst_cases/ drives it to its worst status."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+from bitcpm_validation import chapters
+from bitcpm_validation.report import checks
+
+import worst_cases
+
+SPECS = chapters.registry()
+
+
+def _cases() -> dict[tuple[str, str], object]:
+    out: dict[tuple[str, str], object] = {}
+    for m in pkgutil.iter_modules(worst_cases.__path__):
+        mod = importlib.import_module(f"worst_cases.{m.name}")
+        for check_id, fn in getattr(mod, "CASES", {}).items():
+            out[(m.name, check_id)] = fn
+    return out
+
+
+CASES = _cases()
+
+
+def test_registry_is_not_empty_and_scoped():
+    assert SPECS, "no check is registered: chapter modules must define their checks (report.checks.define)"
+    for s in SPECS:
+        assert s.scope in ("engine", "model", "document"), s
+        assert s.criterion_en and s.criterion_zh, f"{s.chapter}/{s.id}: state the criterion in both languages"
+        assert s.worst == "fail" or s.worst_reason, f"{s.chapter}/{s.id}: a check whose worst is warn must say why"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.chapter}/{s.id}")
+def test_check_reaches_its_worst_status(spec: checks.CheckSpec):
+    case = CASES.get((spec.chapter, spec.id))
+    assert case is not None, (f"{spec.chapter}/{spec.id} has no worst case: add one to "
+                              f"tests/worst_cases/{spec.chapter}.py (CASES[{spec.id!r}])")
+    row = case()
+    assert row.id.split(":", 1)[0] == spec.id and row.scope == spec.scope
+    assert row.status == spec.worst, f"{spec.chapter}/{spec.id}: the worst case gave {row.status!r}, not {spec.worst!r}"
+    assert row.detail_en, f"{spec.chapter}/{spec.id}: a {row.status} row must say why (detail)"
+
+
+def test_no_case_for_an_unregistered_check():
+    known = {(s.chapter, s.id) for s in SPECS}
+    assert not set(CASES) - known, f"cases for checks that are not registered: {sorted(set(CASES) - known)}"
