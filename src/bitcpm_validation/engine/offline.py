@@ -338,8 +338,36 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     return f"{type(err).__name__}: {text[:limit]}"
 
 
-def start(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
-    """Start vllm.LLM for `which` model of the profile; raises EngineError with a one-line reason."""
+def start(params: Params, evidence_path: Path, which: Which = "real", *, fresh: bool = False, why: str = "",
+          **overrides: Any) -> Engine:
+    """An engine for `which` model of the profile; raises EngineError with a one-line reason.
+
+    fresh=True (with `why`, e.g. "restart", "float32 comparison") asks for an engine of the chapter's own
+    on purpose; every start is counted in the run (engine.starts)."""
+    if fresh and not why:
+        raise EngineError("engine.start(fresh=True) needs why=\"<reason>\": the report lists why each engine started")
+    return _start_offline(params, evidence_path, which, why=why, **overrides)
+
+
+def _start_offline(params: Params, evidence_path: Path, which: Which = "real", *, why: str = "",
+                   **overrides: Any) -> Engine:
+    """Start vllm.LLM in this process and count the start."""
+    from bitcpm_validation.engine import starts
+
+    run_dir = run_dir_of(Path(evidence_path))
+    t_start = time.monotonic()
+    try:
+        eng = _launch_offline(params, evidence_path, which, **overrides)
+    except EngineError as err:
+        starts.record(run_dir, starts.Start(starts.chapter_of(evidence_path), "offline", which, why,
+                                            None, ok=False, error=str(err)[:300]))
+        raise
+    starts.record(run_dir, starts.Start(starts.chapter_of(evidence_path), "offline", which, why,
+                                        round(time.monotonic() - t_start, 2)))
+    return eng
+
+
+def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
     import_vllm(Path(evidence_path))  # import-time notices go to the evidence, not the notebook
     kwargs = engine_kwargs(params, which, run_dir_of(Path(evidence_path)), **overrides)
     env = platform_env(params)
