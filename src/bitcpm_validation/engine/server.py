@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from bitcpm_validation.engine.identity import served_model_name
 from bitcpm_validation.engine.offline import Which, engine_kwargs, platform_env
 from bitcpm_validation.params import Params
 
@@ -102,7 +103,7 @@ def serve_command(params: Params, which: Which = "real", *, host: str = "127.0.0
     (with `run_dir`: `--tokenizer DIR` where prompting.engine_tokenizer decides on the override)."""
     kw = engine_kwargs(params, which, run_dir)
     model = model_override or kw["model"]
-    flags = serve_flags(kw) + ["--served-model-name", params.model.name, "--host", host, "--port", str(port)]
+    flags = serve_flags(kw) + ["--served-model-name", served_model_name(params, which), "--host", host, "--port", str(port)]
     exe = vllm_console() if console else None
     if exe:
         return [exe, "serve", model, *flags]
@@ -405,7 +406,7 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
         mark = evidence.stat().st_size if evidence.exists() else 0
         t0 = time.monotonic()
         proc = _launch(attempt, evidence, env)
-        srv = Server(base_url=f"http://{host}:{port}/v1", model=params.model.name, argv=attempt, proc=proc,
+        srv = Server(base_url=f"http://{host}:{port}/v1", model=served_model_name(params, which), argv=attempt, proc=proc,
                      evidence_path=evidence, log_start=mark,
                      env={k: env[k] for k in penv}, model_path=attempt[2] if attempt[1] == "serve" else attempt[4],
                      tokenizer=str(tok.path) if tok.path else None, tokenizer_reason={"en": tok.en, "zh": tok.zh})
