@@ -12,6 +12,10 @@ def test_compare_equal_and_divergent():
     assert c["first_divergence"] == 2 and c["a_at"] is None and c["b_at"] == 5
 
 
+def _statuses(res):
+    return {c.id: c.status for c in (D.judge_repeat(res), D.judge_restart(res), D.judge_batch(res))}
+
+
 def test_compare_all_groups_and_checks():
     runs = [[[1, 2, 3], [4, 5]], [[1, 2, 3], [4, 5]]]
     res = D.compare_all(["a", "b"], runs, restart=[[1, 2, 3], [4, 5]], alone=[[1, 2, 3], [4, 6]])
@@ -19,18 +23,32 @@ def test_compare_all_groups_and_checks():
     t = res["totals"]
     assert t["all"] == {"rows": 6, "rows_matching": 5, "tokens_compared": 15, "identical": 14,
                         "identical_share": 14 / 15}
-    st = {c["check_id"]: c["status"] for c in D.checks(res)}
-    assert st == {"determinism_repeat": "pass", "determinism_restart": "pass", "determinism_batch": "warn"}
-    det = next(c for c in D.checks(res) if c["check_id"] == "determinism_batch")
-    assert "b at token 1" in det["detail_en"]
+    assert _statuses(res) == {"determinism_repeat": "pass", "determinism_restart": "pass", "determinism_batch": "warn"}
+    det = D.judge_batch(res)
+    assert det.scope == "engine" and "b at token 1 (5 ≠ 6)" in det.detail_en and "1/2 sequences" in det.detail_en
+    assert "第 1 个 token" in det.detail_zh
     rows = D.table_rows(res["rows"])
-    assert len(rows[0]) == len(D.TABLE_HEADERS) and rows[-1][4] == "1 (5 ≠ 6)" and rows[-1][5] == "❌"
+    assert len(rows[0]) == len(D.table_headers()) and rows[-1][4] == "1 (5 ≠ 6)" and rows[-1][5] == "❌"
+    assert rows[-1][1].en == "inside the batch vs alone" and rows[-1][1].zh == "批内与单独"
 
 
 def test_repeat_difference_fails_and_disabled_is_not_run():
     res = D.compare_all(["a"], [[[1, 2]], [[1, 3]]])
-    st = {c["check_id"]: c["status"] for c in D.checks(res)}
-    assert st == {"determinism_repeat": "fail", "determinism_restart": "not_run", "determinism_batch": "not_run"}
+    assert _statuses(res) == {"determinism_repeat": "fail", "determinism_restart": "not_run",
+                              "determinism_batch": "not_run"}
+    assert "determinism.restart" in D.judge_restart(res).detail_en
+
+
+def test_restart_difference_fails():
+    res = D.compare_all(["a"], [[[1, 2]], [[1, 2]]], restart=[[1, 2, 7]])
+    assert _statuses(res)["determinism_restart"] == "fail"
+
+
+def test_lengths():
+    assert D.judge_lengths({"run 1": [[1, 2], [3, 4]], "restart": None}, 2).status == "pass"
+    c = D.judge_lengths({"run 1": [[1, 2], [3]]}, 2)
+    assert c.status == "fail" and "run 1 #2 has 1" in c.detail_en
+    assert D.judge_lengths({"run 1": None}, 2).status == "not_run"
 
 
 def test_env_rows_record_platform_vars(monkeypatch):

@@ -1,7 +1,8 @@
-"""Token-level comparison of generations (temperature 0): the determinism chapter's tables.
+"""Determinism at temperature 0: token-level comparison of generations and the chapter's checks.
 
-    cmp = compare(a_ids, b_ids)    # {"tokens_compared", "identical", "first_divergence", "match", ...}
-    rows = table(prompt_ids, runs, label)  # rows for a DataFrame / report table
+    res = compare_all(ids, runs, restart=restart, alone=alone)   # rows + totals per comparison group
+    ch.record(judge_repeat(res), judge_restart(res), judge_batch(res), judge_lengths(gens, max_tokens))
+    show_table(table_headers(), table_rows(res["rows"]))
 
 `tokens_compared` is the length of the longer sequence (a token missing on one side counts as a
 difference); `identical` counts positions where both sides have the same token; `first_divergence` is
@@ -10,6 +11,10 @@ the first differing position (None when the sequences are equal).
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
+
+from bitcpm_validation.report.checks import CheckSpec, define
+from bitcpm_validation.report.display import T
+from bitcpm_validation.report.results import Check
 
 
 def compare(a: Sequence[int], b: Sequence[int]) -> dict[str, Any]:
@@ -53,16 +58,17 @@ def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:  # noqa: D401
     }
 
 
-TABLE_HEADERS = ["提示 Prompt", "比较 Comparison", "比较的 token 数 Tokens compared", "相同 Identical",
-                 "首个分歧位置 First divergence", "一致 Match"]
+def table_headers() -> list[T]:
+    return [T("提示", "Prompt"), T("比较", "Comparison"), T("比较的 token 数", "Tokens compared"),
+            T("相同", "Identical"), T("首个分歧位置", "First divergence"), T("一致", "Match")]
 
 
 def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    """Rows for textsafe.show_table / md_table with TABLE_HEADERS."""
+    """Rows for display.show_table(table_headers(), ...): one per compared pair of generations."""
     out = []
     for r in rows:
         fd = "—" if r["first_divergence"] is None else f"{r['first_divergence']} ({r['a_at']} ≠ {r['b_at']})"
-        out.append([r["prompt"], f"{r['comparison_zh']} {r['comparison_en']}", r["tokens_compared"],
+        out.append([r["prompt"], T(r["comparison_zh"], r["comparison_en"]), r["tokens_compared"],
                     r["identical"], fd, "✅" if r["match"] else "❌"])
     return out
 
@@ -80,11 +86,11 @@ def compare_all(ids: Sequence[str], runs: Sequence[Sequence[Sequence[int]]], *,
             groups[group].append({**row(pid, label_en, label_zh, runs[0][i], other[i]), "group": group})
 
     for r in range(1, len(runs)):
-        add("repeat", f"run 1 vs run {r + 1} (same engine)", f"运行 1 vs 运行 {r + 1}(同一引擎)", runs[r])
+        add("repeat", f"run 1 vs run {r + 1} (same engine)", f"运行 1 与运行 {r + 1}（同一引擎）", runs[r])
     if restart is not None:
-        add("restart", "run 1 vs after engine restart", "运行 1 vs 引擎重启后", restart)
+        add("restart", "run 1 vs after engine restart", "运行 1 与引擎重启后", restart)
     if alone is not None:
-        add("batch", "inside the batch vs alone", "批内 vs 单独", alone)
+        add("batch", "inside the batch vs alone", "批内与单独", alone)
     rows = [x for g in ("repeat", "restart", "batch") for x in groups[g]]
     totals = {k: totals_of(v) for k, v in groups.items() if v}
     totals["all"] = totals_of(rows)
@@ -93,33 +99,74 @@ def compare_all(ids: Sequence[str], runs: Sequence[Sequence[Sequence[int]]], *,
 
 totals_of = totals
 
-_CHECK_NAMES = {
-    "repeat": ("Repeated runs identical (temperature 0)", "重复运行一致(temperature 0)", "fail"),
-    "restart": ("Identical after an engine restart", "引擎重启后一致", "fail"),
-    "batch": ("Alone vs inside a batch identical", "单独与批内一致", "warn"),
-}
+CHAPTER = "04_determinism"
+REPEAT = define(
+    "determinism_repeat", CHAPTER, "engine", "Repeated runs identical (temperature 0)", "重复运行逐 token 一致（temperature 0）",
+    criterion_en="each prompt's greedy generations from R runs in one engine are token-identical (every token of "
+                 "max_tokens, EOS ignored)",
+    criterion_zh="同一引擎中 R 次运行，每个提示的贪心生成逐 token 相同（跑满 max_tokens，忽略 EOS）")
+RESTART = define(
+    "determinism_restart", CHAPTER, "engine", "Identical after an engine restart", "引擎重启后逐 token 一致",
+    criterion_en="a second, freshly started engine generates the same tokens as run 1 for every prompt",
+    criterion_zh="重新启动的第二个引擎对每个提示生成与运行 1 相同的 token")
+BATCH = define(
+    "determinism_batch", CHAPTER, "engine", "Alone vs inside a batch identical", "单独运行与批内运行一致",
+    criterion_en="each prompt sent alone generates the same tokens as inside the batch of all prompts",
+    criterion_zh="每个提示单独发送时与在全部提示的批内生成相同的 token",
+    worst="warn", worst_reason="vLLM does not promise batch invariance unless VLLM_BATCH_INVARIANT=1 is set: a "
+                               "difference is a finding about batching, not an unfaithful engine")
+LENGTH = define(
+    "determinism_length", CHAPTER, "engine", "Every generation ran the full max_tokens", "每次生成都跑满 max_tokens",
+    criterion_en="with ignore_eos, every generation has exactly max_tokens tokens (the original document: 64/64, ±0)",
+    criterion_zh="ignore_eos 下每次生成恰好 max_tokens 个 token（原文档：64/64，±0）")
+
+_GROUP_PARAM = {"repeat": "runs", "restart": "restart", "batch": "batch"}
 
 
-def checks(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """One check per comparison group. A difference in the same engine or after a restart is a
-    failure; alone vs batch is a warning (vLLM does not promise batch invariance unless
-    VLLM_BATCH_INVARIANT is set)."""
-    out = []
-    for group, (en, zh, bad) in _CHECK_NAMES.items():
-        t = res["totals"].get(group)
-        if not t:
-            out.append(dict(check_id=f"determinism_{group}", status="not_run", name_en=en, name_zh=zh,
-                            detail_en="disabled in params.determinism", detail_zh="params.determinism 中已关闭"))
-            continue
-        ok = t["rows_matching"] == t["rows"]
-        diverged = [r for r in res["rows"] if r["group"] == group and not r["match"]]
-        first = (f"; first divergence: {diverged[0]['prompt']} at token {diverged[0]['first_divergence']}" if diverged else "")
-        first_zh = (f";首个分歧:{diverged[0]['prompt']} 第 {diverged[0]['first_divergence']} 个 token" if diverged else "")
-        out.append(dict(
-            check_id=f"determinism_{group}", status="pass" if ok else bad, name_en=en, name_zh=zh,
-            detail_en=f"{t['rows_matching']}/{t['rows']} sequences identical, {t['identical']}/{t['tokens_compared']} tokens{first}",
-            detail_zh=f"{t['rows_matching']}/{t['rows']} 条序列一致,{t['identical']}/{t['tokens_compared']} 个 token 相同{first_zh}"))
-    return out
+def _judge_group(spec: CheckSpec, res: dict[str, Any], group: str, bad: str) -> Check:
+    t = res["totals"].get(group)
+    if not t:
+        key = _GROUP_PARAM[group]
+        return spec.not_run(f"disabled in params (determinism.{key})", f"参数中已关闭（determinism.{key}）")
+    diverged = [r for r in res["rows"] if r["group"] == group and not r["match"]]
+    en = f"{t['rows_matching']}/{t['rows']} sequences identical, {t['identical']}/{t['tokens_compared']} tokens"
+    zh = f"{t['rows_matching']}/{t['rows']} 条序列一致，{t['identical']}/{t['tokens_compared']} 个 token 相同"
+    if diverged:
+        d = diverged[0]
+        en += f"; first divergence: {d['prompt']} at token {d['first_divergence']} ({d['a_at']} ≠ {d['b_at']})"
+        zh += f"；首个分歧：{d['prompt']} 第 {d['first_divergence']} 个 token（{d['a_at']} ≠ {d['b_at']}）"
+    return spec.row("fail" if diverged and bad == "fail" else ("warn" if diverged else "pass"), en, zh)
+
+
+def judge_repeat(res: dict[str, Any]) -> Check:
+    """R runs of the same batch in one engine (compare_all's "repeat" group): any difference fails."""
+    return _judge_group(REPEAT, res, "repeat", "fail")
+
+
+def judge_restart(res: dict[str, Any]) -> Check:
+    """Run 1 against the same batch in a restarted engine: any difference fails."""
+    return _judge_group(RESTART, res, "restart", "fail")
+
+
+def judge_batch(res: dict[str, Any]) -> Check:
+    """Each prompt alone against inside the batch: a difference warns (no batch-invariance promise)."""
+    return _judge_group(BATCH, res, "batch", "warn")
+
+
+def judge_lengths(generations: dict[str, Optional[Sequence[Sequence[int]]]], max_tokens: int) -> Check:
+    """generations: label -> one token list per prompt (None: that comparison did not run). Every list
+    must hold exactly max_tokens tokens: a shorter one means the engine stopped early despite ignore_eos."""
+    seqs = [(label, i, len(s)) for label, g in generations.items() if g for i, s in enumerate(g)]
+    if not seqs:
+        return LENGTH.not_run("no generation was made", "没有生成任何序列")
+    off = [x for x in seqs if x[2] != max_tokens]
+    en = f"{len(seqs) - len(off)}/{len(seqs)} generations have {max_tokens} tokens"
+    zh = f"{len(seqs) - len(off)}/{len(seqs)} 次生成为 {max_tokens} 个 token"
+    if off:
+        label, i, n = off[0]
+        en += f"; {label} #{i + 1} has {n}"
+        zh += f"；{label} 第 {i + 1} 条为 {n} 个"
+    return LENGTH.row("fail" if off else "pass", en, zh)
 
 
 def env_rows(platform: str) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ only translates params into engine arguments and records what the engine reporte
     outs = eng.generate([ids1, ids2], max_tokens=64, logprobs=5)
     eng.close()
 
-Each start costs ~20 s on a 2-core CPU: start once per chapter and reuse.
+Each start costs ~20 s on a 2-core CPU. Inside a run, start() returns a client of the run's shared engine
+(engine.shared: one `vllm serve` the runner starts) unless the chapter asks for a fresh one
+(`fresh=True, why=...`) or for other settings; every real start is counted (engine.starts).
 """
 from __future__ import annotations
 
@@ -342,10 +344,20 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, fresh: 
           **overrides: Any) -> Engine:
     """An engine for `which` model of the profile; raises EngineError with a one-line reason.
 
+    Inside a run with a shared engine (engine.shared: the runner's `vllm serve`), a client of it is returned
+    (same interface) unless `fresh` is set, `which` differs or an override changes the engine settings.
     fresh=True (with `why`, e.g. "restart", "float32 comparison") asks for an engine of the chapter's own
     on purpose; every start is counted in the run (engine.starts)."""
     if fresh and not why:
         raise EngineError("engine.start(fresh=True) needs why=\"<reason>\": the report lists why each engine started")
+    if not fresh:
+        from bitcpm_validation.engine import shared
+
+        client, not_shared = shared.client_for(params, evidence_path, which, overrides)
+        if client is not None:
+            return client  # type: ignore[return-value]  (same interface as Engine)
+        if not_shared:  # the run has a shared engine, but not for this request: say why this start exists
+            why = f"not shareable: {not_shared}"
     return _start_offline(params, evidence_path, which, why=why, **overrides)
 
 
