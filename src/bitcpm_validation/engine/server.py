@@ -13,6 +13,10 @@ The server runs in its own process group (session). It is stopped (SIGTERM to th
 SIGKILL, then any surviving descendant) when the `with` block ends, on an exception, on Ctrl-C, on
 SIGTERM of this process, at interpreter exit (atexit), and, on Linux, when this process dies
 (PR_SET_PDEATHSIG). No vLLM process is left behind.
+
+Inside a run, `serving(...)` yields the run's shared server (engine.shared; started and stopped by the
+runner, `srv.shared` is True) unless the chapter asks for its own (`fresh=True, why=...`, a port, another
+model). Every start is counted in the run (engine.starts).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bitcpm_validation.engine.identity import served_model_name
-from bitcpm_validation.engine.offline import Which, engine_kwargs, platform_env
+from bitcpm_validation.engine.offline import EngineError, Which, engine_kwargs, platform_env
 from bitcpm_validation.params import Params
 
 
@@ -196,6 +200,9 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec: keep it mi
         _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: the server gets SIGTERM if we die
 
 
+pdeathsig = _pdeathsig  # public: other child processes (the benchmark runners) die with their parent too
+
+
 # --------------------------------------------------------------------------------------------
 # the server
 
@@ -243,6 +250,8 @@ class Server:
     # prompting.engine_tokenizer's decision: the --tokenizer directory (None: the model's own) and why
     tokenizer: Optional[str] = None
     tokenizer_reason: dict[str, str] = field(default_factory=dict)
+    shared: bool = False               # the run's shared server (engine.shared): the runner stops it, not the chapter
+    shared_pid: Optional[int] = None
 
     @property
     def root_url(self) -> str:
@@ -254,7 +263,7 @@ class Server:
 
     @property
     def pid(self) -> Optional[int]:
-        return self.proc.pid if self.proc else None
+        return self.proc.pid if self.proc else self.shared_pid
 
     def alive(self) -> bool:
         if self.external:
@@ -364,12 +373,32 @@ _METADATA_FAIL = ("PackageNotFoundError", "No package metadata was found for vll
 
 def start(params: Params, evidence_path: Path, which: Which = "real", *, port: Optional[int] = None,
           timeout: Optional[float] = None, model_override: Optional[str] = None,
-          extra_env: Optional[dict[str, str]] = None) -> Server:
+          extra_env: Optional[dict[str, str]] = None, why: str = "", kind: str = "server",
+          chapter: Optional[str] = None) -> Server:
     """Start the OpenAI server for the profile's model (or the full-size dummy), wait until healthy.
 
     Raises ServerError (one line) when the port is taken, the server exits early or never gets healthy.
-    The returned Server is stopped by its context manager, at exit, or on SIGTERM.
+    The returned Server is stopped by its context manager, at exit, or on SIGTERM. The start (or the
+    failed attempt) is counted in the run (engine.starts: `kind`, `why`, seconds to healthy).
     """
+    from bitcpm_validation.engine import starts
+    from bitcpm_validation.engine.offline import run_dir_of
+
+    label = chapter or starts.chapter_of(Path(evidence_path))
+    try:
+        srv = _start(params, evidence_path, which, port=port, timeout=timeout, model_override=model_override,
+                     extra_env=extra_env)
+    except (ServerError, EngineError) as err:
+        starts.record(run_dir_of(Path(evidence_path)),
+                      starts.Start(label, kind, which, why, None, ok=False, error=str(err)[:300]))
+        raise
+    starts.record(run_dir_of(Path(evidence_path)),
+                  starts.Start(label, kind, which, why, round(srv.startup_s or 0.0, 2)))
+    return srv
+
+
+def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[int], timeout: Optional[float],
+           model_override: Optional[str], extra_env: Optional[dict[str, str]]) -> Server:
     s = params.serving
     host = s.host
     if port is None:
@@ -452,13 +481,45 @@ def connect(endpoint: str, timeout: float = 30.0) -> Server:
     return srv
 
 
+def shared_server(params: Params, evidence_path: Path, which: Which = "real") -> tuple[Optional[Server], str]:
+    """(the run's shared server as a Server that this chapter never stops, "") when it serves this request,
+    else (None, why not; "" where the run has none). See engine.shared."""
+    from bitcpm_validation.engine import shared
+
+    client, why_not = shared.client_for(params, evidence_path, which, {})
+    if client is None:
+        return None, why_not
+    info = client.info
+    client.close()
+    srv = Server(base_url=info.base_url, model=info.model, argv=shlex.split(info.command), external=True,
+                 shared=True, evidence_path=Path(info.log), log_start=0, startup_s=info.startup_s,
+                 env=dict(info.env), model_path=info.kwargs.get("model"), tokenizer=info.kwargs.get("tokenizer"),
+                 tokenizer_reason=dict(info.tokenizer_reason), shared_pid=info.pid)
+    with contextlib.suppress(OSError), open(evidence_path, "a", encoding="utf-8") as f:
+        f.write(f"=== using the run's shared server {info.base_url} (pid {info.pid}): {info.command}; "
+                f"its log: {info.log}\n")
+    return srv, ""
+
+
 @contextlib.contextmanager
-def serving(params: Params, evidence_path: Path, which: Which = "real", **kw: Any):
-    """`with serving(params, ev) as srv:` — connect to params.serving.endpoint, or start and always stop."""
+def serving(params: Params, evidence_path: Path, which: Which = "real", *, fresh: bool = False, why: str = "",
+            **kw: Any):
+    """`with serving(params, ev) as srv:` — connect to params.serving.endpoint; else the run's shared server
+    (engine.shared) unless `fresh=True, why=...` or `kw` (port, model_override, extra_env) asks for another;
+    else start one and always stop it."""
     if params.serving.endpoint and which == "real":
         yield connect(params.serving.endpoint)
         return
-    srv = start(params, evidence_path, which, **kw)
+    if fresh and not why:
+        raise ServerError("serving(fresh=True) needs why=\"<reason>\": the report lists why each server started")
+    if not fresh and not kw:
+        srv, why_not = shared_server(params, evidence_path, which)
+        if srv is not None:
+            yield srv
+            return
+        if why_not:
+            why = f"not shareable: {why_not}"
+    srv = start(params, evidence_path, which, why=why, **kw)
     try:
         yield srv
     finally:

@@ -12,6 +12,13 @@ A chapter that raises is marked failed (its recorded checks kept, `error` = "Nam
 goes on. `ChapterSkipped` is not a failure. The summary chapter runs last (it reads the others).
 Ctrl-C / SIGTERM: the kernel and every process it started (vLLM engines, servers) are killed, the
 interrupted chapter is marked failed, run.json records what is done.
+
+The run's shared engine (engine.shared): before the first chapter that starts an engine, ONE `vllm serve`
+is started (params' engine settings, the real model, the faithful tokenizer where the run uses one) and
+written to run_dir/shared-engine.json; chapters' `engine.start(...)` / `server.serving(...)` become clients
+of it. It is stopped when the run ends, fails or is interrupted. If it cannot start, one line says why and
+the chapters start their own engines. Every engine start of the run (engine.starts) is listed in run.json
+under `engine_starts`.
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
+from bitcpm_validation.engine import shared as shared_engine
+from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.params import Params, ParamsError, load_params
@@ -55,6 +64,7 @@ class RunOutcome:
     chapters: list[ChapterOutcome] = field(default_factory=list)
     interrupted: bool = False
     run_failed: list[str] = field(default_factory=list)  # every failed chapter of the run (resumed runs too)
+    shared_engine: Optional[dict] = None  # url, pid, settings, startup_s; or {"ok": False, "error": ...}
 
     @property
     def failed(self) -> list[ChapterOutcome]:
@@ -143,17 +153,6 @@ def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = fro
     except ImportError:
         return []
     me = psutil.Process()
-    procs, zombies = [], []
-    for p in me.children(recursive=True):
-        if p.pid in keep:
-            continue
-        try:
-            (zombies if p.status() == psutil.STATUS_ZOMBIE else procs).append(p)
-        except psutil.Error:
-            pass
-    _reap([p.pid for p in zombies])
-    if not procs:
-        return []
     own_pgid = os.getpgid(0)
     kept_groups = set()
     for pid in keep:
@@ -161,6 +160,20 @@ def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = fro
             kept_groups.add(os.getpgid(pid))
         except OSError:
             pass
+    kept_groups.discard(own_pgid)  # a kept pid in our own group must not protect the chapter's processes
+    procs, zombies = [], []
+    for p in me.children(recursive=True):
+        if p.pid in keep:
+            continue
+        try:
+            if os.getpgid(p.pid) in kept_groups and p.status() != psutil.STATUS_ZOMBIE:
+                continue  # e.g. the shared server's engine workers (started in its own session)
+            (zombies if p.status() == psutil.STATUS_ZOMBIE else procs).append(p)
+        except (psutil.Error, OSError):
+            pass
+    _reap([p.pid for p in zombies])
+    if not procs:
+        return []
     groups = set()
     for p in procs:
         try:
@@ -346,6 +359,8 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
         "planned": sorted(set(prev.get("planned", [])) | set(planned)),
         "interrupted": outcome.interrupted,
         "chapters": dict(sorted(chapters.items())),
+        "engine_starts": engine_starts.summarize(engine_starts.load(run_dir)),
+        "shared_engine": outcome.shared_engine or prev.get("shared_engine"),
     }
     R.write_atomic(p, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     outcome.run_failed = sorted(k for k, v in chapters.items() if v.get("status") == "failed")
@@ -354,6 +369,80 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
             os.chmod(f, 0o644)
         except OSError:
             pass
+
+
+def _tree(pid: Optional[int]) -> set[int]:
+    """Pids of every live descendant of `pid`."""
+    try:
+        import psutil
+
+        return {c.pid for c in psutil.Process(pid).children(recursive=True)} if pid else set()
+    except Exception:  # noqa: BLE001  (psutil missing, process gone)
+        return set()
+
+
+def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome):
+    """Start the run's shared `vllm serve` (the run's params, as the chapters get them) with a progress line;
+    on failure one line, and None (chapters then start their own engines)."""
+    from bitcpm_validation.engine import server
+    from bitcpm_validation.engine.offline import EngineError
+
+    print(f"[shared] {'vllm serve':<18} … ", end="", file=out, flush=True)
+    ticker = _Progress(out, f"[shared] {'vllm serve':<18} … ")
+    t0 = time.monotonic()
+    try:
+        srv, info = shared_engine.start_shared(params, run_dir)
+    except (server.ServerError, EngineError) as err:
+        ticker.stop()
+        line = one_line(str(err), 300)
+        outcome.shared_engine = {"ok": False, "error": line}
+        print(f"failed  {time.monotonic() - t0:6.1f} s  {term_safe(line, 300)}", file=out)
+        print("         the chapters start their own engines instead (slower; every start is counted)",
+              file=out, flush=True)
+        return None
+    ticker.stop()
+    outcome.shared_engine = {"ok": True, "base_url": info.base_url, "pid": info.pid, "model": info.model,
+                             "command": info.command, "startup_s": info.startup_s, "settings": info.kwargs,
+                             "log": str(Path(info.log).relative_to(run_dir))}
+    print(f"ready   {info.startup_s:6.1f} s  {info.base_url} (pid {info.pid}), shared by the chapters",
+          file=out, flush=True)
+    return srv
+
+
+class _Progress:
+    """While long work runs: the elapsed seconds (a TTY: rewritten in place each second; otherwise every 60 s)."""
+
+    def __init__(self, out: IO[str], prefix: str):
+        import threading
+
+        self.out, self.prefix, self.t0 = out, prefix, time.monotonic()
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        period = 1.0 if self.tty else 60.0
+        while not self.done.wait(period):
+            s = time.monotonic() - self.t0
+            try:
+                if self.tty:
+                    self.out.write(f"\r{self.prefix}{_fmt_total(s)} ")
+                else:
+                    self.out.write(f"{_fmt_total(s)} … ")
+                self.out.flush()
+            except (OSError, ValueError):
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=2)
+        if self.tty and time.monotonic() - self.t0 >= 1.0:
+            try:
+                self.out.write(f"\r{self.prefix}")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def _update_latest(run_dir: Path) -> None:
@@ -384,9 +473,11 @@ def _to_resume(run_dir: Path, planned: list[Path]) -> list[Path]:
 def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume: bool = False,
         only: Optional[Sequence[str]] = None, notebooks_dir: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR,
         out: IO[str] = sys.stdout, kernel: Optional[str] = None, check_model: bool = True,
-        timeout_s: Optional[float] = None) -> RunOutcome:
+        shared: bool = True, timeout_s: Optional[float] = None) -> RunOutcome:
     """Run the chapters a params file selects. Returns the outcome (exit_code: 0 ok, 1 a chapter failed,
     130 interrupted). Raises RunError / ParamsError (one line) when the run cannot start.
+    shared: start the run's shared engine before the first chapter that needs one (False: every chapter
+    starts its own, as in JupyterLab).
 
     run_dir: an existing run to re-run chapters into (with `only`, or `resume=True` for the failed ones);
     default a new runs/<timestamp>-<profile>/.
@@ -444,14 +535,24 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         except ValueError:  # not the main thread: keep the defaults
             pass
     current: Optional[Path] = None
+    shared_engine.clear(run_dir)  # a previous invocation's file (its server is gone)
+    shared_srv = None
+    want_shared = shared and any(shared_engine.needs_engine(nb) for nb in todo)
     try:
         for i, nb in enumerate(todo, 1):
             current = nb
+            if want_shared and shared_srv is None and shared_engine.needs_engine(nb):
+                want_shared = False
+                shared_srv = _start_shared(run_dir, params, out, outcome)
+                if shared_srv is not None:  # its processes outlive the chapters: the per-chapter cleanup keeps them
+                    pre_existing |= {shared_srv.pid, *_tree(shared_srv.pid)}
             ev = run_dir / "evidence" / f"{nb.stem}.log"
             if ev.exists() and ev.stat().st_size:
                 ev.replace(ev.with_suffix(".previous.log"))
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
+            ticker = _Progress(out, f"[{i:02d}/{n:02d}] {nb.stem:<18} … ")
             oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s, keep=pre_existing)
+            ticker.stop()
             if stop["flag"]:
                 raise KeyboardInterrupt
             outcome.chapters.append(oc)
@@ -474,6 +575,12 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         print(f"stopped {len(killed)} process(es); resume with: python -m bitcpm_validation run --resume {run_dir}",
               file=out, flush=True)
     finally:
+        if shared_srv is not None:
+            shared_srv.stop(timeout=5.0 if outcome.interrupted else 20.0)
+            shared_engine.clear(run_dir)
+            if outcome.shared_engine is not None:
+                outcome.shared_engine["stopped"] = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(
+                    timespec="seconds")
         for sig, h in old_handlers.items():
             try:
                 signal.signal(sig, h)  # type: ignore[arg-type]

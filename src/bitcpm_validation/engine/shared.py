@@ -1,0 +1,346 @@
+"""The run's shared engine: one `vllm serve` the runner starts, used by every chapter that can share it.
+
+The runner (report.runner) starts the server before the first chapter that needs an engine and writes
+where it lives to run_dir/shared-engine.json; `engine.offline.start(...)` (and `server.serving(...)`) in
+a chapter kernel read that file and return a client of it when the chapter asks for the same engine
+(`which="real"`, no `fresh=True`, no override that changes the engine settings). Without the file
+(JupyterLab, a run whose shared server failed) chapters start their own engine as before.
+
+    eng = offline.start(ch.params, ch.evidence_path)     # -> SharedClient when the run has one
+    gens = eng.generate([ids], max_tokens=64, logprobs=5, prompt_logprobs=5)
+    eng.close()                                          # the server keeps running for the next chapter
+
+The client speaks vLLM's OpenAI completions API with token-id prompts, `return_token_ids`,
+`return_tokens_as_token_ids` (top-k keys are token ids, not text) and the `prompt_logprobs` extra param;
+a batch is sent as concurrent requests (the server's scheduler batches them as the offline engine does).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from bitcpm_validation.engine.offline import EngineError, Generation, PromptInput, Which, parse_engine_log
+
+SHARED_FILE = "shared-engine.json"
+SHARED_LOG_NAME = "shared-engine.log"  # in run_dir/evidence/
+# Notebook source that starts an engine: the runner starts the shared server before the first such chapter.
+ENGINE_MARKERS = ("engine.start(", "offline.start(", "server.serving(", "server.start(")
+
+
+@dataclass
+class SharedInfo:
+    """Where the run's shared server lives and how it was started (run_dir/shared-engine.json)."""
+
+    base_url: str                 # http://127.0.0.1:<port>/v1
+    pid: int
+    model: str                    # served model name
+    which: str                    # real
+    kwargs: dict[str, Any]        # engine.engine_kwargs of the server (the sharing criterion)
+    command: str                  # copy-pasteable `vllm serve ...`
+    log: str                      # the server's log (evidence)
+    startup_s: float              # process start to /health 200
+    platform: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    tokenizer_reason: dict[str, str] = field(default_factory=dict)
+    kv_cache_tokens: Optional[int] = None
+    max_concurrency: Optional[float] = None
+    log_facts: dict[str, Any] = field(default_factory=dict)
+    started: str = ""
+
+
+def info_path(run_dir: Path) -> Path:
+    return Path(run_dir) / SHARED_FILE
+
+
+def log_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "evidence" / SHARED_LOG_NAME
+
+
+def write_info(run_dir: Path, info: SharedInfo) -> None:
+    path = info_path(run_dir)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(info), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_info(run_dir: Path) -> Optional[SharedInfo]:
+    """The run's shared server, or None (no file, or a file this version cannot read)."""
+    try:
+        return SharedInfo(**json.loads(info_path(run_dir).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def clear(run_dir: Path) -> None:
+    info_path(run_dir).unlink(missing_ok=True)
+
+
+def needs_engine(notebook: Path) -> bool:
+    """Whether a chapter notebook starts an engine or a server (its source calls one of ENGINE_MARKERS)."""
+    try:
+        text = Path(notebook).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(m in text for m in ENGINE_MARKERS)
+
+
+def _normal(kw: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(kw, sort_keys=True, default=str))
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Engine settings that differ between two engine_kwargs (after a JSON round trip), as 'key: a -> b'."""
+    a, b = _normal(a), _normal(b)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def alive(info: SharedInfo, timeout: float = 3.0) -> bool:
+    import requests
+
+    try:
+        return requests.get(info.base_url.removesuffix("/v1") + "/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def client_for(params: Any, evidence_path: Path, which: Which, overrides: dict[str, Any]
+               ) -> tuple[Optional["SharedClient"], str]:
+    """(a client of the run's shared server, "") when it can serve this request, else (None, why not).
+
+    why not is "" where the run simply has no shared server (JupyterLab, no runner)."""
+    from bitcpm_validation.engine.offline import engine_kwargs, run_dir_of
+
+    run_dir = run_dir_of(Path(evidence_path))
+    info = read_info(run_dir)
+    if info is None:
+        return None, ""
+    if which != info.which:
+        return None, f"{which} weights (the shared engine serves {info.which})"
+    diff = differences(info.kwargs, engine_kwargs(params, which, run_dir, **overrides))
+    if diff:
+        return None, "settings differ from the shared engine (" + "; ".join(diff) + ")"
+    if not alive(info):
+        return None, f"the shared engine at {info.base_url} does not answer /health"
+    return SharedClient(info, Path(evidence_path)), ""
+
+
+class SharedClient:
+    """The offline Engine's interface, served by the run's shared `vllm serve`."""
+
+    shared = True
+
+    def __init__(self, info: SharedInfo, evidence_path: Path, timeout_s: float = 1800.0):
+        import requests
+
+        self.info = info
+        self.which: Which = info.which  # type: ignore[assignment]
+        self.kwargs = dict(info.kwargs)
+        self.platform = info.platform
+        self.env = dict(info.env)
+        self.evidence_path = Path(evidence_path)
+        # the engine this chapter uses started when the shared server did (the runner counted that start)
+        self.init_s = info.startup_s
+        self.kv_cache_tokens = info.kv_cache_tokens
+        self.max_concurrency = info.max_concurrency
+        self.log_facts = dict(info.log_facts)
+        self.llm = None
+        self._timeout = timeout_s
+        self._session = requests.Session()
+        self._tok = None
+        self._log_mark = _size(Path(info.log))
+        self._closed = False
+        self._note(f"=== shared engine: {info.command} (pid {info.pid}, {info.base_url}); "
+                   f"its log: {info.log}; the lines of this chapter's requests follow each call\n")
+
+    # -- settings (as Engine) -----------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
+                "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
+        s = {k: self.kwargs.get(k) for k in keys}
+        if self.kwargs.get("tokenizer"):
+            s["tokenizer"] = self.kwargs["tokenizer"]
+        s["mode"] = "eager" if self.kwargs.get("enforce_eager") else "graph"
+        s["platform"] = self.platform
+        s.update(self.env)
+        s["engine"] = f"shared vllm serve (pid {self.info.pid}, started by the runner)"
+        return s
+
+    def settings_rows(self) -> list[list[Any]]:
+        from bitcpm_validation.engine.offline import Engine
+
+        return Engine.settings_rows(self)  # type: ignore[arg-type]  (same rows from settings())
+
+    def tokenizer(self):
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(self.kwargs.get("tokenizer") or self.kwargs["model"],
+                                                      trust_remote_code=bool(self.kwargs.get("trust_remote_code")))
+        return self._tok
+
+    # -- running ------------------------------------------------------------------------------------
+    def generate_ids(self, prompts: Sequence[Sequence[int]], *, max_tokens: int, **kw: Any) -> list[list[int]]:
+        return [g.token_ids for g in self.generate(prompts, max_tokens=max_tokens, **kw)]
+
+    def generate(self, prompts: Sequence[PromptInput], *, max_tokens: int, temperature: float = 0.0,
+                 logprobs: Optional[int] = None, prompt_logprobs: Optional[int] = None,
+                 seed: Optional[int] = None, ignore_eos: bool = False) -> list[Generation]:
+        """As Engine.generate: one completion request per prompt, all in flight at once, results in order."""
+        if self._closed:
+            raise EngineError("this shared-engine client was closed: call engine.start(...) again")
+        bodies = [request_body(self.info.model, p, max_tokens=max_tokens, temperature=temperature,
+                               logprobs=logprobs, prompt_logprobs=prompt_logprobs, seed=seed,
+                               ignore_eos=ignore_eos) for p in prompts]
+        if not bodies:
+            return []
+        workers = min(len(bodies), 64)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                return list(pool.map(self._post, bodies))
+        finally:
+            self._copy_log()
+
+    def _post(self, body: dict[str, Any]) -> Generation:
+        import requests
+
+        url = self.info.base_url + "/completions"
+        try:
+            r = self._session.post(url, json=body, timeout=self._timeout)
+        except requests.RequestException as err:
+            raise EngineError(f"shared engine at {url} unreachable ({type(err).__name__}): "
+                              f"see {self.info.log}") from None
+        if r.status_code != 200:
+            try:
+                msg = r.json().get("error", {}).get("message") or r.text
+            except ValueError:
+                msg = r.text
+            raise EngineError(f"shared engine answered HTTP {r.status_code}: {' '.join(str(msg).split())[:300]}")
+        return parse_completion(r.json())
+
+    # -- evidence -----------------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            self.evidence_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.evidence_path, "a", encoding="utf-8") as f:
+                f.write(text)
+
+    def _copy_log(self) -> None:
+        """Append the shared log's new lines (this chapter's requests) to the chapter's evidence."""
+        path = Path(self.info.log)
+        with contextlib.suppress(OSError):
+            with open(path, "rb") as f:
+                f.seek(self._log_mark)
+                chunk = f.read()
+            self._log_mark += len(chunk)
+            if chunk:
+                self._note(f"--- {path.name} ---\n" + chunk.decode("utf-8", errors="replace"))
+
+    def close(self) -> None:
+        """Detach from the shared server (it keeps running for the next chapter)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._copy_log()
+        self._session.close()
+
+    def __enter__(self) -> "SharedClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def request_body(model: str, prompt: PromptInput, *, max_tokens: int, temperature: float = 0.0,
+                 logprobs: Optional[int] = None, prompt_logprobs: Optional[int] = None,
+                 seed: Optional[int] = None, ignore_eos: bool = False) -> dict[str, Any]:
+    """The /v1/completions body that asks the server what Engine.generate asks vllm.LLM."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt if isinstance(prompt, str) else [int(t) for t in prompt],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "ignore_eos": ignore_eos,
+        "return_token_ids": True,
+        # the offline engine returns full text and no stop strings; keep the server's output the same
+        "skip_special_tokens": True,
+    }
+    if logprobs is not None:
+        body["logprobs"] = logprobs
+        body["return_tokens_as_token_ids"] = True
+    if prompt_logprobs is not None:
+        body["prompt_logprobs"] = prompt_logprobs
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+def _token_id(key: str) -> int:
+    """'token_id:123' (return_tokens_as_token_ids) or '123' (prompt_logprobs keys) -> 123."""
+    return int(key.rsplit(":", 1)[-1])
+
+
+def parse_completion(resp: dict[str, Any]) -> Generation:
+    """A /v1/completions response (one choice) as the offline engine's Generation."""
+    try:
+        c = resp["choices"][0]
+        token_ids = [int(t) for t in c["token_ids"]]
+        prompt_ids = [int(t) for t in (c.get("prompt_token_ids") or [])]
+    except (KeyError, IndexError, TypeError) as err:
+        raise EngineError(f"the shared engine's response has no token ids ({type(err).__name__}: {err}): "
+                          f"is it vLLM ≥ 0.10 (return_token_ids)?") from None
+    lp = None
+    if c.get("logprobs") and c["logprobs"].get("top_logprobs") is not None:
+        lp = [None if d is None else {_token_id(k): float(v) for k, v in d.items()}
+              for d in c["logprobs"]["top_logprobs"]]
+    plp = None
+    if c.get("prompt_logprobs") is not None:
+        plp = [None if d is None else {_token_id(k): float(v["logprob"] if isinstance(v, dict) else v)
+                                       for k, v in d.items()}
+               for d in c["prompt_logprobs"]]
+    return Generation(prompt_token_ids=prompt_ids, token_ids=token_ids, text=c.get("text", ""),
+                      finish_reason=c.get("finish_reason"), logprobs=lp, prompt_logprobs=plp)
+
+
+def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
+    """Start the run's shared server (the runner calls this), wait until healthy, write shared-engine.json.
+
+    Returns (server.Server, SharedInfo); raises server.ServerError / EngineError with one line."""
+    from bitcpm_validation.engine import server
+    from bitcpm_validation.engine.offline import detect_platform, engine_kwargs
+
+    log = log_path(run_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = engine_kwargs(params, "real", Path(run_dir))
+    srv = server.start(params, log, "real", port=0, kind="shared-server", chapter="runner",
+                       why="the run's shared engine (every chapter that can share it)")
+    try:
+        with open(log, "rb") as f:
+            f.seek(srv.log_start)
+            facts = parse_engine_log(f.read().decode("utf-8", errors="replace"))
+        kv = facts.get("kv_cache_tokens")
+        info = SharedInfo(
+            base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=_normal(kwargs),
+            command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
+            platform=detect_platform(), env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
+            kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (
+                kv / kwargs["max_model_len"] if kv else None),
+            log_facts=facts,
+            started=_dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"))
+        write_info(run_dir, info)
+    except BaseException:
+        srv.stop()
+        raise
+    return srv, info
