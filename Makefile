@@ -1,5 +1,5 @@
 # BitCPM4-0.5B validation report.   make report   |   make test
-# Variables: PARAMS=params/<profile>.yaml  RESUME=runs/<id>  ONLY="inference chinese"  PLATFORM=cpu|cuda|npu
+# Variables: PARAMS=params/<profile>.yaml  MODEL=<dir or hub id[@rev]>  RESUME=runs/<id>  ONLY="inference chinese"  PLATFORM=cpu|cuda|npu
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 include scripts/pins.env
@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env
 	@touch $@
 
 report: $(STAMP)
-	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY)) $(if $(MODEL),--model $(MODEL))
 
 render: $(STAMP)
 	$(PY) -m bitcpm_validation render $(RUN)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bitcpm_validation.chapters import provenance as P
+from bitcpm_validation.report.runner import git_info
 from bitcpm_validation.report import results as R
 from bitcpm_validation.params import load_params
 from fake_model import fake_model_dir
@@ -116,11 +117,23 @@ def test_git_info_dirty_flag(tmp_path):
     (repo / "f").write_text("1")
     git("add", "f")
     git("-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "x")
-    g = P.git_info(repo)
-    assert g["dirty"] is False and len(g["commit"]) == 40
+    g = git_info(repo)
+    assert g["dirty"] is False and len(g["commit"]) == 40 and g["branch"]
     (repo / "f").write_text("2")
-    assert P.git_info(repo)["dirty"] is True
-    assert P.git_info(tmp_path)["commit"] is None or P.git_info(tmp_path)["commit"] != g["commit"]
+    dirty = git_info(repo)
+    assert dirty["dirty"] is True and dirty["changed_files"] == ["f"]
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    env_ceiling = {"GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    import os
+    old = {k: os.environ.get(k) for k in env_ceiling}
+    os.environ.update(env_ceiling)  # git must not find an enclosing repository above tmp_path
+    try:
+        assert git_info(outside) == {"commit": None, "dirty": None, "branch": None,
+                                     "note": "not a git checkout (or git missing)"}
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def test_provenance_chapter_notebook(tmp_path):
@@ -137,15 +150,13 @@ def test_provenance_chapter_notebook(tmp_path):
     res = R.load(run / "results" / "11_provenance.json")
     assert res.status == "ok"
     checks = {c.id: c.status for c in res.checks}
-    assert checks["inputs_hashed"] == "pass"
-    assert checks["trust_remote_code_explicit"] == "pass"
-    assert checks["remote_code_listed"] == "pass"
-    assert checks["git_commit"] in ("pass", "warn")
-    assert res.metric("remote_code_files") == 2
+    assert checks == {"inputs_hashed": "pass", "remote_code_listed": "pass"}  # facts (commit, flags) are not checks
+    assert all(c.scope == "engine" for c in res.checks)
+    assert res.metric("remote_code_files") == 2 and res.metric("git_commit")
     md = res.card[0]["markdown"]
     assert _sha(d / "modeling_minicpm.py") in md and _sha(d / "model.safetensors") in md
     html = (tmp_path / "out.ipynb").read_text()
-    assert _sha(d / "configuration_minicpm.py") in html and "✅ 执行 executed" in html
+    assert _sha(d / "configuration_minicpm.py") in html and "yes" in html
 
 
 def test_remote_code_check_statuses(tmp_path):
@@ -162,11 +173,14 @@ def test_remote_code_check_statuses(tmp_path):
         ("model", "configuration_minicpm.py"), ("model", "modeling_minicpm.py"),
         ("dummy_config", "configuration_minicpm.py"), ("dummy_config", "modeling_minicpm.py"),
         ("dummy_config", "extra_ops.py")}
-    status, en, zh = P.remote_code_check(prov)
-    assert status == "pass" and en.startswith("5 file(s) executed") and "dummy_config/extra_ops.py" in en
+    row = P.judge_remote_code(prov)
+    assert row.status == "pass" and row.detail_en.startswith("5 file(s) executed") and "dummy_config/extra_ops.py" in row.detail_en
     prov_off = P.collect(load_params(_params(tmp_path, d, trust=False)))
-    assert P.remote_code_check(prov_off)[0:2] == ("pass", "no remote code executed (trust_remote_code is false)")
+    off = P.judge_remote_code(prov_off)
+    assert (off.status, off.detail_en) == ("pass", "no remote code executed (trust_remote_code is false)")
     (d / "modeling_minicpm.py").unlink()
-    assert P.remote_code_check(P.collect(load_params(_params(tmp_path, d))))[0] == "warn"
+    gone = P.judge_remote_code(P.collect(load_params(_params(tmp_path, d))))
+    assert gone.status == "fail" and "modeling_minicpm.py" in gone.detail_en
     missing = P.collect(load_params(_params(tmp_path, tmp_path / "nope")))
-    assert P.remote_code_check(missing)[0] == "not_run"
+    assert P.judge_remote_code(missing).status == "not_run"
+    assert P.judge_inputs(missing).status == "fail"

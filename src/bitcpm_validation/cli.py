@@ -1,6 +1,6 @@
 """Command line: python -m bitcpm_validation run|render|summary|env|check-params|publish|verify.
 
-    run    [--params P] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
+    run    [--params P] [--model PATH|HUB_ID[@REV]] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
     render RUN_DIR [--lang zh|en|both] [--no-pdf]
     summary RUN_DIR          print the check matrix and key metrics
     env                      print the environment probe as JSON
@@ -35,7 +35,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     params = params or "params/default.yaml"
     try:
         oc = runner.run(params, run_dir=run_dir, resume=bool(a.resume), only=a.only or None,
-                        check_model=not a.no_model_check, timeout_s=a.cell_timeout)
+                        check_model=not a.no_model_check, timeout_s=a.cell_timeout,
+                        model=a.model)
     except (ParamsError, runner.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -136,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--resume", metavar="RUN_DIR", help="re-run the failed / missing chapters of an existing run")
     r.add_argument("--run-dir", help="write into this run directory instead of a new runs/<timestamp>-<profile>")
     r.add_argument("--no-render", action="store_true", help="run the chapters only")
+    r.add_argument("--model", metavar="PATH_OR_HUB_ID",
+                   help="model.path for this run: a local directory or a hub id[@revision] (make report MODEL=...)")
     r.add_argument("--no-model-check", action="store_true", help="start even if model.path does not exist")
     r.add_argument("--cell-timeout", type=float, default=None, help="seconds per notebook cell (default none)")
     r.set_defaults(fn=_cmd_run)

@@ -22,17 +22,47 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ModelSourceRecord(_Section):
+    """Where a hub model was resolved from (written by the run into its saved params.yaml; not set by hand)."""
+    hub: Literal["huggingface", "modelscope"]
+    repo_id: str
+    revision: Optional[str] = None
+    commit: Optional[str] = None
+
+
 class ModelParams(_Section):
-    path: str = Field(description="model directory with weights (HF layout): the real BitCPM4-0.5B or the stand-in")
-    name: str = Field("openbmb/BitCPM4-0.5B", description="label and served model name")
+    path: str = Field(description="a local model directory (HF layout), or a hub id with an optional revision: "
+                                  "openbmb/BitCPM4-0.5B or openbmb/BitCPM4-0.5B@<commit or tag> (resolved once per run)")
+    hub: Literal["auto", "huggingface", "modelscope"] = Field(
+        "auto", description="where a hub id is fetched from; auto: modelscope when VLLM_USE_MODELSCOPE is true, as vLLM")
+    name: str = Field(description="label and served model name; default: the hub id, or the directory's name")
     is_stand_in: bool = Field(False, description="true when `path` is the project's trained stand-in, not BitCPM4")
     dummy_config: Optional[str] = Field(
         "models/bitcpm4-0.5b", description="directory with the full-size architecture (config + tokenizer, no weights)"
     )
+    source: Optional[ModelSourceRecord] = Field(None, description="set by the run when `path` was a hub id")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("path"), str):
+            from bitcpm_validation.engine.hub import parse_hub_id
+
+            path = data["path"]
+            local = Path(path).expanduser()
+            hub_id = None if (local if local.is_absolute() else PROJECT_ROOT / local).is_dir() else parse_hub_id(path)
+            data = {**data, "name": hub_id[0] if hub_id else (local.name or path)}
+        return data
 
 
 class EngineParams(_Section):
-    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = Field(
+        "auto", description="auto: on a CPU bfloat16 where it has AVX-512 BF16 or AMX, float32 otherwise "
+                            "(engine.hostcpu); on CUDA / NPU the model's own dtype (vLLM's auto)")
+    cpu_threads_bind: str = Field(
+        "auto", pattern=r"^(auto|vllm|nobind|\d+(-\d+)?(,\d+(-\d+)?)*)$",
+        description="CPU builds: auto = the engine's threads on every usable core (VLLM_CPU_OMP_THREADS_BIND); "
+                    "vllm = vLLM's default (reserves a core for its front end); nobind; or a CPU list such as 0-3")
     max_model_len: int = Field(2048, ge=16)
     enforce_eager: bool = True
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
@@ -90,6 +120,16 @@ class QuantizationParams(_Section):
         32, ge=1, description="scale group assumed for the analytic full-0.5B sizes (BitCPM-CANN: group 32 on 0.5B)")
 
 
+class DeviceThresholds(_Section):
+    """One threshold per device kind (percent)."""
+    cpu: float = Field(ge=0, le=100)
+    cuda: float = Field(ge=0, le=100)
+    npu: float = Field(ge=0, le=100)
+
+    def of(self, device: str) -> float:
+        return getattr(self, device if device in ("cpu", "cuda", "npu") else "cpu")
+
+
 class PerformanceParams(_Section):
     model: Literal["dummy", "real"] = "dummy"
     input_len: int = Field(128, ge=1)
@@ -100,7 +140,24 @@ class PerformanceParams(_Section):
     num_prompts: int = Field(4, ge=1, description="requests per concurrency level: at least this and two rounds")
     throughput: bool = Field(False, description="also run `vllm bench throughput` (one more engine start)")
     bandwidth_mib: int = Field(512, ge=16, description="buffer size of the memory-bandwidth copy test")
+    matmul_size: int = Field(2048, ge=64, description="n of the n x n matmul that measures the device's FLOP/s")
     timeout_s: float = Field(1800, gt=0, description="limit for each benchmark process")
+    decode_pct_warn: DeviceThresholds = Field(
+        DeviceThresholds(cpu=40, cuda=30, npu=30),
+        description="batch-1 decode below this % of the bandwidth-bound limit is a warning (per device)")
+    decode_pct_fail: DeviceThresholds = Field(
+        DeviceThresholds(cpu=15, cuda=5, npu=5), description="... and below this % a failure")
+    prefill_pct_warn: DeviceThresholds = Field(
+        DeviceThresholds(cpu=25, cuda=10, npu=10),
+        description="prefill below this % of the compute-bound limit (measured matmul FLOP/s) is a warning")
+    prefill_pct_fail: DeviceThresholds = Field(
+        DeviceThresholds(cpu=5, cuda=1, npu=1), description="... and below this % a failure")
+    min_concurrency_gain: float = Field(
+        1.2, ge=1, description="output tok/s at the highest concurrency / at concurrency 1 below this: a warning "
+                               "(below 1: a failure, batching makes it slower)")
+    base_model_path: Optional[str] = Field(
+        None, description="a non-ternary base model directory (e.g. MiniCPM4-0.5B): measures the original document's "
+                          "claim 'slightly faster than the original model' (one more server start)")
 
 
 class ServingParams(_Section):
@@ -155,6 +212,21 @@ class Params(_Section):
                 f"({self.engine.max_model_len})"
             )
         return self
+
+    def with_model(self, path: str) -> "Params":
+        """These params with another model.path (the command line's --model / MODEL=), validated again."""
+        data = self.model_dump(mode="json", exclude={"source"})
+        same = self.resolve(path).resolve() == self.model_path.resolve()  # the stand-in flag belongs to its directory
+        data["model"] = {k: v for k, v in data["model"].items() if k not in ("path", "name", "source")} | {
+            "path": path, "is_stand_in": self.model.is_stand_in and same}
+        try:
+            return Params.model_validate(data).model_copy(update={"source": self.source})
+        except ValidationError as e:
+            raise ParamsError(_one_line(e, "--model")) from None
+
+    def to_yaml(self) -> str:
+        """The params as a YAML profile (what a run saves as its params.yaml)."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude={"source"}), allow_unicode=True, sort_keys=False)
 
     def resolve(self, path: str | Path) -> Path:
         """A params path, relative to the project root unless absolute."""

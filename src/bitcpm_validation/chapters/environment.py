@@ -4,6 +4,9 @@
     facts["device"]["kind"]      # "npu" | "cuda" | "cpu"
     detected_platform(facts)     # same
     evidence_text(facts)         # the raw tool outputs (npu-smi / nvidia-smi) and probe lines for the log
+
+Checks (engine scope): the device is the one the profile asked for; an accelerator is evidenced by torch and
+the vendor's tool; the engine stack for the device imports; on Ascend, the CANN environment is sourced.
 """
 from __future__ import annotations
 
@@ -18,13 +21,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
-DETERMINISM_ENV = (
-    "LCCL_DETERMINISTIC", "HCCL_DETERMINISTIC", "ATB_MATMUL_SHUFFLE_K_ENABLE", "ATB_LLM_LCOC_ENABLE",
-    "ATB_LLM_HCCL_ENABLE", "VLLM_BATCH_INVARIANT", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED",
-    "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
-    "OMP_NUM_THREADS", "ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "PYTORCH_NPU_ALLOC_CONF",
-    "VLLM_USE_V1", "TORCH_DETERMINISTIC",
-)
+from bitcpm_validation.engine.offline import WATCHED_ENV
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
+
+# What the environment chapter records: the engine's watched variables plus the CANN markers
+HOST_ENV = ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "PYTHONHASHSEED", "TORCH_DETERMINISTIC", *WATCHED_ENV)
 ASCEND_ROOTS = ("/usr/local/Ascend", "/usr/local/Ascend/ascend-toolkit", os.environ.get("ASCEND_HOME_PATH", ""))
 
 
@@ -39,10 +41,15 @@ def _run(cmd: list[str], timeout: float = 20) -> Optional[str]:
 
 
 def version(dist: str) -> Optional[str]:
+    """An installed distribution's version, or None (the one place the report reads package versions)."""
     try:
         return md.version(dist)
     except md.PackageNotFoundError:
         return None
+
+
+def package_versions(dists: tuple[str, ...]) -> dict[str, Optional[str]]:
+    return {"python": platform.python_version(), **{d: version(d) for d in dists}}
 
 
 def _os_name() -> str:
@@ -185,10 +192,32 @@ def probe(run_tools: bool = True) -> dict[str, Any]:
             "bitcpm_validation": version("bitcpm-validation"),
         },
         "cpu": cpu,
-        "env": {k: os.environ.get(k) for k in DETERMINISM_ENV},
+        "env": {k: os.environ.get(k) for k in HOST_ENV},
         "tools": {k: v for k, v in tools.items() if v is not None},
         "errors": {k: t[k] for k in ("error", "cuda_error", "npu_error") if k in t},
     }
+
+
+def engine_settings(params: Any) -> dict[str, Any]:
+    """The engine arguments and environment for the real and the dummy model (no engine is started): shown once,
+    in this chapter, for every chapter that starts an engine."""
+    from bitcpm_validation.engine.offline import EngineError, engine_kwargs, platform_env
+
+    out: dict[str, Any] = {}
+    for which in ("real", "dummy"):
+        try:
+            out[which] = {k: (str(v) if isinstance(v, Path) else v) for k, v in engine_kwargs(params, which).items()}
+        except EngineError as e:
+            out[which] = {"error": str(e)}
+    out["env"] = platform_env(params)
+    return out
+
+
+def settings_rows(settings: dict[str, Any]) -> list[list[Any]]:
+    """[setting, real, dummy] rows, then the engine's environment variables."""
+    real, dummy = settings.get("real", {}), settings.get("dummy", {})
+    rows = [[k, real.get(k, "—"), dummy.get(k, "—")] for k in sorted(set(real) | set(dummy))]
+    return rows + [[k, v, v] for k, v in sorted(settings.get("env", {}).items())]
 
 
 def detected_platform(facts: dict[str, Any]) -> str:
@@ -231,3 +260,70 @@ def card_markdown(facts: dict[str, Any]) -> str:
         ("CPU", f"{c['model']}, {c['usable_cores']} cores, {c['memory_gib']} GiB"),
     ]
     return md_table(["组件 Component", "版本 Version"], [(k, "—" if x is None else x) for k, x in rows])
+
+
+# -- checks ------------------------------------------------------------------------------------------------
+CHAPTER = "01_environment"
+PLATFORM = define(
+    "platform", CHAPTER, "engine", "Device matches the profile", "设备与配置一致",
+    criterion_en="the detected device (NPU / CUDA / CPU) is the profile's `platform` (auto accepts any)",
+    criterion_zh="检测到的设备（NPU / CUDA / CPU）与配置的 `platform` 一致（auto 接受任何设备）")
+EVIDENCE = define(
+    "device_evidence", CHAPTER, "engine", "Accelerator evidenced", "加速器有证据",
+    criterion_en="on an accelerator: torch lists the devices and the vendor tool (npu-smi / nvidia-smi) answers",
+    criterion_zh="在加速器上：torch 列出设备，且厂商工具（npu-smi / nvidia-smi）有输出")
+ENGINE_STACK = define(
+    "engine_stack", CHAPTER, "engine", "Engine stack installed for the device", "设备对应的引擎软件已安装",
+    criterion_en="vLLM imports; on NPU also torch_npu and vLLM-Ascend",
+    criterion_zh="vLLM 已安装；NPU 上还需 torch_npu 与 vLLM-Ascend")
+CANN_ENV = define(
+    "cann_env", CHAPTER, "engine", "CANN environment sourced", "已加载 CANN 环境",
+    criterion_en="on NPU: ASCEND_TOOLKIT_HOME (or ASCEND_HOME_PATH) is set, i.e. set_env.sh was sourced",
+    criterion_zh="NPU 上：已设置 ASCEND_TOOLKIT_HOME（或 ASCEND_HOME_PATH），即已 source set_env.sh")
+
+CANN_SOURCE = "source /usr/local/Ascend/ascend-toolkit/set_env.sh && source /usr/local/Ascend/nnal/atb/set_env.sh"
+
+
+def judge_platform(wanted: str, detected: str) -> Check:
+    if wanted in ("auto", detected):
+        return PLATFORM.row("pass", f"profile platform {wanted}, detected {detected}",
+                            f"配置要求 {wanted}，检测到 {detected}")
+    return PLATFORM.row("fail", f"the profile asks for {wanted} but this host runs on {detected}: run on a {wanted} "
+                                f"host or choose the profile for this one",
+                        f"配置要求 {wanted}，但本机为 {detected}：请在 {wanted} 主机上运行，或换用适合本机的配置")
+
+
+def judge_device_evidence(facts: dict[str, Any]) -> Optional[Check]:
+    """None on a CPU-only host (nothing to evidence: the device facts are shown as facts)."""
+    d = facts["device"]
+    if d["kind"] == "cpu":
+        return None
+    tool = "npu-smi info" if d["kind"] == "npu" else "nvidia-smi"
+    out = facts.get("tools", {}).get(tool)
+    if not d["devices"]:
+        return EVIDENCE.row("fail", f"{d['kind']} detected but torch lists no device", f"检测到 {d['kind']}，但 torch 未列出设备")
+    if not out or "failed" in out[:80]:
+        return EVIDENCE.row("fail", f"`{tool}` gave no output: the device is not evidenced by its driver tool",
+                            f"`{tool}` 无输出：设备缺少驱动工具的证据")
+    return EVIDENCE.row("pass", f"{len(d['devices'])} device(s) in torch; `{tool}` output in evidence/01_environment.log",
+                        f"torch 列出 {len(d['devices'])} 个设备；`{tool}` 输出见 evidence/01_environment.log")
+
+
+def judge_engine_stack(versions: dict[str, Optional[str]], kind: str) -> Check:
+    need = ["vllm"] + (["torch_npu", "vllm_ascend"] if kind == "npu" else [])
+    missing = [k for k in need if not versions.get(k)]
+    if missing:
+        return ENGINE_STACK.row("fail", f"not installed: {', '.join(missing)}: run `make setup`",
+                                f"未安装：{'、'.join(missing)}；请运行 `make setup`")
+    return ENGINE_STACK.row("pass", ", ".join(f"{k} {versions[k]}" for k in need),
+                            "，".join(f"{k} {versions[k]}" for k in need))
+
+
+def judge_cann_env(kind: str, env: dict[str, Optional[str]]) -> Optional[Check]:
+    """None off NPU. On NPU the engine cannot find its operators unless CANN's set_env.sh was sourced."""
+    if kind != "npu":
+        return None
+    if env.get("ASCEND_TOOLKIT_HOME") or env.get("ASCEND_HOME_PATH"):
+        return CANN_ENV.row("pass", f"ASCEND_TOOLKIT_HOME={env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
+    return CANN_ENV.row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
+                        f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")

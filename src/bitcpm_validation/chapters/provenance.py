@@ -4,6 +4,7 @@ and the remote code the engine executes.
     prov = collect(params, run_dir)        # a JSON-ready dict (keys below); never starts an engine
     prov["inputs"]                         # [{role, path, bytes, sha256}]: weights, config, tokenizer, params, prompts
     prov["remote_code"]                    # {trust_remote_code, explicit, auto_map, files: [{file, sha256, executed, ...}]}
+    prov["model_source"]                   # local directory, or hub + repo id + resolved commit
     prov["git"], prov["versions"], prov["seeds"], prov["engine"], prov["host"]
 
 `remote_code_files(model_dir, trust_remote_code)` lists each Python file the engine would import from
@@ -13,18 +14,19 @@ files are listed as such.
 """
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
+from bitcpm_validation.chapters import environment
 from bitcpm_validation.engine.files import sha256_file
-from bitcpm_validation.paths import PROJECT_ROOT
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
+from bitcpm_validation.report.runner import git_info
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -150,35 +152,7 @@ def explicit_keys(params_path: str | Path) -> set[str]:
     return set(data) if isinstance(data, dict) else set()
 
 
-# -- project, versions, host ---------------------------------------------------------------------------------
-def git_info(root: str | Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The project's commit, branch and dirty flag (tracked files changed), or why unknown."""
-
-    def git(*args: str) -> Optional[str]:
-        try:
-            p = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None, "branch": None, "note": "not a git checkout (or git missing)"}
-    status = git("status", "--porcelain", "--untracked-files=no") or ""
-    return {"commit": commit, "dirty": bool(status.strip()), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            "changed_files": [ln[3:] for ln in status.splitlines()][:50]}
-
-
-def versions() -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {"python": platform.python_version()}
-    for dist in VERSION_DISTS:
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
+# -- host, seeds -----------------------------------------------------------------------------------------------
 def host_info() -> dict[str, Any]:
     return {"hostname": platform.node(), "os": platform.platform(), "machine": platform.machine(),
             "python_executable": sys.executable}
@@ -190,18 +164,13 @@ def seeds(params: Any) -> dict[str, Any]:
     return out
 
 
-def engine_settings(params: Any) -> dict[str, Any]:
-    """engine.engine_kwargs for the real and the dummy model (no engine is started)."""
-    from bitcpm_validation.engine.offline import EngineError, engine_kwargs
-
-    out: dict[str, Any] = {}
-    for which in ("real", "dummy"):
-        try:
-            out[which] = {k: (str(v) if isinstance(v, Path) else v) for k, v in engine_kwargs(params, which).items()}
-        except EngineError as e:
-            out[which] = {"error": str(e)}
-    out["cpu_kvcache_space_gib"] = params.engine.cpu_kvcache_space_gib
-    return out
+def model_source(params: Any) -> dict[str, Any]:
+    """Which model this run validated: a local directory, or a hub repository at a resolved commit."""
+    src = params.model.source
+    if src is None:
+        return {"kind": "local", "path": str(params.model_path)}
+    return {"kind": "hub", "hub": src.hub, "repo_id": src.repo_id, "revision": src.revision, "commit": src.commit,
+            "path": str(params.model_path)}
 
 
 # -- everything -----------------------------------------------------------------------------------------------
@@ -234,11 +203,12 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
         "inputs": inputs,
         "remote_code": rc,
         "remote_code_dummy": rc_dummy,
+        "model_source": model_source(params),
         "git": git_info(),
-        "versions": versions(),
+        "versions": environment.package_versions(VERSION_DISTS),
         "host": host_info(),
         "seeds": seeds(params),
-        "engine": engine_settings(params),
+        "engine": environment.engine_settings(params),
     }
 
 
@@ -264,23 +234,50 @@ def remote_code_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
             for s, rc in remote_code_sets(prov) for f in rc["files"]]
 
 
-def remote_code_check(prov: dict[str, Any]) -> tuple[str, str, str]:
-    """(status, detail_en, detail_zh) of the check "executed remote code listed"."""
+CHAPTER = "11_provenance"
+INPUTS = define(
+    "inputs_hashed", CHAPTER, "engine", "Validated files identified", "被验证的文件已标识",
+    criterion_en="the model directory exists and every weight, config and tokenizer file is hashed (SHA-256)",
+    criterion_zh="模型目录存在，且每个权重、配置、分词器文件都已计算 SHA-256")
+REMOTE_CODE = define(
+    "remote_code_listed", CHAPTER, "engine", "Executed remote code identified", "执行的远程代码已标识",
+    criterion_en="every Python file trust_remote_code lets the engine execute is in the model directory and hashed",
+    criterion_zh="trust_remote_code 允许引擎执行的每个 Python 文件都在模型目录中并已计算哈希")
+
+
+def judge_inputs(prov: dict[str, Any]) -> Check:
+    model_files = [e for e in prov["inputs"] if e["set"] == "model"]
+    weights = [e for e in model_files if e["role"] == "weights"]
+    missing = [e["path"] for e in prov["inputs"] if e.get("missing")]
+    if not prov["model_dir_exists"]:
+        return INPUTS.row("fail", f"model directory {prov['model_path']} not found: nothing to hash",
+                          f"模型目录 {prov['model_path']} 不存在，无法计算哈希")
+    if not weights:
+        return INPUTS.row("fail", f"no weight files in {prov['model_path']}: the validated weights are unidentified",
+                          f"{prov['model_path']} 中没有权重文件：被验证的权重无法标识")
+    if missing:
+        return INPUTS.row("fail", f"missing: {', '.join(missing)}", f"缺失：{'、'.join(missing)}")
+    return INPUTS.row("pass", f"{len(prov['inputs'])} file(s) hashed, {len(weights)} weight file(s)",
+                      f"已计算 {len(prov['inputs'])} 个文件的哈希，其中权重文件 {len(weights)} 个")
+
+
+def judge_remote_code(prov: dict[str, Any]) -> Check:
     sets = [(s, rc) for s, rc in remote_code_sets(prov) if Path(rc["model_dir"]).is_dir()]
     trc = prov["remote_code"]["trust_remote_code"]
     if not sets:
-        return ("not_run", f"model directory {prov['model_path']} not found",
-                f"模型目录 {prov['model_path']} 不存在")
+        return REMOTE_CODE.not_run(f"model directory {prov['model_path']} not found",
+                                   f"模型目录 {prov['model_path']} 不存在")
     problems = [f"{s}: {m}" for s, rc in sets for m in rc["missing_targets"]]
     problems += [f"{s}: {x['reference']}" for s, rc in sets for x in rc["external"]]
-    if problems:
+    if problems and trc:
         p = ", ".join(problems)
-        return ("warn", f"auto_map targets not in the model directory (not hashed): {p}",
-                f"auto_map 目标不在模型目录中(无法计算哈希):{p}")
+        return REMOTE_CODE.row("fail", f"auto_map targets the engine may execute are not in the model directory "
+                                       f"(unhashed): {p}", f"引擎可能执行的 auto_map 目标不在模型目录中（无法计算哈希）：{p}")
     executed = [f"{r['set']}/{r['file']}" for r in remote_code_rows(prov) if r["executed"]]
     if executed:
-        return ("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: {', '.join(executed)}",
-                f"执行了 {len(executed)} 个文件,均列出 SHA-256:{', '.join(executed)}")
+        return REMOTE_CODE.row("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: "
+                                       f"{', '.join(executed)}",
+                               f"执行了 {len(executed)} 个文件，均列出 SHA-256：{'、'.join(executed)}")
     why_en = "trust_remote_code is false" if not trc else "no auto_map in the model directories"
     why_zh = "trust_remote_code 为 false" if not trc else "模型目录没有 auto_map"
-    return "pass", f"no remote code executed ({why_en})", f"未执行远程代码({why_zh})"
+    return REMOTE_CODE.row("pass", f"no remote code executed ({why_en})", f"未执行远程代码（{why_zh}）")

@@ -32,13 +32,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Optional, Sequence
+from typing import Any, IO, Iterable, Optional, Sequence
 
 from bitcpm_validation.engine import shared as shared_engine
 from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
-from bitcpm_validation.params import Params, ParamsError, load_params
+from bitcpm_validation.engine import hub
+from bitcpm_validation.params import ModelSourceRecord, Params, ParamsError, load_params
 from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
 from bitcpm_validation.report.textsafe import one_line, term_safe
 
@@ -111,6 +112,19 @@ def new_run_id(params: Params) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in params.profile)[:40] or "run"
     return f"{stamp}-{safe}"
+
+
+def resolve_model(params: Params) -> Params:
+    """The model resolved once per run: a hub id becomes its local snapshot, recorded in model.source."""
+    try:
+        src = hub.resolve(params.model.path, params.model.hub, base=PROJECT_ROOT)
+    except hub.ModelSourceError as e:
+        raise RunError(f"{params.source or 'params'}: key 'model.path': {e}") from None
+    if src.repo_id is None:
+        return params
+    record = ModelSourceRecord(hub=src.hub, repo_id=src.repo_id, revision=src.revision, commit=src.commit)
+    return params.model_copy(update={"model": params.model.model_copy(update={"path": str(src.local_dir),
+                                                                              "source": record})})
 
 
 def check_inputs(params: Params) -> None:
@@ -324,14 +338,22 @@ def _fmt_total(s: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_info(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The project's commit, branch and dirty flag (tracked files changed), or why unknown."""
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            p = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return p.stdout if p.returncode == 0 else None  # unstripped: porcelain lines start with a status column
+
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
+    if commit is None:
+        return {"commit": None, "dirty": None, "branch": None, "note": "not a git checkout (or git missing)"}
+    status = git("status", "--porcelain", "--untracked-files=no") or ""
+    return {"commit": commit, "dirty": bool(status.strip()), "branch": (git("rev-parse", "--abbrev-ref", "HEAD") or "").strip(),
+            "changed_files": [ln[3:] for ln in status.splitlines()][:50]}
 
 
 def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: RunOutcome, started: str,
@@ -354,7 +376,7 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
         "is_stand_in": params.model.is_stand_in,
         "started": prev.get("started", started),
         "finished": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": (lambda g: g["commit"] and g["commit"] + ("-dirty" if g["dirty"] else ""))(git_info()),
         "argv": sys.argv,
         "planned": sorted(set(prev.get("planned", [])) | set(planned)),
         "interrupted": outcome.interrupted,
@@ -473,19 +495,28 @@ def _to_resume(run_dir: Path, planned: list[Path]) -> list[Path]:
 def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume: bool = False,
         only: Optional[Sequence[str]] = None, notebooks_dir: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR,
         out: IO[str] = sys.stdout, kernel: Optional[str] = None, check_model: bool = True,
-        shared: bool = True, timeout_s: Optional[float] = None) -> RunOutcome:
+        shared: bool = True, timeout_s: Optional[float] = None, model: Optional[str] = None) -> RunOutcome:
     """Run the chapters a params file selects. Returns the outcome (exit_code: 0 ok, 1 a chapter failed,
     130 interrupted). Raises RunError / ParamsError (one line) when the run cannot start.
     shared: start the run's shared engine before the first chapter that needs one (False: every chapter
     starts its own, as in JupyterLab).
 
     run_dir: an existing run to re-run chapters into (with `only`, or `resume=True` for the failed ones);
-    default a new runs/<timestamp>-<profile>/.
+    default a new runs/<timestamp>-<profile>/. model: another model.path (local dir or hub id[@revision]).
+    The model is resolved once (engine.hub) and the chapters read the run's own params.yaml.
     """
     params_path = Path(params_path)
     if not params_path.is_absolute():
         params_path = (Path.cwd() / params_path) if (Path.cwd() / params_path).exists() else PROJECT_ROOT / params_path
-    params = load_params(params_path)
+    saved = Path(run_dir).resolve() / "params.yaml" if run_dir is not None else None
+    if saved is not None and saved.is_file() and (resume or only) and model is None:
+        params = load_params(saved)  # re-running chapters of a run: the model it resolved, the values it used
+    else:
+        params = load_params(params_path)
+        if model:
+            params = params.with_model(model)
+        if check_model:
+            params = resolve_model(params)
     if check_model:
         check_inputs(params)
     todo = plan(params, notebooks_dir, only)
@@ -500,8 +531,8 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         todo = _to_resume(run_dir, todo)
     for sub in ("notebooks", "results", "evidence", "artifacts"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "params.yaml").exists():
-        shutil.copyfile(params_path, run_dir / "params.yaml")
+    if not (run_dir / "params.yaml").exists() or model:
+        (run_dir / "params.yaml").write_text(params.to_yaml(), encoding="utf-8")  # what the chapters use
         if params.prompts_path.is_file():
             shutil.copyfile(params.prompts_path, run_dir / "prompts.yaml")
     if Path(runs_dir).resolve() == run_dir.parent:
@@ -551,7 +582,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 ev.replace(ev.with_suffix(".previous.log"))
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
             ticker = _Progress(out, f"[{i:02d}/{n:02d}] {nb.stem:<18} … ")
-            oc = run_chapter(nb, run_dir, params_path, kernel=kernel, timeout_s=timeout_s, keep=pre_existing)
+            oc = run_chapter(nb, run_dir, run_dir / "params.yaml", kernel=kernel, timeout_s=timeout_s, keep=pre_existing)
             ticker.stop()
             if stop["flag"]:
                 raise KeyboardInterrupt
