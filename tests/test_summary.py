@@ -1,20 +1,33 @@
-"""The summary is derived from results files: failed / skipped / missing / unreadable / new chapters."""
+"""The summary is derived from results files: failed / skipped / missing / unreadable / new chapters,
+verdicts per scope, findings, page one."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S
+from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.contents import all_chapters
 
 
 def put(run: Path, chapter: str, status: str, checks=(), metrics=(), **kw) -> None:
     r = R.ChapterResult(chapter=chapter, title_en=chapter, title_zh=chapter, status=status, **kw)
-    r.checks = [R.Check(*c) for c in checks]
-    r.metrics = [R.Metric(*m) for m in metrics]
+    r.checks = [c if isinstance(c, R.Check) else R.Check(*c) for c in checks]
+    r.metrics = [m if isinstance(m, R.Metric) else R.Metric(*m) for m in metrics]
     R.save(r, run / "results" / f"{chapter}.json")
+
+
+def chk(cid, status, scope, detail="", name=None):
+    return R.Check(cid, status, name or cid, (name or cid) + "（中）", detail, detail + "（中）" if detail else "", scope)
+
+
+def spec(cid, chapter, scope, **kw) -> CheckSpec:
+    # built directly, not with checks.define: tests must not add checks to the project's registry
+    return CheckSpec(cid, chapter, scope, cid, cid, "criterion", "判据", **kw)
 
 
 @pytest.fixture
@@ -45,14 +58,15 @@ def test_matrix_covers_every_case(run):
     assert [r.status for r in rows["01_environment"]] == ["pass"]
     failed = rows["02_loading"]
     assert failed[0].status == "fail" and "engine died" in failed[0].reason_en and failed[0].chapter_status == "failed"
+    assert failed[0].kind == "chapter" and failed[0].scope is None
     assert [r.status for r in failed[1:]] == ["pass", "warn"]  # checks recorded before the failure are kept
     assert rows["03_inference"][0].status == "not_run" and "no model" in rows["03_inference"][0].reason_en
     assert rows["03_inference"][0].mark == "—" and "无模型" in rows["03_inference"][0].reason_zh
     assert rows["04_determinism"][0].status == "fail" and "interrupted" in rows["04_determinism"][0].reason_en
     assert rows["05_chinese"][0].status == "fail" and rows["05_chinese"][0].chapter_status == "unreadable"
     assert rows["42_newthing"][0].status == "fail"  # a chapter nobody registered still shows up
-    # every registered chapter appears even without a results file
-    for c in all_chapters():
+    assert rows["03_inference"][0].title == ("03 推理测试", "03 Inference")
+    for c in all_chapters():  # every registered chapter appears even without a results file
         if c.id != "00_summary":
             assert c.id in rows
     missing = [r for r in S.check_matrix(run) if r.chapter_status == "missing"]
@@ -65,9 +79,12 @@ def test_key_metrics_only_key(run):
     assert km[1].value_text == "12.35 s"
 
 
-def test_counts_and_verdict(run):
-    c = S.verdict_counts(S.check_matrix(run))
-    assert c["fail"] == 4 and c["warn"] == 1 and c["pass"] == 2
+def test_counts_leave_out_unscoped_rows_and_document_claims(run):
+    rows = S.check_matrix(run)
+    c = S.verdict_counts(rows)
+    # only the chapter-level rows count here: 02 failed, 04 interrupted, 05 unreadable (fail); the
+    # checks in this fixture are legacy rows without a scope and count in no verdict
+    assert c == {"pass": 0, "warn": 0, "fail": 3, "not_run": sum(r.kind == "chapter" and r.status == "not_run" for r in rows)}
     assert S.verdict(c) == "fail"
     assert S.verdict({"pass": 3, "warn": 0, "fail": 0, "not_run": 1}) == "pass"
     assert S.verdict({"pass": 3, "warn": 1, "fail": 0, "not_run": 0}) == "warn"
@@ -89,10 +106,232 @@ def test_empty_run(tmp_path):
     rows = S.check_matrix(tmp_path)
     assert rows and all(r.status == "not_run" for r in rows)
     assert S.key_metrics(tmp_path) == []
+    v = S.scope_verdicts(rows)
+    assert v["engine"].verdict == v["model"].verdict == "not_assessed"  # nothing ran, nothing failed
 
 
-def test_format_value():
+def test_format_value_reads_plainly():
     assert S.format_value(None, "s") == "—"
     assert S.format_value(1234567, "tokens") == "1,234,567 tokens"
     assert S.format_value(0.123456, "") == "0.1235"
     assert S.format_value(True) == "yes"
+    assert S.format_value(16898.63, "ms") == "16,898.6 ms"  # was "1.69e+04 ms"
+    assert S.format_value(0.0073, "GB") == "0.0073 GB"
+    assert S.format_value(1.2e-7, "") == "0.00000012"
+    assert S.format_value(123456.7, "tok/s") == "123,457 tok/s"
+    assert S.format_value(0.0, "s") == "0 s"
+    for v in (1e-9, 3.3e-5, 0.5, 7.0, 99999.0, 1e12):
+        assert "e" not in S.format_value(v), v
+
+
+def test_short_keeps_one_line():
+    assert S.short("First sentence. Second one.") == "First sentence."
+    assert S.short("第一句。第二句。") == "第一句。"
+    s = S.short("word " * 50, 40)
+    assert len(s) <= 40 and s.endswith("…") and "\n" not in s
+    assert S.short("a\nb  c") == "a b c"
+
+
+# -- verdicts per scope ----------------------------------------------------------------------------------
+def scoped_run(tmp: Path, checks: dict[str, list[R.Check]], statuses: dict[str, str] | None = None) -> list[S.MatrixRow]:
+    """A run where every registered chapter has results (status ok unless given) with the given checks."""
+    statuses = statuses or {}
+    for c in all_chapters():
+        if c.id != "00_summary" and statuses.get(c.id) != "missing":
+            extra = {"error": "boom"} if statuses.get(c.id) == "failed" else {}
+            extra |= {"reason_en": "not on this host", "reason_zh": "不适用于此主机"} if statuses.get(c.id) == "skipped" else {}
+            put(tmp, c.id, statuses.get(c.id, "ok"), checks=checks.get(c.id, []), **extra)
+    return S.check_matrix(tmp)
+
+
+SPECS = [spec("kv", "02_loading", "engine"), spec("probe", "03_inference", "model", family=True),
+         spec("ratio", "10_quantization", "document"), spec("fidelity", "06_precision", "engine")]
+GOOD = {"02_loading": [chk("kv", "pass", "engine")], "03_inference": [chk("probe:paris", "pass", "model")],
+        "06_precision": [chk("fidelity", "pass", "engine")], "10_quantization": [chk("ratio", "pass", "document")]}
+
+
+def test_all_pass(tmp_path):
+    v = S.scope_verdicts(scoped_run(tmp_path, GOOD), SPECS)
+    assert (v["engine"].verdict, v["model"].verdict) == ("pass", "pass")
+    assert v["engine"].counts["pass"] == 2 and v["engine"].chapters == ["02_loading", "06_precision"]
+    assert S.overall(v) == "pass"
+
+
+def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
+    rows = scoped_run(tmp_path, GOOD | {"10_quantization": [chk("ratio", "fail", "document", "0.29 of BF16, not ~0.10")]})
+    v = S.scope_verdicts(rows, SPECS)
+    assert (v["engine"].verdict, v["model"].verdict) == ("pass", "pass") and S.verdict(rows, SPECS) == "pass"
+    assert S.verdict(S.verdict_counts(rows)) == "pass"  # the legacy counts path leaves the claim out too
+    claims = S.document_claims(rows)
+    assert [(c["check_id"], c["mark"]) for c in claims] == [("ratio", "❌")] and "0.29" in claims[0]["says"]["en"]
+    f = S.findings(rows, SPECS)
+    assert [x.scope for x in f] == ["document"] and "not part of a verdict" in f[0].impact.en
+
+
+def test_engine_fail_and_model_warn(tmp_path):
+    rows = scoped_run(tmp_path, GOOD | {"02_loading": [chk("kv", "fail", "engine", "KV 0 tokens")],
+                                        "03_inference": [chk("probe:paris", "warn", "model", "close")]})
+    v = S.scope_verdicts(rows, SPECS)
+    assert (v["engine"].verdict, v["model"].verdict) == ("fail", "warn")
+    assert S.overall(v) == "fail"
+
+
+def test_incomplete_when_a_chapter_of_the_scope_failed_or_was_skipped(tmp_path):
+    rows = scoped_run(tmp_path, GOOD, {"06_precision": "failed"})
+    v = S.scope_verdicts(rows, SPECS)
+    assert v["engine"].verdict == "incomplete" and v["model"].verdict == "pass"  # 06 has engine checks only
+    assert any("06 Precision failed: boom" in r.en for r in v["engine"].reasons)
+    rows = scoped_run(tmp_path, GOOD, {"06_precision": "skipped"})
+    v = S.scope_verdicts(rows, SPECS)
+    assert v["engine"].verdict == "incomplete" and "skipped" in v["engine"].reasons[0].en
+
+
+def test_incomplete_when_a_needed_check_did_not_run(tmp_path):
+    rows = scoped_run(tmp_path, GOOD | {"06_precision": [S_not_run("fidelity", "engine", "no reference")]})
+    v = S.scope_verdicts(rows, SPECS)
+    assert v["engine"].verdict == "incomplete" and "no reference" in v["engine"].reasons[0].en
+
+
+def S_not_run(cid, scope, why):
+    return chk(cid, "not_run", scope, why)
+
+
+def test_not_assessed_says_why(tmp_path):
+    why = "stand-in trained on the probes"
+    rows = scoped_run(tmp_path, GOOD | {"03_inference": [S_not_run("probe:paris", "model", why),
+                                                         S_not_run("probe:four", "model", why)]})
+    v = S.scope_verdicts(rows, SPECS)
+    assert v["model"].verdict == "not_assessed" and not v["model"].assessed
+    assert len(v["model"].reasons) == 2 and why in v["model"].reasons[0].en  # one reason per check, deduplicated text
+    assert v["engine"].verdict == "pass" and S.overall(v) == "pass"  # not_assessed never decides the run
+    line = S.first_line(v)
+    assert line.en.startswith("Assessed: engine ✅ pass.") and "Not assessed: model (" in line.en and why in line.en
+    assert line.zh.startswith("已评估：引擎 ✅ 通过。未评估：模型（")
+
+
+def test_a_failed_model_chapter_is_incomplete_not_unassessed(tmp_path):
+    rows = scoped_run(tmp_path, {k: v for k, v in GOOD.items() if k != "03_inference"}, {"03_inference": "failed"})
+    assert S.scope_verdicts(rows, SPECS)["model"].verdict == "incomplete"
+
+
+def test_a_missing_chapter_with_unknown_scopes_touches_every_scope(tmp_path):
+    rows = scoped_run(tmp_path, GOOD, {"08_serving": "missing"})
+    v = S.scope_verdicts(rows, SPECS)  # 08 has no registered checks here: its scopes are unknown
+    assert v["engine"].verdict == v["model"].verdict == "incomplete"
+    assert any("08 Serving did not run" in r.en for r in v["model"].reasons)
+
+
+def test_rows_without_scope_never_count_silently(tmp_path):
+    legacy = R.Check("kv", "fail", "KV", "KV", "old row")  # scope None: written before the registry
+    rows = scoped_run(tmp_path, GOOD | {"02_loading": [legacy]})
+    v = S.scope_verdicts(rows, SPECS)
+    assert v["engine"].verdict == "incomplete" and v["engine"].counts["fail"] == 0
+    assert any("without a scope" in r.en for r in v["engine"].reasons)
+    assert v["model"].verdict == "pass"  # 02's registered checks are engine checks
+    f = [x for x in S.findings(rows, SPECS) if x.check_id == "kv"]
+    assert f and f[0].scope is None and "counts in no verdict" in f[0].impact.en
+
+
+# -- findings ------------------------------------------------------------------------------------------
+def test_findings_one_line_each_with_impact_and_remedy(tmp_path):
+    specs = SPECS[:-1] + [spec("fidelity", "06_precision", "engine", impact_en="logprobs drift", impact_zh="对数概率偏离",
+                               remedy_en="run with dtype float32", remedy_zh="用 float32 运行")]
+    rows = scoped_run(tmp_path, GOOD | {"06_precision": [chk("fidelity", "fail", "engine", "KL 0.3 > 0.05.\nMore text")],
+                                        "03_inference": [chk("probe:paris", "warn", "model", "answered Lyon")]},
+                      {"07_performance": "failed"})
+    f = S.findings(rows, specs)
+    assert [x.status for x in f] == ["fail", "fail", "warn"]
+    fid = next(x for x in f if x.check_id == "fidelity")
+    assert fid.line.en == "❌ 06 Precision fidelity: KL 0.3 > 0.05: logprobs drift; run with dtype float32"
+    assert fid.line.zh.startswith("❌ 06 精度对比 fidelity（中）：KL 0.3 > 0.05.") and fid.line.zh.endswith("；用 float32 运行")
+    perf = next(x for x in f if x.chapter == "07_performance")
+    assert "failed: boom" in perf.what.en and "evidence/07_performance.log" in perf.remedy.en
+    probe = next(x for x in f if x.check_id == "probe:paris")  # no remedy registered: points to its chapter
+    assert probe.remedy.en == "see chapter 03 Inference" and probe.impact == S._IMPACT[("model", "warn")]
+    for x in f:
+        assert "\n" not in x.line.en and "\n" not in x.line.zh
+    md = S.findings_markdown(f, "en")
+    assert md.count("\n") == len(f) - 1 and "中" not in md
+    assert S.findings_markdown([], "zh") == "没有 ❌ 或 ⚠️。"
+
+
+# -- page one ------------------------------------------------------------------------------------------
+def env_result(tmp: Path, kind: str, name: str, vllm="0.11.0", ascend=None) -> None:
+    r = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    r.metrics = [R.Metric("device", name, "", "Device", "设备", key=True), R.Metric("device_kind", kind, "", "k", "k"),
+                 R.Metric("device_count", 1, "", "n", "n")]
+    r.data = {"versions": {"vllm": vllm, "vllm_ascend": ascend}}
+    R.save(r, tmp / "results" / "01_environment.json")
+
+
+def params(stand_in: bool, name="openbmb/BitCPM4-0.5B", source=None):
+    return SimpleNamespace(profile="p", model=SimpleNamespace(name=name, is_stand_in=stand_in, source=source))
+
+
+def test_stand_in_run_shows_the_next_command(tmp_path):
+    from bitcpm_validation.params import load_params
+
+    p = load_params("params/default.yaml")  # the shipped default profile: the stand-in
+    assert p.model.is_stand_in
+    env_result(tmp_path, "cpu", "CPU")
+    page = S.page_one(tmp_path, p)
+    assert page["weights"] == "stand-in" and "not BitCPM4" in page["weights_text"]["en"]
+    assert page["next_command"]["en"].startswith("This run validates the pipeline, not BitCPM4 on Ascend.")
+    assert "make report PARAMS=params/ascend-910b3.yaml" in page["next_command"]["en"]
+    assert "make report PARAMS=params/ascend-910b3.yaml" in page["next_command"]["zh"]
+    assert page["device"]["en"] == "CPU" and page["engine"]["en"] == "vLLM 0.11.0"
+
+
+def test_real_weights_on_ascend_need_no_next_command(tmp_path):
+    env_result(tmp_path, "npu", "Ascend910B3", ascend="0.11.0rc1")
+    put(tmp_path, "02_loading", "ok", data={"real": {"smoke": True}, "dummy": {"smoke": True}},
+        metrics=[R.Metric("kv", 10, "tokens", "KV", "KV", key=True, measured_on="BitCPM4-0.5B · real · Ascend910B3"),
+                 R.Metric("tps", 10.0, "tok/s", "tps", "tps", key=True,
+                          measured_on="BitCPM4-0.5B · full-size dummy · Ascend910B3")])
+    src = SimpleNamespace(hub="huggingface", repo_id="openbmb/BitCPM4-0.5B", revision=None, commit="abcdef0123456789")
+    page = S.page_one(tmp_path, params(False, source=src))
+    assert page["next_command"] is None and page["weights"] == "real"
+    assert page["engine"]["en"] == "vLLM 0.11.0 + vLLM-Ascend 0.11.0rc1" and page["device_kind"] == "npu"
+    assert page["also_measured_on"] == ["full-size dummy"] and page["source"]["commit"] == "abcdef0123456789"
+    headers, rows = S.validated_table(page)
+    cells = {r[0].en: r[1] for r in rows}
+    assert cells["Source"] == "huggingface: openbmb/BitCPM4-0.5B @ abcdef012345"
+    assert "some metrics on: full-size dummy" in cells["Weights"].en
+    # a CPU run with real weights still says it is not an Ascend validation
+    env_result(tmp_path, "cpu", "CPU")
+    assert S.page_one(tmp_path, params(False))["next_command"] is not None
+
+
+def test_unknown_weights_and_device_are_said(tmp_path):
+    page = S.page_one(tmp_path, params(False))
+    assert page["weights"] == "unknown" and "not detected" in page["device"]["en"]
+    assert page["next_command"] is None  # neither stand-in nor a detected CPU
+
+
+def test_tables_are_one_language_per_cell(tmp_path):
+    rows = scoped_run(tmp_path, GOOD | {"02_loading": [chk("kv", "warn", "engine", "a" * 300)]})
+    v = S.scope_verdicts(rows, SPECS)
+    for headers, body in (S.scopes_table(v), S.matrix_display(rows), S.registry_table(SPECS),
+                          S.key_metrics_table(S.key_metrics(tmp_path)), S.document_table(S.document_claims(rows)),
+                          S.validated_table(S.page_one(tmp_path, params(True)))):
+        for cell in [*headers, *(c for r in body for c in r)]:
+            text = cell.en if isinstance(cell, S.T) else str(cell)
+            if isinstance(cell, S.T):  # no "中文 · English" labels: the English text carries no Chinese
+                assert not re.search(r"[\u4e00-\u9fff（），。：；]", cell.en), cell
+            assert "\n" not in text and "Check(" not in text and "{'" not in text
+    matrix = S.matrix_display(rows)[1]
+    assert all(len(r[3].en) <= 70 for r in matrix if isinstance(r[3], S.T))  # short reasons: details in the chapter
+    chapters = [r[0] for r in matrix if r[0]]
+    assert len(chapters) == len({r.chapter for r in rows})  # chapter named once, on its first row
+
+
+def test_summary_data_keys(tmp_path):
+    rows_specs = SPECS
+    scoped_run(tmp_path, GOOD)
+    env_result(tmp_path, "cpu", "CPU")
+    d = S.summary_data(tmp_path, params(True), rows_specs)
+    assert set(d) >= {"page_one", "scopes", "findings", "document", "matrix", "registry", "key_metrics", "timings",
+                      "chapters"}
+    assert set(d["scopes"]) == {"engine", "model"} and d["scopes"]["engine"]["verdict"] == "pass"
+    assert d["registry"][0]["id"] == "kv" and d["registry"][0]["criterion"]["zh"] == "判据"
+    R.validate({"chapter": "00_summary", "title_en": "s", "title_zh": "s", "data": d})  # JSON-ready

@@ -18,8 +18,14 @@ by hand. Scopes (see results.SCOPES):
 
 `worst` is the worst status a check can give: "fail" for nearly all; "warn" only where a failure is
 not the check's to call (the reason is stated in `worst_reason`, and the appendix prints it). Every
-registered check has a test that makes it reach its worst status (tests/test_checks_can_fail.py).
+registered check has a test that makes it reach its worst status (tests/test_every_check_can_fail.py,
+with one case per check in tests/worst_cases/<chapter>.py).
 `bitcpm_validation.chapters.registry()` imports every chapter module and returns all specs.
+
+Optional texts for the summary's findings (one line per ❌ / ⚠️: what, impact, what to do):
+`impact_en/impact_zh` (what a failure means for the reader) and `remedy_en/remedy_zh` (what to do).
+Without them the summary says what a failure of the check's scope means and points to its chapter.
+`worst_reason_zh` is the Chinese `worst_reason` (the appendix shows one language at a time).
 """
 from __future__ import annotations
 
@@ -47,6 +53,11 @@ class CheckSpec:
     worst: Worst = "fail"
     worst_reason: str = ""  # why this check cannot fail (required when worst == "warn")
     family: bool = False  # one row per item; row ids are "<id>:<item>"
+    impact_en: str = ""  # what a ❌ / ⚠️ of this check means for the reader (summary findings)
+    impact_zh: str = ""
+    remedy_en: str = ""  # what to do about it
+    remedy_zh: str = ""
+    worst_reason_zh: str = ""
 
     def row(self, status: CheckStatus, detail_en: str = "", detail_zh: str = "", *, item: Optional[str] = None,
             name_en: Optional[str] = None, name_zh: Optional[str] = None) -> Check:
@@ -72,7 +83,9 @@ _SPECS: dict[tuple[str, str], CheckSpec] = {}
 
 
 def define(check_id: str, chapter: str, scope: Scope, name_en: str, name_zh: str, *, criterion_en: str,
-           criterion_zh: str, worst: Worst = "fail", worst_reason: str = "", family: bool = False) -> CheckSpec:
+           criterion_zh: str, worst: Worst = "fail", worst_reason: str = "", family: bool = False,
+           impact_en: str = "", impact_zh: str = "", remedy_en: str = "", remedy_zh: str = "",
+           worst_reason_zh: str = "") -> CheckSpec:
     """Register a check (once per chapter module import; re-importing the same definition is harmless)."""
     if scope not in SCOPES:
         raise RegistryError(f"check {chapter}/{check_id}: scope must be one of {SCOPES}, got {scope!r}")
@@ -80,8 +93,10 @@ def define(check_id: str, chapter: str, scope: Scope, name_en: str, name_zh: str
         raise RegistryError(f"check {chapter}/{check_id}: ':' is reserved for family items")
     if worst == "warn" and not worst_reason:
         raise RegistryError(f"check {chapter}/{check_id}: a check that cannot fail must say why (worst_reason)")
+    if bool(impact_en) != bool(impact_zh) or bool(remedy_en) != bool(remedy_zh):
+        raise RegistryError(f"check {chapter}/{check_id}: give impact and remedy in both languages (or neither)")
     spec = CheckSpec(check_id, chapter, scope, name_en, name_zh, criterion_en, criterion_zh, worst,
-                     worst_reason, family)
+                     worst_reason, family, impact_en, impact_zh, remedy_en, remedy_zh, worst_reason_zh)
     old = _SPECS.get((chapter, check_id))
     if old is not None and old != spec:
         raise RegistryError(f"check {chapter}/{check_id} is defined twice with different contents")

@@ -1,26 +1,88 @@
-"""The summary chapter's content, derived from a run's results files (never written by hand).
+"""The summary chapter (page one of the report), derived from a run's results files, never written by hand.
 
-    rows = check_matrix(run_dir)          # one row per check, plus one per chapter without checks
-    km = key_metrics(run_dir)             # metrics with key: true, in chapter order
-    counts = verdict_counts(rows)         # {"pass": n, "warn": n, "fail": n, "not_run": n}
+    rows = check_matrix(run_dir)                  # one row per check, plus one per chapter that did not finish
+    specs = bitcpm_validation.chapters.registry() # (the notebook passes it in: report never imports a chapter)
+    scopes = scope_verdicts(rows, specs)          # {"engine": ScopeVerdict, "model": ScopeVerdict}
+    found = findings(rows, specs)                 # each ❌ / ⚠️ in one line: what, impact, what to do
+    claims = document_claims(rows)                # the original document's claims (never in a verdict)
+    page = page_one(run_dir, params, rows, specs) # everything page one shows, as JSON-ready data
 
-A chapter that did not run, failed or was skipped still appears (— or ❌, with its reason). Chapters
-are discovered from the registry, the notebooks folder and the results folder, so a chapter added
-later shows up without editing anything here.
+Verdicts, per scope (engine, model; see report.checks):
+
+- fail:          a check of the scope failed;
+- incomplete:    else, a chapter with checks of the scope failed, was interrupted, skipped, missing or
+                 unreadable, a check of the scope is `not_run`, or a chapter recorded rows without a scope;
+- warn / pass:   else, the worst judged check;
+- not_assessed:  nothing of the scope was judged (every check not_run, e.g. the model scope on a stand-in
+                 trained on the probes) and no chapter of the scope failed: the reasons say why.
+
+Document-scope rows (the original document's claims) are findings, never in a verdict. A row without a
+scope (results written before the registry) counts in no verdict; it makes its chapter's scopes
+incomplete and is listed as a finding, so it is never silently counted or silently dropped.
+
+Data the summary notebook stores in results/00_summary.json (`data[...]`, read by render and publish;
+every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
+
+- data["page_one"]: {"model", "weights" ("stand-in" | "real" | "dummy" | "unknown"), "weights_text",
+  "also_measured_on" [weights labels of key metrics other than the main weights], "source"
+  ({hub, repo_id, revision, commit} or None), "engine", "device", "device_kind", "profile",
+  "first_line" (the assessed / not assessed sentence), "verdict" (overall), "next_command" (text or None)}
+- data["scopes"]: {scope: {"verdict", "mark", "assessed", "counts" {pass, warn, fail, not_run},
+  "reasons" [text], "chapters" [chapter ids]}} for engine and model
+- data["findings"]: [{"status", "mark", "scope" (engine | model | document | None), "chapter", "check_id",
+  "what", "impact", "remedy", "line"}]: fail first, then warn
+- data["document"]: [{"chapter", "check_id", "status", "mark", "claim", "says"}]
+- data["matrix"]: [{"chapter", "chapter_title", "check_id", "scope", "status", "mark", "name", "reason"}]
+  (reason shortened to one line; details stay in the chapters)
+- data["registry"]: [{"id", "chapter", "scope", "name", "criterion", "worst", "worst_reason"}]
+- data["key_metrics"]: [{"chapter", "id", "name", "value", "unit", "text", "measured_on"}] (not timing);
+  data["timings"]["key_metrics"]: the same for timing metrics (volatile between runs)
+- data["chapters"]: {chapter id: ok | failed | skipped | running | missing | unreadable}
+- metric "verdict": the overall verdict (worst of the assessed scopes: fail > incomplete > warn > pass)
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from bitcpm_validation.report import results as R
+from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
+from bitcpm_validation.report.display import T
 
 STATUS_LABEL = {"pass": "通过 pass", "warn": "注意 warn", "fail": "失败 fail", "not_run": "未运行 not run"}
+STATUS_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
+               "not_run": T("未运行", "not run")}
+
+VERDICT_SCOPES = ("engine", "model")
+SCOPE_WORD = {"engine": T("引擎", "engine"), "model": T("模型", "model"), "document": T("原文档", "document")}
+VERDICT_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "incomplete": "◐", "not_assessed": "—"}
+VERDICT_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
+                "incomplete": T("不完整", "incomplete"), "not_assessed": T("未评估", "not assessed")}
+_VERDICT_ORDER = ("fail", "incomplete", "warn", "pass")  # worst first; not_assessed never decides
+
+# chapter_status values of a chapter whose checks are (partly) missing
+CHAPTER_PROBLEMS = ("failed", "running", "unreadable", "skipped", "missing", "not_selected")
+_BROKEN = ("failed", "running", "unreadable")  # a failure, not a deliberate absence
+
+NEXT_COMMAND = T(
+    "本次运行验证的是流程本身，而不是 BitCPM4 在昇腾上的表现。请在昇腾主机上运行 "
+    "make report PARAMS=params/ascend-910b3.yaml（先设置 model.path，或使用 MODEL=openbmb/BitCPM4-0.5B）。",
+    "This run validates the pipeline, not BitCPM4 on Ascend. On an Ascend host run "
+    "make report PARAMS=params/ascend-910b3.yaml (set model.path, or MODEL=openbmb/BitCPM4-0.5B).",
+)
 
 
+def tdict(t: T | str) -> dict[str, str]:
+    """A text as stored in results: {"zh": ..., "en": ...}."""
+    return {"zh": t.zh, "en": t.en} if isinstance(t, T) else {"zh": str(t), "en": str(t)}
+
+
+# -- the check matrix -------------------------------------------------------------------------------
 @dataclass
 class MatrixRow:
     chapter: str  # chapter id
@@ -32,20 +94,35 @@ class MatrixRow:
     status: str  # pass | warn | fail | not_run
     reason_en: str
     reason_zh: str
+    scope: Optional[str] = None  # engine | model | document; None: a chapter-level row or a legacy row
+    kind: str = "check"  # check: a recorded row; chapter: the chapter itself (did not run, failed, ...)
+    title: T = T("", "")  # "03 推理测试" / "03 Inference"
 
     @property
     def mark(self) -> str:
         return R.STATUS_MARK[self.status]
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # legacy mixed label (report.md until it renders one language)
         return f"{self.name_zh} · {self.name_en}" if self.name_zh and self.name_zh != self.name_en else self.name_en
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> str:  # legacy mixed label
         if self.reason_zh and self.reason_zh != self.reason_en:
             return f"{self.reason_zh} · {self.reason_en}" if self.reason_en else self.reason_zh
         return self.reason_en
+
+    @property
+    def name_t(self) -> T:
+        return T(self.name_zh or self.name_en, self.name_en or self.name_zh)
+
+    @property
+    def reason_t(self) -> T:
+        return T(self.reason_zh or self.reason_en, self.reason_en or self.reason_zh)
+
+    @property
+    def base_id(self) -> str:
+        return self.check_id.split(":", 1)[0]
 
 
 @dataclass
@@ -59,6 +136,7 @@ class KeyMetric:
     unit: str
     note: str = ""
     timing: bool = False  # volatile between identical runs
+    measured_on: str = ""  # "model · weights · device"
 
     @property
     def name(self) -> str:
@@ -70,12 +148,13 @@ class KeyMetric:
 
 
 def format_value(v: Any, unit: str = "") -> str:
+    """A number as a reader reads it: thousands separators, no scientific notation, the unit after it."""
     if v is None:
         s = "—"
     elif isinstance(v, bool):
         s = "yes" if v else "no"
     elif isinstance(v, float):
-        s = f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        s = _format_float(v)
     elif isinstance(v, int):
         s = f"{v:,}"
     else:
@@ -83,7 +162,27 @@ def format_value(v: Any, unit: str = "") -> str:
     return f"{s} {unit}".strip() if unit and v is not None else s
 
 
-def _chapters_for(run_dir: Path, selected: Optional[list[str]] = None) -> list[tuple[ChapterInfo, Optional[Path]]]:
+def _format_float(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 1e5:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:,.1f}"
+    if a >= 1:
+        return f"{v:,.2f}"
+    decimals = min(12, 3 - math.floor(math.log10(a)))  # four significant digits
+    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def _title(info: ChapterInfo) -> T:
+    return T(f"{info.number} {info.title_zh}", f"{info.number} {info.title_en}")
+
+
+def _chapters_for(run_dir: Path) -> list[tuple[ChapterInfo, Optional[Path]]]:
     rdir = R.results_dir(run_dir)
     known = {c.id: c for c in all_chapters()}
     for p in sorted(rdir.glob("[0-9][0-9]_*.json")):
@@ -108,6 +207,16 @@ def load_chapter(path: Optional[Path]) -> tuple[Optional[R.ChapterResult], Optio
         return None, str(e)
 
 
+def chapter_results(run_dir: str | Path) -> dict[str, R.ChapterResult]:
+    """The readable results of a run by chapter id (the summary's own excluded)."""
+    out = {}
+    for info, path in _chapters_for(Path(run_dir)):
+        res, _ = load_chapter(path)
+        if res is not None:
+            out[info.id] = res
+    return out
+
+
 def check_matrix(run_dir: str | Path, selected: Optional[list[str]] = None) -> list[MatrixRow]:
     """Every check of every chapter of a run, in chapter order.
 
@@ -115,36 +224,39 @@ def check_matrix(run_dir: str | Path, selected: Optional[list[str]] = None) -> l
     """
     run_dir = Path(run_dir)
     rows: list[MatrixRow] = []
-    for info, path in _chapters_for(run_dir, selected):
-        heading = info.heading()
+    for info, path in _chapters_for(run_dir):
+        heading, title = info.heading(), _title(info)
         res, err = load_chapter(path)
 
-        def add(status, cid, name_en, name_zh, reason_en, reason_zh, chapter_status):
-            rows.append(MatrixRow(info.id, heading, chapter_status, cid, name_en, name_zh, status, reason_en, reason_zh))
+        def chapter_row(status, name_en, name_zh, reason_en, reason_zh, chapter_status, cid="chapter"):
+            rows.append(MatrixRow(info.id, heading, chapter_status, cid, name_en, name_zh, status, reason_en,
+                                  reason_zh, None, "chapter", title))
 
         if res is None:
             if err:
-                add("fail", "results", "Results file", "结果文件", f"unreadable: {err}", f"无法读取:{err}", "unreadable")
+                chapter_row("fail", "Results file", "结果文件", f"unreadable: {err}", f"无法读取：{err}", "unreadable",
+                            "results")
             elif selected is not None and info.id not in selected:
-                add("not_run", "chapter", "Chapter", "章节", "not selected in this profile", "本配置未选择此章节",
-                    "not_selected")
+                chapter_row("not_run", "Chapter", "章节", "not selected in this profile", "本配置未选择此章节",
+                            "not_selected")
             else:
-                add("not_run", "chapter", "Chapter", "章节", "did not run (no results file)", "未运行(无结果文件)",
-                    "missing")
+                chapter_row("not_run", "Chapter", "章节", "did not run (no results file)", "未运行（无结果文件）",
+                            "missing")
             continue
         if res.status == "failed":
-            add("fail", "chapter", "Chapter ran to the end", "章节完整运行", f"failed: {res.error or 'unknown error'}",
-                "运行失败", "failed")
+            chapter_row("fail", "Chapter ran to the end", "章节完整运行", f"failed: {res.error or 'unknown error'}",
+                        f"运行失败：{res.error or '未知错误'}", "failed")
         elif res.status == "running":
-            add("fail", "chapter", "Chapter ran to the end", "章节完整运行", "interrupted: the chapter never finished",
-                "中断:章节未运行完", "running")
+            chapter_row("fail", "Chapter ran to the end", "章节完整运行", "interrupted: the chapter never finished",
+                        "中断：章节未运行完", "running")
         elif res.status == "skipped":
-            add("not_run", "chapter", "Chapter", "章节", f"skipped: {res.reason_en or ''}".rstrip(": "),
-                f"跳过:{res.reason_zh}" if res.reason_zh and res.reason_zh != res.reason_en else "跳过", "skipped")
+            chapter_row("not_run", "Chapter", "章节", f"skipped: {res.reason_en or ''}".rstrip(": "),
+                        f"跳过：{res.reason_zh}" if res.reason_zh else "跳过", "skipped")
         for c in res.checks:
-            add(c.status, c.id, c.name_en, c.name_zh, c.detail_en, c.detail_zh or c.detail_en, res.status)
+            rows.append(MatrixRow(info.id, heading, res.status, c.id, c.name_en, c.name_zh, c.status, c.detail_en,
+                                  c.detail_zh or c.detail_en, c.scope, "check", title))
         if res.status == "ok" and not res.checks:
-            add("not_run", "chapter", "Chapter", "章节", "ran, recorded no checks", "已运行,未记录检查项", "ok")
+            chapter_row("not_run", "Chapter", "章节", "ran, recorded no checks", "已运行，未记录检查项", "ok")
     return rows
 
 
@@ -157,14 +269,21 @@ def key_metrics(run_dir: str | Path) -> list[KeyMetric]:
         for m in res.metrics:
             if m.key:
                 out.append(KeyMetric(info.id, info.heading(), m.id, m.name_en, m.name_zh, m.value, m.unit, m.note,
-                                     m.timing))
+                                     m.timing, m.measured_on))
     return out
 
 
+def counts_in_verdict(row: MatrixRow) -> bool:
+    """A chapter-level row or a check of the engine / model scope (not a document claim, not a row without scope)."""
+    return row.kind == "chapter" or row.scope in VERDICT_SCOPES
+
+
 def verdict_counts(rows: list[MatrixRow]) -> dict[str, int]:
+    """✅ ⚠️ ❌ — counts of the rows that count in a verdict (document claims and rows without scope excluded)."""
     out = {k: 0 for k in R.STATUS_MARK}
     for r in rows:
-        out[r.status] += 1
+        if counts_in_verdict(r):
+            out[r.status] += 1
     return out
 
 
@@ -177,14 +296,6 @@ def chapter_statuses(run_dir: str | Path) -> dict[str, str]:
     return out
 
 
-def verdict(counts: dict[str, int]) -> str:
-    if counts.get("fail"):
-        return "fail"
-    if counts.get("warn"):
-        return "warn"
-    return "pass" if counts.get("pass") else "not_run"
-
-
 def run_info(run_dir: str | Path) -> dict[str, Any]:
     """run.json written by the runner (profile, params, started, chapters), or {}."""
     p = Path(run_dir) / "run.json"
@@ -194,7 +305,436 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         return {}
 
 
-# -- rendering ------------------------------------------------------------------------------------
+# -- verdicts per scope -----------------------------------------------------------------------------
+@dataclass
+class ScopeVerdict:
+    scope: str
+    verdict: str  # pass | warn | fail | incomplete | not_assessed
+    counts: dict[str, int]
+    reasons: list[T] = field(default_factory=list)  # why incomplete / not assessed (deduplicated)
+    chapters: list[str] = field(default_factory=list)  # chapters with checks of this scope
+
+    @property
+    def assessed(self) -> bool:
+        return self.verdict != "not_assessed"
+
+    @property
+    def mark(self) -> str:
+        return VERDICT_MARK[self.verdict]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "mark": self.mark, "assessed": self.assessed, "counts": dict(self.counts),
+                "reasons": [tdict(r) for r in self.reasons], "chapters": list(self.chapters)}
+
+
+def chapter_scopes(rows: Iterable[MatrixRow], specs: Iterable[CheckSpec] = ()) -> dict[str, set[str]]:
+    """chapter id -> the scopes of its checks: from the registry and from what its rows recorded."""
+    out: dict[str, set[str]] = {}
+    for s in specs:
+        out.setdefault(s.chapter, set()).add(s.scope)
+    for r in rows:
+        if r.kind == "check" and r.scope:
+            out.setdefault(r.chapter, set()).add(r.scope)
+    return out
+
+
+def _affects(chapter: str, scope: str, scopes: dict[str, set[str]]) -> bool:
+    """Does a problem of `chapter` touch `scope`? A chapter whose scopes are unknown touches every verdict scope."""
+    mine = scopes.get(chapter, set()) & set(VERDICT_SCOPES)
+    return scope in mine if mine else not scopes.get(chapter)
+
+
+def _add(reasons: list[T], t: T) -> None:
+    if t not in reasons:
+        reasons.append(t)
+
+
+def _chapter_problem(r: MatrixRow) -> T:
+    n = r.title
+    if r.chapter_status in ("failed", "skipped"):  # the row's reason reads "failed: …" / "skipped: …"
+        return T(f"{n.zh}：{short(r.reason_zh, 90)}", f"chapter {n.en} {short(r.reason_en, 90)}")
+    if r.chapter_status == "running":
+        return T(f"{n.zh}：中断，未运行完", f"chapter {n.en} was interrupted")
+    if r.chapter_status == "unreadable":
+        return T(f"{n.zh}：结果文件无法读取", f"chapter {n.en}: results file unreadable")
+    if r.chapter_status == "not_selected":
+        return T(f"{n.zh}：本配置未选择此章节", f"chapter {n.en} not selected by the profile")
+    return T(f"{n.zh}：未运行", f"chapter {n.en} did not run")
+
+
+def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> dict[str, ScopeVerdict]:
+    """The verdict of each verdict scope (engine, model) from a run's matrix rows; see the module docstring."""
+    specs = list(specs)
+    scopes = chapter_scopes(rows, specs)
+    problems = [r for r in rows if r.kind == "chapter" and r.chapter_status in CHAPTER_PROBLEMS]
+    unscoped: dict[str, int] = {}
+    for r in rows:
+        if r.kind == "check" and r.scope is None:
+            unscoped[r.chapter] = unscoped.get(r.chapter, 0) + 1
+    titles = {r.chapter: r.title for r in rows}
+    out = {}
+    for scope in VERDICT_SCOPES:
+        mine = [r for r in rows if r.kind == "check" and r.scope == scope]
+        counts = {k: sum(r.status == k for r in mine) for k in R.STATUS_MARK}
+        reasons: list[T] = []
+        broken = False
+        for r in problems:
+            if _affects(r.chapter, scope, scopes):
+                _add(reasons, _chapter_problem(r))
+                broken = broken or r.chapter_status in _BROKEN
+        for cid, n in unscoped.items():
+            if _affects(cid, scope, scopes):
+                t = titles[cid]
+                _add(reasons, T(f"第 {t.zh} 章有 {n} 行没有范围（旧结果），不计入结论：请重新运行该章",
+                                f"chapter {t.en}: {n} row(s) without a scope (old results) are not counted: "
+                                f"re-run the chapter"))
+        for r in mine:
+            if r.status == "not_run":
+                _add(reasons, T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+        judged = counts["pass"] + counts["warn"] + counts["fail"]
+        if counts["fail"]:
+            v = "fail"
+        elif not judged:
+            v = "incomplete" if broken or unscoped and any(_affects(c, scope, scopes) for c in unscoped) \
+                else "not_assessed"
+            if not reasons:
+                reasons.append(T("本次运行没有记录此范围的检查项", "this run recorded no check of this scope"))
+        elif reasons:
+            v = "incomplete"
+        else:
+            v = "warn" if counts["warn"] else "pass"
+        chapters = sorted(c for c, s in scopes.items() if scope in s)
+        out[scope] = ScopeVerdict(scope, v, counts, reasons, chapters)
+    return out
+
+
+def overall(verdicts: dict[str, ScopeVerdict] | Iterable[str]) -> str:
+    """The run's one-word verdict: the worst assessed scope (fail > incomplete > warn > pass), else not_assessed."""
+    vs = [v.verdict for v in verdicts.values()] if isinstance(verdicts, dict) else list(verdicts)
+    for v in _VERDICT_ORDER:
+        if v in vs:
+            return v
+    return "not_assessed"
+
+
+def verdict(counts_or_rows: dict[str, int] | list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> str:
+    """The overall verdict. Given matrix rows: `overall(scope_verdicts(rows, specs))`. Given counts from
+    `verdict_counts` (which leaves out document claims and rows without scope): fail / warn / pass / not_run."""
+    if isinstance(counts_or_rows, list):
+        return overall(scope_verdicts(counts_or_rows, specs))
+    counts = counts_or_rows
+    if counts.get("fail"):
+        return "fail"
+    if counts.get("warn"):
+        return "warn"
+    return "pass" if counts.get("pass") else "not_run"
+
+
+def first_line(verdicts: dict[str, ScopeVerdict]) -> T:
+    """Page one's first sentence: which scopes were assessed (with their verdict), which not and why."""
+    done = [v for v in verdicts.values() if v.assessed]
+    nope = [v for v in verdicts.values() if not v.assessed]
+    zh, en = [], []
+    if done:
+        zh.append("已评估：" + "；".join(f"{SCOPE_WORD[v.scope].zh} {v.mark} {VERDICT_WORD[v.verdict].zh}" for v in done) + "。")
+        en.append("Assessed: " + "; ".join(f"{SCOPE_WORD[v.scope].en} {v.mark} {VERDICT_WORD[v.verdict].en}"
+                                           for v in done) + ".")
+    if nope:
+        zh.append("未评估：" + "；".join(f"{SCOPE_WORD[v.scope].zh}（{short(v.reasons[0].zh, 80)}）" for v in nope) + "。")
+        en.append("Not assessed: " + "; ".join(f"{SCOPE_WORD[v.scope].en} ({short(v.reasons[0].en, 80)})"
+                                               for v in nope) + ".")
+    return T("".join(zh), " ".join(en))
+
+
+# -- findings ---------------------------------------------------------------------------------------
+_IMPACT = {
+    ("engine", "fail"): T("此引擎在此设备上未能忠实运行该模型，引擎结论为失败", "this engine on this device does not run "
+                          "the model faithfully: the engine verdict is fail"),
+    ("engine", "warn"): T("引擎结果可用，但需复核", "the engine works, but this result needs a second look"),
+    ("model", "fail"): T("模型输出未达判据（噪声也会被判失败），模型结论为失败", "the model's output misses the criterion "
+                         "(noise fails it): the model verdict is fail"),
+    ("model", "warn"): T("模型质量存疑", "the model's quality is in doubt"),
+    ("document", "fail"): T("原文档的这一说法与文件或测量不符（不计入结论）", "the original document's claim does not "
+                            "hold (not part of a verdict)"),
+    ("document", "warn"): T("原文档的这一说法无法完全证实（不计入结论）", "the original document's claim is not fully "
+                            "borne out (not part of a verdict)"),
+}
+
+
+@dataclass
+class Finding:
+    status: str  # fail | warn
+    scope: Optional[str]  # engine | model | document | None (a chapter, or a row without scope)
+    chapter: str
+    check_id: str
+    what: T
+    impact: T
+    remedy: T
+
+    @property
+    def mark(self) -> str:
+        return R.STATUS_MARK[self.status]
+
+    @property
+    def line(self) -> T:
+        return T(f"{self.mark} {self.what.zh}：{self.impact.zh}；{self.remedy.zh}",
+                 f"{self.mark} {self.what.en}: {self.impact.en}; {self.remedy.en}")
+
+    def to_data(self) -> dict[str, Any]:
+        return {"status": self.status, "mark": self.mark, "scope": self.scope, "chapter": self.chapter,
+                "check_id": self.check_id, "what": tdict(self.what), "impact": tdict(self.impact),
+                "remedy": tdict(self.remedy), "line": tdict(self.line)}
+
+
+def _spec_index(specs: Iterable[CheckSpec]) -> dict[tuple[str, str], CheckSpec]:
+    return {(s.chapter, s.id): s for s in specs}
+
+
+def _see_chapter(r: MatrixRow) -> T:
+    return T(f"详见第 {r.title.zh} 章", f"see chapter {r.title.en}")
+
+
+def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Finding]:
+    """Each ❌ and ⚠️ of the run in one line (what, impact, what to do): failures first, then warnings;
+    chapter failures and rows without a scope included, document claims last within each status."""
+    index = _spec_index(specs)
+    out: list[Finding] = []
+    for r in rows:
+        if r.status not in ("fail", "warn"):
+            continue
+        what = T(f"{r.title.zh} {r.name_t.zh}：{short(r.reason_t.zh, 100).rstrip('。')}",
+                 f"{r.title.en} {r.name_t.en}: {short(r.reason_t.en, 100).rstrip('.')}")
+        if r.kind == "chapter":
+            scope_words = [SCOPE_WORD[s] for s in VERDICT_SCOPES]
+            out.append(Finding(r.status, None, r.chapter, r.check_id, what,
+                               T("本章的检查项缺失，" + "与".join(w.zh for w in scope_words) + "结论可能不完整",
+                                 "this chapter's checks are missing: the verdicts it feeds are incomplete"),
+                               T(f"查看 evidence/{r.chapter}.log，修正后用 --resume 重新运行该章",
+                                 f"read evidence/{r.chapter}.log, fix the cause and re-run it with --resume")))
+            continue
+        if r.scope is None:
+            out.append(Finding(r.status, None, r.chapter, r.check_id, what,
+                               T("此行没有范围（旧结果），不计入任何结论", "this row has no scope (old results) and "
+                                 "counts in no verdict"),
+                               T("用当前版本重新运行该章", "re-run the chapter with this version")))
+            continue
+        spec = index.get((r.chapter, r.base_id))
+        impact = T(spec.impact_zh, spec.impact_en) if spec and spec.impact_en else _IMPACT[(r.scope, r.status)]
+        remedy = T(spec.remedy_zh, spec.remedy_en) if spec and spec.remedy_en else _see_chapter(r)
+        out.append(Finding(r.status, r.scope, r.chapter, r.check_id, what, impact, remedy))
+    order = {"fail": 0, "warn": 1}
+    return sorted(out, key=lambda f: (order[f.status], f.scope == "document"))
+
+
+def document_claims(rows: list[MatrixRow]) -> list[dict[str, Any]]:
+    """The original document's claims as checked by this run (claim, verdict, what files / measurements say)."""
+    return [{"chapter": r.chapter, "check_id": r.check_id, "status": r.status, "mark": r.mark,
+             "claim": tdict(r.name_t), "says": tdict(r.reason_t)}
+            for r in rows if r.kind == "check" and r.scope == "document"]
+
+
+# -- what was validated ------------------------------------------------------------------------------
+WEIGHTS_TEXT = {
+    "stand-in": T("替身模型：项目自行训练的小型三值 MiniCPM，不是 BitCPM4", "stand-in: the project's small ternary "
+                  "MiniCPM, not BitCPM4"),
+    "real": T("真实权重（来自 model.path）", "real weights (from model.path)"),
+    "dummy": T("dummy 权重（随机值，仅完整尺寸结构）", "dummy weights (random values, full-size shape only)"),
+    "unknown": T("未知：第 02 章未记录加载了哪些权重", "unknown: chapter 02 did not record which weights it loaded"),
+}
+
+
+def measured_on_parts(text: str) -> tuple[str, str, str]:
+    """("model", "weights", "device") of a Metric.measured_on text "model · weights · device" ("" where absent)."""
+    parts = [p.strip() for p in (text or "").split("·")]
+    parts += [""] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+def _weights(is_stand_in: bool, loading: Optional[R.ChapterResult]) -> str:
+    if is_stand_in:
+        return "stand-in"
+    data = loading.data if loading else {}
+    if data.get("real"):
+        return "real"
+    if data.get("dummy"):
+        return "dummy"
+    return "unknown"
+
+
+def _engine_text(env: Optional[R.ChapterResult]) -> T:
+    if env is None:
+        return T("未检测（第 01 章没有结果）", "not detected (chapter 01 has no results)")
+    versions = env.data.get("versions") or {}
+    vllm = versions.get("vllm") or env.metric("vllm")
+    ascend = versions.get("vllm_ascend")
+    if not vllm:
+        return T("未检测到 vLLM", "vLLM not detected")
+    s = f"vLLM {vllm}" + (f" + vLLM-Ascend {ascend}" if ascend else "")
+    return T(s, s)
+
+
+def _device(env: Optional[R.ChapterResult]) -> tuple[T, Optional[str]]:
+    if env is None:
+        return T("未检测（第 01 章没有结果）", "not detected (chapter 01 has no results)"), None
+    name, kind = env.metric("device"), env.metric("device_kind")
+    if not name:
+        return T("未检测", "not detected"), kind
+    count = env.metric("device_count")
+    s = str(name) + (f" × {count}" if isinstance(count, int) and count > 1 and kind != "cpu" else "")
+    return T(s, s), kind
+
+
+def _source(params: Any) -> Optional[dict[str, Any]]:
+    src = getattr(getattr(params, "model", None), "source", None)
+    if src is None:
+        return None
+    return {k: getattr(src, k, None) for k in ("hub", "repo_id", "revision", "commit")}
+
+
+def needs_next_command(is_stand_in: bool, device_kind: Optional[str]) -> bool:
+    """A stand-in run or a CPU run says nothing about BitCPM4 on Ascend."""
+    return bool(is_stand_in) or device_kind == "cpu"
+
+
+def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] = None,
+             specs: Iterable[CheckSpec] = ()) -> dict[str, Any]:
+    """What page one shows (JSON-ready; texts as {"zh", "en"}): see data["page_one"] in the module docstring.
+    `params` is the run's Params (model.name, model.is_stand_in, model.source, profile)."""
+    run_dir = Path(run_dir)
+    specs = list(specs)
+    rows = check_matrix(run_dir) if rows is None else rows
+    res = chapter_results(run_dir)
+    env, loading = res.get("01_environment"), res.get("02_loading")
+    is_stand_in = bool(params.model.is_stand_in)
+    weights = _weights(is_stand_in, loading)
+    device, kind = _device(env)
+    verdicts = scope_verdicts(rows, specs)
+    main_label = measured_on_parts(next((m.measured_on for m in key_metrics(run_dir) if m.measured_on), ""))[1]
+    also = sorted({w for m in key_metrics(run_dir) if m.measured_on
+                   for w in [measured_on_parts(m.measured_on)[1]] if w and w != main_label})
+    if loading and loading.data.get("dummy") and weights != "dummy" and not any("dummy" in a for a in also):
+        also.append("full-size dummy")
+    nxt = NEXT_COMMAND if needs_next_command(is_stand_in, kind) else None
+    return {
+        "model": params.model.name,
+        "weights": weights,
+        "weights_text": tdict(WEIGHTS_TEXT[weights]),
+        "also_measured_on": also,
+        "source": _source(params),
+        "engine": tdict(_engine_text(env)),
+        "device": tdict(device),
+        "device_kind": kind,
+        "profile": getattr(params, "profile", None),
+        "first_line": tdict(first_line(verdicts)),
+        "verdict": overall(verdicts),
+        "next_command": tdict(nxt) if nxt else None,
+    }
+
+
+# -- tables (cells are T: one language at a time, see report.display) ----------------------------------
+def short(text: str, limit: int = 90) -> str:
+    """One line of at most `limit` characters: the first sentence, else cut at a word (… marks the cut)."""
+    s = " ".join(str(text or "").split())
+    m = re.search(r"(?<=[.;!?])\s|(?<=[。；！？])", s)
+    if m and 0 < m.start() <= limit:
+        s = s[: m.start()].rstrip()
+    if len(s) <= limit:
+        return s
+    cut = s[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:，；：") + "…"
+
+
+def validated_table(page: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
+    """What was validated: model, weights, engine, device, profile (and the hub source where there is one)."""
+    def t(d: dict[str, str]) -> T:
+        return T(d["zh"], d["en"])
+
+    weights = t(page["weights_text"])
+    if page["also_measured_on"]:
+        extra = "、".join(page["also_measured_on"]), ", ".join(page["also_measured_on"])
+        weights = T(f"{weights.zh}；另有测量基于：{extra[0]}", f"{weights.en}; some metrics on: {extra[1]}")
+    rows: list[list[Any]] = [[T("模型", "Model"), page["model"]], [T("权重", "Weights"), weights]]
+    src = page.get("source")
+    if src and src.get("repo_id"):
+        rev = src.get("commit") or src.get("revision") or "—"
+        rows.append([T("来源", "Source"), f"{src.get('hub')}: {src['repo_id']} @ {str(rev)[:12]}"])
+    rows += [[T("引擎", "Engine"), t(page["engine"])], [T("设备", "Device"), t(page["device"])],
+             [T("配置", "Profile"), page.get("profile") or "—"]]
+    return [T("项目", "Item"), T("内容", "Value")], rows
+
+
+def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[Any]]]:
+    headers = [T("范围", "Scope"), T("结论", "Verdict"), T("检查项", "Checks"), T("说明", "Why")]
+    body = []
+    for v in verdicts.values():
+        c = v.counts
+        counts = f"✅ {c['pass']} · ⚠️ {c['warn']} · ❌ {c['fail']} · — {c['not_run']}"
+        why = v.reasons[:2]
+        more = len(v.reasons) - len(why)
+        why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
+                  "; ".join(short(r.en, 70) for r in why) + (f"; {more} more" if more else ""))
+        body.append([SCOPE_WORD[v.scope], T(f"{v.mark} {VERDICT_WORD[v.verdict].zh}", f"{v.mark} {VERDICT_WORD[v.verdict].en}"),
+                     counts, why_t if v.reasons else "—"])
+    return headers, body
+
+
+def findings_markdown(found: list[Finding], lang: str) -> str:
+    """The findings as a Markdown list in one language (each line escaped: details carry model output)."""
+    from bitcpm_validation.report.textsafe import md_escape
+
+    if not found:
+        return "没有 ❌ 或 ⚠️。" if lang == "zh" else "No ❌ or ⚠️."
+    return "\n".join(f"- {md_escape(f.line.zh if lang == 'zh' else f.line.en)}" for f in found)
+
+
+def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
+    headers = [T("指标", "Metric"), T("值", "Value"), T("测量对象（模型 · 权重 · 设备）", "Measured on (model · weights · device)")]
+    return headers, [[T(m.name_zh or m.name_en, m.name_en), m.value_text,
+                      m.measured_on or T("未注明", "not stated")] for m in km]
+
+
+def matrix_display(rows: list[MatrixRow], limit: int = 70) -> tuple[list[T], list[list[Any]]]:
+    """The compact check matrix: chapter (on its first row only), mark, check name, short reason."""
+    headers = [T("章节", "Chapter"), "", T("检查项", "Check"), T("原因", "Reason")]
+    body, last = [], None
+    for r in rows:
+        chapter = r.title if r.chapter != last else ""
+        last = r.chapter
+        reason = T(short(r.reason_t.zh, limit // 2 + 10), short(r.reason_t.en, limit)) if r.reason_en or r.reason_zh else ""
+        body.append([chapter, r.mark, r.name_t, reason])
+    return headers, body
+
+
+def document_table(claims: list[dict[str, Any]]) -> tuple[list[T], list[list[Any]]]:
+    headers = [T("原文档的说法", "Claim of the original document"), T("结果", "Verdict"),
+               T("文件与测量显示", "What the files and measurements say")]
+    return headers, [[T(c["claim"]["zh"], c["claim"]["en"]), c["mark"], T(c["says"]["zh"], c["says"]["en"])]
+                     for c in claims]
+
+
+def registry_rows(specs: Iterable[CheckSpec]) -> list[dict[str, Any]]:
+    return [{"id": s.id, "chapter": s.chapter, "scope": s.scope, "name": {"zh": s.name_zh, "en": s.name_en},
+             "criterion": {"zh": s.criterion_zh, "en": s.criterion_en}, "worst": s.worst,
+             "worst_reason": {"zh": s.worst_reason_zh or s.worst_reason, "en": s.worst_reason} if s.worst_reason else None,
+             "family": s.family} for s in specs]
+
+
+def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]]:
+    """The appendix: every registered check with its chapter, scope, criterion and worst status (and why)."""
+    headers = [T("检查项", "Check"), T("章节", "Chapter"), T("范围", "Scope"), T("判据", "Criterion"),
+               T("最差结果", "Worst")]
+    body = []
+    for s in specs:
+        worst: Any = R.STATUS_MARK[s.worst]
+        if s.worst_reason:
+            worst = T(f"{worst} {s.worst_reason_zh or s.worst_reason}", f"{worst} {s.worst_reason}")
+        body.append([T(f"{s.name_zh}（{s.id}）", f"{s.name_en} ({s.id})"), s.chapter.split("_", 1)[0],
+                     SCOPE_WORD[s.scope], T(s.criterion_zh, s.criterion_en), worst])
+    return headers, body
+
+
+# -- legacy mixed-language tables (report.md until render writes one language) ----------------------------
 def matrix_table(rows: list[MatrixRow]) -> tuple[list[str], list[list[str]]]:
     headers = ["章节 Chapter", "检查项 Check", "状态 Status", "说明 Reason"]
     body = [[r.heading, r.name, r.mark, r.reason] for r in rows]
@@ -222,3 +762,29 @@ def metrics_markdown(km: list[KeyMetric]) -> str:
 
 def counts_line(counts: dict[str, int]) -> str:
     return " · ".join(f"{R.STATUS_MARK[k]} {counts.get(k, 0)}" for k in R.STATUS_MARK)
+
+
+# -- what the summary notebook stores -------------------------------------------------------------------
+def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = ()) -> dict[str, Any]:
+    """Every data key of results/00_summary.json (see the module docstring), computed once."""
+    rows = check_matrix(run_dir)
+    verdicts = scope_verdicts(rows, specs)
+    km = key_metrics(run_dir)
+
+    def metric_data(m: KeyMetric) -> dict[str, Any]:
+        return {"chapter": m.chapter, "id": m.id, "name": {"zh": m.name_zh, "en": m.name_en}, "value": m.value,
+                "unit": m.unit, "text": m.value_text, "measured_on": m.measured_on}
+
+    return {
+        "page_one": page_one(run_dir, params, rows, specs),
+        "scopes": {s: v.to_data() for s, v in verdicts.items()},
+        "findings": [f.to_data() for f in findings(rows, specs)],
+        "document": document_claims(rows),
+        "matrix": [{"chapter": r.chapter, "chapter_title": tdict(r.title), "check_id": r.check_id, "scope": r.scope,
+                    "status": r.status, "mark": r.mark, "name": tdict(r.name_t),
+                    "reason": {"zh": short(r.reason_t.zh, 45), "en": short(r.reason_t.en, 90)}} for r in rows],
+        "registry": registry_rows(specs),
+        "key_metrics": [metric_data(m) for m in km if not m.timing],
+        "timings": {"key_metrics": [metric_data(m) for m in km if m.timing]},
+        "chapters": chapter_statuses(run_dir),
+    }
