@@ -16,13 +16,17 @@ EVIL = ("<script>alert(1)</script> <img src=x onerror=alert(1)> [x](http://evil)
 
 CELLS = [
     "from bitcpm_validation.report.textsafe import md_escape\n"
-    "from bitcpm_validation.report.display import show_text, show_table, show_md\n"
+    "from bitcpm_validation.report.display import T, show_text, show_table, show_md, show_note\n"
     f"EVIL = {EVIL!r}",
     "show_text(EVIL)",
-    'show_table(["提示 Prompt", "输出 Output"], [(EVIL, EVIL), ("plain", "中文输出")])',
-    'show_md("**模型输出 Model output:** " + md_escape(EVIL))',
+    'show_table([T("提示", "Prompt"), T("输出", "Output")], [(EVIL, EVIL), ("plain", "plain output")])',
+    'show_text("中文输出")',
+    'show_md(T("**模型输出：** " + md_escape(EVIL), "**Model output:** " + md_escape(EVIL)))',
+    'show_note(T("这是替身模型。", "This is the stand-in model."), kind="warn")',
+    'show_table([T("指标", "Metric"), T("值", "Value")], [[T("首 token 延迟", "Time to first token"), "16,898.6 ms"]])',
+    "ch_metric = {'id': 'x'}\nch_metric  # a bare value: its repr must not reach the report",
     "from bitcpm_validation.report import plots\nplots.setup()\nimport matplotlib.pyplot as plt\nfrom IPython.display import display\n"
-    "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('延迟 latency')\ndisplay(fig)\nplt.close(fig)",
+    "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('latency')\ndisplay(fig)\nplt.close(fig)",
 ]
 
 
@@ -60,7 +64,7 @@ def make_run(run_dir: Path) -> Path:
     R.save(inf, run_dir / "results" / "03_inference.json")
     bad = R.ChapterResult("04_determinism", "Determinism", "推理自洽性", status="failed", error="ValueError: " + EVIL)
     R.save(bad, run_dir / "results" / "04_determinism.json")
-    executed_notebook(run_dir / "notebooks" / "03_inference.ipynb", "# 03 · 推理测试 · Inference")
+    executed_notebook(run_dir / "notebooks" / "03_inference.ipynb", "# 03 · Inference")
     return run_dir
 
 def notebook(path: Path, cid: str, body: str) -> Path:

@@ -43,8 +43,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    """A fake run (with untrusted text, a matplotlib figure, a failed chapter) rendered to report.html."""
+def report(tmp_path_factory) -> dict[str, Path]:
+    """A fake run (with untrusted text, a matplotlib figure, a failed chapter) rendered to
+    report.zh.html and report.en.html."""
     from bitcpm_validation.report import render
 
     run_dir = make_run(tmp_path_factory.mktemp("browser") / "20261127-100000-browser")
@@ -96,13 +97,14 @@ def check_offline_load(seen: dict) -> None:
     assert not seen["dialogs"], f"script ran from report content: {seen['dialogs']}"
 
 
-def test_report_offline_in_chromium(browser, report):
-    shot = ARTIFACTS / "report-first-page.png"
+@pytest.mark.parametrize("lang, title, other", [("zh", "推理测试", "Inference"), ("en", "Inference", "推理测试")])
+def test_report_offline_in_chromium(browser, report, lang, title, other):
+    shot = ARTIFACTS / f"report-first-page.{lang}.png"
     shot.unlink(missing_ok=True)
-    seen = open_offline(browser, report, shot)
+    seen = open_offline(browser, report[lang], shot)
     check_offline_load(seen)
     text = seen["text"]
-    assert "推理测试" in text and "Inference" in text
+    assert title in text and other not in text
     assert "<script>alert(1)</script>" in text  # untrusted output visible as text
     assert seen["images"] and all(w > 0 for _, w in seen["images"]), seen["images"]  # figures embedded, loaded
     assert all(src.startswith(("data:", "file:", "blob:")) for src, _ in seen["images"])
@@ -113,10 +115,12 @@ def test_report_offline_in_chromium(browser, report):
 @pytest.mark.e2e
 def test_default_report_offline(browser, e2e_run):
     """The real default report of this session (every chapter, engine outputs, plots), same conditions."""
-    seen = open_offline(browser, e2e_run["run_dir"] / "report.html", ARTIFACTS / "default-report-first-page.png")
-    check_offline_load(seen)
-    assert "Summary" in seen["text"] and "总结" in seen["text"]
-    assert seen["images"] and all(w > 0 for _, w in seen["images"])  # the chapters' figures load offline
+    for lang, summary in (("zh", "总结"), ("en", "Summary")):
+        seen = open_offline(browser, e2e_run["run_dir"] / f"report.{lang}.html",
+                            ARTIFACTS / f"default-report-first-page.{lang}.png")
+        check_offline_load(seen)
+        assert summary in seen["text"]
+        assert seen["images"] and all(w > 0 for _, w in seen["images"])  # the chapters' figures load offline
 
 
 def test_published_site_offline(browser, report, tmp_path):
@@ -124,13 +128,13 @@ def test_published_site_offline(browser, report, tmp_path):
     with no console error and no request outside the files."""
     from bitcpm_validation.report import publish
 
-    site, entries, _ = publish.build_site(report.parent.parent, tmp_path / "site")
+    site, entries, _ = publish.build_site(report["en"].parent.parent, tmp_path / "site")
     assert publish.verify(site) == []
     seen = open_offline(browser, site / "index.html", ARTIFACTS / "site-index.png")
     check_offline_load(seen)
     assert entries[0].run_id in seen["text"]
     run_page = site / "runs" / entries[0].run_id / "index.html"
     check_offline_load(open_offline(browser, run_page))
-    seen = open_offline(browser, site / "runs" / entries[0].run_id / "report.html")
+    seen = open_offline(browser, site / "runs" / entries[0].run_id / "report.zh.html")
     check_offline_load(seen)
     assert "推理测试" in seen["text"]

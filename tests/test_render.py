@@ -1,4 +1,7 @@
-"""Rendering a (fake) run: merged notebook, self-contained HTML, PDF with Chinese, report.md model card."""
+"""Rendering a (fake) run, one language per file: merged notebook, self-contained HTML, PDF, report.md.
+
+Also the checks on what a reader sees (render.text_problems on page texts, render.language_leaks on
+the HTML), first on made-up pages that must be caught, then on the rendered fake run."""
 from __future__ import annotations
 
 import re
@@ -10,14 +13,15 @@ import pytest
 
 from bitcpm_validation.report import render as RD
 from bitcpm_validation.report import results as R
+from bitcpm_validation.report.display import LANG_KEY
 from bitcpm_validation.report.textsafe import html_pre, html_table, md_table
 
 EVIL = '<script>alert("x")</script> <img src=x onerror=alert(1)> [click](https://evil.example/a) \x1b[31m'
 
 
-def chapter_nb(cid: str, title: str, extra_cells=()) -> nbformat.NotebookNode:
+def chapter_nb(cid: str, title: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    zh = nbformat.v4.new_markdown_cell("中文说明:这是中文段落。")
+    zh = nbformat.v4.new_markdown_cell("中文说明：这是中文段落。")
     zh.metadata["tags"] = ["lang-zh"]
     en = nbformat.v4.new_markdown_cell("English narrative paragraph.")
     en.metadata["tags"] = ["lang-en"]
@@ -25,10 +29,17 @@ def chapter_nb(cid: str, title: str, extra_cells=()) -> nbformat.NotebookNode:
     code.outputs = [
         nbformat.v4.new_output("display_data", data={"text/html": html_pre(EVIL), "text/plain": "x"}),
         nbformat.v4.new_output("stream", name="stdout", text=EVIL + "\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="tqdm notice that says nothing\n"),
         nbformat.v4.new_output("display_data", data={"application/javascript": "window.pwned = 1",
                                                      "text/plain": "<js>"}),
+        nbformat.v4.new_output("display_data", data={"text/html": html_table(["指标"], [["中文表格"]])},
+                               metadata={LANG_KEY: "zh"}),
+        nbformat.v4.new_output("display_data", data={"text/html": html_table(["Metric"], [["English table"]])},
+                               metadata={LANG_KEY: "en"}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "Metric(id='device_count', value=1)"},
+                               execution_count=1),
     ]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}"), zh, en, code, *extra_cells]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}"), zh, en, code]
     return nb
 
 
@@ -40,9 +51,11 @@ def run(tmp_path_factory) -> Path:
            "02_loading": "02 · 模型加载 · Loading"}
     for cid, title in nbs.items():
         nbformat.write(chapter_nb(cid, title), d / "notebooks" / f"{cid}.ipynb")
+    (d / "run.json").write_text('{"lang": "both", "model": "bitcpm-validation/stand-in", "is_stand_in": true}')
     ok = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
-    ok.checks.append(R.Check("platform", "pass", "Device matches", "设备一致", EVIL, EVIL))
+    ok.checks.append(R.Check("platform", "pass", "Device matches", "设备一致", EVIL, EVIL, scope="engine"))
     ok.metrics.append(R.Metric("device", "CPU", "", "Device", "设备", key=True))
+    ok.data["facts"] = {"device": {"kind": "cpu", "name": "CPU"}, "versions": {"vllm": "0.11.0"}}
     ok.card.append({"title_en": "Environment", "title_zh": "运行环境", "markdown": md_table(["a", "b"], [["x", EVIL]])})
     R.save(ok, d / "results" / "01_environment.json")
     R.save(R.ChapterResult("02_loading", "Loading", "模型加载", status="failed", error="RuntimeError: " + EVIL),
@@ -55,95 +68,171 @@ def run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def html(run) -> str:
-    return (run / "report.html").read_text(encoding="utf-8")
+def html(run) -> dict[str, str]:
+    return {lang: RD.report_file(run, lang, "html").read_text(encoding="utf-8") for lang in ("zh", "en")}
 
 
-def test_outputs_exist(run):
-    for f in ("report.html", "report.md", "report.ipynb"):
+def test_one_file_per_language(run):
+    for f in ("report.zh.html", "report.en.html", "report.md"):
         assert (run / f).stat().st_size > 0
+    assert not (run / "report.html").exists()
+
+
+def test_languages_follow_params_or_argument(run, tmp_path):
+    assert RD.report_langs(run) == ["zh", "en"]
+    assert RD.report_langs(run, "en") == ["en"]
+    with pytest.raises(ValueError, match="zh, en, both"):
+        RD.report_langs(run, "fr")
 
 
 def test_summary_first_then_chapters_in_order(run):
-    nb = nbformat.read(run / "report.ipynb", as_version=4)
+    nb = RD.merged_notebook(run, "en")
     heads = [c.source for c in nb.cells if c.cell_type == "markdown" and re.search(r"^# \d\d ·", c.source, re.M)]
     assert [re.search(r"# (\d\d)", h).group(1) for h in heads] == ["00", "01", "02", "03"]
+    starts = [c for c in nb.cells if "bv-chapter-start" in c.metadata.get("tags", [])]
+    assert len(starts) == 3  # every chapter but the first starts a page; page one is header + summary
 
 
-def test_headings_in_both_languages(html):
+def test_headings_in_one_language(html):
     for zh, en in [("总结", "Summary"), ("运行环境", "Environment"), ("模型加载", "Loading"), ("推理测试", "Inference")]:
-        assert zh in html and en in html
+        assert f"· {zh}<a" in html["zh"] and f"· {en}<a" not in html["zh"]
+        assert f"· {en}<a" in html["en"] and f"· {zh}<a" not in html["en"]
+
+
+def test_language_switch_links_the_other_file(html):
+    assert 'href="report.en.html"' in html["zh"] and 'href="report.zh.html"' in html["en"]
+    assert '<html lang="zh-CN">' in html["zh"] and '<html lang="en">' in html["en"]
+
+
+def test_cells_and_outputs_of_the_other_language_dropped(run, html):
+    assert "中文说明" in html["zh"] and "English narrative" not in html["zh"]
+    assert "English narrative" in html["en"] and "中文说明" not in html["en"]
+    assert "中文表格" in html["zh"] and "English table" not in html["zh"]
+    assert "English table" in html["en"] and "中文表格" not in html["en"]
+
+
+def test_reprs_and_stderr_never_reach_the_report(html):
+    for h in html.values():
+        assert "Metric(id=" not in h and "tqdm notice" not in h
+
+
+def test_each_file_is_in_its_language(html):
+    assert RD.language_leaks(html["en"], "en") == []
+    assert RD.language_leaks(html["zh"], "zh") == []
 
 
 def test_no_external_url(html):
-    assert RD.external_refs(html) == []
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html, re.I)
-    assert "//cdn" not in html
-    assert "require.js" not in html and "mathjax" not in html.lower().replace("mathjax_", "")
+    for h in html.values():
+        assert RD.external_refs(h) == []
+        assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", h, re.I)
+        assert "require.js" not in h and "mathjax" not in h.lower().replace("mathjax_", "")
 
 
 def test_untrusted_text_is_escaped(html):
-    assert '<script>alert("x")</script>' not in html and "<script>alert" not in html
-    assert "<img src=x" not in html
-    assert "&lt;script&gt;alert" in html
-    assert "\x1b" not in html
-    assert "window.pwned" not in html and "<script" not in html.lower()  # no active output survives
+    for h in html.values():
+        assert "<script>alert" not in h and "<img src=x" not in h and "&lt;script&gt;alert" in h
+        assert "\x1b" not in h
+        assert "window.pwned" not in h and "<script" not in h.lower()  # no active output survives
 
 
-def test_failed_and_skipped_chapters_shown(html):
-    assert "This chapter failed" in html and "RuntimeError:" in html
-    assert "Chapter skipped" in html and "没有模型" in html
+def test_failed_and_skipped_chapters_shown_per_language(html):
+    assert "This chapter failed" in html["en"] and "RuntimeError:" in html["en"]
+    assert "本章运行失败" in html["zh"] and "This chapter failed" not in html["zh"]
+    assert "Chapter skipped" in html["en"] and "no model" in html["en"]
+    assert "本章跳过" in html["zh"] and "没有模型" in html["zh"]
 
 
 def test_code_hidden_by_default_with_inline_toggle(html):
-    assert 'class="jp-Notebook bv-report bv-hide-code"' in html and 'id="bv-code-toggle"' in html
-    assert "body.bv-hide-code .jp-CodeCell .jp-Cell-inputWrapper" in html
-    assert "@page" in html and "A4" in html and "Noto Sans CJK SC" in html
+    assert 'bv-report bv-hide-code' in html["en"] and 'id="bv-code-toggle"' in html["en"]
+    assert ">Show code</button>" in html["en"] and ">显示代码</button>" in html["zh"]
+    assert "body.bv-hide-code .jp-CodeCell .jp-Cell-inputWrapper" in html["en"]
+    assert "@page" in html["en"] and "A4" in html["en"] and "Noto Sans CJK SC" in html["en"]
 
 
-def test_lang_filter(run, tmp_path):
-    zh = RD.merged_notebook(run, lang="zh")
-    en = RD.merged_notebook(run, lang="en")
-    both = RD.merged_notebook(run, lang="both")
-    src = lambda nb: "\n".join(c.source for c in nb.cells)  # noqa: E731
-    assert "中文说明" in src(zh) and "English narrative" not in src(zh)
-    assert "English narrative" in src(en) and "中文说明" not in src(en)
-    assert "中文说明" in src(both) and "English narrative" in src(both)
-
-
-def test_model_card(run):
-    md = (run / "report.md").read_text(encoding="utf-8")
-    assert md.startswith("---\n") and "\n---\n" in md[4:]
+def test_model_card_front_matter_from_what_ran(run):
     import yaml
 
+    md = (run / "report.md").read_text(encoding="utf-8")
     front = yaml.safe_load(md.split("---\n")[1])
-    assert front["model_name"] == "BitCPM4-0.5B" and "ternary" in front["tags"]
-    assert front["validation"]["chapters"]["02_loading"] == "failed"
-    assert front["validation"]["key_metrics"]["device"]["value"] == "CPU"
-    assert "## 检查结果 · Check matrix" in md and "## 关键指标 · Key metrics" in md
+    assert front["model_name"] == "bitcpm-validation/stand-in" and "base_model" not in front
+    assert "bitcpm" not in front["tags"] and "vllm-ascend" not in front["tags"]  # stand-in on CPU
+    v = front["validation"]
+    assert v["device_kind"] == "cpu" and v["engine"] == "vLLM 0.11.0" and v["model_is_stand_in"] is True
+    assert v["chapters"]["02_loading"] == "failed" and v["key_metrics"]["device"]["value"] == "CPU"
+    assert "## Checks" in md and "## 检查结果" in md and "## Key metrics" in md
     assert "<script>" not in md and "<img" not in md and "](https://evil" not in md
-    assert "this chapter failed" in md
+    assert "this chapter failed" in md and "本章运行失败" in md
+
+
+def test_model_card_of_the_real_model_on_ascend(tmp_path):
+    import yaml
+
+    (tmp_path / "run.json").write_text('{"model": "openbmb/BitCPM4-0.5B", "is_stand_in": false}')
+    env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    env.data["facts"] = {"device": {"kind": "npu", "name": "Ascend910B3"},
+                         "versions": {"vllm": "0.9.1", "vllm_ascend": "0.9.1rc1"}}
+    R.save(env, tmp_path / "results" / "01_environment.json")
+    front = yaml.safe_load(RD.model_card(tmp_path, ["en"]).split("---\n")[1])
+    assert front["base_model"] == "openbmb/BitCPM4-0.5B"
+    assert "bitcpm" in front["tags"] and "vllm-ascend" in front["tags"]
+    assert front["validation"]["engine"].startswith("vLLM-Ascend 0.9.1rc1")
+
+
+def test_clean_html_keeps_local_content_only():
+    raw = ('<script src="https://cdn.x/require.js"></script><link rel="stylesheet" href="//cdn.y/a.css">'
+           '<img src="http://e.com/p.png"><a href="https://huggingface.co/openbmb">hf</a><a href="#local">l</a>'
+           '<img src="data:image/png;base64,iVBORw0KGgo=" alt="plot"><b onclick="alert(1)">bold</b>'
+           '<style>@import url("https://fonts.example/x.css"); .a{background:url(//cdn.z/b.png)}</style>')
+    out = RD.clean_html(raw)
+    assert RD.external_refs(out) == []
+    assert '<a href="#local">' in out and ">hf</a>" in out and "huggingface" not in out
+    assert 'src="data:image/png;base64,' in out and "<b>bold</b>" in out
+    assert "//cdn" not in out and "<script" not in out and "onclick" not in out and "@import" not in out
+
+
+# -- what a reader sees: the checks must catch what they look for ------------------------------------------------
+BODY = "A full line of ordinary report text with enough characters to count as a real page of content.\n" * 3
+
+
+@pytest.mark.parametrize("page, found", [
+    ("", "empty"),
+    ("07 · Performance\n", "only"),
+    (BODY + "Metric(id='device_count', value=1, unit='')\n", "Python repr"),
+    (BODY + "{'ok': True, 'smoke': True}\n", "Python repr"),
+    (BODY + "Time to first token 1.69e+04 ms\n", "scientific notation"),
+    (BODY + "16,898\n.63 ms\n", "number split"),
+    (BODY + "16,898.\n63 ms\n", "number split"),
+    (BODY + "Statu\ns\n", "word split"),
+])
+def test_text_problems_catch(page, found):
+    problems = RD.text_problems([page, BODY])
+    assert any(found in p for p in problems), problems
+
+
+def test_text_problems_page_limit_and_clean_pages():
+    assert RD.text_problems([BODY] * 3) == []
+    assert any("more than 30" in p for p in RD.text_problems([BODY] * 31))
+
+
+def test_language_leaks_catch():
+    assert RD.language_leaks("<p>Device 设备</p>", "en")
+    assert RD.language_leaks("<p>这一段写着 this sentence is plainly written in English here。</p>", "zh")
+    # model output and code are verbatim, not the report's language
+    assert RD.language_leaks('<pre class="untrusted">设备</pre><code>中文</code><p>Device</p>', "en") == []
+    assert RD.language_leaks("<p>在 vLLM 上以 BF16 运行，KV cache 为 1 GiB。</p>", "zh") == []
 
 
 @pytest.mark.skipif(not RD.find_chromium(), reason="headless Chromium not installed (make setup installs it)")
-def test_pdf_pages_and_chinese(run):
+def test_pdf_per_language_clean(run):
+    for lang, word, other in (("zh", "运行环境", "Environment"), ("en", "Environment", "运行环境")):
+        pdf = RD.report_file(run, lang, "pdf")
+        pages = RD.pdf_page_texts(pdf)
+        # NFKC: CJK fonts map some glyphs to Kangxi radicals (U+2F8F for 行) in their ToUnicode tables
+        text = unicodedata.normalize("NFKC", "\n".join(pages))
+        assert word in text and f"· {other}" not in text
+        assert "<script>alert" in text  # shown as text, not executed or dropped
+        assert RD.text_problems(pages) == []
     from pypdf import PdfReader
 
-    reader = PdfReader(str(run / "report.pdf"))
-    assert len(reader.pages) >= 2
-    # NFKC: CJK fonts map some glyphs to Kangxi radicals (U+2F8F for 行) in their ToUnicode tables
-    text = unicodedata.normalize("NFKC", "".join(p.extract_text() or "" for p in reader.pages))
-    assert "运行环境" in text and "总结" in text
-    assert "<script>alert" in text  # shown as text, not executed or dropped
-    box = reader.pages[0].mediabox
+    box = PdfReader(str(RD.report_file(run, "en", "pdf"))).pages[0].mediabox
     assert abs(float(box.width) - 595) < 3 and abs(float(box.height) - 842) < 3  # A4 in points
-
-
-def test_make_offline_strips_everything_external():
-    raw = ('<script src="https://cdn.x/require.js"></script><link rel="stylesheet" href="//cdn.y/a.css">'
-           '<img src="http://e.com/p.png"><a href="https://huggingface.co/openbmb">hf</a><a href="#local">l</a>'
-           '<style>@import url("https://fonts.example/x.css"); .a{background:url(//cdn.z/b.png)}</style>')
-    out = RD.make_offline(raw)
-    assert RD.external_refs(out) == []
-    assert '<a href="#local">' in out and ">hf</a>" in out
-    assert "//cdn" not in out

@@ -1,5 +1,5 @@
 """Issue 7 point 4: prompts and model outputs carrying HTML, Markdown links and control characters appear as
-text in report.html, in the text of report.pdf and in report.md; nothing of them is live markup."""
+text in report.<lang>.html, in the text of report.<lang>.pdf and in report.md; nothing of them is live markup."""
 from __future__ import annotations
 
 import re
@@ -39,9 +39,10 @@ def rendered(tmp_path_factory):
     return run_dir, oc
 
 
-def test_html_shows_untrusted_text_as_text(rendered):
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_html_shows_untrusted_text_as_text(rendered, lang):
     run_dir, oc = rendered
-    html = oc.html.read_text(encoding="utf-8")
+    html = oc.html[lang].read_text(encoding="utf-8")
     p = Tags()
     p.feed(html)
     # no live markup from the untrusted text
@@ -80,16 +81,17 @@ def test_markdown_report_shows_untrusted_text_as_text(rendered):
     assert "```text\n<script>alert(1)</script>" in md
 
 
-def test_pdf_text_shows_untrusted_text(rendered):
+@pytest.mark.parametrize("lang, title", [("zh", "推理测试"), ("en", "Inference")])
+def test_pdf_text_shows_untrusted_text(rendered, lang, title):
     run_dir, oc = rendered
-    if oc.pdf is None:
+    if lang not in oc.pdf:
         pytest.skip(f"no PDF: {oc.notes}")
     from pypdf import PdfReader
 
-    text = "\n".join(page.extract_text() or "" for page in PdfReader(str(oc.pdf)).pages)
+    text = "\n".join(page.extract_text() or "" for page in PdfReader(str(oc.pdf[lang])).pages)
     flat = re.sub(r"\s+", "", text)
     assert "<script>alert(1)</script>" in flat
     assert "<imgsrc=xonerror=alert(1)>" in flat
     assert "[x](http://evil)" in flat
     assert "\\x1b[31mred" in flat
-    assert "推理测试" in text
+    assert title in text

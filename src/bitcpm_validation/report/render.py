@@ -1,11 +1,24 @@
-"""Render a run: one merged notebook -> report.html (self-contained) -> report.pdf (Chromium), + report.md.
+"""Render a run, one language at a time: merged notebook -> report.<lang>.html (self-contained) ->
+report.<lang>.pdf (Chromium), plus report.md (the model card).
 
-    python -m bitcpm_validation render runs/<id>
-    render(run_dir) -> RenderOutcome(html, pdf, md, notes)
+    python -m bitcpm_validation render runs/<id> [--lang zh|en|both]
+    render(run_dir) -> RenderOutcome(html={lang: path}, pdf={lang: path}, md, notes)
 
-The merged notebook puts the summary first, then the chapters in order. A failed chapter keeps its
-executed cells and gets a banner with the error; a chapter without an executed notebook gets a stub.
-Cells tagged lang-zh / lang-en are dropped when params `lang` selects the other language.
+`lang: both` (params) renders report.zh.* and report.en.*; each HTML links to the other language's
+file. The merged notebook puts a one-line header first, then the summary, then the chapters in order.
+A failed chapter keeps its executed cells and gets a banner with the error; a chapter without an
+executed notebook gets a stub. For each language the renderer drops:
+
+- cells tagged with the other language (lang-zh / lang-en) and cells tagged remove-cell;
+- outputs whose metadata `bitcpm_lang` (report.display) names the other language;
+- active output (JavaScript, widgets), stderr streams (library notices; the executed notebook keeps
+  them) and bare expression values (`execute_result` with only text/plain: a Python repr, never meant
+  for a reader).
+
+Everything the notebooks produced is cleaned with nh3 (a maintained HTML sanitizer) before it is
+placed into the report's template: no script, no event handler, no external URL survives.
+After printing, the PDF's text is checked (`pdf_problems`) for empty or heading-only pages, numbers
+split across lines, Python reprs and scientific notation; what it finds is reported as notes.
 """
 from __future__ import annotations
 
@@ -19,29 +32,73 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import nbformat
 
+from bitcpm_validation.paths import REPORT_DIR
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
-from bitcpm_validation.paths import REPORT_DIR
+from bitcpm_validation.report.display import LANG_KEY, LANGS, T, in_lang
 from bitcpm_validation.report.textsafe import html_escape, md_escape, md_table, visible_controls
 
 TEMPLATE = "bitcpm"
-REPORT_TITLE_ZH = "BitCPM4-0.5B 验证报告"
-REPORT_TITLE_EN = "BitCPM4-0.5B validation report"
+REPORT_TITLE = T("BitCPM4-0.5B 验证报告", "BitCPM4-0.5B validation report")
+LANG_NAME = {"zh": "中文", "en": "English"}
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+FRAME = {  # the report's own words around the notebooks
+    "run": T("运行", "Run"), "profile": T("配置", "Profile"), "model": T("模型", "Model"),
+    "device": T("设备", "Device"), "date": T("日期", "Date"), "commit": T("提交", "Commit"),
+    "contents": T("目录", "Contents"),
+    "stand_in": T("替身模型，不是 BitCPM4", "stand-in model, not BitCPM4"),
+    "show_code": T("显示代码", "Show code"), "hide_code": T("隐藏代码", "Hide code"),
+    "unreadable": T("结果文件无法读取", "Results file unreadable"),
+    "did_not_run": T("未运行", "Did not run"), "no_results": T("未写入结果", "Wrote no results"),
+    "failed": T("本章运行失败", "This chapter failed"),
+    "failed_kept": T("失败前记录的检查项保留在下方与总结中。",
+                     "Checks recorded before the failure are kept below and in the summary."),
+    "interrupted": T("中断：本章未运行完", "interrupted: the chapter never finished"),
+    "skipped": T("本章跳过", "Chapter skipped"),
+    "no_notebook": T("没有已执行的 notebook，下面只有结果文件中的内容（见总结）。",
+                     "No executed notebook: only its results file is shown (see the summary)."),
+}
 
 
 @dataclass
 class RenderOutcome:
-    html: Optional[Path] = None
-    pdf: Optional[Path] = None
+    html: dict[str, Path] = field(default_factory=dict)  # lang -> report.<lang>.html
+    pdf: dict[str, Path] = field(default_factory=dict)  # lang -> report.<lang>.pdf
     md: Optional[Path] = None
     notes: list[str] = field(default_factory=list)  # e.g. "PDF skipped: chromium not installed"
+
+
+def report_file(run_dir: str | Path, lang: str, ext: str) -> Path:
+    """runs/<id>/report.<lang>.<ext> (ext: html | pdf)."""
+    return Path(run_dir) / f"report.{lang}.{ext}"
+
+
+# -- which languages -------------------------------------------------------------------------------------
+def report_langs(run_dir: str | Path, lang: Optional[str] = None) -> list[str]:
+    """The languages to render: `lang` if given, else the run's params `lang`; `both` -> zh and en."""
+    if not lang:
+        lang = S.run_info(run_dir).get("lang")
+    if not lang:
+        try:
+            from bitcpm_validation.params import load_params
+
+            lang = load_params(Path(run_dir) / "params.yaml").lang
+        except Exception:  # noqa: BLE001  (an old or partial run: render both)
+            lang = "both"
+    if lang == "both":
+        return list(LANGS)
+    if lang not in LANGS:
+        raise ValueError(f"report language {lang!r} is not one of zh, en, both: pass --lang zh|en|both")
+    return [lang]
 
 
 # -- the merged notebook --------------------------------------------------------------------------------
@@ -57,65 +114,65 @@ def _info(cid: str) -> ChapterInfo:
     return known.get(cid) or ChapterInfo(cid, cid.split("_", 1)[-1].title(), cid.split("_", 1)[-1])
 
 
-def _lang_of(run_dir: Path, lang: Optional[str]) -> str:
-    if lang:
-        return lang
-    info = S.run_info(run_dir)
-    if info.get("lang"):
-        return info["lang"]
-    try:
-        from bitcpm_validation.params import load_params
-
-        return load_params(run_dir / "params.yaml").lang
-    except Exception:  # noqa: BLE001
-        return "both"
+def chapter_heading(cid: str, lang: str) -> str:
+    """"03 · 推理测试" / "03 · Inference": the chapter's heading in one language."""
+    info = _info(cid)
+    return f"{info.number} · {info.title_zh if lang == 'zh' else info.title_en}"
 
 
-def _keep(cell: Any, lang: str) -> bool:
+def _keep_cell(cell: Any, lang: str) -> bool:
     tags = set(cell.get("metadata", {}).get("tags", []))
-    if lang == "zh" and "lang-en" in tags:
-        return False
-    if lang == "en" and "lang-zh" in tags:
-        return False
-    return "remove-cell" not in tags
+    other = {"zh": "lang-en", "en": "lang-zh"}[lang]
+    return other not in tags and "remove-cell" not in tags
 
 
 _ACTIVE_MIME = ("application/javascript", "text/javascript", "application/vnd.jupyter.widget-view+json",
                 "application/vnd.jupyter.widget-state+json")
 
 
-def _passive(cell: Any) -> Any:
-    """Drop active output (JavaScript, widgets) from a cell: the report runs no code but its toggle."""
-    if cell.get("cell_type") != "code":
-        return cell
-    outs = []
-    for o in cell.get("outputs", []):
-        data = o.get("data")
-        if data:
-            for m in _ACTIVE_MIME:
-                data.pop(m, None)
-            if not data:
-                continue
-        outs.append(o)
-    cell["outputs"] = outs
+def _keep_output(o: Any, lang: str) -> bool:
+    """False for an output the `lang` report must not show (see the module docstring)."""
+    out_lang = (o.get("metadata") or {}).get(LANG_KEY)
+    if out_lang and out_lang != lang:
+        return False
+    if o.get("output_type") == "stream" and o.get("name") == "stderr":
+        return False
+    data = o.get("data")
+    if data is not None:
+        for m in _ACTIVE_MIME:
+            data.pop(m, None)
+        if not data:
+            return False
+        if o.get("output_type") == "execute_result" and set(data) <= {"text/plain"}:
+            return False  # the repr of a cell's last expression (e.g. a Metric returned by ch.metric)
+    return True
+
+
+def _for_lang(cell: Any, lang: str) -> Any:
+    if cell.get("cell_type") == "code":
+        cell["outputs"] = [o for o in cell.get("outputs", []) if _keep_output(o, lang)]
     return cell
 
 
-def _banner(res: Optional[R.ChapterResult], err: Optional[str], has_nb: bool) -> Optional[str]:
+_HEADING_ONLY = re.compile(r"^(?:\s*(?:<a [^>]*></a>)?\s*#{1,6} [^\n]*\n?)+\s*$")
+
+
+def _banner(res: Optional[R.ChapterResult], err: Optional[str], has_nb: bool, lang: str) -> Optional[str]:
+    t = lambda k: html_escape(in_lang(FRAME[k], lang))  # noqa: E731
     if err:
-        return (f'<div class="bv-banner bv-failed">❌ <b>结果文件无法读取 · Results file unreadable</b>'
-                f"<pre>{html_escape(err)}</pre></div>")
+        return f'<div class="bv-banner bv-failed">❌ <b>{t("unreadable")}</b><pre>{html_escape(err)}</pre></div>'
     if res is None:
-        why = "未运行 · did not run" if not has_nb else "未写入结果 · wrote no results"
-        return f'<div class="bv-banner bv-missing">— <b>{why}</b></div>'
-    if res.status == "failed" or res.status == "running":
-        msg = res.error or ("interrupted: the chapter never finished" if res.status == "running" else "unknown error")
-        return (f'<div class="bv-banner bv-failed">❌ <b>本章运行失败 · This chapter failed</b>'
-                f"<pre>{html_escape(msg)}</pre>"
-                f"<div>已记录的检查项保留在下方与总结中 · checks recorded before the failure are kept below and in the summary.</div></div>")
+        return f'<div class="bv-banner bv-missing">— <b>{t("no_results" if has_nb else "did_not_run")}</b></div>'
+    if res.status in ("failed", "running"):
+        msg = res.error or (in_lang(FRAME["interrupted"], lang) if res.status == "running" else "unknown error")
+        return (f'<div class="bv-banner bv-failed">❌ <b>{t("failed")}</b><pre>{html_escape(msg)}</pre>'
+                f'<div>{t("failed_kept")}</div></div>')
     if res.status == "skipped":
-        return (f'<div class="bv-banner bv-skipped">— <b>本章跳过 · Chapter skipped</b>: '
-                f"{html_escape(res.reason_zh or '')} · {html_escape(res.reason_en or '')}</div>")
+        reason = res.reason_zh if lang == "zh" and res.reason_zh else res.reason_en
+        sep = "：" if lang == "zh" else ": "
+        return f'<div class="bv-banner bv-skipped">— <b>{t("skipped")}</b>{sep}{html_escape(reason or "")}</div>'
+    if not has_nb:
+        return f'<div class="bv-banner bv-missing">{t("no_notebook")}</div>'
     return None
 
 
@@ -127,67 +184,86 @@ def _environment(run_dir: Path) -> Optional[R.ChapterResult]:
         return None
 
 
-def _cover(run_dir: Path, lang: str) -> str:
+def detected(run_dir: str | Path) -> dict[str, Any]:
+    """What the run found rather than what it asked for: device (name, kind) and engine (name, version)."""
+    env = _environment(Path(run_dir))
+    facts = (env.data.get("facts") or {}) if env else {}
+    dev = facts.get("device") or {}
+    versions = (facts.get("versions") or (env.data.get("versions") if env else None) or {})
+    name = dev.get("name") or (env.metric("device") if env else None)
+    kind = dev.get("kind")
+    if versions.get("vllm_ascend"):
+        engine = f"vLLM-Ascend {versions['vllm_ascend']} (vLLM {versions.get('vllm') or '?'})"
+    elif versions.get("vllm"):
+        engine = f"vLLM {versions['vllm']}"
+    else:
+        engine = None
+    return {"device": name, "device_kind": kind, "engine": engine, "vllm": versions.get("vllm"),
+            "vllm_ascend": versions.get("vllm_ascend")}
+
+
+def _header(run_dir: Path, lang: str) -> str:
+    """One compact block above the summary: title, what ran, and a contents line (HTML only)."""
     info = S.run_info(run_dir)
-    rows = S.check_matrix(run_dir)
-    counts = S.verdict_counts(rows)
-    env = _environment(run_dir)
-    device = env.metric("device") if env else None
-    meta = [
-        ("运行 Run", run_dir.name),
-        ("配置 Profile", info.get("profile", "?")),
-        ("模型 Model", info.get("model", "?") + ("  (替身模型 stand-in, not BitCPM4)" if info.get("is_stand_in") else "")),
-        ("设备 Device", device or "?"),
-        ("日期 Date", info.get("finished") or info.get("started") or "?"),
-        ("提交 Commit", info.get("git_commit") or "?"),
-        ("检查 Checks", S.counts_line(counts)),
-    ]
-    trs = "".join(f"<tr><td>{html_escape(k)}</td><td>{html_escape(v)}</td></tr>" for k, v in meta)
-    toc = "".join(
-        f'<li><a href="#ch-{html_escape(cid)}">{html_escape(_info(cid).heading())}</a></li>' for cid in _chapter_ids(run_dir)
-    )
-    return (f'<div class="bv-cover"><h1>{REPORT_TITLE_ZH} · {REPORT_TITLE_EN}</h1>'
-            f'<table class="bv-table bv-meta"><tbody>{trs}</tbody></table>'
-            f'<div class="bv-toc"><b>目录 · Contents</b><ol>{toc}</ol></div></div>')
+    found = detected(run_dir)
+    t = lambda k: html_escape(in_lang(FRAME[k], lang))  # noqa: E731
+    model = html_escape(info.get("model", "?"))
+    if info.get("is_stand_in"):
+        model += f' <span class="bv-standin">({t("stand_in")})</span>'
+    date = str(info.get("finished") or info.get("started") or "?")[:16].replace("T", " ")
+    facts = [(t("run"), html_escape(run_dir.name)), (t("profile"), html_escape(info.get("profile", "?"))),
+             (t("model"), model), (t("device"), html_escape(found["device"] or "?")),
+             (t("date"), html_escape(date)), (t("commit"), html_escape(str(info.get("git_commit") or "?"))[:12])]
+    meta = "".join(f'<span class="bv-fact"><span class="bv-k">{k}</span> {v}</span>' for k, v in facts)
+    toc = "".join(f'<li><a href="#ch-{html_escape(cid)}">{html_escape(chapter_heading(cid, lang))}</a></li>'
+                  for cid in _chapter_ids(run_dir))
+    return (f'<div class="bv-cover"><h1 class="bv-title">{html_escape(in_lang(REPORT_TITLE, lang))}</h1>'
+            f'<div class="bv-facts">{meta}</div>'
+            f'<nav class="bv-toc"><b>{t("contents")}</b><ol>{toc}</ol></nav></div>')
 
 
 def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat.NotebookNode:
-    """One notebook: cover, then the summary, then every chapter (executed or stub), in order."""
+    """One notebook in one language: header, then the summary, then every chapter (executed or stub)."""
     run_dir = Path(run_dir)
-    lang = _lang_of(run_dir, lang)
+    lang = lang or report_langs(run_dir)[0]
+    if lang not in LANGS:
+        raise ValueError(f"merged_notebook renders one language (zh or en), got {lang!r}")
     merged = nbformat.v4.new_notebook()
     merged.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                       "language_info": {"name": "python"}, "title": f"{REPORT_TITLE_ZH} · {REPORT_TITLE_EN} · {run_dir.name}"}
-    merged.cells.append(nbformat.v4.new_markdown_cell(_cover(run_dir, lang)))
-    for cid in _chapter_ids(run_dir):
-        info = _info(cid)
+                       "language_info": {"name": "python"},
+                       "title": f"{in_lang(REPORT_TITLE, lang)} · {run_dir.name}"}
+    merged.cells.append(nbformat.v4.new_markdown_cell(_header(run_dir, lang)))
+    for n, cid in enumerate(_chapter_ids(run_dir)):
         nb_path = run_dir / "notebooks" / f"{cid}.ipynb"
-        res, err = S.load_chapter(run_dir / "results" / f"{cid}.json" if (run_dir / "results" / f"{cid}.json").exists() else None)
+        rpath = run_dir / "results" / f"{cid}.json"
+        res, err = S.load_chapter(rpath if rpath.exists() else None)
         cells: list[Any] = []
         if nb_path.exists():
             try:
                 nb = nbformat.read(nb_path, as_version=4)
-                cells = [_passive(copy.deepcopy(c)) for c in nb.cells if _keep(c, lang)]
+                cells = [_for_lang(copy.deepcopy(c), lang) for c in nb.cells if _keep_cell(c, lang)]
             except Exception as e:  # noqa: BLE001
                 err = err or f"executed notebook unreadable: {type(e).__name__}: {e}"
-        anchor = f'<a id="ch-{html_escape(cid)}"></a>\n\n'
-        if cells and cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("#"):
-            head = cells.pop(0)
-            head.source = anchor + head.source
-        else:
-            head = nbformat.v4.new_markdown_cell(anchor + f"# {info.heading()}")
-        tags = list(head.get("metadata", {}).get("tags", []))
-        if cid != SUMMARY_ID:
-            tags.append("bv-chapter-start")
-        head.setdefault("metadata", {})["tags"] = tags
-        head.pop("id", None)
+        # the notebook's own title line may carry both languages: the report writes its own
+        if cells and cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# "):
+            rest = cells[0].source.lstrip().split("\n", 1)
+            if len(rest) > 1 and rest[1].strip():
+                cells[0].source = rest[1]
+            else:
+                cells.pop(0)
+        head = nbformat.v4.new_markdown_cell(f'<a id="ch-{html_escape(cid)}"></a>\n\n# {chapter_heading(cid, lang)}')
+        # every chapter but the first starts a page (the first follows the header on page one)
+        head.metadata["tags"] = ["bv-heading-only"] + (["bv-chapter-start"] if n else [])
         out = [head]
-        b = _banner(res, err, nb_path.exists())
+        b = _banner(res, err, nb_path.exists(), lang)
         if b:
             out.append(nbformat.v4.new_markdown_cell(b))
+        for c in cells:
+            if c.cell_type == "markdown" and _HEADING_ONLY.match(c.source):
+                c.setdefault("metadata", {}).setdefault("tags", []).append("bv-heading-only")
+            elif c.cell_type == "code" and not c.get("outputs"):
+                c.setdefault("metadata", {}).setdefault("tags", []).append("bv-no-output")
         out += cells
-        for c in out:
-            c.pop("id", None)
         merged.cells.extend(out)
     for i, c in enumerate(merged.cells):
         c["id"] = f"c{i:04d}"
@@ -195,47 +271,73 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
 
 
 # -- HTML ------------------------------------------------------------------------------------------------
-_EXT_ATTR = re.compile(r"""(\s(?:src|href|action|poster|data|formaction|srcset)\s*=\s*)(["']?)\s*((?:https?:)?//[^"'\s>]*)\2""", re.I)
-_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc\s*=[^>]*>\s*</script>", re.I)
-_LINK_EXT = re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.I)
-_CSS_IMPORT = re.compile(r"@import\s+url\([\"']?(?:https?:)?//[^)]*\)\s*;?|url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.I)
+_NH3_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details", "div",
+    "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
+    "li", "mark", "nav", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup",
+    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var",
+}
+_NH3_ATTRS = {
+    "*": {"class", "id", "title", "lang", "dir"},
+    "a": {"href", "name"}, "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan", "scope"}, "ol": {"start"}, "details": {"open"},
+}
+_DATA_IMAGE = re.compile(r"^data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,", re.I)
+
+
+def _local_only(tag: str, attr: str, value: str) -> Optional[str]:
+    """nh3 attribute filter: URLs stay inside the file (anchors, inline images); anything else is dropped."""
+    if attr == "href":
+        return value if value.startswith("#") else None
+    if attr == "src":
+        return value if _DATA_IMAGE.match(value) else None
+    return value
+
+
+def clean_html(fragment: str) -> str:
+    """Notebook-made HTML made safe for the report with nh3: allowed tags and attributes only, no script,
+    style, event handler or external URL (links keep their text; inline data: images stay)."""
+    import nh3
+
+    return nh3.clean(fragment, tags=_NH3_TAGS, attributes=_NH3_ATTRS, attribute_filter=_local_only,
+                     url_schemes={"data"}, link_rel=None, strip_comments=True)
 
 
 def make_offline(html: str) -> str:
-    """Remove every reference that would make a browser leave the file: external scripts, stylesheets,
-    images and links (a link keeps its text; its URL is shown in the title, not followed)."""
-    html = _SCRIPT_SRC.sub("", html)
-    html = _LINK_EXT.sub("", html)
-    html = _CSS_IMPORT.sub("none", html)
+    """Kept name: a fragment cleaned with `clean_html` (nothing in it leaves the file)."""
+    return clean_html(html)
 
-    def attr(m: re.Match) -> str:
-        name = m.group(1).strip().rstrip("=").strip().lower()
-        url = m.group(3)
-        if name == "href":
-            bare = re.sub(r"^(?:https?:)?//", "", url)
-            return f' href="#" title="{html_escape("external link, not followed offline: " + bare)}"'
-        return ' data-blocked=""'
 
-    return _EXT_ATTR.sub(attr, html)
+_URL_ATTR = re.compile(r"""\s(?:src|href|action|poster|data|formaction|srcset)\s*=\s*["']?\s*((?:[a-z][a-z0-9+.-]*:)?//[^"'\s>]*)""", re.I)
+_CSS_URL = re.compile(r"""@import|url\(\s*["']?(?:[a-z]+:)?//""", re.I)
 
 
 def external_refs(html: str) -> list[str]:
-    """External URLs a browser would load or follow from this HTML (should be empty)."""
-    found = [m.group(3) for m in _EXT_ATTR.finditer(html)]
-    found += re.findall(r"""[\s"'(=]//cdn[^\s"'<>]*""", html)
-    found += [m.group(0) for m in _CSS_IMPORT.finditer(html)]
-    return found
+    """External URLs a browser would load or follow from this HTML (a check for tests; should be empty)."""
+    return [m.group(1) for m in _URL_ATTR.finditer(html)] + [m.group(0) for m in _CSS_URL.finditer(html)]
 
 
-def html_report(nb: nbformat.NotebookNode, title: str) -> str:
+def html_report(nb: nbformat.NotebookNode, title: str, lang: str = "en",
+                switch: Optional[tuple[str, str]] = None) -> str:
+    """The report's HTML for one language: nbconvert (template report/bitcpm) with every notebook-made
+    part cleaned by nh3. `switch`: (href, label) of the other language's file."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(REPORT_DIR)])
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    resources = {"metadata": {"name": title}, "bitcpm_css": (REPORT_DIR / TEMPLATE / "report.css").read_text(encoding="utf-8")}
+    exporter.language_code = HTML_LANG.get(lang, "en")
+    resources = {"metadata": {"name": title},
+                 "bitcpm_css": (REPORT_DIR / TEMPLATE / "report.css").read_text(encoding="utf-8"),
+                 "bv": {"lang": lang, "show_code": in_lang(FRAME["show_code"], lang),
+                        "hide_code": in_lang(FRAME["hide_code"], lang),
+                        "switch_href": switch[0] if switch else "", "switch_label": switch[1] if switch else ""}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
-    return make_offline(body)
+    head, sep, rest = body.partition("<main>")
+    content, sep2, tail = rest.rpartition("</main>")
+    if not (sep and sep2):
+        raise RuntimeError("report template lost its <main> element: cannot isolate the notebook content to clean")
+    return head + sep + clean_html(content) + sep2 + tail
 
 
 # -- PDF -------------------------------------------------------------------------------------------------
@@ -270,42 +372,210 @@ def print_pdf(html_path: Path, pdf_path: Path, timeout_s: float = 180) -> Option
     return None
 
 
+# -- checks on what a reader sees -----------------------------------------------------------------------------
+REPR = re.compile(r"\b(?:Metric|Check|ChapterResult|KeyMetric|MatrixRow|CheckSpec|Params|PosixPath)\(\w+=|"
+                  r"\{'[A-Za-z_]\w*': |\bdict_(?:keys|values|items)\(|<[\w.]+ object at 0x")
+SCIENTIFIC = re.compile(r"(?<![\w.])\d(?:\.\d+)?e[+-]\d{2,}\b")
+BROKEN_NUMBER = (re.compile(r"\d[,.]$"), re.compile(r"^\d"))  # "16,898." / "63"
+BROKEN_FRACTION = (re.compile(r"\d$"), re.compile(r"^[.,]\d"))  # "16,898" / ".63"
+BROKEN_WORD = (re.compile(r"[A-Za-z]{2}$"), re.compile(r"^[a-z]{1,2}$"))  # "Statu" / "s"
+MAX_PAGES = 30
+
+
+def pdf_page_texts(pdf_path: str | Path) -> list[str]:
+    """The text of every page in reading order, a wrapped table cell on consecutive lines (pdftotext
+    from poppler; pypdf if poppler is missing)."""
+    exe = shutil.which("pdftotext")
+    if exe:
+        out = subprocess.run([exe, "-enc", "UTF-8", str(pdf_path), "-"], capture_output=True, timeout=120)
+        if out.returncode == 0:
+            return out.stdout.decode("utf-8", "replace").split("\f")[:-1] or [""]
+    from pypdf import PdfReader
+
+    return [p.extract_text() or "" for p in PdfReader(str(pdf_path)).pages]
+
+
+def text_problems(pages: list[str], max_pages: int = MAX_PAGES) -> list[str]:
+    """What a reader would see wrong in a rendered report's page texts: one line per problem."""
+    import unicodedata
+
+    problems = []
+    if len(pages) > max_pages:
+        problems.append(f"{len(pages)} pages: more than {max_pages}")
+    for n, raw in enumerate(pages, 1):
+        text = unicodedata.normalize("NFKC", raw)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if not lines:
+            problems.append(f"page {n}: empty")
+        elif len(lines) <= 2 and sum(len(ln) for ln in lines) < 80 and n < len(pages):
+            problems.append(f"page {n}: only {lines[0][:60]!r}")
+        for pat, what in ((REPR, "a Python repr"), (SCIENTIFIC, "scientific notation")):
+            m = pat.search(text)
+            if m:
+                problems.append(f"page {n}: {what}: {text[max(0, m.start() - 20):m.end() + 20]!r}")
+        for a, b in zip(lines, lines[1:]):
+            for (end, start), what in ((BROKEN_NUMBER, "number"), (BROKEN_FRACTION, "number"), (BROKEN_WORD, "word")):
+                if end.search(a) and start.search(b):
+                    problems.append(f"page {n}: {what} split across lines: {a[-20:]!r} / {b[:20]!r}")
+    return problems
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees, leaving out verbatim blocks (model output, code, logs), hidden code and the
+    toolbar (its language switch names the other language in that language)."""
+
+    SKIP = {"pre", "code", "script", "style", "samp", "kbd"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._stack: list[bool] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("br", "img", "hr", "meta", "link", "input", "col"):
+            return
+        cls = dict(attrs).get("class") or ""
+        skip = tag in self.SKIP or bool({"untrusted", "jp-Cell-inputWrapper", "bv-verbatim", "bv-toolbar"}
+                                        & set(cls.split()))
+        self._stack.append(skip)
+        self._skip += skip
+
+    def handle_endtag(self, tag):
+        if tag in ("br", "img", "hr", "meta", "link", "input", "col"):
+            return
+        if self._stack:
+            self._skip -= self._stack.pop()
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+ENGLISH_RUN = re.compile(r"(?:\b[A-Za-z][a-z]+\b[ ,;:]+){4,}\b[A-Za-z][a-z]+\b")
+
+
+def language_leaks(html: str, lang: str) -> list[str]:
+    """Other-language text in a one-language report (outside model output, code and logs): for en any CJK
+    character, for zh a run of five or more English words (technical terms are shorter)."""
+    p = _Visible()
+    p.feed(html)
+    text = re.sub(r"\s+", " ", " ".join(p.parts))
+    pat = CJK if lang == "en" else ENGLISH_RUN
+    return [text[max(0, m.start() - 30):m.end() + 30] for m in pat.finditer(text)]
+
+
 # -- report.md (model card) ---------------------------------------------------------------------------------
-def model_card(run_dir: str | Path) -> str:
+CARD = {
+    "intro": T("本报告由项目的 notebooks 自动生成，每个数字都来自本次运行的结果文件。",
+               "This report was generated by the project's notebooks: every number comes from this run's results files."),
+    "stand_in": T("**注意：**本次运行使用项目训练的替身模型，不是 BitCPM4-0.5B。",
+                  "**Note:** this run used the project's stand-in model, not BitCPM4-0.5B."),
+    "item": T("项目", "Item"), "value": T("内容", "Value"), "model": T("模型", "Model"),
+    "model_path": T("模型路径", "Model path"), "stand_in_row": T("替身模型", "Stand-in"),
+    "device": T("设备", "Device"), "engine": T("引擎", "Engine"), "profile": T("配置", "Profile"),
+    "run": T("运行", "Run"), "date": T("日期", "Date"), "verdict": T("结论", "Verdict"),
+    "checks": T("检查结果", "Checks"), "check": T("检查项", "Check"), "status": T("状态", "Status"),
+    "detail": T("说明", "Detail"), "metrics": T("关键指标", "Key metrics"), "metric": T("指标", "Metric"),
+    "measured_on": T("测量对象", "Measured on"), "yes": T("是", "yes"), "no": T("否", "no"),
+    "unreadable": T("结果文件无法读取", "results file unreadable"), "not_run": T("未运行", "did not run"),
+    "failed": T("本章运行失败", "this chapter failed"), "skipped": T("本章跳过", "skipped"),
+    "chapter": T("章节", "Chapter"),
+}
+
+
+def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
+    """The model card's YAML front matter from what the run loaded and detected (never the profile's wishes)."""
+    run_dir = Path(run_dir)
+    info = S.run_info(run_dir)
+    found = detected(run_dir)
+    rows = S.check_matrix(run_dir)
+    counts = S.verdict_counts(rows)
+    stand_in = bool(info.get("is_stand_in"))
+    name = str(info.get("model") or "?")
+    tags = ["minicpm", "ternary", "qat", "vllm", "validation-report"]
+    if not stand_in:
+        tags.insert(1, "bitcpm")
+    if found["vllm_ascend"] or found["device_kind"] == "npu":
+        tags.insert(tags.index("vllm") + 1, "vllm-ascend")
+    front: dict[str, Any] = {"model_name": name}
+    if not stand_in:
+        front["base_model"] = name
+    front.update({
+        "language": ["en", "zh"], "library_name": "vllm", "pipeline_tag": "text-generation", "tags": tags,
+        "validation": {
+            "run_id": run_dir.name, "profile": info.get("profile"),
+            "date": info.get("finished") or info.get("started"), "git_commit": info.get("git_commit"),
+            "model": name, "model_is_stand_in": stand_in,
+            "device": found["device"], "device_kind": found["device_kind"], "engine": found["engine"],
+            "verdict": S.verdict(counts), "checks": counts, "chapters": S.chapter_statuses(run_dir),
+            "key_metrics": {m.id: {"value": m.value, "unit": m.unit} for m in S.key_metrics(run_dir)},
+        },
+    })
+    return json.loads(json.dumps(R.jsonable(front)))
+
+
+def _card_body(run_dir: Path, lang: str) -> list[str]:
+    c = lambda k: in_lang(CARD[k], lang)  # noqa: E731
+    info = S.run_info(run_dir)
+    found = detected(run_dir)
+    rows = S.check_matrix(run_dir)
+    counts = S.verdict_counts(rows)
+    out = [f"# {in_lang(REPORT_TITLE, lang)}\n", c("intro") + "\n"]
+    if info.get("is_stand_in"):
+        out.append(c("stand_in") + "\n")
+    overview = [(c("model"), info.get("model", "?")), (c("model_path"), info.get("model_path", "?")),
+                (c("stand_in_row"), c("yes") if info.get("is_stand_in") else c("no")),
+                (c("device"), found["device"] or "?"), (c("engine"), found["engine"] or "?"),
+                (c("profile"), info.get("profile", "?")), (c("run"), run_dir.name),
+                (c("date"), info.get("finished") or "?"),
+                (c("verdict"), f"{S.verdict(counts)} ({S.counts_line(counts)})")]
+    out.append(md_table([c("item"), c("value")], overview) + "\n")
+    out.append(f"## {c('checks')}\n")
+    mrows = [[chapter_heading(r.chapter, lang), r.name_zh if lang == "zh" and r.name_zh else r.name_en, r.mark,
+              (r.reason_zh if lang == "zh" and r.reason_zh else r.reason_en)] for r in rows]
+    out.append(md_table([c("chapter"), c("check"), c("status"), c("detail")], mrows,
+                        trusted_cols=(2,)) + "\n")
+    km = S.key_metrics(run_dir)
+    out.append(f"## {c('metrics')}\n")
+    krows = [[chapter_heading(m.chapter, lang), m.name_zh if lang == "zh" and m.name_zh else m.name_en, m.value_text,
+              getattr(m, "measured_on", "") or "—"] for m in km]
+    out.append((md_table([c("chapter"), c("metric"), c("value"), c("measured_on")], krows)
+                if km else "—") + "\n")
+    for cid in _chapter_ids(run_dir):
+        if cid == SUMMARY_ID:
+            continue
+        rpath = run_dir / "results" / f"{cid}.json"
+        res, err = S.load_chapter(rpath if rpath.exists() else None)
+        out.append(f"## {md_escape(chapter_heading(cid, lang))}\n")
+        if err:
+            out.append(f"❌ {c('unreadable')}: {md_escape(err)}\n")
+            continue
+        if res is None:
+            out.append(f"— {c('not_run')}\n")
+            continue
+        if res.status in ("failed", "running"):
+            out.append(f"❌ {c('failed')}: {md_escape(res.error or 'interrupted')}\n")
+        elif res.status == "skipped":
+            reason = res.reason_zh if lang == "zh" and res.reason_zh else res.reason_en
+            out.append(f"— {c('skipped')}: {md_escape(reason or '')}\n")
+        for sec in res.card:
+            title = sec.get("title_zh") if lang == "zh" and sec.get("title_zh") else sec.get("title_en", "")
+            out.append(f"### {md_escape(title)}\n")
+            out.append(sec.get("markdown", "").rstrip() + "\n")
+        if not res.card and res.metrics:
+            out.append(md_table([c("metric"), c("value")],
+                                [(m.name_zh if lang == "zh" and m.name_zh else m.name_en,
+                                  S.format_value(m.value, m.unit)) for m in res.metrics]) + "\n")
+    return out
+
+
+def model_card(run_dir: str | Path, langs: Iterable[str] = LANGS) -> str:
+    """report.md: YAML front matter (what the run loaded and detected), then the card once per language."""
     import yaml
 
     run_dir = Path(run_dir)
-    info = S.run_info(run_dir)
-    rows = S.check_matrix(run_dir)
-    counts = S.verdict_counts(rows)
-    km = S.key_metrics(run_dir)
-    statuses = S.chapter_statuses(run_dir)
-    env = _environment(run_dir)
-    device = env.metric("device") if env else None
-    engine = (env.data.get("versions", {}).get("vllm") if env else None) or None
-    model_name = info.get("model", "openbmb/BitCPM4-0.5B")
-    front = {
-        "model_name": "BitCPM4-0.5B",
-        "base_model": model_name,
-        "language": ["en", "zh"],
-        "library_name": "vllm",
-        "pipeline_tag": "text-generation",
-        "tags": ["minicpm", "bitcpm", "ternary", "qat", "vllm", "vllm-ascend", "validation-report"],
-        "validation": {
-            "run_id": run_dir.name,
-            "profile": info.get("profile"),
-            "date": info.get("finished") or info.get("started"),
-            "git_commit": info.get("git_commit"),
-            "device": device,
-            "engine": engine,
-            "model_is_stand_in": bool(info.get("is_stand_in")),
-            "verdict": S.verdict(counts),
-            "checks": counts,
-            "chapters": statuses,
-            "key_metrics": {m.id: {"value": m.value, "unit": m.unit} for m in km},
-        },
-    }
-    front = json.loads(json.dumps(R.jsonable(front)))
 
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
@@ -314,56 +584,11 @@ def model_card(run_dir: str | Path) -> str:
             return [clean(v) for v in x]
         return visible_controls(x) if isinstance(x, str) else x
 
-    out = ["---", yaml.safe_dump(clean(front), allow_unicode=True, sort_keys=False, width=1000).rstrip(), "---", ""]
-    out.append(f"# {REPORT_TITLE_ZH} · {REPORT_TITLE_EN}\n")
-    stand = ("**注意 Note:** 本次运行使用项目训练的替身模型,不是 BitCPM4-0.5B · this run used the project's stand-in "
-             "model, not BitCPM4-0.5B.\n" if info.get("is_stand_in") else "")
-    out.append(
-        "本报告由项目的 notebooks 自动生成:每个数字都来自本次运行的结果文件。 "
-        "This report was generated by the project's notebooks: every number comes from this run's results files.\n"
-    )
-    if stand:
-        out.append(stand)
-    overview = [
-        ("模型名称 Model", model_name),
-        ("模型路径 Model path", info.get("model_path", "?")),
-        ("替身模型 Stand-in", "yes" if info.get("is_stand_in") else "no"),
-        ("设备 Device", device or "?"),
-        ("引擎 Engine", engine or "?"),
-        ("配置 Profile", info.get("profile", "?")),
-        ("运行 Run", run_dir.name),
-        ("日期 Date", info.get("finished") or "?"),
-        ("结论 Verdict", f"{S.verdict(counts)} ({S.counts_line(counts)})"),
-    ]
-    out.append(md_table(["项目 Item", "内容 Value"], overview) + "\n")
-    out.append("## 检查结果 · Check matrix\n")
-    out.append(S.matrix_markdown(rows) + "\n")
-    out.append("## 关键指标 · Key metrics\n")
-    out.append((S.metrics_markdown(km) if km else "—") + "\n")
-    for cid in _chapter_ids(run_dir):
-        if cid == SUMMARY_ID:
-            continue
-        inf = _info(cid)
-        res, err = S.load_chapter(run_dir / "results" / f"{cid}.json" if (run_dir / "results" / f"{cid}.json").exists() else None)
-        out.append(f"## {md_escape(inf.heading())}\n")
-        if err:
-            out.append(f"❌ 结果文件无法读取 · results file unreadable: {md_escape(err)}\n")
-            continue
-        if res is None:
-            out.append("— 未运行 · did not run\n")
-            continue
-        if res.status in ("failed", "running"):
-            out.append(f"❌ 本章运行失败 · this chapter failed: {md_escape(res.error or 'interrupted')}\n")
-        elif res.status == "skipped":
-            out.append(f"— 本章跳过 · skipped: {md_escape(res.reason_zh or '')} · {md_escape(res.reason_en or '')}\n")
-        for sec in res.card:
-            out.append(f"### {md_escape(sec.get('title_zh', ''))} · {md_escape(sec.get('title_en', ''))}\n")
-            out.append(sec.get("markdown", "").rstrip() + "\n")
-        if not res.card and res.metrics:
-            mrows = [(m.name_zh + " · " + m.name_en, S.format_value(m.value, m.unit)) for m in res.metrics]
-            out.append(md_table(["指标 Metric", "值 Value"], mrows) + "\n")
-    out.append(f"\n---\n*生成时间 Generated {_dt.datetime.now().astimezone().isoformat(timespec='seconds')} "
-               f"by bitcpm-validation.*\n")
+    front = clean(card_front_matter(run_dir))
+    out = ["---", yaml.safe_dump(front, allow_unicode=True, sort_keys=False, width=1000).rstrip(), "---", ""]
+    for lang in langs:
+        out += _card_body(run_dir, lang)
+    out.append(f"\n---\n*{_dt.datetime.now().astimezone().isoformat(timespec='seconds')} · bitcpm-validation*\n")
     return "\n".join(out)
 
 
@@ -377,29 +602,44 @@ def _readable(p: Path) -> None:
 
 # -- all of it ----------------------------------------------------------------------------------------------
 def render(run_dir: str | Path, *, lang: Optional[str] = None, pdf: bool = True, out=sys.stdout) -> RenderOutcome:
-    """Write run_dir/report.html, report.pdf (if Chromium is installed) and report.md."""
+    """Write run_dir/report.<lang>.html and .pdf (if Chromium is installed) per language, and report.md."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run directory not found")
+    langs = report_langs(run_dir, lang)
     oc = RenderOutcome()
-    nb = merged_notebook(run_dir, lang)
-    nbformat.write(nb, run_dir / "report.ipynb")
-    html = html_report(nb, f"{REPORT_TITLE_ZH} · {run_dir.name}")
-    oc.html = run_dir / "report.html"
-    R.write_atomic(oc.html, html)
-    print(f"html {oc.html}", file=out, flush=True)
+    for lg in langs:
+        others = [x for x in langs if x != lg]
+        switch = (report_file(".", others[0], "html").name, LANG_NAME[others[0]]) if others else None
+        nb = merged_notebook(run_dir, lg)
+        html = html_report(nb, f"{in_lang(REPORT_TITLE, lg)} · {run_dir.name}", lg, switch)
+        path = report_file(run_dir, lg, "html")
+        R.write_atomic(path, html)
+        _readable(path)
+        oc.html[lg] = path
+        print(f"html {path}", file=out, flush=True)
     oc.md = run_dir / "report.md"
-    R.write_atomic(oc.md, model_card(run_dir))
+    R.write_atomic(oc.md, model_card(run_dir, langs))
+    _readable(oc.md)
     print(f"md   {oc.md}", file=out, flush=True)
-    for f in (oc.html, oc.md, run_dir / "report.ipynb"):
-        _readable(f)
-    if pdf:
-        why = print_pdf(oc.html, run_dir / "report.pdf")
+    if not pdf:
+        return oc
+    for lg, html_path in oc.html.items():
+        pdf_path = report_file(run_dir, lg, "pdf")
+        why = print_pdf(html_path, pdf_path)
         if why:
             oc.notes.append(why)
             print(why, file=out, flush=True)
-        else:
-            oc.pdf = run_dir / "report.pdf"
-            _readable(oc.pdf)
-            print(f"pdf  {oc.pdf}", file=out, flush=True)
+            break
+        oc.pdf[lg] = pdf_path
+        _readable(pdf_path)
+        print(f"pdf  {pdf_path}", file=out, flush=True)
+        try:
+            problems = text_problems(pdf_page_texts(pdf_path))
+        except Exception as e:  # noqa: BLE001  (the check is advice; the PDF stands)
+            problems = [f"could not read the PDF's text: {type(e).__name__}: {e}"]
+        for p in problems:
+            note = f"{pdf_path.name}: {p}"
+            oc.notes.append(note)
+            print(f"note {note}", file=out, flush=True)
     return oc
