@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_run(runs: Path, run_id: str, *, fail: bool = False, host: str = "npu-host-1", device: str = "Ascend 910B3",
-             evil: str = "") -> Path:
+             evil: str = "", summary: dict | None = None) -> Path:
     rd = runs / run_id
     for sub in ("results", "evidence", "notebooks", "artifacts"):
         (rd / sub).mkdir(parents=True, exist_ok=True)
@@ -28,12 +28,13 @@ def make_run(runs: Path, run_id: str, *, fail: bool = False, host: str = "npu-ho
                                              "is_stand_in": False, "started": "2026-11-27T10:00:00+00:00",
                                              "finished": "2026-11-27T10:30:00+00:00", "lang": "both"}))
     env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
-    env.checks = [R.Check("platform", "pass", "Device", "设备")]
+    env.checks = [R.Check("platform", "pass", "Device", "设备", scope="engine")]
     env.metrics = [R.Metric("device", device + evil, "", "Device", "设备", key=True)]
     R.save(env, rd / "results" / "01_environment.json")
     inf = R.ChapterResult("03_inference", "Inference", "推理测试", status="failed" if fail else "ok",
                           error="RuntimeError: boom" if fail else None)
-    inf.checks = [R.Check("paris", "pass", "Paris", "巴黎"), R.Check("math", "warn", "Math", "数学")]
+    inf.checks = [R.Check("paris", "pass", "Paris", "巴黎", scope="model"),
+                  R.Check("math", "warn", "Math", "数学", scope="model")]
     R.save(inf, rd / "results" / "03_inference.json")
     prov = R.ChapterResult("11_provenance", "Provenance", "来源与可复现性", status="ok",
                            data={"provenance": {"host": {"hostname": host}}})
@@ -43,8 +44,12 @@ def make_run(runs: Path, run_id: str, *, fail: bool = False, host: str = "npu-ho
                                                                       "nbformat_minor": 5}))
     (rd / "artifacts" / "bench.json").write_text("{}")
     (rd / ".hidden").write_text("scratch")
-    for f, body in (("report.html", "<html><body>report</body></html>"), ("report.md", "# report\n"),
-                    ("report.pdf", "%PDF-1.4 fake\n")):
+    if summary is not None:
+        R.save(R.ChapterResult("00_summary", "Summary", "总结", status="ok", data=summary),
+               rd / "results" / "00_summary.json")
+    for f, body in (("report.zh.html", "<html><body>报告</body></html>"),
+                    ("report.en.html", "<html><body>report</body></html>"), ("report.md", "# report\n"),
+                    ("report.en.pdf", "%PDF-1.4 fake\n")):
         (rd / f).write_text(body)
     return rd
 
@@ -82,8 +87,11 @@ def test_index_lists_runs_with_counts(site):
     b = entries[1]
     assert b.counts["fail"] >= 1  # the failed chapter counts as a failure
     html = (site / "index.html").read_text()
-    for s in ("npu-host-1", "Ascend 910B3", "laptop", "20261127-100000-ascend", "MANIFEST.sha256", "✅ 2", "⚠️ 1"):
-        assert s in html
+    for s in ("npu-host-1", "Ascend 910B3", "laptop", "20261127-100000-ascend", "MANIFEST.sha256",
+              '<td class="n">2</td>', "Engine verdict", 'href="index.zh.html"'):
+        assert s in html, s
+    zh = (site / "index.zh.html").read_text()
+    assert "引擎结论" in zh and "Engine verdict" not in zh and 'href="index.html"' in zh
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert not (site / "runs" / "latest").exists() and not (site / "runs" / "notarun").exists()
     assert not (site / "runs" / "lab").exists()
@@ -95,7 +103,7 @@ def test_every_link_is_relative_and_resolves(site):
     pages = list(site.rglob("*.html"))
     assert len(pages) >= 3
     seen = 0
-    for page in [site / "index.html"] + sorted(site.glob("runs/*/index.html")):
+    for page in [site / "index.html", site / "index.zh.html"] + sorted(site.glob("runs/*/index*.html")):
         text = page.read_text()
         assert not re.search(r"(?:https?:)?//", re.sub(r"<pre>.*?</pre>", "", text, flags=re.S)), page
         lp = Links()
@@ -109,8 +117,8 @@ def test_every_link_is_relative_and_resolves(site):
             seen += 1
     assert seen > 15
     run_page = (site / "runs" / "20261127-100000-ascend" / "index.html").read_text()
-    for rel in ("report.html", "report.pdf", "report.md", "results/03_inference.json", "evidence/03_inference.log",
-                "notebooks/03_inference.ipynb", "../../index.html"):
+    for rel in ("report.zh.html", "report.en.html", "report.en.pdf", "report.md", "results/03_inference.json",
+                "evidence/03_inference.log", "notebooks/03_inference.ipynb", "../../index.html"):
         assert f'href="{rel}"' in run_page, rel
 
 
@@ -166,3 +174,37 @@ def test_publish_cli(tmp_path):
                         str(tmp_path / "s")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "1 run(s)" in p.stdout and (tmp_path / "s" / "index.html").is_file()
+
+
+def summary_data(engine: str, model: str, ttft: str) -> dict:
+    """results/00_summary.json data as report.summary documents it (the keys publish reads)."""
+    return {"scopes": {"engine": {"verdict": engine}, "model": {"verdict": model}},
+            "key_metrics": [{"chapter": "07_performance", "id": "ttft_ms", "name": {"zh": "首 token 延迟",
+                                                                                  "en": "Time to first token"},
+                             "value": 1.0, "unit": "ms", "text": ttft, "measured_on": "full size · dummy · CPU"}]}
+
+
+def test_history_per_profile_shows_what_changed(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "20261127-100000-a", summary=summary_data("pass", "not_assessed", "16,898.6 ms"))
+    make_run(runs, "20261128-100000-b", summary=summary_data("fail", "not_assessed", "16,898.6 ms"))
+    make_run(runs, "20261129-100000-c", summary=summary_data("fail", "not_assessed", "12,001.0 ms"))
+    site, entries, _ = P.build_site(runs, tmp_path / "site")
+    assert entries[0].scopes == {"engine": "pass", "model": "not_assessed"}
+    assert entries[2].metrics["07_performance:ttft_ms"]["text"] == "12,001.0 ms"
+    (prof,) = P.history(entries)
+    assert [r["entry"].run_id for r in prof["rows"]] == ["20261129-100000-c", "20261128-100000-b", "20261127-100000-a"]
+    assert prof["rows"][0]["changed"] == {"metric:07_performance:ttft_ms"}
+    assert prof["rows"][1]["changed"] == {"scope:engine"}
+    assert prof["rows"][2]["changed"] == set()  # the first run of a profile has nothing to differ from
+    html = (site / "index.html").read_text()
+    assert "Time to first token" in html and "12,001.0 ms" in html and html.count('class="n changed"') == 1
+    assert html.count("changed\">fail</td>") == 1  # the engine verdict that turned to fail
+    assert "首 token 延迟" in (site / "index.zh.html").read_text()
+
+
+def test_history_without_summary_data_falls_back_to_check_counts(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "20261127-100000-a")
+    _, entries, _ = P.build_site(runs, tmp_path / "site")
+    assert entries[0].scopes == {"engine": "warn", "model": "warn"} and entries[0].metrics

@@ -4,11 +4,17 @@
     python -m bitcpm_validation verify site/                            (or: cd site && sha256sum -c MANIFEST.sha256)
 
 site/
-  index.html                 every run: date, host, device, model, verdict counts, links
-  runs/<run-id>/index.html   the run's files: report.html/.pdf/.md, results, evidence logs, executed notebooks
+  index.html, index.zh.html  run history per profile over time (English / Chinese): date, host, device,
+                             model, the verdict per scope, check counts, key metrics; a cell that differs
+                             from the profile's previous run is highlighted
+  runs/<run-id>/index.html   the run's page (and index.zh.html): verdicts, key metrics, reports, every file
   runs/<run-id>/...          a copy of the run directory (hidden files and symlinks left out)
+  runs.json                  the same entries as data
   MANIFEST.sha256            `sha256sum -c` format: every file of the site except the manifest itself
 
+Pages are Jinja2 templates (report/site/*.html.j2, autoescaped). Verdicts per scope and key metrics come
+from results/00_summary.json (`data["scopes"]`, `data["key_metrics"]`, see report.summary); a run
+without them (older, or its summary did not run) falls back to the counts of its check rows.
 The site is built beside the old one and swapped in at the end, so a failed build leaves the old
 site intact. Every link is relative; no page refers to anything outside the site.
 """
@@ -19,36 +25,50 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
-from urllib.parse import quote
+from typing import Any, Optional
 
+from bitcpm_validation.engine.files import sha256_file
+from bitcpm_validation.paths import PROJECT_ROOT, REPORT_DIR, RUNS_DIR
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S
-from bitcpm_validation.engine.files import sha256_file
-from bitcpm_validation.paths import PROJECT_ROOT, RUNS_DIR
-from bitcpm_validation.report.textsafe import html_escape
 
 MANIFEST = "MANIFEST.sha256"
 SKIP_RUNS = ("latest", "lab")
 SITE_DIR = PROJECT_ROOT / "site"
-REPORT_FILES = ("report.html", "report.pdf", "report.md")
-GROUPS = (  # (folder, label) in a run's page, in this order
-    ("results", "结果文件 Results"),
-    ("evidence", "证据日志 Evidence logs"),
-    ("notebooks", "已执行的 notebooks · Executed notebooks"),
-    ("artifacts", "工具输出 Artifacts"),
-)
-CSS = """
-body{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC",system-ui,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222}
-h1{font-size:1.6em}table{border-collapse:collapse;width:100%;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.35em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}
-td.n{text-align:right;white-space:nowrap}code{font-size:.9em}a{color:#0550ae}.muted{color:#666}
-.v-PASS{color:#1a7f37;font-weight:bold}.v-WARN{color:#9a6700;font-weight:bold}.v-FAIL{color:#cf222e;font-weight:bold}
-ul.files{columns:2;font-size:.92em}
-"""
+TEMPLATES = REPORT_DIR / "site"
+REPORT_FILES = ("report.zh.html", "report.en.html", "report.zh.pdf", "report.en.pdf", "report.md",
+                "report.html", "report.pdf")  # the last two: runs rendered before one-language reports
+SCOPES = ("engine", "model")
+INDEX = {"en": "index.html", "zh": "index.zh.html"}
+GROUP_IDS = ("results", "evidence", "notebooks", "artifacts")
+
+WORDS: dict[str, dict[str, Any]] = {
+    "en": {"title": "BitCPM4-0.5B validation reports", "runs_built": "%d run(s) · built %s", "profile": "Profile",
+           "date": "Date", "run": "Run", "host": "Host", "device": "Device", "model": "Model",
+           "reports": "Reports", "stand_in": "stand-in", "checks": "Checks", "key_metrics": "Key metrics",
+           "metric": "Metric", "value": "Value", "measured_on": "Measured on", "chapters": "Chapters",
+           "all_runs": "All runs", "verify": "Verify",
+           "verify_text": "Every file's SHA-256 is in the manifest; check it with",
+           "changed_note": "Highlighted: differs from the previous run of the same profile.",
+           "scope": {"engine": "Engine verdict", "model": "Model verdict"},
+           "verdict": {"pass": "pass", "warn": "warn", "fail": "fail", "incomplete": "incomplete",
+                       "not_assessed": "not assessed", "not_run": "not run"},
+           "groups": {"results": "Results", "evidence": "Evidence logs", "notebooks": "Executed notebooks",
+                      "artifacts": "Artifacts", "other": "Other"}},
+    "zh": {"title": "BitCPM4-0.5B 验证报告", "runs_built": "%d 次运行 · 生成于 %s", "profile": "配置",
+           "date": "日期", "run": "运行", "host": "主机", "device": "设备", "model": "模型", "reports": "报告",
+           "stand_in": "替身模型", "checks": "检查", "key_metrics": "关键指标", "metric": "指标", "value": "值",
+           "measured_on": "测量对象", "chapters": "章节", "all_runs": "所有运行", "verify": "校验",
+           "verify_text": "每个文件的 SHA-256 记录在清单中，校验命令：",
+           "changed_note": "高亮：与同一配置的上一次运行不同。",
+           "scope": {"engine": "引擎结论", "model": "模型结论"},
+           "verdict": {"pass": "通过", "warn": "注意", "fail": "失败", "incomplete": "不完整",
+                       "not_assessed": "未评估", "not_run": "未运行"},
+           "groups": {"results": "结果文件", "evidence": "证据日志", "notebooks": "已执行的 notebooks",
+                      "artifacts": "工具输出", "other": "其他"}},
+}
 
 
 class PublishError(RuntimeError):
@@ -66,6 +86,8 @@ class RunEntry:
     profile: str = "?"
     counts: dict[str, int] = field(default_factory=dict)
     verdict: str = "?"
+    scopes: dict[str, str] = field(default_factory=dict)  # engine | model -> pass | warn | fail | incomplete | ...
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {name {zh, en}, text, measured_on}
     chapters: dict[str, str] = field(default_factory=dict)
     reports: list[str] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=dict)  # group -> relative paths inside the run
@@ -97,6 +119,20 @@ def _files(run_dir: Path) -> list[Path]:
     return out
 
 
+def _summary_data(run_dir: Path) -> dict[str, Any]:
+    try:
+        return R.load(run_dir / "results" / "00_summary.json").data or {}
+    except R.ResultsError:
+        return {}
+
+
+def _text(x: Any, lang: str = "en") -> str:
+    """A summary text ({"zh", "en"} or plain) in one language."""
+    if isinstance(x, dict):
+        return str(x.get(lang) or x.get("en") or "")
+    return "" if x is None else str(x)
+
+
 def run_entry(run_dir: str | Path) -> RunEntry:
     run_dir = Path(run_dir)
     info = S.run_info(run_dir)
@@ -105,12 +141,12 @@ def run_entry(run_dir: str | Path) -> RunEntry:
     e.profile = str(info.get("profile") or "?")
     e.model = str(info.get("model") or "?")
     e.stand_in = bool(info.get("is_stand_in"))
-    for cid, fn in (("01_environment", "device"),):
-        try:
-            res = R.load(run_dir / "results" / f"{cid}.json")
-            e.device = str(res.metric(fn) or "?")
-        except R.ResultsError:
-            pass
+    try:
+        res = R.load(run_dir / "results" / "01_environment.json")
+        dev = (res.data.get("facts") or {}).get("device") or {}
+        e.device = str(dev.get("name") or res.metric("device") or "?")
+    except R.ResultsError:
+        pass
     try:
         prov = R.load(run_dir / "results" / "11_provenance.json").data.get("provenance", {})
         e.host = str(prov.get("host", {}).get("hostname") or "?")
@@ -125,76 +161,99 @@ def run_entry(run_dir: str | Path) -> RunEntry:
         e.chapters = {k: str(v) for k, v in S.chapter_statuses(run_dir).items()}
     except Exception as err:  # noqa: BLE001  (an unreadable run still gets listed)
         e.verdict = f"unreadable: {type(err).__name__}"
+    summary = _summary_data(run_dir)
+    scopes = summary.get("scopes") if isinstance(summary.get("scopes"), dict) else {}
+    for scope in SCOPES:
+        v = scopes.get(scope)
+        if isinstance(v, dict) and v.get("verdict"):
+            e.scopes[scope] = str(v["verdict"])
+    if not e.scopes and e.counts:  # no summary data: one verdict from all rows, shown for both scopes
+        e.scopes = {scope: e.verdict for scope in SCOPES}
+    page = summary.get("page_one") if isinstance(summary.get("page_one"), dict) else {}
+    if page.get("device") and e.device == "?":
+        e.device = _text(page["device"])
+    for m in summary.get("key_metrics") or []:
+        if isinstance(m, dict) and m.get("id"):
+            name = m.get("name") if isinstance(m.get("name"), dict) else {"en": str(m.get("name") or m["id"])}
+            e.metrics[f"{m.get('chapter', '')}:{m['id']}"] = {
+                "name": {"zh": name.get("zh") or name.get("en"), "en": name.get("en") or name.get("zh")},
+                "text": str(m.get("text") or S.format_value(m.get("value"), m.get("unit") or "")),
+                "measured_on": str(m.get("measured_on") or "")}
+    if not e.metrics:
+        for km in S.key_metrics(run_dir):
+            if km.timing:
+                continue
+            e.metrics[f"{km.chapter}:{km.id}"] = {"name": {"zh": km.name_zh or km.name_en, "en": km.name_en},
+                                                  "text": km.value_text,
+                                                  "measured_on": getattr(km, "measured_on", "") or ""}
     rels = _files(run_dir)
     e.reports = [f for f in REPORT_FILES if (run_dir / f).is_file()]
-    for group, _ in GROUPS:
+    for group in GROUP_IDS:
         e.files[group] = [str(r) for r in rels if r.parts[0] == group]
-    e.files["other"] = [str(r) for r in rels if r.parts[0] not in {g for g, _ in GROUPS} and str(r) not in e.reports]
+    e.files["other"] = [str(r) for r in rels if r.parts[0] not in GROUP_IDS and str(r) not in e.reports]
     return e
 
 
+# -- history ------------------------------------------------------------------------------------------------
+def _signature(e: RunEntry) -> dict[str, Any]:
+    """What the index compares between a run and the previous run of its profile."""
+    sig: dict[str, Any] = {"device": e.device, "model": e.model}
+    sig.update({f"scope:{k}": v for k, v in e.scopes.items()})
+    sig.update({f"count:{k}": v for k, v in e.counts.items()})
+    sig.update({f"metric:{k}": m.get("text") for k, m in e.metrics.items()})
+    return sig
+
+
+def history(entries: list[RunEntry], lang: str = "en", max_metrics: int = 8) -> list[dict[str, Any]]:
+    """Per profile: its runs newest first, each with the keys that changed since the profile's previous
+    run, and the key metrics shown as columns (those the most runs have, at most max_metrics)."""
+    out = []
+    for profile in sorted({e.profile for e in entries}):
+        runs = sorted((e for e in entries if e.profile == profile), key=lambda x: x.run_id)
+        rows, prev = [], None
+        for e in runs:
+            sig = _signature(e)
+            changed = set() if prev is None else {k for k in set(sig) | set(prev) if sig.get(k) != prev.get(k)}
+            rows.append({"entry": e, "changed": changed})
+            prev = sig
+        seen: dict[str, int] = {}
+        names: dict[str, str] = {}
+        for e in runs:
+            for k, m in e.metrics.items():
+                seen[k] = seen.get(k, 0) + 1
+                names[k] = _text(m.get("name"), lang)
+        ids = sorted(seen, key=lambda k: (-seen[k], list(seen).index(k)))[:max_metrics]
+        out.append({"name": profile, "rows": rows[::-1], "metrics": [{"id": k, "name": names[k]} for k in ids]})
+    return out
+
+
 # -- HTML -----------------------------------------------------------------------------------------------------
-def _href(rel: str) -> str:
-    return quote(rel.replace(os.sep, "/"), safe="/")
+def _env():
+    import jinja2
+
+    if not (TEMPLATES / "index.html.j2").is_file():
+        raise PublishError(f"{TEMPLATES}: site templates not found (a source checkout holds report/site/)")
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=False)
 
 
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html_escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+def _switch(lang: str, names: dict[str, str]) -> dict[str, str]:
+    other = "zh" if lang == "en" else "en"
+    return {"href": names[other], "label": "中文" if other == "zh" else "English"}
 
 
-def _counts_cells(c: dict[str, int]) -> str:
-    return "".join(f'<td class="n">{R.STATUS_MARK[k]} {int(c.get(k, 0))}</td>' for k in ("pass", "warn", "fail", "not_run"))
+def index_html(entries: list[RunEntry], built: str, lang: str = "en") -> str:
+    return _env().get_template("index.html.j2").render(
+        lang=lang, t=WORDS[lang], title=WORDS[lang]["title"], switch=_switch(lang, INDEX), entries=entries,
+        built=built, profiles=history(entries, lang), scopes=SCOPES, manifest=MANIFEST)
 
 
-def index_html(entries: list[RunEntry], built: str) -> str:
-    rows = []
-    for e in sorted(entries, key=lambda x: x.run_id, reverse=True):
-        base = f"runs/{_href(e.run_id)}/"
-        links = " · ".join(f'<a href="{base}{_href(f)}">{html_escape(f.split(".")[-1].upper())}</a>' for f in e.reports)
-        links = (links + " · " if links else "") + f'<a href="{base}index.html">文件 files</a>'
-        model = html_escape(e.model) + (' <span class="muted">(替身 stand-in)</span>' if e.stand_in else "")
-        vclass = html_escape(e.verdict.split()[0].upper()) if e.verdict else ""
-        rows.append(
-            f"<tr><td>{html_escape(e.date)}</td><td><a href=\"{base}index.html\">{html_escape(e.run_id)}</a></td>"
-            f"<td>{html_escape(e.host)}</td><td>{html_escape(e.device)}</td><td>{model}</td>"
-            f"<td>{html_escape(e.profile)}</td>{_counts_cells(e.counts)}"
-            f'<td class="v-{vclass}">{html_escape(e.verdict)}</td><td>{links}</td></tr>')
-    head = ("<tr><th>日期 Date</th><th>运行 Run</th><th>主机 Host</th><th>设备 Device</th><th>模型 Model</th>"
-            "<th>配置 Profile</th><th>✅ 通过</th><th>⚠️ 注意</th><th>❌ 失败</th><th>— 未运行</th>"
-            "<th>结论 Verdict</th><th>报告 Reports</th></tr>")
-    body = (f"<h1>BitCPM4-0.5B 验证报告 · Validation reports</h1>"
-            f'<p class="muted">{len(entries)} 次运行 run(s) · 生成于 built {html_escape(built)}</p>'
-            f"<table><thead>{head}</thead><tbody>{''.join(rows) or '<tr><td colspan=12>—</td></tr>'}</tbody></table>"
-            f"<h2>校验 · Verify</h2><p>每个文件的 SHA-256 记录在 <a href=\"{MANIFEST}\">{MANIFEST}</a>。"
-            f"Every file's SHA-256 is in the manifest; check it with</p>"
-            f"<pre>cd site &amp;&amp; sha256sum -c {MANIFEST}\npython -m bitcpm_validation verify site/</pre>")
-    return _page("BitCPM4-0.5B validation reports", body)
-
-
-def run_html(e: RunEntry) -> str:
-    parts = ['<p><a href="../../index.html">← 所有运行 All runs</a></p>',
-             f"<h1>{html_escape(e.run_id)}</h1>",
-             "<table><tbody>"
-             + "".join(f"<tr><th>{html_escape(k)}</th><td>{html_escape(v)}</td></tr>" for k, v in (
-                 ("日期 Date", e.date), ("主机 Host", e.host), ("设备 Device", e.device),
-                 ("模型 Model", e.model + (" (stand-in 替身)" if e.stand_in else "")), ("配置 Profile", e.profile),
-                 ("结论 Verdict", e.verdict),
-                 ("检查 Checks", " ".join(f"{R.STATUS_MARK[k]} {e.counts.get(k, 0)}" for k in ("pass", "warn", "fail", "not_run")))))
-             + "</tbody></table>"]
-    if e.reports:
-        parts.append("<h2>报告 · Report</h2><ul>"
-                     + "".join(f'<li><a href="{_href(f)}">{html_escape(f)}</a></li>' for f in e.reports) + "</ul>")
-    if e.chapters:
-        parts.append("<h2>章节 · Chapters</h2><table><tbody>" + "".join(
-            f"<tr><td>{html_escape(k)}</td><td>{html_escape(v)}</td></tr>" for k, v in e.chapters.items()) + "</tbody></table>")
-    for group, label in GROUPS + (("other", "其他 Other"),):
-        fs = e.files.get(group) or []
-        if fs:
-            parts.append(f"<h2>{html_escape(label)}</h2><ul class=\"files\">"
-                         + "".join(f'<li><a href="{_href(f)}">{html_escape(f)}</a></li>' for f in fs) + "</ul>")
-    return _page(f"{e.run_id} · BitCPM4-0.5B", "\n".join(parts))
+def run_html(e: RunEntry, lang: str = "en") -> str:
+    t = WORDS[lang]
+    groups = [(g, t["groups"][g]) for g in GROUP_IDS + ("other",)]
+    return _env().get_template("run.html.j2").render(
+        lang=lang, t=t, title=f"{e.run_id} · BitCPM4-0.5B", switch=_switch(lang, INDEX), e=e, scopes=SCOPES,
+        groups=groups, index_name=INDEX[lang])
 
 
 # -- manifest ---------------------------------------------------------------------------------------------------
@@ -260,11 +319,13 @@ def build_site(runs_dir: str | Path = RUNS_DIR, site_dir: str | Path = SITE_DIR,
                 shutil.copyfile(rd / rel, dest / rel)
                 os.chmod(dest / rel, 0o644)
             dest.mkdir(parents=True, exist_ok=True)
-            (dest / "index.html").write_text(run_html(e), encoding="utf-8")
+            for lang, name in INDEX.items():
+                (dest / name).write_text(run_html(e, lang), encoding="utf-8")
             entries.append(e)
         built = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-        (tmp / "index.html").write_text(index_html(entries, built), encoding="utf-8")
-        (tmp / "runs.json").write_text(json.dumps([e.__dict__ for e in entries], ensure_ascii=False, indent=2) + "\n",
+        for lang, name in INDEX.items():
+            (tmp / name).write_text(index_html(entries, built, lang), encoding="utf-8")
+        (tmp / "runs.json").write_text(json.dumps([asdict(e) for e in entries], ensure_ascii=False, indent=2) + "\n",
                                        encoding="utf-8")
         n = write_manifest(tmp)
         os.chmod(tmp, 0o755)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bitcpm_validation.chapters import quantization as T
+from bitcpm_validation.chapters import quantization as Q
 
 GS = [32, 64, 128, 256]
 
@@ -32,7 +32,7 @@ def w():
 @pytest.mark.parametrize("group,want", [(32, "g32"), (64, "g64"), (128, "g128")])
 def test_group_granularity(w, group, want):
     q = fake_quant(w, group)
-    info = T.analyze_tensor("model.layers.0.mlp.up_proj.weight", q, GS)
+    info = Q.analyze_tensor("model.layers.0.mlp.up_proj.weight", q, GS)
     assert info.ternary and info.granularity == want and info.group_size == group
     assert info.n_groups == q.numel() // group
     assert 0.2 < info.zero_share < 0.5  # absmean rounding zeroes roughly a third
@@ -41,23 +41,23 @@ def test_group_granularity(w, group, want):
 
 
 def test_tensor_and_row_granularity(w):
-    t = T.analyze_tensor("x.q_proj.weight", fake_quant(w, None), GS)
+    t = Q.analyze_tensor("x.q_proj.weight", fake_quant(w, None), GS)
     assert t.granularity == "tensor" and t.n_groups == 1 and t.group_size == w.numel()
-    r = T.analyze_tensor("x.q_proj.weight", fake_quant(w, None, per_row=True), GS)
+    r = Q.analyze_tensor("x.q_proj.weight", fake_quant(w, None, per_row=True), GS)
     assert r.granularity == "row" and r.n_groups == 48 and r.group_size == 512
 
 
 def test_dense_and_norm(w):
-    d = T.analyze_tensor("model.embed_tokens.weight", w.to(torch.bfloat16), GS)
+    d = Q.analyze_tensor("model.embed_tokens.weight", w.to(torch.bfloat16), GS)
     assert not d.ternary and d.role == "embedding" and d.distinct_values > 100
-    n = T.analyze_tensor("model.norm.weight", torch.ones(64) + 0.1 * torch.randn(64), GS)
+    n = Q.analyze_tensor("model.norm.weight", torch.ones(64) + 0.1 * torch.randn(64), GS)
     assert not n.ternary and n.role == "norm"
 
 
 def test_one_value_off(w):
     q = fake_quant(w, 32).clone()
     q[7, 100] = q[7, 100] * 1.5 + 0.01
-    info = T.analyze_tensor("x.down_proj.weight", q, GS)
+    info = Q.analyze_tensor("x.down_proj.weight", q, GS)
     assert not info.ternary
     assert info.violations["groups_off"] == 1 and info.violations["values_off"] == 1
     assert info.violations["granularity"] == "g32"
@@ -67,23 +67,23 @@ def test_one_value_off(w):
 def test_packing_roundtrip(n):
     g = torch.Generator().manual_seed(n)
     codes = torch.randint(-1, 2, (n,), generator=g).to(torch.int8)
-    b2 = T.pack_2bit(codes)
-    b3 = T.pack_base3(codes)
+    b2 = Q.pack_2bit(codes)
+    b3 = Q.pack_base3(codes)
     assert len(b2) == math.ceil(n / 4) and len(b3) == math.ceil(n / 5)
-    assert torch.equal(T.unpack_2bit(b2, n), codes)
-    assert torch.equal(T.unpack_base3(b3, n), codes)
+    assert torch.equal(Q.unpack_2bit(b2, n), codes)
+    assert torch.equal(Q.unpack_base3(b3, n), codes)
     assert max(b3) < 243
 
 
 def test_rebuild_is_bit_exact(w):
     q = fake_quant(w, 64)
-    assert T.verify_roundtrip(q, "g64", 64)
+    assert Q.verify_roundtrip(q, "g64", 64)
 
 
 def test_sizes_known_numbers():
-    t = T.TensorInfo("a.q_proj.weight", [64, 64], "bfloat16", 4096, 8192, "projection", True, "g32", 32, 128)
-    d = T.TensorInfo("embed_tokens.weight", [10, 64], "bfloat16", 640, 1280, "embedding", False)
-    s = T.size_report([t, d])
+    t = Q.TensorInfo("a.q_proj.weight", [64, 64], "bfloat16", 4096, 8192, "projection", True, "g32", 32, 128)
+    d = Q.TensorInfo("embed_tokens.weight", [10, 64], "bfloat16", 640, 1280, "embedding", False)
+    s = Q.size_report([t, d])
     assert s["ternary_2bit_bytes"] == 1024 and s["ternary_base3_bytes"] == math.ceil(4096 / 5)
     assert s["scale_bytes"] == 256 and s["dense_bytes"] == 1280
     assert s["total_2bit_bytes"] == 1024 + 256 + 1280
@@ -95,13 +95,15 @@ def test_full_size_analytic():
     from bitcpm_validation.model.writer import full_size_config, read_config_from_dict
 
     cfg = read_config_from_dict(full_size_config())
-    s = T.size_report(T.analytic_tensors(cfg, 32))
+    s = Q.size_report(Q.analytic_tensors(cfg, 32))
     assert s["params"] == 433_873_920 and s["stored_bytes"] == 867_747_840
     assert s["ternary_params"] == 358_612_992
     assert 0.2e9 < s["total_base3_bytes"] < 0.3e9
-    claims = {c["id"]: c["holds"] for c in T.check_claims(s)}
-    assert claims["compression"] == "no"  # ~72%, not ~90%
-    assert T.claim_03gb(s)["holds"] == "yes"
+    bits, compression = Q.judge_claims(s, "full-0.5b")
+    assert compression.status == "fail" and "71.8% smaller" in compression.detail_en  # ~72%, not ~90%
+    assert bits.status == "warn" and "stored at 16.0 bit" in bits.detail_en  # fake-quantized: ternary, stored BF16
+    assert Q.judge_size_claim(s).status == "pass"
+    assert all(c.scope == "document" for c in (bits, compression))
 
 
 def test_analyze_dir(tmp_path):
@@ -112,9 +114,23 @@ def test_analyze_dir(tmp_path):
           "model.layers.0.self_attn.q_proj.weight": fake_quant(torch.randn(64, 64), 32),
           "model.norm.weight": torch.ones(64).bfloat16()}
     save_file(sd, str(tmp_path / "model.safetensors"))
-    rep = T.analyze_dir(tmp_path, GS)
+    rep = Q.analyze_dir(tmp_path, GS)
     by = {t.name: t for t in rep.tensors}
     assert by["model.layers.0.self_attn.q_proj.weight"].granularity == "g32"
     assert not by["model.embed_tokens.weight"].ternary
-    rows = T.summary_rows(rep)
+    rows = Q.summary_rows(rep)
     assert {r["granularity"] for r in rows} == {"g32", "dense"}
+
+
+def test_weight_checks_judge_the_tensors():
+    tern = Q.TensorInfo("model.layers.0.self_attn.q_proj.weight", [64, 64], "bfloat16", 4096, 8192, "projection", True,
+                        granularity="g32", roundtrip=True)
+    other = Q.TensorInfo("model.layers.0.mlp.up_proj.weight", [64, 64], "bfloat16", 4096, 8192, "projection", True,
+                         granularity="row", roundtrip=True)
+    dense = Q.TensorInfo("model.embed_tokens.weight", [10, 64], "bfloat16", 640, 1280, "embedding", False)
+    assert Q.judge_projections([tern, dense]).status == "pass"
+    assert Q.judge_projections([dense]).status == "fail"
+    assert Q.judge_granularity([tern, dense]).status == "pass"
+    assert Q.judge_granularity([tern, other]).status == "warn"
+    assert Q.judge_roundtrip([tern]).status == "pass"
+    assert Q.judge_roundtrip([dense]).status == "not_run"
