@@ -376,21 +376,24 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
     for scope in VERDICT_SCOPES:
         mine = [r for r in rows if r.kind == "check" and r.scope == scope]
         counts = {k: sum(r.status == k for r in mine) for k in R.STATUS_MARK}
-        reasons: list[T] = []
+        failures: list[T] = []  # why the scope is incomplete or not assessed: failures first, then
+        not_run: list[T] = []  # the checks that did not run (their own reasons), then absent chapters
+        absent: list[T] = []
         broken = False
         for r in problems:
             if _affects(r.chapter, scope, scopes):
-                _add(reasons, _chapter_problem(r))
+                _add(failures if r.chapter_status in _BROKEN else absent, _chapter_problem(r))
                 broken = broken or r.chapter_status in _BROKEN
         for cid, n in unscoped.items():
             if _affects(cid, scope, scopes):
                 t = titles[cid]
-                _add(reasons, T(f"第 {t.zh} 章有 {n} 行没有范围（旧结果），不计入结论：请重新运行该章",
-                                f"chapter {t.en}: {n} row(s) without a scope (old results) are not counted: "
-                                f"re-run the chapter"))
+                _add(absent, T(f"{t.zh}：{n} 行没有范围（旧结果），不计入结论，请重新运行该章",
+                               f"chapter {t.en}: {n} row(s) without a scope (old results) are not counted: "
+                               f"re-run the chapter"))
         for r in mine:
             if r.status == "not_run":
-                _add(reasons, T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+                _add(not_run, T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+        reasons = failures + not_run + absent
         judged = counts["pass"] + counts["warn"] + counts["fail"]
         if counts["fail"]:
             v = "fail"
@@ -491,7 +494,8 @@ def _spec_index(specs: Iterable[CheckSpec]) -> dict[tuple[str, str], CheckSpec]:
 
 
 def _see_chapter(r: MatrixRow) -> T:
-    return T(f"详见第 {r.title.zh} 章", f"see chapter {r.title.en}")
+    number, _, title = r.title.zh.partition(" ")
+    return T(f"详见第 {number} 章（{title}）", f"see chapter {r.title.en}")
 
 
 def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Finding]:
@@ -609,11 +613,10 @@ def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] =
     weights = _weights(is_stand_in, loading)
     device, kind = _device(env)
     verdicts = scope_verdicts(rows, specs)
-    main_label = measured_on_parts(next((m.measured_on for m in key_metrics(run_dir) if m.measured_on), ""))[1]
-    also = sorted({w for m in key_metrics(run_dir) if m.measured_on
-                   for w in [measured_on_parts(m.measured_on)[1]] if w and w != main_label})
-    if loading and loading.data.get("dummy") and weights != "dummy" and not any("dummy" in a for a in also):
-        also.append("full-size dummy")
+    # figures measured on other weights than the run's own (issue 11: stand-in beside full-size dummy figures)
+    labels = {measured_on_parts(m.measured_on)[1] for m in key_metrics(run_dir)}
+    other = (lambda w: "dummy" not in w) if weights == "dummy" else (lambda w: "dummy" in w or "random" in w)
+    also = sorted(w for w in labels if w and w not in ("—", "-") and other(w))
     nxt = NEXT_COMMAND if needs_next_command(is_stand_in, kind) else None
     return {
         "model": params.model.name,
