@@ -12,7 +12,7 @@ site/
   runs.json                  the same entries as data
   MANIFEST.sha256            `sha256sum -c` format: every file of the site except the manifest itself
 
-Pages are Jinja2 templates (report/site/*.html.j2, autoescaped). Verdicts per scope and key metrics come
+Pages are Jinja2 templates (report/publish/*.html.j2, autoescaped). Verdicts per scope and key metrics come
 from results/00_summary.json (`data["scopes"]`, `data["key_metrics"]`, see report.summary); a run
 without them (older, or its summary did not run) falls back to the counts of its check rows.
 The site is built beside the old one and swapped in at the end, so a failed build leaves the old
@@ -37,7 +37,7 @@ from bitcpm_validation.report import summary as S
 MANIFEST = "MANIFEST.sha256"
 SKIP_RUNS = ("latest", "lab")
 SITE_DIR = PROJECT_ROOT / "site"
-TEMPLATES = REPORT_DIR / "site"
+TEMPLATES = REPORT_DIR / "publish"
 REPORT_FILES = ("report.zh.html", "report.en.html", "report.zh.pdf", "report.en.pdf", "report.md",
                 "report.html", "report.pdf")  # the last two: runs rendered before one-language reports
 SCOPES = ("engine", "model")
@@ -232,7 +232,7 @@ def _env():
     import jinja2
 
     if not (TEMPLATES / "index.html.j2").is_file():
-        raise PublishError(f"{TEMPLATES}: site templates not found (a source checkout holds report/site/)")
+        raise PublishError(f"{TEMPLATES}: site templates not found (a source checkout holds report/publish/)")
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=False)
 
