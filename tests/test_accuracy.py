@@ -52,12 +52,65 @@ def test_rows_and_published():
     assert A.compare_published("bitcpm_probe_mc", 0.4, 0.05) is None
 
 
-def test_unreachable_is_recognised():
+def test_unreachable_only_while_the_hub_is_offline_and_never_for_the_server():
     try:
         raise ConnectionError("Couldn't reach 'cais/mmlu' on the Hub (LocalEntryNotFoundError)")
     except ConnectionError as e:
-        assert A._is_unreachable(e)
-    assert not A._is_unreachable(ValueError("shape mismatch"))
+        assert A.is_unreachable(e, hub_offline=True, base_url="http://127.0.0.1:8123/v1/completions")
+        assert not A.is_unreachable(e, hub_offline=False)  # hub reachable: a real failure
+    server_down = ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=8123): Max retries exceeded with url: "
+                                  "/v1/completions")
+    assert not A.is_unreachable(server_down, hub_offline=True, base_url="http://127.0.0.1:8123/v1/completions")
+    assert not A.is_unreachable(ValueError("404 Not Found: model `x` does not exist"), hub_offline=True)
+    assert not A.is_unreachable(ValueError("shape mismatch"), hub_offline=True)
+
+
+def test_unknown_task_is_a_failure(tmp_path):
+    r = A.evaluate_task("no_such_task_xyz", base_url="http://127.0.0.1:9/v1/completions", model="m",
+                        tokenizer="unused", out_dir=tmp_path)
+    assert r.status == "failed" and "no_such_task_xyz" in r.reason and "accuracy.tasks" in r.reason
+    c = A.judge_task(r)
+    assert c.status == "fail" and c.id == "task:no_such_task_xyz" and c.scope == "model"
+
+
+def test_contamination_finds_the_stand_in_corpus_items(tmp_path):
+    items = A.local_items("bitcpm_probe_mc")
+    bad = A.contamination(items, A.corpus_documents())
+    assert len(items) == 32 and len(bad) == 21 and "en00" in bad and "zh27" not in bad
+    assert A.contamination([{"id": "q", "question": "What  is the CAPITAL of France?"}], ["what is the capital of france? Paris"]) == ["q"]
+    d = A.local_include_dir(tmp_path, {"bitcpm_probe_mc": set(bad)})
+    cfg = yaml.safe_load((d / "bitcpm_probe_mc.yaml").read_text())
+    kept = [json.loads(x) for x in Path(cfg["dataset_kwargs"]["data_files"]["test"]).read_text().splitlines()]
+    assert len(kept) == 11 and not {k["id"] for k in kept} & set(bad)
+    assert len((TASKS_DIR / "bitcpm_probe_mc.jsonl").read_text().splitlines()) == 32  # the shipped data untouched
+
+
+def test_above_chance_needs_a_significant_margin():
+    ok = A.judge_above_chance("t", 0.8, 0.1, 40, 0.25)
+    assert ok.status == "pass" and ok.id == "above_chance:t" and "0.450" in ok.detail_en
+    noise = A.judge_above_chance("t", 0.40, 0.1, 20, 0.25)  # 1.5 stderr above chance: noise
+    assert noise.status == "fail"
+    assert A.judge_above_chance("t", 0.2, 0.05, 40, 0.25).status == "fail"
+    few = A.judge_above_chance("t", 1.0, 0.0, 5, 0.25, removed=27)
+    assert few.status == "not_run" and "27 items seen in training" in few.detail_en
+    assert A.judge_above_chance("t", 0.9, 0.05, 40, None).status == "not_run"
+    assert A.chance_level("bitcpm_probe_mc") == 0.25 and A.chance_level("mmlu") == 0.25
+    assert A.chance_level("unknown") is None
+
+
+def test_published_comparison():
+    assert A.judge_published("mmlu", 0.5, 0.05, fail_outside=False, is_stand_in=False).status == "pass"
+    assert A.judge_published("mmlu", 0.3, 0.05, fail_outside=False, is_stand_in=False).status == "warn"
+    assert A.judge_published("mmlu", 0.3, 0.05, fail_outside=True, is_stand_in=False).status == "fail"
+    assert A.judge_published("mmlu", 0.5, 0.05, fail_outside=True, is_stand_in=True).status == "not_run"
+    assert A.judge_published("bitcpm_probe_mc", 0.5, 0.05, fail_outside=True, is_stand_in=False).status == "not_run"
+
+
+def test_task_rows():
+    assert A.judge_task(A.TaskResult("mmlu", "skipped", reason="dataset unreachable (hub offline): x")).status == "not_run"
+    ok = A.judge_task(A.TaskResult("t", "ok", [{"task": "t", "metric": "acc", "value": 0.5, "stderr": 0.1, "n": 11}],
+                                   seconds=3.0))
+    assert ok.status == "pass" and "11 items" in ok.detail_en
 
 
 @pytest.fixture(scope="module")
@@ -99,5 +152,5 @@ def test_unreachable_hub_task_is_skipped_not_failed(served):
         pytest.skip("the hub is reachable from this host")
     r = A.evaluate_task("mmlu", base_url=srv.base_url + "/completions", model=srv.model,
                         tokenizer=p.model_path, out_dir=tmp / "out", limit=1, max_length=512)
-    assert r.status == "skipped" and "unreachable" in r.reason
+    assert r.status == "skipped" and "unreachable" in r.reason and A.judge_task(r).status == "not_run"
     srv.check_alive()

@@ -4,12 +4,17 @@
                                  tokenizer=params.model_path, num_fewshot=0, limit=None, out_dir=...)
 
 `lm_eval.simple_evaluate` with `local-completions` (token ids sent as-is: tokenized_requests True, the
-local tokenizer). Tasks run one at a time: a hub dataset that cannot be fetched (offline host) ends
-as `skipped` with its reason, never as a failure of the model. The project's own bilingual task
-(`bitcpm_probe_mc`, src/bitcpm_validation/tasks/) runs offline.
+local tokenizer). Tasks run one at a time. Failures are failures: an unknown task name, a server error
+or "not found" from the server ends as `failed` with its one-line message; only a hub dataset that
+cannot be fetched because the hub is unreachable (offline host) ends as `skipped`. The project's own
+bilingual task (`bitcpm_probe_mc`, src/bitcpm_validation/tasks/) runs offline.
 
-Published numbers (MiniCPM4 technical report) were measured with OpenCompass, whose prompts and
-answer extraction differ from lm-eval's: the comparison uses a relative tolerance and says so.
+On a model trained on the project's corpus (the stand-in), items whose question occurs verbatim in
+that corpus (model/corpus) are removed before scoring (`contamination`): no score from memorised items.
+
+Checks (model scope): the task ran; its score beats chance by a margin significant given its stderr;
+for the real model, the score is within a stated relative tolerance of the published number
+(MiniCPM4 technical report, OpenCompass, whose prompts and answer extraction differ from lm-eval's).
 """
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from urllib.parse import urlparse
+
 import yaml
 
 from bitcpm_validation.engine.offline import one_line
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
 from bitcpm_validation.tasks import TASKS_DIR
 
 # BitCPM4-0.5B, MiniCPM4 technical report (OpenCompass), facts sheet section 5. lm-eval task name -> value.
@@ -41,10 +50,11 @@ PUBLISHED_SOURCE = "MiniCPM4 technical report, OpenCompass (BitCPM4-0.5B column)
 
 LOCAL_TASKS = {"bitcpm_probe_mc"}
 
-# Errors that mean "the dataset could not be fetched", not "the model is wrong".
-_UNREACHABLE = ("ConnectionError", "offline mode", "Offline mode", "HF_HUB_OFFLINE", "Couldn't reach", "couldn't reach", "OfflineModeIsEnabled", "DatasetNotFoundError",
-                "doesn't exist on the Hub", "not found", "LocalEntryNotFoundError", "HfHubHTTPError",
-                "Temporary failure in name resolution", "Max retries exceeded", "ConnectTimeout")
+# Errors that, while the hub is unreachable (offline mode on), mean "the dataset is not in the cache".
+_UNREACHABLE = ("ConnectionError", "offline mode", "Offline mode", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                "Couldn't reach", "couldn't reach", "OfflineModeIsEnabled", "DatasetNotFoundError",
+                "doesn't exist on the Hub", "LocalEntryNotFoundError", "Temporary failure in name resolution",
+                "Max retries exceeded", "ConnectTimeout")
 
 
 @dataclass
@@ -60,20 +70,68 @@ class TaskResult:
         return asdict(self)
 
 
-def local_include_dir(out_dir: Path) -> Path:
-    """A copy of the project's task YAMLs with data_files made absolute (lm-eval resolves them from cwd)."""
+def local_include_dir(out_dir: Path, exclude: Optional[dict[str, set[str]]] = None) -> Path:
+    """A copy of the project's task YAMLs with data_files made absolute (lm-eval resolves them from cwd).
+    exclude: task -> item ids to leave out (contaminated items); that task's data is then a filtered copy."""
     dst = Path(out_dir) / "tasks"
     dst.mkdir(parents=True, exist_ok=True)
     for y in TASKS_DIR.glob("*.yaml"):
         cfg = yaml.safe_load(y.read_text(encoding="utf-8"))
+        drop = (exclude or {}).get(cfg.get("task"), set())
         files = (cfg.get("dataset_kwargs") or {}).get("data_files") or {}
         for split, rel in list(files.items()):
             p = Path(rel)
             if not p.is_absolute():
                 p = TASKS_DIR / p.name
+            if drop:
+                kept = [ln for ln in p.read_text(encoding="utf-8").splitlines()
+                        if ln.strip() and json.loads(ln)["id"] not in drop]
+                p = dst / p.name
+                p.write_text("\n".join(kept) + "\n", encoding="utf-8")
             files[split] = str(p.resolve())
         (dst / y.name).write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return dst
+
+
+def local_items(task: str) -> list[dict[str, Any]]:
+    """The items of a project task (its test data file), in file order; [] for a task that is not local."""
+    y = TASKS_DIR / f"{task}.yaml"
+    if not y.is_file():
+        return []
+    cfg = yaml.safe_load(y.read_text(encoding="utf-8"))
+    rel = Path(cfg["dataset_kwargs"]["data_files"][cfg.get("test_split", "test")])
+    return [json.loads(ln) for ln in (TASKS_DIR / rel.name).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def chance_level(task: str) -> Optional[float]:
+    """Expected score of random guessing: 1/choices averaged over a local task's items; known hub tasks
+    from their format; None where unknown (the above-chance check is then not made)."""
+    items = local_items(task)
+    if items and all(it.get("choices") for it in items):
+        return sum(1.0 / len(it["choices"]) for it in items) / len(items)
+    return CHANCE.get(task)
+
+
+# Random-guess level of hub tasks (4-choice multiple choice; free-form exact match: 0).
+CHANCE = {"mmlu": 0.25, "cmmlu": 0.25, "ceval-valid": 0.25, "ceval": 0.25, "arc_easy": 0.25, "arc_challenge": 0.25,
+          "gsm8k": 0.0}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def corpus_documents() -> list[str]:
+    """The stand-in's declared training corpus (model/corpus): every prompt+answer pair and text line."""
+    from bitcpm_validation.model import corpus
+
+    return [p + a for p, a in corpus.pairs()] + corpus.texts()
+
+
+def contamination(items: list[dict[str, Any]], documents: list[str]) -> list[str]:
+    """Ids of the items whose question occurs verbatim (whitespace and case folded) in any document."""
+    blob = "\n".join(_norm(d) for d in documents)
+    return [it["id"] for it in items if _norm(it["question"]) in blob]
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -122,11 +180,26 @@ def hub_offline(enabled: bool):
                 os.environ[k] = v
 
 
-def _is_unreachable(err: BaseException) -> bool:
+def _error_text(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}"
     chain = err.__cause__ or err.__context__
     if chain is not None:
         text += f" {type(chain).__name__}: {chain}"
+    return text
+
+
+def is_unreachable(err: BaseException, *, hub_offline: bool, base_url: str = "") -> bool:
+    """Whether a task's error means "the hub dataset could not be fetched": only while the hub is
+    unreachable (offline mode on), and never for an error about the evaluated server itself."""
+    if not hub_offline:
+        return False
+    text = _error_text(err)
+    if base_url:
+        u = urlparse(base_url)
+        # requests / urllib3 / httpx name the server as host:port, "host='h', port=p" or by its URL path
+        about_server = (u.netloc, f"host='{u.hostname}', port={u.port}", u.path or "/v1")
+        if any(m and m in text for m in about_server):
+            return False
     return any(m in text for m in _UNREACHABLE)
 
 
@@ -160,33 +233,37 @@ def rows_from_results(results: dict[str, Any], n_samples: Optional[dict[str, Any
 
 def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path, out_dir: Path,
                   num_fewshot: int = 0, limit: Optional[int] = None, trust_remote_code: bool = True,
-                  max_length: Optional[int] = None, seed: int = 0, evidence: Optional[Path] = None) -> TaskResult:
-    """One task through lm_eval.simple_evaluate(local-completions); never raises for a missing dataset.
-    With `evidence`, everything lm-eval prints (progress bars, warnings) goes to that log instead."""
+                  max_length: Optional[int] = None, seed: int = 0, evidence: Optional[Path] = None,
+                  exclude: Optional[set[str]] = None) -> TaskResult:
+    """One task through lm_eval.simple_evaluate(local-completions); never raises (failed / skipped carry
+    the reason). exclude: item ids of a local task left out (contaminated). With `evidence`, everything
+    lm-eval prints (progress bars, warnings) goes to that log instead."""
+    args = (task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length, seed,
+            exclude or set())
     if evidence is None:
-        return _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code,
-                              max_length, seed)
-    from bitcpm_validation.engine.offline import _to_evidence
+        return _evaluate_task(*args)
+    from bitcpm_validation.engine.offline import to_evidence
 
-    with _to_evidence(Path(evidence)):
+    with to_evidence(Path(evidence)):
         print(f"=== lm-eval {task} (local-completions, {base_url})", flush=True)
-        return _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code,
-                              max_length, seed)
+        return _evaluate_task(*args)
 
 
 def _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length,
-                   seed) -> TaskResult:
+                   seed, exclude) -> TaskResult:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    offline = False
     try:
-        tm = TaskManager(include_path=str(local_include_dir(out_dir)))
+        tm = TaskManager(include_path=str(local_include_dir(out_dir, {task: exclude} if exclude else None)))
         if task not in tm.all_tasks:
-            return TaskResult(task, "skipped", reason=f"task {task!r} is not known to lm-eval "
-                                                      f"{getattr(lm_eval, '__version__', '')} nor a local task",
+            return TaskResult(task, "failed", reason=f"task {task!r} is not known to lm-eval "
+                                                     f"{getattr(lm_eval, '__version__', '')} nor a local task: "
+                                                     f"check accuracy.tasks in the params (`lm_eval ls tasks`)",
                               seconds=round(time.monotonic() - t0, 3))
         offline = task not in LOCAL_TASKS and not hub_reachable()
         with hub_offline(offline):
@@ -199,8 +276,9 @@ def _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit
             )
     except Exception as err:
         secs = round(time.monotonic() - t0, 3)
-        if _is_unreachable(err):
-            return TaskResult(task, "skipped", reason=f"dataset unreachable: {one_line(err)}", seconds=secs)
+        if is_unreachable(err, hub_offline=offline, base_url=base_url):
+            return TaskResult(task, "skipped", reason=f"dataset unreachable (hub offline): {one_line(err)}",
+                              seconds=secs)
         return TaskResult(task, "failed", reason=one_line(err), seconds=secs)
     secs = round(time.monotonic() - t0, 3)
     if res is None:
@@ -232,3 +310,85 @@ def compare_published(task: str, value_fraction: float, rtol: float) -> Optional
     rel = abs(ours - pub) / pub
     return {"benchmark": label, "published": pub, "measured": round(ours, 2), "rel_diff": round(rel, 4),
             "within": rel <= rtol, "rtol": rtol, "source": PUBLISHED_SOURCE}
+
+
+# --------------------------------------------------------------------------------------------
+# checks (model scope: is the model good? a random-weight model must fail them)
+
+CHAPTER = "09_accuracy"
+SIGNIFICANCE_Z = 2.0  # the margin over chance must be at least this many standard errors (about 97.7 %, one-sided)
+MIN_ITEMS = 10  # fewer scored items than this say nothing about the model
+
+TASK = define("task", CHAPTER, "model", "lm-eval task ran", "lm-eval 任务完成",
+              criterion_en="lm-eval evaluates the task through the server without an error (an unknown task name or a "
+                           "server error fails; only a hub dataset the offline host cannot fetch is not run)",
+              criterion_zh="lm-eval 经服务评测该任务且无错误（未知任务名或服务错误为失败；仅离线主机无法获取的 Hub 数据集记为未运行）",
+              family=True)
+ABOVE_CHANCE = define(
+    "above_chance", CHAPTER, "model", "Score above chance", "得分高于随机水平",
+    criterion_en=f"the task's score exceeds random guessing by at least {SIGNIFICANCE_Z:g} standard errors, on at "
+                 f"least {MIN_ITEMS} items the model was not trained on",
+    criterion_zh=f"得分比随机猜测至少高 {SIGNIFICANCE_Z:g} 个标准误，且基于至少 {MIN_ITEMS} 道模型未训练过的题目",
+    family=True)
+PUBLISHED_CHECK = define(
+    "published", CHAPTER, "model", "Score within rtol of BitCPM4-0.5B's published number",
+    "得分在 BitCPM4-0.5B 公布值的相对容差内",
+    criterion_en="for the real BitCPM4-0.5B: |measured - published| / published <= accuracy.rtol (OpenCompass and "
+                 "lm-eval prompts differ; outside is a warning, or a failure with accuracy.fail_outside_rtol)",
+    criterion_zh="仅对真实 BitCPM4-0.5B：|实测 - 公布| / 公布 ≤ accuracy.rtol（OpenCompass 与 lm-eval 提示不同；超出为警告，"
+                 "设置 accuracy.fail_outside_rtol 时为失败）",
+    family=True)
+
+
+def judge_task(r: TaskResult) -> Check:
+    if r.status == "ok":
+        n = {row.get("n") for row in r.rows if row["task"] == r.task} - {None}
+        en = f"{len(r.rows)} metric rows in {r.seconds:.0f} s" + (f", {max(n)} items" if n else "")
+        zh = f"{len(r.rows)} 行指标，用时 {r.seconds:.0f} 秒" + (f"，{max(n)} 道题" if n else "")
+        return TASK.row("pass", en, zh, item=r.task)
+    if r.status == "skipped":
+        return TASK.not_run(r.reason or "dataset unreachable", "数据集无法获取（Hub 不可达）：" + (r.reason or ""),
+                            item=r.task)
+    return TASK.row("fail", r.reason or "failed", r.reason or "失败", item=r.task)
+
+
+def judge_above_chance(task: str, value: Optional[float], stderr: Optional[float], n: Optional[int],
+                       chance: Optional[float], *, removed: int = 0, z: float = SIGNIFICANCE_Z) -> Check:
+    """value/stderr/n: the task's headline score (fraction), its standard error and items scored;
+    removed: contaminated items left out before scoring (said in the detail)."""
+    note_en = f" ({removed} items seen in training left out)" if removed else ""
+    note_zh = f"（已剔除训练中出现过的 {removed} 道题）" if removed else ""
+    if value is None:
+        return ABOVE_CHANCE.not_run("the task produced no score", "该任务没有得分", item=task)
+    if chance is None:
+        return ABOVE_CHANCE.not_run(f"chance level of {task} is not known to the project",
+                                    f"项目不知道 {task} 的随机水平", item=task)
+    if n is not None and n < MIN_ITEMS:
+        return ABOVE_CHANCE.not_run(f"only {n} items scored (< {MIN_ITEMS}){note_en}: too few to judge",
+                                    f"仅 {n} 道题计分（< {MIN_ITEMS}）{note_zh}：太少，无法判断", item=task)
+    se = stderr or 0.0
+    need = chance + z * se
+    en = (f"score {value:.3f} ± {se:.3f} on {n if n is not None else '?'} items vs chance {chance:.3f}: "
+          f"needs > {need:.3f} ({z:g} standard errors){note_en}")
+    zh = (f"得分 {value:.3f} ± {se:.3f}（{n if n is not None else '?'} 道题），随机水平 {chance:.3f}："
+          f"需 > {need:.3f}（{z:g} 个标准误）{note_zh}")
+    return ABOVE_CHANCE.row("pass" if value > need else "fail", en, zh, item=task)
+
+
+def judge_published(task: str, value: Optional[float], rtol: float, *, fail_outside: bool, is_stand_in: bool) -> Check:
+    """This run's score (fraction) against BitCPM4-0.5B's published one, for the real model only."""
+    if is_stand_in:
+        return PUBLISHED_CHECK.not_run("stand-in model: not BitCPM4-0.5B, its scores are not comparable",
+                                       "替身模型不是 BitCPM4-0.5B，得分不可比", item=task)
+    if value is None:
+        return PUBLISHED_CHECK.not_run("the task produced no score", "该任务没有得分", item=task)
+    c = compare_published(task, value, rtol)
+    if c is None:
+        return PUBLISHED_CHECK.not_run(f"no published BitCPM4-0.5B number for {task}",
+                                       f"{task} 没有 BitCPM4-0.5B 的公布数字", item=task)
+    en = (f"{c['benchmark']}: measured {c['measured']:.2f} (lm-eval) vs published {c['published']:.2f} (OpenCompass), "
+          f"relative difference {c['rel_diff']:.3f} (rtol {rtol:g})")
+    zh = (f"{c['benchmark']}：实测 {c['measured']:.2f}（lm-eval），公布 {c['published']:.2f}（OpenCompass），"
+          f"相对差 {c['rel_diff']:.3f}（容差 {rtol:g}）")
+    status = "pass" if c["within"] else ("fail" if fail_outside else "warn")
+    return PUBLISHED_CHECK.row(status, en, zh, item=task)

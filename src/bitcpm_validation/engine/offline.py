@@ -188,6 +188,9 @@ def _to_evidence(path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
+to_evidence = _to_evidence  # public name for chapters that run another tool in-process (lm-eval)
+
+
 def _logging_config(evidence: Path) -> Path:
     """A vLLM logging config (VLLM_LOGGING_CONFIG_PATH) writing every process's log to the evidence."""
     cfg = {
