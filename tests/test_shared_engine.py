@@ -1,0 +1,433 @@
+"""The run's shared engine (engine.shared) and the start count (engine.starts).
+
+Without an engine: the request body, the response parsing, when a chapter may share (and why not), a client
+against a small fake OpenAI server (order, evidence), the start records, and the runner (shared server started
+before the first engine chapter, kept alive across chapters, stopped at the end and on Ctrl-C, a failed start
+reported in one line with the run going on). With `-m engine`: a real shared `vllm serve` on the stand-in gives
+the offline engine's greedy ids and top-k logprob ids.
+"""
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from bitcpm_validation.engine import offline, server, shared, starts
+from bitcpm_validation.engine.offline import EngineError
+from bitcpm_validation.params import load_params
+from bitcpm_validation.report import runner
+from fake_run import notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN = ROOT / "models" / "stand-in"
+
+
+def _params(tmp: Path, **engine_kw):
+    d = yaml.safe_load((ROOT / "params/default.yaml").read_text(encoding="utf-8"))
+    d["model"]["path"] = str(STAND_IN)
+    d["prompts"] = str(ROOT / "params/prompts.yaml")
+    d["engine"].update(engine_kw)
+    p = tmp / f"p{len(list(tmp.glob('p*.yaml')))}.yaml"
+    p.write_text(yaml.safe_dump(d), encoding="utf-8")
+    return load_params(p)
+
+
+def _run_dir(tmp: Path) -> Path:
+    d = tmp / "run"
+    for sub in ("evidence", "results", "artifacts", "notebooks"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# -- request / response -------------------------------------------------------------------------------------
+def test_request_body_asks_what_the_offline_engine_asks():
+    b = shared.request_body("m", [1, 2, 3], max_tokens=8, logprobs=5, prompt_logprobs=3, seed=7, ignore_eos=True)
+    assert b["prompt"] == [1, 2, 3] and b["max_tokens"] == 8 and b["temperature"] == 0.0
+    assert b["logprobs"] == 5 and b["return_tokens_as_token_ids"] is True and b["prompt_logprobs"] == 3
+    assert b["seed"] == 7 and b["ignore_eos"] is True and b["return_token_ids"] is True
+    plain = shared.request_body("m", "text", max_tokens=4)
+    assert plain["prompt"] == "text" and "logprobs" not in plain and "prompt_logprobs" not in plain and "seed" not in plain
+
+
+def _response(token_ids, top=None, prompt_lp=None, prompt_ids=(1, 2)):
+    choice = {"index": 0, "text": "x", "finish_reason": "length", "token_ids": list(token_ids),
+              "prompt_token_ids": list(prompt_ids), "prompt_logprobs": prompt_lp,
+              "logprobs": None if top is None else {"top_logprobs": top, "tokens": [], "token_logprobs": []}}
+    return {"choices": [choice]}
+
+
+def test_parse_completion_token_ids_and_logprobs():
+    g = shared.parse_completion(_response(
+        [5, 6], top=[{"token_id:5": -0.1, "token_id:9": -2.5}, {"token_id:6": -0.2}],
+        prompt_lp=[None, {"2": {"logprob": -1.25, "rank": 1, "decoded_token": "b"}, "7": {"logprob": -3.0}}]))
+    assert g.token_ids == [5, 6] and g.prompt_token_ids == [1, 2] and g.finish_reason == "length"
+    assert g.logprobs == [{5: -0.1, 9: -2.5}, {6: -0.2}]
+    assert g.prompt_logprobs == [None, {2: -1.25, 7: -3.0}]
+    assert shared.parse_completion(_response([5])).logprobs is None
+
+
+def test_parse_completion_without_token_ids_is_one_line_error():
+    with pytest.raises(EngineError) as e:
+        shared.parse_completion({"choices": [{"text": "x"}]})
+    assert "token ids" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- who may share --------------------------------------------------------------------------------------------
+def _info(run_dir: Path, params, base_url: str, **kw) -> shared.SharedInfo:
+    info = shared.SharedInfo(base_url=base_url, pid=os.getpid(), model=params.model.name, which="real",
+                             kwargs=json.loads(json.dumps(offline.engine_kwargs(params, "real", run_dir))),
+                             command="vllm serve x", log=str(shared.log_path(run_dir)), startup_s=12.5,
+                             platform="cpu", kv_cache_tokens=4096, max_concurrency=2.0, **kw)
+    shared.log_path(run_dir).write_text("server log start\n", encoding="utf-8")
+    shared.write_info(run_dir, info)
+    return info
+
+
+class _FakeOpenAI(http.server.BaseHTTPRequestHandler):
+    """/health and /v1/completions: echoes the prompt ids + 100 as the generated ids (after a delay that
+    reverses the finishing order, so results must be put back in request order)."""
+
+    log_path: Path
+
+    def log_message(self, *a):  # quiet
+        pass
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body.get("max_tokens", 0) < 0:
+            out = json.dumps({"error": {"message": "max_tokens must be at least 0\nsecond line"}}).encode()
+            self.send_response(400)
+        else:
+            ids = body["prompt"]
+            time.sleep(0.05 * (5 - len(ids)) if len(ids) < 5 else 0)
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"POST /v1/completions {len(ids)} tokens\n")
+            gen = [i + 100 for i in ids][: body["max_tokens"]]
+            top = [{f"token_id:{t}": -0.5} for t in gen] if body.get("logprobs") else None
+            out = json.dumps(_response(gen, top=top, prompt_ids=ids)).encode()
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+@pytest.fixture
+def fake_server(tmp_path):
+    run_dir = _run_dir(tmp_path)
+    handler = type("H", (_FakeOpenAI,), {"log_path": shared.log_path(run_dir)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield run_dir, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_no_shared_file_means_own_engine(tmp_path):
+    p = _params(tmp_path)
+    client, why_not = shared.client_for(p, _run_dir(tmp_path) / "evidence" / "03_inference.log", "real", {})
+    assert client is None and why_not == ""
+
+
+def test_shared_client_serves_same_settings(tmp_path, fake_server):
+    run_dir, url = fake_server
+    p = _params(tmp_path)
+    _info(run_dir, p, url)
+    ev = run_dir / "evidence" / "03_inference.log"
+    eng = offline.start(p, ev)  # no fresh, same settings: the shared engine, no start counted
+    assert isinstance(eng, shared.SharedClient) and eng.init_s == 12.5 and eng.kv_cache_tokens == 4096
+    gens = eng.generate([[1], [1, 2, 3, 4], [7, 8]], max_tokens=3, logprobs=2)
+    assert [g.token_ids for g in gens] == [[101], [101, 102, 103], [107, 108]]  # request order kept
+    assert gens[1].logprobs == [{101: -0.5}, {102: -0.5}, {103: -0.5}]
+    assert eng.generate_ids([[4, 5]], max_tokens=1) == [[104]]
+    s = eng.settings()
+    assert s["model"] == str(STAND_IN) and "shared vllm serve" in s["engine"] and s["mode"] in ("eager", "graph")
+    assert any(r[0] == "engine" for r in eng.settings_rows())
+    eng.close()
+    log = ev.read_text(encoding="utf-8")
+    assert "=== shared engine: vllm serve x" in log and log.count("POST /v1/completions") == 4
+    assert "server log start" not in log  # only the lines of this chapter's requests
+    with pytest.raises(EngineError):
+        eng.generate([[1]], max_tokens=1)
+    assert starts.load(run_dir) == []
+
+
+def test_http_error_is_one_line(tmp_path, fake_server):
+    run_dir, url = fake_server
+    p = _params(tmp_path)
+    _info(run_dir, p, url)
+    eng = offline.start(p, run_dir / "evidence" / "03_inference.log")
+    with pytest.raises(EngineError) as e:
+        eng.generate([[1]], max_tokens=-1)
+    assert "HTTP 400" in str(e.value) and "max_tokens must be at least 0" in str(e.value) and "\n" not in str(e.value)
+
+
+def _no_engine_start(monkeypatch):
+    """Replace the real vLLM start: record what start() would have launched."""
+    launched = []
+
+    def fake(params, evidence_path, which="real", **overrides):
+        launched.append((which, overrides))
+        return "own-engine"
+
+    monkeypatch.setattr(offline, "_launch_offline", fake)
+    return launched
+
+
+def test_who_gets_an_engine_of_its_own(tmp_path, fake_server, monkeypatch):
+    run_dir, url = fake_server
+    p = _params(tmp_path)
+    _info(run_dir, p, url)
+    launched = _no_engine_start(monkeypatch)
+    ev = run_dir / "evidence" / "06_precision.log"
+    assert offline.start(p, ev, dtype="float32") == "own-engine"            # an override changes the engine
+    assert offline.start(p, ev, fresh=True, why="restart") == "own-engine"  # deliberate
+    assert offline.start(p, ev, "dummy") == "own-engine"                   # other weights
+    assert isinstance(offline.start(p, ev, seed=p.engine.seed), shared.SharedClient)  # same value: shares
+    got = starts.load(run_dir)
+    assert [s.why for s in got][1] == "restart" and len(got) == 3 and all(s.kind == "offline" for s in got)
+    assert "dtype" in got[0].why and got[0].why.startswith("not shareable") and "dummy" in got[2].why
+    assert all(s.chapter == "06_precision" and s.ok for s in got)
+    assert launched[0] == ("real", {"dtype": "float32"})
+
+
+def test_fresh_needs_a_reason(tmp_path):
+    with pytest.raises(EngineError) as e:
+        offline.start(_params(tmp_path), tmp_path / "ev.log", fresh=True)
+    assert "why=" in str(e.value)
+    with pytest.raises(server.ServerError):
+        with server.serving(_params(tmp_path), tmp_path / "ev.log", fresh=True):
+            pass
+
+
+def test_dead_shared_server_falls_back_with_reason(tmp_path, monkeypatch):
+    run_dir = _run_dir(tmp_path)
+    p = _params(tmp_path)
+    _info(run_dir, p, f"http://127.0.0.1:{server.free_port()}/v1")
+    _no_engine_start(monkeypatch)
+    assert offline.start(p, run_dir / "evidence" / "03_inference.log") == "own-engine"
+    (s,) = starts.load(run_dir)
+    assert "does not answer /health" in s.why
+
+
+def test_serving_yields_the_shared_server_and_never_stops_it(tmp_path, fake_server):
+    run_dir, url = fake_server
+    p = _params(tmp_path)
+    _info(run_dir, p, url)
+    ev = run_dir / "evidence" / "08_serving.log"
+    with server.serving(p, ev) as srv:
+        assert srv.shared and srv.base_url == url and srv.startup_s == 12.5 and srv.pid == os.getpid()
+        assert srv.alive() and srv.command == "vllm serve x"
+    assert srv.alive()  # still serving the next chapter
+    assert "using the run's shared server" in ev.read_text(encoding="utf-8")
+
+
+# -- start records ----------------------------------------------------------------------------------------------
+def test_starts_record_load_summarize(tmp_path):
+    starts.record(tmp_path, starts.Start("runner", "shared-server", "real", "the run's shared engine", 30.0))
+    starts.record(tmp_path, starts.Start("02_loading", "offline", "dummy", "dummy load", 20.5))
+    starts.record(tmp_path, starts.Start("07_performance", "benchmark", "dummy", "latency", None, ok=False,
+                                         error="boom"))
+    with open(tmp_path / starts.STARTS_FILE, "a") as f:
+        f.write('{"chapter": "torn')  # a kernel killed mid-write
+    got = starts.load(tmp_path)
+    assert [s.chapter for s in got] == ["runner", "02_loading", "07_performance"] and got[0].at
+    summ = starts.summarize(got)
+    assert summ["count"] == 2 and summ["seconds"] == 50.5 and summ["failed"] == 1 and len(summ["starts"]) == 3
+    with pytest.raises(ValueError):
+        starts.record(tmp_path, starts.Start("x", "rocket", "real", "", 1.0))
+    starts.record(tmp_path / "missing", starts.Start("x", "offline", "real", "", 1.0))  # no run dir: nothing
+    assert not (tmp_path / "missing").exists()
+
+
+def test_needs_engine(tmp_path):
+    notebook(tmp_path, "02_loading", "eng = engine.start(p, ch.evidence_path)")
+    notebook(tmp_path, "01_environment", "print('no engine')")
+    assert shared.needs_engine(tmp_path / "02_loading.ipynb")
+    assert not shared.needs_engine(tmp_path / "01_environment.ipynb")
+
+
+# -- the runner ----------------------------------------------------------------------------------------------------
+HEAD = 'from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
+USES_SHARED = HEAD + textwrap.dedent('''\
+    import json, pathlib
+    info = json.loads((pathlib.Path(run_dir) / "shared-engine.json").read_text())
+    ch.data["pid"] = info["pid"]
+    # engine.start( : this chapter needs an engine
+    ch.finish()''')
+NO_ENGINE = HEAD + 'ch.finish()'
+
+
+def _fake_start_shared(params, run_dir):
+    """A stand-in for the shared vllm serve: a sleeping process in its own session, with one child."""
+    log = shared.log_path(run_dir)
+    with open(log, "a") as f:
+        proc = subprocess.Popen([sys.executable, "-c", "import subprocess,sys,time; "
+                                 "subprocess.Popen([sys.executable,'-c','import time; time.sleep(600)']); "
+                                 "time.sleep(600)"], stdout=f, stderr=f, start_new_session=True)
+    srv = server.Server(base_url="http://127.0.0.1:1/v1", model="m", proc=proc, evidence_path=log, startup_s=0.5)
+    info = shared.SharedInfo(base_url=srv.base_url, pid=proc.pid, model="m", which="real", kwargs={},
+                             command="vllm serve fake", log=str(log), startup_s=0.5)
+    shared.write_info(run_dir, info)
+    starts.record(run_dir, starts.Start("runner", "shared-server", "real", "shared", 0.5))
+    time.sleep(0.5)  # let the child appear
+    return srv, info
+
+
+@pytest.fixture
+def proj(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    notebook(nbs, "01_environment", NO_ENGINE)
+    notebook(nbs, "02_loading", USES_SHARED)
+    notebook(nbs, "03_inference", USES_SHARED)
+    d = yaml.safe_load((ROOT / "params/default.yaml").read_text(encoding="utf-8"))
+    d["prompts"] = str(ROOT / "params/prompts.yaml")
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(d), encoding="utf-8")
+    return {"nbs": nbs, "params": params, "runs": tmp_path / "runs"}
+
+
+def test_runner_starts_one_shared_server_and_stops_it(proj, monkeypatch):
+    monkeypatch.setattr(shared, "start_shared", _fake_start_shared)
+    out = io.StringIO()
+    oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out)
+    text = out.getvalue()
+    assert [c.status for c in oc.chapters] == ["ok", "ok", "ok"], text
+    lines = text.splitlines()
+    # the shared server starts after the chapter that needs no engine, before the first that does
+    i_env = next(i for i, ln in enumerate(lines) if "01_environment" in ln)
+    i_shared = next(i for i, ln in enumerate(lines) if ln.startswith("[shared]"))
+    assert i_env < i_shared and "ready" in lines[i_shared] and "shared by the chapters" in lines[i_shared]
+    from bitcpm_validation.report import results as R
+
+    pids = {R.load(oc.run_dir / "results" / f"{c}.json").data["pid"] for c in ("02_loading", "03_inference")}
+    assert len(pids) == 1  # both chapters saw the same server, alive across the per-chapter cleanup
+    pid = pids.pop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not (oc.run_dir / shared.SHARED_FILE).exists()
+    run = json.loads((oc.run_dir / "run.json").read_text())
+    assert run["shared_engine"]["ok"] and run["shared_engine"]["pid"] == pid and run["shared_engine"]["stopped"]
+    assert run["engine_starts"]["count"] == 1 and run["engine_starts"]["starts"][0]["kind"] == "shared-server"
+
+
+def test_runner_without_engine_chapters_starts_nothing(proj, monkeypatch):
+    called = []
+    monkeypatch.setattr(shared, "start_shared", lambda *a: called.append(a))
+    out = io.StringIO()
+    runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out, only=["01_environment"])
+    assert not called and "[shared]" not in out.getvalue()
+
+
+def test_shared_server_failure_is_one_line_and_the_run_goes_on(proj, monkeypatch):
+    def boom(params, run_dir):
+        raise server.ServerError("port 8000 on 127.0.0.1 is taken (serving.port): stop what listens there")
+
+    monkeypatch.setattr(shared, "start_shared", boom)
+    nbs = proj["nbs"]
+    notebook(nbs, "02_loading", HEAD + "# engine.start(\nimport pathlib\n"
+             "assert not (pathlib.Path(run_dir) / 'shared-engine.json').exists()\nch.finish()")
+    notebook(nbs, "03_inference", HEAD + "# engine.start(\nch.finish()")
+    out = io.StringIO()
+    oc = runner.run(proj["params"], notebooks_dir=nbs, runs_dir=proj["runs"], out=out)
+    text = out.getvalue()
+    line = next(ln for ln in text.splitlines() if ln.startswith("[shared]"))
+    assert "failed" in line and "port 8000" in line and "taken" in line
+    assert "chapters start their own engines" in text and text.count("[shared]") == 1  # tried once
+    assert [c.status for c in oc.chapters] == ["ok", "ok", "ok"]
+    run = json.loads((oc.run_dir / "run.json").read_text())
+    assert run["shared_engine"] == {"ok": False, "error": "port 8000 on 127.0.0.1 is taken (serving.port): "
+                                                          "stop what listens there"}
+
+
+DRIVER = textwrap.dedent('''\
+    import sys
+    sys.path.insert(0, {tests!r})
+    import test_shared_engine as T
+    from bitcpm_validation.engine import shared
+    from bitcpm_validation.report import runner
+    shared.start_shared = T._fake_start_shared
+    oc = runner.run({params!r}, notebooks_dir={nbs!r}, runs_dir={runs!r})
+    sys.exit(oc.exit_code)
+''')
+
+
+def test_ctrl_c_stops_the_shared_server(proj, tmp_path):
+    nbs = proj["nbs"]
+    notebook(nbs, "03_inference", HEAD + "# engine.start(\nimport time\ntime.sleep(600)")
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=str(ROOT / "tests"), params=str(proj["params"]), nbs=str(nbs),
+                                    runs=str(proj["runs"])))
+    proc = subprocess.Popen([sys.executable, str(driver)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    info_file = None
+    while time.monotonic() < deadline:  # wait for 03 to be running (the shared server up, 02 done)
+        runs = list(proj["runs"].glob("2*"))
+        if runs and (runs[0] / "results" / "02_loading.json").exists() and (runs[0] / shared.SHARED_FILE).exists():
+            info_file = runs[0] / shared.SHARED_FILE
+            break
+        time.sleep(0.5)
+    assert info_file is not None, "the run never reached chapter 03"
+    pid = json.loads(info_file.read_text())["pid"]
+    tree = [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    time.sleep(1)
+    alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, (alive, out)
+    assert not info_file.exists()
+
+
+# -- the real thing ---------------------------------------------------------------------------------------------
+@pytest.mark.engine
+def test_shared_server_matches_offline_engine(tmp_path):
+    """Same greedy token ids and top-k logprob ids through the shared server as through vllm.LLM (stand-in)."""
+    from bitcpm_validation.engine import prompting
+
+    p = _params(tmp_path)
+    run_dir = _run_dir(tmp_path)
+    prompts = [prompting.prompt_ids(t, p.model_path) for t in ("The capital of France is", "1, 2, 3,", "中国的首都是")]
+    srv, info = shared.start_shared(p, run_dir)
+    try:
+        assert info.kv_cache_tokens and info.startup_s > 0
+        client = offline.start(p, run_dir / "evidence" / "03_inference.log")
+        assert isinstance(client, shared.SharedClient)
+        via_server = client.generate(prompts, max_tokens=12, logprobs=5, prompt_logprobs=5)
+        client.close()
+    finally:
+        srv.stop()
+    eng = offline.start(p, run_dir / "evidence" / "03_inference.log", fresh=True, why="reference")
+    try:
+        assert not isinstance(eng, shared.SharedClient)
+        direct = eng.generate(prompts, max_tokens=12, logprobs=5, prompt_logprobs=5)
+    finally:
+        eng.close()
+    for a, b in zip(via_server, direct):
+        assert a.prompt_token_ids == b.prompt_token_ids and a.token_ids == b.token_ids
+        for la, lb in zip(a.logprobs, b.logprobs):
+            assert set(la) == set(lb)
+            assert max(abs(la[t] - lb[t]) for t in la) < 0.05  # bf16: same kernels, batching may differ
+        for la, lb in zip(a.prompt_logprobs[1:], b.prompt_logprobs[1:]):
+            assert set(la) == set(lb) and max(abs(la[t] - lb[t]) for t in la) < 0.05
+    kinds = [(s.chapter, s.kind, s.why) for s in starts.load(run_dir)]
+    assert kinds == [("runner", "shared-server", "the run's shared engine (every chapter that can share it)"),
+                     ("03_inference", "offline", "reference")]
