@@ -1,8 +1,13 @@
 """Chinese metrics and the documented-threshold verdict."""
+import random
+
 from bitcpm_validation.chapters import chinese as C
-from bitcpm_validation.params import ChineseParams, Expectation, Prompt, PromptSet
+from bitcpm_validation.model.training_corpus import contamination
+from bitcpm_validation.params import ChineseParams, Expectation, GradingCriteria, Prompt, PromptSet
 
 CP = ChineseParams()
+G = GradingCriteria()
+Q = Prompt(id="zh1", lang="zh", kind="chat", prompt="你好")
 
 
 def test_cjk_share_ignores_punctuation_and_spaces():
@@ -33,8 +38,35 @@ def test_verdicts():
     assert loop.repeat_share > CP.max_repeat_share or loop.distinct_2 < CP.min_distinct_2
     en = C.verdict(C.metrics("Hello, how are you? I am fine."), CP)
     assert en.status == "warn" and en.label_en == "not Chinese" and "CJK share" in en.detail_en
-    assert C.verdict(C.metrics(""), CP).status == "warn"
+    assert C.verdict(C.metrics(""), CP).status == "fail"
     assert [t["metric"] for t in C.thresholds(CP)] == ["cjk_share", "distinct_2", "repeat_share"]
+
+
+def test_noise_fails_and_chinese_passes():
+    good = "北京有很多好玩的景点，比如故宫、颐和园、长城和天坛。故宫是明清两代的皇宫。"
+    assert C.judge_chinese(Q, good, CP, G).status == "pass"
+    echo = C.judge_chinese(Q, "请介绍一下你自己" * 40, CP, G)  # a random-weight model echoing the prompt
+    assert (echo.id, echo.status, echo.scope) == ("zh:zh1", "fail", "model") and "compression ratio" in echo.detail_en
+    chars = list(good)
+    random.Random(0).shuffle(chars)
+    shuffled = C.judge_chinese(Q, "".join(chars), CP, G)
+    assert shuffled.status == "fail" and "recognised words" in shuffled.detail_en and "不是语言" in shuffled.detail_zh
+    salad = "Ar简单的问题red燕子什么是学的的古hiof山河兴ich atta four"  # random-weight model, std 0.5
+    assert C.judge_chinese(Q, salad, CP, G).status == "fail"
+    # the document's "repetition severe" answers (described, not quoted there): ⚠️, not ❌
+    assert C.judge_chinese(Q, "北京有很多好玩的景点，比如故宫、颐和园、" + "故宫、颐和园、" * 12, CP, G).status == "warn"
+    assert C.judge_chinese(Q, "Hello, how are you? I am fine, thank you.", CP, G).status == "warn"
+
+
+def test_trained_on_prompt_is_not_run(tmp_path):
+    (tmp_path / "training_corpus.json").write_text('{"files": ["c.txt"]}')
+    (tmp_path / "c.txt").write_text("你好\n好的")
+    ps = [Q, Prompt(id="zh1_chat", lang="zh", kind="chat", prompt="你好", chat=True)]
+    trained = contamination(tmp_path, {q.id: q.prompt for q in ps})
+    for q in ps:
+        row = C.judge_chinese(q, "北京有很多好玩的景点，比如故宫。", CP, G, trained)
+        assert row.status == "not_run" and "trained on this prompt" in row.detail_en and "✅" in row.detail_en
+    assert C.judge_chinese(Q, "北京有很多好玩的景点，比如故宫。", CP, G, contamination(tmp_path / "none", {})).status == "pass"
 
 
 def test_short_repeats_are_not_counted():
@@ -45,7 +77,7 @@ def test_short_repeats_are_not_counted():
 def test_select_prompts_adds_chat_variants():
     ps = PromptSet(prompts=[
         Prompt(id="en1", lang="en", kind="k", prompt="Hi"),
-        Prompt(id="tr", lang="en", kind="translation", prompt="Translate", expect=Expectation(min_cjk_share=0.2)),
+        Prompt(id="tr", lang="en", kind="translation", prompt="Translate", expect=Expectation(language="zh")),
         Prompt(id="zh1", lang="zh", kind="chat", prompt="你好", from_original=True),
         Prompt(id="zh2", lang="zh", kind="chat", prompt="再见"),
     ])

@@ -14,13 +14,25 @@ judgement is a number compared with a documented threshold from `params.chinese`
   length: the part of the answer taken by the repeats of that span. Above `max_repeat_share`:
   repetition is severe. (A span of 1-2 characters repeated is normal language, so spans shorter than
   `MIN_SPAN` characters are not counted as repetition.)
+
+Before those, every output must be language at all (`textlang.gate`, prompts.yaml `grading:`): recognised
+words (wordfreq; jieba segmentation), no looped unit. Noise (random characters, shuffled characters, a
+looped prompt echo) is ❌; not Chinese or severe repetition is ⚠️ (the original document's "能力有限");
+Chinese without severe repetition is ✅. A prompt the model was trained on is not judged (not_run).
+
+    ch.record(judge_chinese(prompt, text, params.chinese, prompt_set.grading, trained_on))
 """
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from bitcpm_validation import textlang
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
+
+CHAPTER = "05_chinese"
 MIN_SPAN = 4  # repeated spans shorter than this are ordinary language, not a loop
 
 
@@ -113,9 +125,20 @@ def metrics(text: str) -> ChineseMetrics:
     )
 
 
+ZH = define(
+    "zh", CHAPTER, "model", "Chinese answer", "中文回答", family=True,
+    criterion_en=("the output is language (recognised words, no looped unit; prompts.yaml grading), else ❌; "
+                  "CJK share >= chinese.min_cjk_share, distinct-2 >= chinese.min_distinct_2 and longest repeated "
+                  "span <= chinese.max_repeat_share, else ⚠️; prompts the model was trained on are not run"),
+    criterion_zh=("输出须是语言（可识别词语、无循环单元；见 prompts.yaml grading），否则 ❌；汉字比例 ≥ chinese.min_cjk_share、"
+                  "distinct-2 ≥ chinese.min_distinct_2、最长重复片段占比 ≤ chinese.max_repeat_share，否则 ⚠️；"
+                  "模型训练过的提示不评判"),
+)
+
+
 @dataclass
 class Verdict:
-    status: str  # pass | warn
+    status: str  # pass | warn | fail
     label_en: str
     label_zh: str
     reasons_en: list[str]
@@ -143,12 +166,16 @@ def thresholds(cp: Any) -> list[dict[str, Any]]:
     ]
 
 
-def verdict(m: ChineseMetrics, cp: Any) -> Verdict:
-    """pass ("Chinese, no severe repetition") or warn with the failing thresholds as reasons."""
+def verdict(m: ChineseMetrics, cp: Any, gate: Sequence[textlang.Condition] = ()) -> Verdict:
+    """fail when `gate` (textlang.gate of the text) says it is not language; else pass ("Chinese, no
+    severe repetition") or warn with the failing thresholds as reasons."""
     en, zh = [], []
     not_zh = m.cjk_share < cp.min_cjk_share
     if m.chars == 0:
-        return Verdict("warn", "empty output", "输出为空", ["empty output"], ["输出为空"])
+        return Verdict("fail", "empty output", "输出为空", ["empty output"], ["输出为空"])
+    bad = [c for c in gate if not c.ok]
+    if bad:
+        return Verdict("fail", "not language", "不是语言", ["✗ " + c.en for c in bad], ["✗ " + c.zh for c in bad])
     if not_zh:
         en.append(f"CJK share {m.cjk_share:.2f} < {cp.min_cjk_share}")
         zh.append(f"汉字比例 {m.cjk_share:.2f} < {cp.min_cjk_share}")
@@ -180,8 +207,24 @@ def select_prompts(prompt_set: Any) -> list:
     and the original's Chinese prompts once more through the chat template (how a user would ask)."""
     from bitcpm_validation.engine.prompting import with_chat
 
-    base = [q for q in prompt_set.prompts if q.lang == "zh" or q.expect.min_cjk_share is not None]
+    base = [q for q in prompt_set.prompts
+            if q.lang == "zh" or q.expect.language == "zh" or q.expect.min_cjk_share is not None]
     ids = {q.id for q in base}
     extra = [with_chat(q) for q in base if q.lang == "zh" and q.from_original and not q.chat
              and q.id + "_chat" not in ids]
     return base + extra
+
+
+def judge_chinese(prompt: Any, text: str, cp: Any, g: Any, trained_on: Any = None) -> Check:
+    """The row of one Chinese probe (`prompt`: params.Prompt, `cp`: params.ChineseParams, `g`:
+    params.GradingCriteria, `trained_on`: model.training_corpus.Contamination or None)."""
+    m = metrics(text or "")
+    v = verdict(m, cp, textlang.gate(text or "", g))
+    chat_en, chat_zh = (" (chat)", "（对话）") if prompt.chat else ("", "")
+    names = {"name_en": f"Chinese: {prompt.id}{chat_en}", "name_zh": f"中文：{prompt.id}{chat_zh}"}
+    if trained_on is not None and prompt.id in trained_on:
+        mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[v.status]
+        return ZH.not_run(f"{trained_on.reason_en(prompt.id)} (its output would be {mark} {v.label_en}, not counted)",
+                          f"{trained_on.reason_zh(prompt.id)}（输出本应为 {mark} {v.label_zh}，不计入）",
+                          item=prompt.id, **names)
+    return ZH.row(v.status, f"{v.label_en}: {v.detail_en}", f"{v.label_zh}：{v.detail_zh}", item=prompt.id, **names)

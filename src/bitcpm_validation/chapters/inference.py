@@ -1,98 +1,192 @@
-"""Grade one model output against its prompt's expectation (params/prompts.yaml `expect:`).
+"""Chapter 03: grade each probe's output against its prompt's expectation (params/prompts.yaml).
 
-Every condition the expectation gives must hold; the grade is ✅ pass or ⚠️ warn, never ❌: a small
-model answering a probe badly is a finding about the model, not a failure of the deployment. The
-reason lists each condition with what was found, in English and Chinese.
+Two steps, so that noise fails and a limited model is told apart from a broken one:
 
-    g = grade(text, prompt.expect)
-    g.status            # "pass" | "warn"
-    g.detail_en, g.detail_zh
+1. **Is the output language at all?** (`textlang.gate`, thresholds in prompts.yaml `grading:`): recognised
+   words (wordfreq), no looped unit (compression ratio), sentences for Latin text (shuffled words fail).
+   Not language: ❌, whatever the prompt asked.
+2. **Does it do what the prompt asked?** The expectation's conditions: the answer as a word in the answer
+   position, the output's language (lingua), no severe repetition, words, required/forbidden strings.
+   A miss gives the expectation's `on_miss` (❌ unless the prompt marks the ability as limited: ⚠️).
 
-Matching of `contains_*` / `not_contains` is case-insensitive (the answer "paris" counts as Paris).
+A probe whose prompt occurs in the model's declared training corpus (model.training_corpus) is not
+judged: its row is not_run with that reason (the stand-in was trained on every probe).
+
+    row = judge_probe(prompt, text, prompt_set.grading, contamination)
+    ch.record(row)
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional, Sequence
 
-from bitcpm_validation.chapters.chinese import cjk_share
-from bitcpm_validation.params import Expectation
+from bitcpm_validation import textlang
+from bitcpm_validation.chapters.chinese import cjk_share, metrics as repetition_metrics
+from bitcpm_validation.model.training_corpus import Contamination, contamination
+from bitcpm_validation.params import Expectation, GradingCriteria, Prompt
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
+
+CHAPTER = "03_inference"
+
+PROBE = define(
+    "probe", CHAPTER, "model", "Probe answered as expected", "探针回答符合预期", family=True,
+    criterion_en=("the output is language (recognised words, no looped unit, sentences; prompts.yaml grading) and "
+                  "meets its prompt's expectation (answer as a word in the answer position, language, no severe "
+                  "repetition); noise fails; a miss on an ability the prompt marks as limited warns; prompts the "
+                  "model was trained on are not run"),
+    criterion_zh=("输出是语言（可识别词语、无循环单元、成句；见 prompts.yaml grading）且符合提示的预期（答案作为词出现在"
+                  "作答位置、语言、无严重重复）；噪声判为失败；提示标注为能力有限的项未达预期时为警告；模型训练过的提示不评判"),
+)
 
 
 @dataclass
 class Grade:
-    status: str  # pass | warn
-    reasons_en: list[str] = field(default_factory=list)
-    reasons_zh: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # ids of the conditions that did not hold
+    status: str  # pass | warn | fail
+    conditions: list[textlang.Condition] = field(default_factory=list)
+    note_en: str = ""
+    note_zh: str = ""
+    measures: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def passed(self) -> bool:
-        return self.status == "pass"
+    def failed(self) -> list[str]:
+        return [c.id for c in self.conditions if not c.ok]
 
     @property
     def detail_en(self) -> str:
-        return "; ".join(self.reasons_en)
+        parts = [f"expected: {self.note_en}"] if self.note_en else []
+        return "; ".join(parts + [("" if c.ok else "✗ ") + c.en for c in self.conditions])
 
     @property
     def detail_zh(self) -> str:
-        return "；".join(self.reasons_zh)
+        parts = [f"预期：{self.note_zh}"] if self.note_zh else []
+        return "；".join(parts + [("" if c.ok else "✗ ") + c.zh for c in self.conditions])
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(detail_en=self.detail_en, detail_zh=self.detail_zh)
-        return d
+        return {"status": self.status, "failed": self.failed, "detail_en": self.detail_en,
+                "detail_zh": self.detail_zh, "conditions": [asdict(c) for c in self.conditions],
+                "measures": self.measures}
 
 
-def _q(xs: list[str]) -> str:
-    return ", ".join(repr(x) for x in xs)
+# An option line of a multiple-choice style answer: "[A]. Paris", "A) Paris", "(B) Berlin", "C. London".
+_OPTION = re.compile(r"^\s*[\[(]?([A-Da-d])[\])]?\s*[.:)]\s*(.+?)\s*$", re.M)
+# The line that picks one: "Answer: A", "The answer is (B)", "答案：C".
+_PICK = re.compile(r"(?:answer\s*(?:is)?\s*[:：]?|答案\s*[:：是]?)\s*[\[(]?([A-Da-d])[\])]?(?![^\W_])", re.I)
 
 
-def grade(text: str, expect: Expectation) -> Grade:
-    """pass when every condition of `expect` holds, else warn; reasons name each condition."""
-    en: list[str] = []
-    zh: list[str] = []
-    failed: list[str] = []
-    low = (text or "").lower()
-    n = len((text or "").strip())
+def _as_word(answer: str, text: str) -> bool:
+    """`answer` occurs in `text` as a whole word (CJK answers: as a substring; there are no word boundaries)."""
+    if textlang.has_cjk(answer):
+        return answer in text
+    return re.search(r"(?<![^\W_])" + re.escape(answer) + r"(?![^\W_])", text, re.I) is not None
 
-    def cond(ok: bool, cid: str, ok_en: str, ok_zh: str, bad_en: str, bad_zh: str) -> None:
-        if ok:
-            en.append(ok_en)
-            zh.append(ok_zh)
-        else:
-            failed.append(cid)
-            en.append("✗ " + bad_en)
-            zh.append("✗ " + bad_zh)
 
-    if expect.min_chars > 1 or (expect.min_chars == 1 and n < 1):
-        cond(n >= expect.min_chars, "min_chars",
-             f"{n} characters (>= {expect.min_chars})", f"{n} 个字符（≥ {expect.min_chars}）",
-             f"only {n} characters (< {expect.min_chars})", f"仅 {n} 个字符（< {expect.min_chars}）")
+def first_sentence(text: str) -> str:
+    """The first non-empty line, up to its first sentence end (. ! ? followed by a space, or 。！？)."""
+    line = next((l for l in text.splitlines() if l.strip()), "")
+    m = re.search(r"[.!?](?=\s)|[。！？]", line)
+    return line[:m.end()] if m else line
+
+
+def answer_in_position(text: str, answers: Sequence[str]) -> tuple[Optional[str], str]:
+    """(the accepted answer found, where) or (None, what the answer position held).
+
+    Positions: the option an explicit pick ("Answer: A") chooses, when the output lists options; else the
+    first sentence. A digit that occurs by chance later in the text is not an answer."""
+    options = {k.upper(): v for k, v in _OPTION.findall(text)}
+    pick = _PICK.search(text)
+    if options and pick and pick.group(1).upper() in options:
+        letter = pick.group(1).upper()
+        chosen = options[letter]
+        hit = next((a for a in answers if _as_word(a, chosen)), None)
+        return hit, f"option {letter} ({chosen!r}) picked by {pick.group(0).strip()!r}"
+    first = first_sentence(text)
+    hit = next((a for a in answers if _as_word(a, first)), None)
+    return hit, f"first sentence {first.strip()[:80]!r}"
+
+
+def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
+    """pass, expect.on_miss when a task condition misses, fail when the output is not language (see module doc)."""
+    t = text or ""
+    gate = textlang.gate(t, g)
+    m = repetition_metrics(t)
+    measures: dict[str, Any] = {"compression_ratio": textlang.compression_ratio(t), "distinct_2": m.distinct_2,
+                                "repeat_share": m.repeat_share, "cjk_share": m.cjk_share,
+                                "words": textlang.word_count(t)}
+    if any(not c.ok for c in gate):
+        return Grade("fail", gate, expect.note_en, expect.note_zh or expect.note_en, measures)
+
+    task: list[textlang.Condition] = []
+
+    def cond(cid: str, ok: bool, en: str, zh: str) -> None:
+        task.append(textlang.Condition(cid, ok, en, zh))
+
+    n = len(t.strip())
+    if expect.min_chars > 1:
+        cond("min_chars", n >= expect.min_chars, f"{n} characters (>= {expect.min_chars})",
+             f"{n} 个字符（≥ {expect.min_chars}）")
+    if expect.min_words:
+        w = measures["words"]
+        cond("min_words", w >= expect.min_words, f"{w} words (>= {expect.min_words})", f"{w} 个词（≥ {expect.min_words}）")
+    if expect.min_lines:
+        lines = sum(1 for line in t.splitlines() if line.strip())
+        cond("min_lines", lines >= expect.min_lines, f"{lines} lines (>= {expect.min_lines})",
+             f"{lines} 行（≥ {expect.min_lines}）")
+    if expect.answer:
+        hit, where = answer_in_position(t, expect.answer)
+        cond("answer", hit is not None,
+             f"answer {hit!r} in the answer position: {where}" if hit else f"none of {expect.answer} in the answer position: {where}",
+             f"作答位置有答案 {hit!r}：{where}" if hit else f"作答位置没有 {expect.answer} 中的任何一个：{where}")
+    if expect.language:
+        shares = textlang.language_shares(t, g.languages)
+        measures["language_shares"] = {k: round(v, 3) for k, v in shares.items()}
+        got = shares.get(expect.language, 0.0)
+        top = ", ".join(f"{k} {v:.0%}" for k, v in list(shares.items())[:3]) or "no letters"
+        cond("language", got >= g.min_language_share,
+             f"{got:.0%} {expect.language} (>= {g.min_language_share:.0%}; lingua: {top})",
+             f"{expect.language} 占 {got:.0%}（要求 ≥ {g.min_language_share:.0%}；lingua：{top}）")
+    if expect.no_repetition:
+        d2 = m.distinct_2 if m.distinct_2 is not None else 0.0
+        ok = d2 >= g.min_distinct_2 and m.repeat_share <= g.max_repeat_share
+        cond("no_repetition", ok,
+             f"distinct-2 {d2:.2f} (>= {g.min_distinct_2}), longest repeated span covers {m.repeat_share:.0%} "
+             f"(<= {g.max_repeat_share:.0%})",
+             f"distinct-2 {d2:.2f}（≥ {g.min_distinct_2}），最长重复片段占 {m.repeat_share:.0%}（≤ {g.max_repeat_share:.0%}）")
+    low = t.lower()
     if expect.contains_any:
         hits = [w for w in expect.contains_any if w.lower() in low]
-        cond(bool(hits), "contains_any",
-             f"contains {_q(hits)}", f"包含 {_q(hits)}",
-             f"none of {_q(expect.contains_any)} found", f"未出现 {_q(expect.contains_any)} 中任何一个")
+        cond("contains_any", bool(hits), f"contains {hits}", f"包含 {hits}",) if hits else cond(
+            "contains_any", False, f"none of {expect.contains_any} found", f"未出现 {expect.contains_any} 中任何一个")
     if expect.contains_all:
         missing = [w for w in expect.contains_all if w.lower() not in low]
-        cond(not missing, "contains_all",
-             f"contains all of {_q(expect.contains_all)}", f"包含全部 {_q(expect.contains_all)}",
-             f"missing {_q(missing)}", f"缺少 {_q(missing)}")
+        cond("contains_all", not missing, f"contains all of {expect.contains_all}" if not missing else f"missing {missing}",
+             f"包含全部 {expect.contains_all}" if not missing else f"缺少 {missing}")
     if expect.not_contains:
         bad = [w for w in expect.not_contains if w.lower() in low]
-        cond(not bad, "not_contains",
-             f"none of {_q(expect.not_contains)}", f"不含 {_q(expect.not_contains)}",
-             f"contains forbidden {_q(bad)}", f"含有不应出现的 {_q(bad)}")
+        cond("not_contains", not bad, f"none of {expect.not_contains}" if not bad else f"contains forbidden {bad}",
+             f"不含 {expect.not_contains}" if not bad else f"含有不应出现的 {bad}")
     if expect.min_cjk_share is not None:
-        share = cjk_share(text or "")
-        cond(share >= expect.min_cjk_share, "min_cjk_share",
-             f"CJK share {share:.2f} (>= {expect.min_cjk_share})", f"汉字比例 {share:.2f}（≥ {expect.min_cjk_share}）",
-             f"CJK share {share:.2f} (< {expect.min_cjk_share})", f"汉字比例 {share:.2f}（< {expect.min_cjk_share}）")
-    status = "warn" if failed else "pass"
-    note_en = expect.note_en or ""
-    note_zh = expect.note_zh or note_en
-    if note_en:
-        en.insert(0, f"expected: {note_en}")
-        zh.insert(0, f"预期：{note_zh}")
-    return Grade(status, en, zh, failed)
+        share = cjk_share(t)
+        cond("min_cjk_share", share >= expect.min_cjk_share, f"CJK share {share:.2f} (>= {expect.min_cjk_share})",
+             f"汉字比例 {share:.2f}（≥ {expect.min_cjk_share}）")
+    status = expect.on_miss if any(not c.ok for c in task) else "pass"
+    return Grade(status, gate + task, expect.note_en, expect.note_zh or expect.note_en, measures)
+
+
+def probe_contamination(model_dir, prompts: Sequence[Prompt]) -> Contamination:
+    """Which probe prompts occur verbatim in the training corpus the model directory declares."""
+    return contamination(model_dir, {q.id: q.prompt for q in prompts})
+
+
+def judge_probe(prompt: Prompt, text: str, g: GradingCriteria,
+                trained_on: Optional[Contamination] = None) -> Check:
+    """The probe's row: not_run when the model was trained on the prompt, else its grade (pass/warn/fail)."""
+    gr = grade(text, prompt.expect, g)
+    name_en, name_zh = f"Probe {prompt.id} ({prompt.lang}, {prompt.kind})", f"探针 {prompt.id}（{prompt.lang}，{prompt.kind}）"
+    if trained_on is not None and prompt.id in trained_on:
+        mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[gr.status]
+        return PROBE.not_run(f"{trained_on.reason_en(prompt.id)} (its output would grade {mark}, not counted)",
+                             f"{trained_on.reason_zh(prompt.id)}（输出评分本应为 {mark}，不计入）",
+                             item=prompt.id, name_en=name_en, name_zh=name_zh)
+    return PROBE.row(gr.status, gr.detail_en, gr.detail_zh, item=prompt.id, name_en=name_en, name_zh=name_zh)
