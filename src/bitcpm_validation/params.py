@@ -251,15 +251,56 @@ class Params(_Section):
 
 
 class Expectation(_Section):
-    """How a probe's output is graded. All given conditions must hold."""
+    """How a probe's output is graded (bitcpm_validation.chapters.inference.judge_probe).
 
+    Every output must first be language (PromptSet.grading: recognised words, sentence form, no degenerate
+    loop), else the probe fails. Then every task condition given here must hold, else the probe gets
+    `on_miss`."""
+
+    answer: list[str] = Field(default_factory=list, description=(
+        "accepted answers: one must appear as a whole word in the answer position (the first sentence or line, "
+        "or the option an 'Answer: X' line picks), not merely somewhere in the text"))
+    language: Optional[Literal["en", "zh"]] = Field(None, description=(
+        "the language the output must be in: at least grading.min_language_share of its letters"))
+    no_repetition: bool = Field(False, description=(
+        "no severe repetition: character distinct-2 >= grading.min_distinct_2 and the longest repeated span "
+        "covers <= grading.max_repeat_share (bitcpm_validation.chapters.chinese metrics)"))
+    min_words: int = Field(0, ge=0, description="at least this many words (a CJK character counts as one)")
+    min_lines: int = Field(0, ge=0, description="at least this many non-empty lines (a poem has lines)")
     contains_any: list[str] = Field(default_factory=list, description="pass if any of these appears")
     contains_all: list[str] = Field(default_factory=list)
     not_contains: list[str] = Field(default_factory=list)
     min_cjk_share: Optional[float] = Field(None, ge=0, le=1)
     min_chars: int = Field(1, ge=0, description="a non-empty answer at least this long")
+    on_miss: Literal["fail", "warn"] = Field("fail", description=(
+        "status when the output is language but a task condition above does not hold"))
     note_en: str = ""
     note_zh: str = ""
+
+
+class GradingCriteria(_Section):
+    """When a model output counts as language at all (noise fails), for every probe (prompts.yaml `grading:`)."""
+
+    min_recognized_share: float = Field(0.8, ge=0, le=1, description=(
+        "letters and digits inside recognised words / all letters, digits and symbols (wordfreq: a Latin-script "
+        "word with Zipf frequency >= min_zipf_word in its language, a CJK word of 2+ characters with Zipf >= "
+        "min_zipf_word, a single CJK character with Zipf >= min_zipf_cjk_char)"))
+    min_zipf_word: float = Field(2.5, ge=0, le=8, description="Zipf frequency a word needs to count as recognised")
+    min_zipf_cjk_char: float = Field(5.0, ge=0, le=8, description="Zipf frequency a single CJK character needs")
+    min_sentence_case_share: float = Field(0.6, ge=0, le=1, description=(
+        "Latin-script outputs: sentences (split at . ! ?) whose first letter is a capital (or that start with a "
+        "digit) / all sentences; below: words without sentence structure (e.g. shuffled)"))
+    max_compression_ratio: float = Field(6.0, gt=1, description=(
+        "UTF-8 bytes / zlib-compressed bytes of the output; above: a degenerate loop of one short unit (as in "
+        "Whisper's compression_ratio_threshold; ordinary 64-token text is below 2.5)"))
+    min_distinct_2: float = Field(0.5, ge=0, le=1, description="for `expect.no_repetition`: distinct character bigrams / all")
+    max_repeat_share: float = Field(0.5, ge=0, le=1, description=(
+        "for `expect.no_repetition`: share of the output taken by its longest repeated span (>= 4 characters)"))
+    min_language_share: float = Field(0.5, ge=0, le=1, description=(
+        "for `expect.language`: share of the output's letters that lingua assigns to that language"))
+    languages: list[str] = Field(["en", "zh", "fr", "de", "es", "it", "pt", "nl", "ja", "ko", "ru"], min_length=2,
+                                 description="ISO 639-1 codes lingua chooses among (Latin words are looked up in "
+                                             "wordfreq for the language lingua detects)")
 
 
 class Prompt(_Section):
@@ -274,6 +315,7 @@ class Prompt(_Section):
 
 class PromptSet(_Section):
     prompts: list[Prompt]
+    grading: GradingCriteria = GradingCriteria()
     source: Optional[str] = Field(None, exclude=True)
 
     @model_validator(mode="after")
