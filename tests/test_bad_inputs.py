@@ -180,13 +180,14 @@ def test_params_max_model_len_beyond_model(tmp_path):
 
 
 # -- a chapter raising; re-running only the failed chapter ----------------------------------------------------------
-HEAD = 'from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
-OK = HEAD + 'ch.check("c1", "pass", "Works", "可用", "fine")\nch.metric("m", 1.5, "s", "M", "M")\nch.finish()'
+HEAD = ('from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
+        + 'from bitcpm_validation.report.checks import define\ndef spec(check_id, name_en, name_zh):  # a throwaway check: the runner tests judge nothing\n    return define(check_id, "{cid}", "engine", name_en, name_zh, criterion_en="the notebook reached this line",\n                  criterion_zh="notebook 运行到此行")\n')
+OK = HEAD + 'ch.record(spec("c1", "Works", "可用").row("pass", "fine", "正常"))\nch.metric("m", 1.5, "s", "M", "M")\nch.finish()'
 ENGINE_INPUT = HEAD + (
-    'ch.check("before", "pass", "Recorded before the engine", "引擎之前记录")\n'
-    "from bitcpm_validation.engine import offline as engine\n"
+    'ch.record(spec("before", "Recorded before the engine", "引擎之前记录").row("pass"))\n'
+    "from bitcpm_validation.engine import offline\n"
     "kw = offline.engine_kwargs(ch.params)  # the chapter's first step before vllm.LLM(**kw)\n"
-    'ch.check("inputs", "pass", "Model inputs valid", "模型输入有效")\n'
+    'ch.record(spec("inputs", "Model inputs valid", "模型输入有效").row("pass"))\n'
     "ch.finish()"
 )
 
