@@ -13,8 +13,9 @@ from bitcpm_validation.report import results as R
 def sample() -> R.ChapterResult:
     r = R.ChapterResult(chapter="03_inference", title_en="Inference", title_zh="推理测试", status="ok",
                         started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:01:00+00:00", duration_s=60.0)
-    r.checks.append(R.Check("paris", "pass", "Capital of France", "法国首都", "Paris", "巴黎"))
-    r.metrics.append(R.Metric("tok_s", 12.5, "tok/s", "Output speed", "输出速度", key=True, timing=True))
+    r.checks.append(R.Check("paris", "pass", "Capital of France", "法国首都", "Paris", "巴黎", scope="model"))
+    r.metrics.append(R.Metric("tok_s", 12.5, "tok/s", "Output speed", "输出速度", key=True, timing=True,
+                              measured_on="full size · dummy · CPU"))
     r.metrics.append(R.Metric("n", 5, "", "Prompts", "提示数"))
     r.data = {"outputs": ["a"], "timings": {"x": 1.0}}
     return r
@@ -26,6 +27,7 @@ def test_roundtrip(tmp_path):
     back = R.load(p)
     assert back.to_dict() == sample().to_dict()
     assert back.metric("tok_s") == 12.5 and back.check("paris").mark == "✅"
+    assert back.check("paris").scope == "model" and back.metrics[0].measured_on == "full size · dummy · CPU"
     assert back.counts() == {"pass": 1, "warn": 0, "fail": 0, "not_run": 0}
 
 
@@ -35,6 +37,20 @@ def test_schema_rejects_bad_status():
     with pytest.raises(R.ResultsError) as ei:
         R.validate(d, "x.json")
     assert "checks/0/status" in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_schema_rejects_unknown_scope():
+    d = sample().to_dict()
+    d["checks"][0]["scope"] = "vibes"
+    with pytest.raises(R.ResultsError) as ei:
+        R.validate(d, "x.json")
+    assert "scope" in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_schema_is_generated_from_the_dataclasses():
+    schema = R.json_schema()
+    text = json.dumps(schema)
+    assert "measured_on" in text and "engine" in text and "document" in text
 
 
 def test_schema_rejects_unknown_field_and_bad_id():
