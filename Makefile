@@ -19,7 +19,7 @@ help:
 	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
 	@echo "make test                        unit, notebook and end-to-end tests"
 	@echo "make setup [PLATFORM=cpu|cuda|npu]  the venv ($(VENV)) with the engine stack (implicit in the others)"
-	@echo "make render [RUN=runs/<id>]      re-render a run's report.html / .pdf / .md"
+	@echo "make render [RUN=runs/<id>]      re-render a run's report.zh/en.html / .pdf and report.md"
 	@echo "make lab                         JupyterLab with the project's kernel"
 	@echo "make stand-in                    (re)train the small stand-in model into models/stand-in"
 	@echo "make publish                     static site of runs/* in site/ (SHA-256 manifest; verify: cd site && sha256sum -c MANIFEST.sha256)"

@@ -48,7 +48,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001
             print(f"error: render failed: {type(e).__name__}: {e}", file=sys.stderr)
             return 3
-    print(f"report: {oc.run_dir}/report.html")
+        print("report: " + "  ".join(str(p) for p in r.html.values()))
     if oc.run_failed:
         print(f"{len(oc.run_failed)} chapter(s) failed: {', '.join(oc.run_failed)}; "
               f"re-run them with: make report RESUME={oc.run_dir}", file=sys.stderr)
@@ -142,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--no-model-check", action="store_true", help="start even if model.path does not exist")
     r.add_argument("--cell-timeout", type=float, default=None, help="seconds per notebook cell (default none)")
     r.set_defaults(fn=_cmd_run)
-    d = sub.add_parser("render", help="render report.html / report.pdf / report.md of a run")
+    d = sub.add_parser("render", help="render report.<lang>.html / report.<lang>.pdf (zh, en) and report.md of a run")
     d.add_argument("run_dir")
     d.add_argument("--lang", choices=["zh", "en", "both"])
     d.add_argument("--no-pdf", action="store_true")
