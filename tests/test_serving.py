@@ -79,3 +79,10 @@ def test_guide_without_tokenizer_mismatch_and_on_ascend(tmp_path):
     gpu = S.deployment_guides(load_params(tmp_path / "p.yaml"), "cuda", faithful_tokenizer=False, user_prompt="Hi",
                               max_tokens=8)
     assert len(gpu) == 2 and "VLLM_CPU" not in gpu[0]["serve"]
+
+
+def test_greedy_request_error_fails():
+    c = S.judge_greedy([], error="APIError: Internal Server Error")
+    assert c.status == "fail" and c.detail_en == "APIError: Internal Server Error"
+    c = S.judge_greedy(S.compare_greedy([[1]], [[1]]), "reference: chapter 04's restarted engine", "参照：第 04 章重启的引擎")
+    assert c.status == "pass" and "chapter 04" in c.detail_en and "第 04 章" in c.detail_zh

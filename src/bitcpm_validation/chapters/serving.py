@@ -165,6 +165,16 @@ def probe_concurrent(cl, srv: Server, prompts: Sequence[str | Sequence[int]], ma
     return _run("concurrent", srv, fn)
 
 
+def probe_greedy(cl, srv: Server, prompts: Sequence[Sequence[int]], max_tokens: int) -> ProbeResult:
+    """Greedy completions of token-id prompts, full max_tokens (EOS ignored), for comparison with an
+    offline engine's tokens; detail["token_ids"][i] is prompt i's answer."""
+    def fn():
+        outs = [complete(cl, srv, p, max_tokens, ignore_eos=True)["token_ids"] for p in prompts]
+        return all(o is not None for o in outs), {"token_ids": outs}
+
+    return _run("greedy", srv, fn)
+
+
 def compare_greedy(offline: Sequence[Sequence[int]], served: Sequence[Optional[Sequence[int]]]) -> list[dict[str, Any]]:
     """Per prompt: equal token ids, and the first differing position."""
     rows = []
@@ -284,8 +294,12 @@ def judge_concurrent(r: ProbeResult) -> Check:
     return CONCURRENT.row("pass" if r.ok else "fail", en, zh)
 
 
-def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", reference_zh: str = "") -> Check:
-    """rows: compare_greedy's rows (server vs offline engine); none: no offline reference was made."""
+def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", reference_zh: str = "",
+                 error: Optional[str] = None) -> Check:
+    """rows: compare_greedy's rows (server vs offline engine); none: no offline reference was made.
+    error: the server's greedy requests failed (that line is the detail)."""
+    if error:
+        return GREEDY.row("fail", error, error)
     if not rows:
         return GREEDY.not_run(reference_en or "no offline engine reference", reference_zh or "没有离线引擎参照")
     eq = sum(bool(r["equal"]) for r in rows)
