@@ -62,7 +62,7 @@ def test_compare_run_without_bundle_and_cli(tmp_path, capsys):
     from bitcpm_validation.cli import main
 
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "o")]) == 0
-    assert (tmp_path / "o" / "compare.html").is_file()
+    assert (tmp_path / "o" / "compare.en.html").is_file() and (tmp_path / "o" / "compare.zh.html").is_file()
     assert main(["compare", str(a)]) == 2
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err

@@ -4,7 +4,8 @@ Holds runs made on different hosts against each other (an Ascend run against a C
 the CPU reference): the environments side by side, agreement tables for every pair of runs from
 their precision baseline bundles (results/06_precision.json: data.bundle and data.reference_bundle),
 and the key metrics of every chapter as ratios to the first run. Writes compare.html (rendered with
-the report's template, offline), compare.md and compare.json into runs/compare-<timestamp>/ or --out.
+the report's template, offline) and compare.md, one file per language (compare.en.*, compare.zh.*), and
+compare.json into runs/compare-<timestamp>/ or --out.
 """
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.chapters import precision as P
+from bitcpm_validation.model import agreement as A
 from bitcpm_validation.report import results as R
 from bitcpm_validation.paths import PROJECT_ROOT
+from bitcpm_validation.report.display import T, in_lang
 from bitcpm_validation.report.textsafe import md_escape, md_table
 
 ENV_KEYS = ["device", "device_kind", "platform", "dtype", "mode", "os", "arch", "python", "vllm", "vllm_ascend",
             "torch", "torch_npu", "cann", "transformers"]
+
+
+def summary_row(label: str, s: dict[str, Any]) -> list[Any]:
+    """An agreement table row: label, then model.agreement.summary_cells (the columns of agreement_headers)."""
+    return [label, *A.summary_cells(s)]
 
 
 class CompareError(ValueError):
@@ -60,12 +67,12 @@ def load_run(path: str | Path) -> dict[str, Any]:
                 run["metrics"][f"{cid}:{m.id}"] = {"value": m.value, "unit": m.unit, "name_en": m.name_en,
                                                    "name_zh": m.name_zh}
     try:
-        b = P.load_run_bundles(d)
+        b = A.load_run_bundles(d)
         run["bundles"] = b
         run["env"].update(b["engine"].get("environment") or {})
         run["env"].update({k: v for k, v in (b["engine"].get("settings") or {}).items() if v is not None})
         run["model"] = b["engine"].get("model") or {}
-    except P.BaselineError as e:
+    except A.BaselineError as e:
         run["bundle_error"] = str(e)
     env = results.get("01_environment")
     if env is not None:
@@ -102,11 +109,11 @@ def compare_runs(paths: Sequence[str | Path]) -> dict[str, Any]:
     for a, b in itertools.combinations(runs, 2):
         row: dict[str, Any] = {"a": a["name"], "b": b["name"]}
         if a["bundles"] and b["bundles"]:
-            c = P.compare_bundles(a["bundles"]["engine"], b["bundles"]["engine"])
+            c = A.compare_bundles(a["bundles"]["engine"], b["bundles"]["engine"])
             row["engine"] = c["summary"]
             row["unmatched"] = c["unmatched"]
             if a["bundles"].get("reference") and b["bundles"].get("reference"):
-                row["reference"] = P.compare_bundles(a["bundles"]["reference"], b["bundles"]["reference"])["summary"]
+                row["reference"] = A.compare_bundles(a["bundles"]["reference"], b["bundles"]["reference"])["summary"]
             row["same_model"] = (a.get("model") or {}).get("weights_sha256") == (b.get("model") or {}).get("weights_sha256")
         else:
             row["error"] = a["bundle_error"] or b["bundle_error"]
@@ -114,7 +121,7 @@ def compare_runs(paths: Sequence[str | Path]) -> dict[str, Any]:
     self_ref = {}
     for r in runs:
         if r["bundles"] and r["bundles"].get("reference"):
-            self_ref[r["name"]] = P.compare_bundles(r["bundles"]["reference"], r["bundles"]["engine"])["summary"]
+            self_ref[r["name"]] = A.compare_bundles(r["bundles"]["reference"], r["bundles"]["engine"])["summary"]
     keys = sorted({k for r in runs for k in r["metrics"]})
     metrics = []
     for k in keys:
@@ -134,69 +141,93 @@ def compare_runs(paths: Sequence[str | Path]) -> dict[str, Any]:
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-def to_markdown(c: dict[str, Any]) -> str:
+WORDS = {  # compare's own words, one language per file
+    "title": T("运行对比", "Run comparison"), "runs": T("运行", "Runs"), "envs": T("环境", "Environments"),
+    "item": T("项目", "Item"), "no_bundle": T("无基线包", "No baseline bundle"),
+    "pairs": T("两两一致性", "Agreement for every pair"),
+    "pairs_note": T("P 为第一个运行（基线），Q 为第二个；在 P 的序列上教师强制；KL(P‖Q) 取 P 的 top-k 并重新归一化，仅在 Q 列出全部这些 token 的位置计算（其余为 n/a，从不填补）。",
+                    "P = first run (baseline), Q = second; teacher-forced on P's sequences. KL(P‖Q) over P's top-k, "
+                    "renormalised, at the positions where Q lists all of them (n/a elsewhere: never filled)."),
+    "engines": T("引擎", "engines"), "different": T("权重不同", "DIFFERENT weights"),
+    "references": T("fp32 参考实现", "fp32 references"), "own_ref": T("引擎对比其 fp32 参考实现", "engine vs its fp32 reference"),
+    "metrics": T("关键指标", "Key metrics"), "metric": T("指标", "Metric"), "unit": T("单位", "Unit"),
+    "ratios": T("比值以 `{first}` 为 1。", "Ratios relative to `{first}`."),
+    "agreement_headers": [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), "max |Δ logprob|",
+                          "mean |Δ logprob|", "mean KL", T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
+                          T("接近", "close")],
+}
+LANGS = ("en", "zh")
+
+
+def to_markdown(c: dict[str, Any], lang: str = "en") -> str:
+    """The comparison in one language (technical terms and run names as they are)."""
+    w = lambda k: in_lang(WORDS[k], lang)  # noqa: E731
+    sep = "：" if lang == "zh" else ": "
     runs = c["runs"]
     names = [r["name"] for r in runs]
-    out = ["# 运行对比 · Run comparison", "",
-           "运行 · Runs: " + ", ".join(f"`{md_escape(n)}` ({md_escape(r['path'])})" for n, r in zip(names, runs)), ""]
-    out += ["## 环境 · Environments", ""]
+    out = [f"# {w('title')}", "",
+           w("runs") + sep + ", ".join(f"`{md_escape(n)}` ({md_escape(r['path'])})" for n, r in zip(names, runs)), ""]
+    out += [f"## {w('envs')}", ""]
     keys = [k for k in ENV_KEYS if any(r["env"].get(k) for r in runs)]
     rows = [[k] + [_fmt(r["env"].get(k)) for r in runs] for k in keys]
     rows.append(["profile"] + [_fmt(r.get("profile")) for r in runs])
     rows.append(["weights sha256"] + [_fmt((r.get("model") or {}).get("weights_sha256")) for r in runs])
-    out += [md_table(["项目 Item"] + names, rows), ""]
+    out += [md_table([w("item")] + names, rows), ""]
     errs = [(r["name"], r["bundle_error"]) for r in runs if r["bundle_error"]]
     if errs:
-        out += ["**无基线包 · No baseline bundle:** " + "; ".join(f"{md_escape(n)}: {md_escape(e)}" for n, e in errs), ""]
-    out += ["## 两两一致性 · Agreement for every pair", "",
-            "P = 第一个运行(基线),Q = 第二个;教师强制在 P 的序列上 · P = first run (baseline), Q = second; "
-            "teacher-forced on P's sequences. KL(P‖Q) over P's top-k, renormalised.", ""]
+        out += [f"**{w('no_bundle')}{sep}**" + "; ".join(f"{md_escape(n)}: {md_escape(e)}" for n, e in errs), ""]
+    out += [f"## {w('pairs')}", "", w("pairs_note"), ""]
     rows = []
     for p in c["pairs"]:
         if "error" in p:
-            rows.append([f"{p['a']} vs {p['b']}", p["error"], "", "", "", "", ""])
+            rows.append([f"{p['a']} vs {p['b']}", p["error"]] + [""] * (len(WORDS["agreement_headers"]) - 2))
             continue
-        rows.append(P.summary_row(f"{p['a']} vs {p['b']} (engines{'' if p['same_model'] else ', DIFFERENT weights'})", p["engine"]))
+        what = w("engines") + ("" if p["same_model"] else ", " + w("different"))
+        rows.append(summary_row(f"{p['a']} vs {p['b']} ({what})", p["engine"]))
         if "reference" in p:
-            rows.append(P.summary_row(f"{p['a']} vs {p['b']} (fp32 references)", p["reference"]))
+            rows.append(summary_row(f"{p['a']} vs {p['b']} ({w('references')})", p["reference"]))
     for n, s in c["engine_vs_own_reference"].items():
-        rows.append(P.summary_row(f"{n}: engine vs its fp32 reference", s))
-    out += [md_table(P.SUMMARY_HEADERS, rows), ""]
-    out += ["## 关键指标 · Key metrics", "", f"比值以 `{md_escape(names[0])}` 为 1 · ratios relative to `{md_escape(names[0])}`.", ""]
+        rows.append(summary_row(f"{n}{sep}{w('own_ref')}", s))
+    out += [md_table([in_lang(h, lang) for h in WORDS["agreement_headers"]], rows), ""]
+    out += [f"## {w('metrics')}", "", w("ratios").format(first=md_escape(names[0])), ""]
     rows = []
     for m in c["metrics"]:
-        rows.append([f"{m['name_zh']} {m['name_en']}", m["unit"]] + [_fmt(v) for v in m["values"]]
+        name = m["name_zh"] if lang == "zh" and m.get("name_zh") else m["name_en"]
+        rows.append([name, m["unit"]] + [_fmt(v) for v in m["values"]]
                     + [_fmt(r) if r is not None else "—" for r in m["ratios"][1:]])
-    out += [md_table(["指标 Metric", "单位 Unit"] + names + [f"{n} / {names[0]}" for n in names[1:]], rows), ""]
+    out += [md_table([w("metric"), w("unit")] + names + [f"{n} / {names[0]}" for n in names[1:]], rows), ""]
     return "\n".join(out)
 
 
 def render(c: dict[str, Any], out_dir: Path, pdf: bool = False) -> dict[str, Path]:
-    """compare.json, compare.md and compare.html (the report template, offline) in out_dir."""
+    """compare.json, and per language compare.<lang>.md and compare.<lang>.html (the report template,
+    offline) in out_dir. Keys: json, md / html (English), md_zh / html_zh, pdf / pdf_zh."""
     import nbformat
     from nbformat.v4 import new_markdown_cell, new_notebook
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(c)
     R.write_atomic(out_dir / "compare.json", json.dumps(R.jsonable(c), ensure_ascii=False, indent=2) + "\n")
-    R.write_atomic(out_dir / "compare.md", md + "\n")
-    files = {"json": out_dir / "compare.json", "md": out_dir / "compare.md"}
-    try:
-        from bitcpm_validation.report.render import html_report
+    files = {"json": out_dir / "compare.json"}
+    for lang in LANGS:
+        suffix = "" if lang == "en" else f"_{lang}"
+        md = to_markdown(c, lang)
+        R.write_atomic(out_dir / f"compare.{lang}.md", md + "\n")
+        files["md" + suffix] = out_dir / f"compare.{lang}.md"
+        try:
+            from bitcpm_validation.report.render import html_report, print_pdf
 
-        sections = md.split("\n## ")
-        cells = [new_markdown_cell(sections[0])] + [new_markdown_cell("## " + s) for s in sections[1:]]
-        nb = new_notebook(cells=cells, metadata={"language_info": {"name": "python"}})
-        html = html_report(nbformat.from_dict(nb), "BitCPM4-0.5B run comparison · 运行对比")
-        R.write_atomic(out_dir / "compare.html", html)
-        files["html"] = out_dir / "compare.html"
-        if pdf:
-            from bitcpm_validation.report.render import print_pdf
-
-            if print_pdf(files["html"], out_dir / "compare.pdf") is None:
-                files["pdf"] = out_dir / "compare.pdf"
-    except Exception as e:  # noqa: BLE001  the markdown and JSON stand on their own
-        files["html_error"] = Path(f"{type(e).__name__}: {e}")
+            sections = md.split("\n## ")
+            cells = [new_markdown_cell(sections[0])] + [new_markdown_cell("## " + s) for s in sections[1:]]
+            nb = new_notebook(cells=cells, metadata={"language_info": {"name": "python"}})
+            other = "zh" if lang == "en" else "en"
+            html = html_report(nbformat.from_dict(nb), f"BitCPM4-0.5B · {in_lang(WORDS['title'], lang)}", lang,
+                               (f"compare.{other}.html", "中文" if other == "zh" else "English"))
+            R.write_atomic(out_dir / f"compare.{lang}.html", html)
+            files["html" + suffix] = out_dir / f"compare.{lang}.html"
+            if pdf and print_pdf(files["html" + suffix], out_dir / f"compare.{lang}.pdf") is None:
+                files["pdf" + suffix] = out_dir / f"compare.{lang}.pdf"
+        except Exception as e:  # noqa: BLE001  the markdown and JSON stand on their own
+            files["html_error" + suffix] = Path(f"{type(e).__name__}: {e}")
     return files
 
 
