@@ -51,48 +51,61 @@ def test_chapter_ran_ok(res, cid):
 
 def test_loading(res):
     r = res["02_loading"]
-    for cid in ("registry", "config", "tokenizer", "chat_template", "load_dummy", "infer_dummy", "load_real",
-                "infer_real", "tie_vs_lm_head", "vocab_vs_tokenizer", "max_model_len"):
+    for cid in ("registry", "config", "tokenizer", "chat_template", "round_trip", "load:dummy", "infer:dummy",
+                "kv_capacity:dummy", "load:real", "infer:real", "kv_capacity:real", "tie_vs_lm_head",
+                "weights_match_config", "max_model_len", "engine_tokenizer_deployed"):
         assert _status(r, cid) == "pass", (cid, r.check(cid))
+    # transformers 5.x rebuilds the stand-in's LlamaTokenizer: the model's own tokenizer fails fidelity with the
+    # first mismatch named, and the faithful tokenizer directory is what the engine is given
     fid = r.check("tokenizer_fidelity")
-    assert fid.status in ("pass", "fail")
-    if fid.status == "fail":  # the engine's tokenizer differs from SentencePiece: first mismatch shown
-        assert re.search(r"at token \d+: SentencePiece \d+ .* vs engine \d+", fid.detail_en)
-    # the engine tokenizer as deployed (engine.tokenizer_override auto) encodes like SentencePiece
-    assert _status(r, "engine_tokenizer_deployed") == "pass", r.check("engine_tokenizer_deployed")
-    if fid.status == "fail":
-        assert r.data["engine_tokenizer"]["path"].startswith("artifacts/faithful-tokenizer/")
+    assert fid.status == "fail" and re.search(r"at token \d+: reference \(SentencePiece.*\) \d+ .* vs engine \d+",
+                                              fid.detail_en), fid.detail_en
+    assert r.data["engine_tokenizer"]["path"].startswith("artifacts/faithful-tokenizer/")
+    probe = r.data["real"]["engine_probe"]
+    assert probe["engine_ids"] == probe["reference_ids"] and probe["reference_ids"][0] == 1
     assert r.data["prompting"]["mode"] == "faithful"
+    # the document's tie_word_embeddings False is refuted by the full-size config (class default True)
+    assert _status(r, "doc_tie_word_embeddings") == "fail" and r.check("doc_tie_word_embeddings").scope == "document"
+    assert _status(r, "doc_architecture") == "pass"
     assert all(re.fullmatch(r"[0-9a-f]{64}", f["sha256"]) for f in r.data["weight_files"])
     metrics = {m.id: m for m in r.metrics}
-    for mid in ("weight_gb", "weights_load_s", "init_s", "kv_cache_tokens", "max_concurrency"):
-        assert metrics[mid].key and metrics[mid].value is not None, mid
-    assert metrics["init_s"].timing and metrics["weights_load_s"].timing and not metrics["kv_cache_tokens"].timing
+    for mid in ("weight_gb", "init_s", "kv_cache_tokens", "max_concurrency"):
+        assert metrics[mid].key and metrics[mid].value is not None and metrics[mid].measured_on.startswith("stand-in"), mid
+    assert metrics["init_s"].timing and not metrics["kv_cache_tokens"].timing
     assert metrics["dummy_kv_cache_tokens"].value > 0
     full = {x["key"]: x["value"] for x in r.data["architecture"]["full_size"]}
     assert full["parameters"] == 433_873_920 and full["head_dim"] == 64 and full["gqa_ratio"] == "8:1"
-    assert {m["only"] for m in r.data["matrix"]} == {"both", "dummy", "real"}
+    assert [m["real"] for m in r.data["matrix"]] == ["✅"] * len(r.data["matrix"])
+    stages = {e["key"] for e in r.data["init_timeline"]["dummy"]}
+    assert {"weights_done", "kv_cache", "ready"} <= stages
+    assert any(x["key"] == "device_config" for x in r.data["key_log_lines"]["dummy"])
 
 
-def test_inference_paris_passes(res, params):
+def test_inference_stand_in_probes_not_judged(res, params):
+    """The stand-in was trained on every probe (models/stand-in/training_corpus.json): no row is judged."""
     r = res["03_inference"]
     prompts = load_prompts(params.prompts_path).prompts
-    assert {c.id for c in r.checks} >= {f"probe_{q.id}" for q in prompts}
-    assert _status(r, "probe_capital_france") == "pass"
-    assert _status(r, "original_prompts") == "pass"
+    rows = [c for c in r.checks if c.id.startswith("probe:")]
+    assert sorted(c.id for c in rows) == sorted(f"probe:{q.id}" for q in prompts)
+    for c in rows:
+        assert (c.status, c.scope) == ("not_run", "model"), c
+        assert "the model was trained on this prompt" in c.detail_en and "训练时见过这个提示" in c.detail_zh
+    assert r.data["contamination"]["declared"] and len(r.data["contamination"]["hits"]) == len(prompts)
+    assert r.metric("probes_passed") == "0/0" and r.metric("probes_trained_on") == f"{len(prompts)}/{len(prompts)}"
     outs = {o["id"]: o for o in r.data["outputs"]}
+    # what it recalls: the memorised answer, which would grade ✅ (not counted)
     assert "paris" in outs["capital_france"]["text"].lower()
+    assert outs["capital_france"]["grade"]["status"] == "pass" and "would grade ✅" in r.check("probe:capital_france").detail_en
     assert all(len(o["token_ids"]) <= params.inference.max_tokens for o in outs.values())
-    n, total = map(int, r.metric("probes_passed").split("/"))
-    assert total == len(prompts) and n >= 1
 
 
-def test_wrong_expectation_fails_on_real_output(res):
-    """A deliberately wrong expectation graded against the engine's real output is ⚠️, with the reason."""
+def test_wrong_expectation_fails_on_real_output(res, params):
+    """A deliberately wrong expectation graded against the engine's real output is ❌, with the reason."""
+    g = load_prompts(params.prompts_path).grading
     text = next(o["text"] for o in res["03_inference"].data["outputs"] if o["id"] == "capital_france")
-    g = grade(text, Expectation(contains_any=["Berlin"], note_en="deliberately wrong"))
-    assert g.status == "warn" and "none of 'Berlin' found" in g.detail_en
-    assert grade(text, Expectation(contains_any=["Paris"])).status == "pass"
+    gr = grade(text, Expectation(answer=["Berlin"], note_en="deliberately wrong"), g)
+    assert gr.status == "fail" and gr.failed == ["answer"] and "none of ['Berlin']" in gr.detail_en
+    assert grade(text, Expectation(answer=["Paris"]), g).status == "pass"
 
 
 def test_determinism_tables_complete(res, params):
@@ -111,14 +124,17 @@ def test_determinism_tables_complete(res, params):
     assert r.data["mode"] in ("eager", "graph") and isinstance(r.data["env"], list)
 
 
-def test_chinese_metrics_present(res, params):
+def test_chinese_metrics_present_and_rows_not_judged(res, params):
     r = res["05_chinese"]
     outs = r.data["outputs"]
     zh_orig = [q.id for q in load_prompts(params.prompts_path).prompts if q.lang == "zh" and q.from_original]
     assert {o["id"] for o in outs} >= set(zh_orig) | {i + "_chat" for i in zh_orig}
     for o in outs:
-        for k in ("cjk_share", "distinct_1", "distinct_2", "longest_repeat", "repeat_share", "verdict"):
+        for k in ("cjk_share", "distinct_1", "distinct_2", "longest_repeat", "repeat_share", "status"):
             assert k in o, k
-        assert o["verdict"] in ("pass", "warn")
-        assert r.check(f"zh_{o['id']}").status == o["verdict"]
+        # the stand-in was trained on every one of these prompts (chat variants: the same text)
+        c = r.check(f"zh:{o['id']}")
+        assert (c.status, c.scope, o["status"]) == ("not_run", "model", "not_run"), c
+        assert "the model was trained on this prompt" in c.detail_en
+    assert r.metric("zh_passed") == "0/0"
     assert [t["metric"] for t in r.data["thresholds"]] == ["cjk_share", "distinct_2", "repeat_share"]

@@ -82,10 +82,10 @@ def test_engine_tokenizer_is_compared_not_trusted():
     rows = T.compare(STAND_IN, TEXTS)
     assert len(rows) == len(TEXTS)
     for r in rows:
-        assert r["match"] == (r["faithful_ids"] == r["engine_ids"])
+        assert r["match"] == (r["reference_ids"] == r["engine_ids"]) and r["reference"].startswith("SentencePiece")
         if not r["match"]:
             i = r["first_mismatch"]["index"]
-            assert r["faithful_ids"][:i] == r["engine_ids"][:i]
+            assert r["reference_ids"][:i] == r["engine_ids"][:i]
     # Recorded finding for transformers 5.19 (see models/README.md): AutoTokenizer rebuilds the
     # pipeline with a Metaspace pre-tokenizer (prepend_scheme=always) and inserts a "▁" SentencePiece
     # would not produce. If a future transformers fixes it, this documents the change.
@@ -99,8 +99,6 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
     """The workaround: the same tokenizer.json with tokenizer_class PreTrainedTokenizerFast is loaded as is
     by AutoTokenizer (no engine) and encodes exactly like SentencePiece (BOS included); the chat template
     still renders ChatML; the model directory's own tokenizer is left as it is."""
-    from bitcpm_validation.chapters.loading import FIDELITY_SAMPLE
-
     out = T.write_faithful_tokenizer_dir(STAND_IN, tmp_path / "ft")
     assert out == tmp_path / "ft"
     assert {p.name for p in out.iterdir()} == {"tokenizer.json", "tokenizer.model", "special_tokens_map.json",
@@ -111,7 +109,7 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
     assert cfg["tokenizer_class"] == "PreTrainedTokenizerFast" and src_cfg["tokenizer_class"] == "LlamaTokenizer"
     for k in ("chat_template", "bos_token", "eos_token", "add_bos_token"):
         assert cfg[k] == src_cfg[k], k
-    rows = T.compare(out, FIDELITY_SAMPLE + TEXTS)
+    rows = T.compare(out, T.FIDELITY_SAMPLE + TEXTS)
     assert all(r["match"] for r in rows), [(r["text"], r["first_mismatch"]) for r in rows if not r["match"]]
     assert all(r["engine_ids"][0] == 1 for r in rows)  # BOS per add_bos_token
     tok = T.engine_tokenizer(str(out.resolve()))
@@ -125,3 +123,42 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
 def test_faithful_tokenizer_dir_needs_tokenizer_json(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
         T.write_faithful_tokenizer_dir(tmp_path, tmp_path / "out")
+
+
+def test_reference_is_tokenizer_json_without_tokenizer_model(tmp_path):
+    """Without tokenizer.model the reference is tokenizer.json through `tokenizers`, BOS/EOS per tokenizer_config."""
+    import shutil
+
+    d = tmp_path / "json-only"
+    d.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"):
+        shutil.copy(STAND_IN / name, d / name)
+    ref = T.reference_tokenizer(d)
+    assert isinstance(ref, T.JsonTokenizer) and ref.kind == "tokenizer.json (tokenizers)"
+    sp = T.FaithfulTokenizer(STAND_IN)
+    for t in TEXTS + [T.chatml([{"role": "user", "content": "你好"}])]:
+        assert ref.encode(t) == sp.encode(t), t
+        assert ref.encode(t, add_bos=False) == sp.encode(t, add_bos=False), t
+        assert ref.decode(ref.encode(t), skip_special=False).replace("<s>", "", 1) == t
+    # add_eos_token true appends EOS (the tokenizer_config's eos_token); add_bos_token false drops BOS
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps(dict(cfg, add_bos_token=False, add_eos_token=True)))
+    ref2 = T.reference_tokenizer(d)
+    ids = ref2.encode("Hello")
+    assert ids[0] != 1 and ids[-1] == ref2.tk.token_to_id("<|im_end|>")
+    # no rules in tokenizer_config and no Llama class: tokenizer.json's own post-processor decides
+    (d / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in cfg.items()
+                                                        if k not in ("add_bos_token", "add_eos_token", "tokenizer_class")}))
+    assert T.reference_tokenizer(d).encode("Hello") == sp.encode("Hello")  # the stand-in's post-processor adds BOS
+    # neither file: one line naming both
+    with pytest.raises(FileNotFoundError, match="neither tokenizer.model nor tokenizer.json"):
+        T.reference_tokenizer(tmp_path)
+
+
+def test_add_bos_without_bos_token_is_a_clear_error(tmp_path):
+    import shutil
+
+    shutil.copy(STAND_IN / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": True, "bos_token": "<nope>"}))
+    with pytest.raises(ValueError, match="add_bos_token is true but bos_token '<nope>' is not in tokenizer.json"):
+        T.JsonTokenizer(tmp_path)

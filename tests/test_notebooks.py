@@ -35,4 +35,4 @@ def test_notebook_conventions(info):
     assert {"lang-zh", "lang-en"} <= tags, "bilingual narrative: cells tagged lang-zh and lang-en"
     if info.id in ENGINE_STARTS:
         assert "eng.settings_rows()" in src and "prompting." in src
-        assert src.count("engine.start(") == ENGINE_STARTS[info.id]
+        assert src.count("engine.start(") + src.count("offline.start(") == ENGINE_STARTS[info.id]

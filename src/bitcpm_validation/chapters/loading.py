@@ -1,35 +1,127 @@
-"""The loading chapter's checks: registry, config, tokenizer, architecture, weight files, dummy vs real.
+"""The loading chapter: registry, config, tokenizer, architecture, weight files, dummy and real loads.
 
-Each function returns plain data (dicts/lists, JSON-ready) and, where it judges, a `status`
-(pass / warn / fail) with bilingual details; the notebook records them with `ch.check(...)`.
+Measurements are plain functions returning JSON-ready data; every judgement is a registered check
+(report.checks.define) made by a `judge_*` function of measured data, which the notebook records with
+`ch.record(loading.judge_...(...))`. What cannot fail (file lists, SHA-256 without an expected value,
+the engine's init timeline, its log lines) is shown as a fact, never as a check.
+
+Scopes: "engine" for what decides whether this engine runs this model faithfully (load, tokenizer, KV
+cache, weights vs config); "document" for the original validation document's claims about the files.
+Heavy imports (vLLM, transformers) happen inside the functions that need them.
 """
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.engine.files import safetensors_files, safetensors_header, sha256_file
 from bitcpm_validation.model import config as mcfg
+from bitcpm_validation.model.tokenizer import FIDELITY_SAMPLE
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.results import Check
 from bitcpm_validation.report.textsafe import one_line
 
-# A bilingual sample for the tokenizer-fidelity check: leading words, digits (split_digits), mixed
-# scripts, full-width punctuation, repeated spaces, a chat turn with added tokens.
-FIDELITY_SAMPLE = [
-    "Hello, my name is",
-    "What is the capital of France?",
-    "What is 2+2? The answer is 4, not 2024.",
-    "你好,请介绍一下你自己",
-    "北京有什么好玩的景点?",
-    "用中文写一首关于人工智能的诗",
-    "Translate to Chinese: Hello, how are you? 你好，你好吗？",
-    "  two leading spaces and\ttabs\nnew line",
-    "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n",
-]
+CHAPTER = "02_loading"
+__all__ = ["FIDELITY_SAMPLE"]  # re-exported: the sample the fidelity checks use (model.tokenizer owns it)
+
 ROUND_TRIP = {"en": "The quick brown fox jumps over the lazy dog; 3.14 is pi.",
               "zh": "北京是中国的首都，有故宫、颐和园和长城。"}
 
 
+# -- the checks this chapter makes ------------------------------------------------------------------------
+REGISTRY = define(
+    "registry", CHAPTER, "engine", "Architecture in vLLM's model registry", "架构在 vLLM 模型注册表中",
+    criterion_en="config.json's architecture is one vLLM registers (a native implementation runs it)",
+    criterion_zh="config.json 的架构在 vLLM 注册表中（由原生实现运行）")
+CONFIG = define(
+    "config", CHAPTER, "engine", "Config loads", "Config 可加载",
+    criterion_en="AutoConfig loads config.json (with trust_remote_code where it only has auto_map)",
+    criterion_zh="AutoConfig 能加载 config.json（仅有 auto_map 时需 trust_remote_code）")
+TOKENIZER = define(
+    "tokenizer", CHAPTER, "engine", "Tokenizer loads; BOS/EOS agree with config.json", "分词器可加载；BOS/EOS 与 config.json 一致",
+    criterion_en="AutoTokenizer loads the directory, and its BOS and EOS ids are config.json's bos_token_id and "
+                 "one of its eos_token_id",
+    criterion_zh="AutoTokenizer 能加载该目录，且其 BOS、EOS id 分别等于 config.json 的 bos_token_id、属于 eos_token_id")
+CHAT_TEMPLATE = define(
+    "chat_template", CHAPTER, "engine", "Chat template renders ChatML", "对话模板渲染为 ChatML",
+    criterion_en="tokenizer_config.json's chat_template renders a user turn exactly as ChatML (pass); another "
+                 "template (warn); none (fail)",
+    criterion_zh="tokenizer_config.json 的 chat_template 对一个用户轮次的渲染与 ChatML 完全一致（通过）；其他模板（警告）；无模板（失败）")
+ROUND_TRIP_CHECK = define(
+    "round_trip", CHAPTER, "engine", "English and Chinese round trip", "中英文往返编码",
+    criterion_en="decode(encode(text)) == text for an English and a Chinese sentence, by the engine's tokenizer "
+                 "and by the reference",
+    criterion_zh="引擎分词器与参照分词器对一句英文、一句中文都满足 decode(encode(text)) == text")
+FIDELITY = define(
+    "tokenizer_fidelity", CHAPTER, "engine", "Engine tokenizer = reference encoding", "引擎分词 = 参照编码",
+    criterion_en="the engine's tokenizer (AutoTokenizer, as vLLM loads it) gives the reference's ids on every "
+                 "sample text: SentencePiece (tokenizer.model) where it ships, else tokenizer.json through the "
+                 "tokenizers library with tokenizer_config's BOS/EOS rules",
+    criterion_zh="引擎分词器（vLLM 所用的 AutoTokenizer）在每条样本上给出与参照相同的 id；参照为 SentencePiece"
+                 "（tokenizer.model），没有时为按 tokenizer_config 的 BOS/EOS 规则由 tokenizers 库编码的 tokenizer.json")
+DEPLOYED = define(
+    "engine_tokenizer_deployed", CHAPTER, "engine", "Engine tokenizer as deployed = reference encoding",
+    "部署时的引擎分词器 = 参照编码",
+    criterion_en="the tokenizer the engine is actually given (with engine.tokenizer_override) encodes every sample "
+                 "like the reference and renders ChatML; where an engine ran, its own tokenizer agrees too",
+    criterion_zh="实际交给引擎的分词器（含 engine.tokenizer_override 的替换）对每条样本的编码与参照一致并渲染 ChatML；"
+                 "引擎运行时，其自身分词器也一致")
+VOCAB = define(
+    "vocab_vs_tokenizer", CHAPTER, "engine", "vocab_size vs tokenizer size", "vocab_size 与分词器大小",
+    criterion_en="every token id the tokenizer can produce is below config.json's vocab_size (fail otherwise); "
+                 "unused embedding rows are a warning",
+    criterion_zh="分词器可能产生的每个 token id 都小于 config.json 的 vocab_size（否则失败）；嵌入表有未用行为警告")
+TIE = define(
+    "tie_vs_lm_head", CHAPTER, "engine", "tie_word_embeddings vs lm_head.weight", "tie_word_embeddings 与 lm_head.weight",
+    criterion_en="the effective tie_word_embeddings (config.json, else the class default True) agrees with the "
+                 "checkpoint: tied means no lm_head.weight tensor, untied means one",
+    criterion_zh="实际生效的 tie_word_embeddings（config.json，缺省为类默认值 True）与权重一致：绑定则无 lm_head.weight，不绑定则有")
+WEIGHTS = define(
+    "weights_match_config", CHAPTER, "engine", "Weight names / shapes / dtypes match the config",
+    "权重名称/形状/精度与配置一致",
+    criterion_en="the safetensors headers hold exactly the tensors the architecture config implies (names and "
+                 "shapes), in a floating-point dtype; a dtype other than config.json's torch_dtype is a warning",
+    criterion_zh="safetensors 头信息中的张量恰为架构配置所推导的张量（名称与形状），且为浮点精度；与 config.json 的 "
+                 "torch_dtype 不同为警告")
+MAX_LEN = define(
+    "max_model_len", CHAPTER, "engine", "max_model_len configured vs the model", "max_model_len 配置值与模型上限",
+    criterion_en="engine.max_model_len is at most config.json's max_position_embeddings",
+    criterion_zh="engine.max_model_len 不超过 config.json 的 max_position_embeddings")
+LOAD = define(
+    "load", CHAPTER, "engine", "Engine loads the model", "引擎加载模型", family=True,
+    criterion_en="vLLM starts on the model (dummy: the full-size architecture with load_format=dummy; real: the "
+                 "weight files) without an error",
+    criterion_zh="vLLM 能在该模型上启动且无错误（dummy：完整尺寸架构，load_format=dummy；real：权重文件）")
+INFER = define(
+    "infer", CHAPTER, "engine", "Inference runs (first request)", "推理执行（首个请求）", family=True,
+    criterion_en="the first request generates tokens: all it asked for where EOS is ignored (dummy weights), at "
+                 "least one otherwise",
+    criterion_zh="首个请求能生成 token：忽略 EOS 时（dummy 权重）生成全部所请求的数量，否则至少一个")
+KV = define(
+    "kv_capacity", CHAPTER, "engine", "KV cache holds the configured load", "KV cache 容纳配置的负载", family=True,
+    criterion_en="KV-cache tokens >= max_model_len (one full-length request; fail otherwise) and >= max_model_len x "
+                 "max_num_seqs (the configured concurrency; warn otherwise)",
+    criterion_zh="KV cache token 数 >= max_model_len（一个满长请求，否则失败），且 >= max_model_len × max_num_seqs"
+                 "（配置的并发，否则警告）")
+DOC_TIE = define(
+    "doc_tie_word_embeddings", CHAPTER, "document", "Original: tie_word_embeddings False",
+    "原文：tie_word_embeddings 为 False",
+    criterion_en="the original document's architecture table says tie_word_embeddings False; the real architecture's "
+                 "files (config.json flag, else the class default, and lm_head.weight where weights are present) must "
+                 "agree",
+    criterion_zh="原文架构表写 tie_word_embeddings 为 False；真实架构的文件（config.json 标志，缺省为类默认值；有权重时看 "
+                 "lm_head.weight）须与之一致")
+DOC_ARCH = define(
+    "doc_architecture", CHAPTER, "document", "Original: architecture table", "原文：架构表",
+    criterion_en="every other value of the original document's architecture table equals what the real architecture's "
+                 "config.json says",
+    criterion_zh="原文架构表的其余各值与真实架构的 config.json 一致")
+
+
+# -- registry and config ------------------------------------------------------------------------------------
 def registry(arch: str = "MiniCPMForCausalLM") -> dict[str, Any]:
     """Is the architecture in vLLM's model registry, and which module implements it."""
     from vllm import ModelRegistry
@@ -43,6 +135,18 @@ def registry(arch: str = "MiniCPMForCausalLM") -> dict[str, Any]:
         "class": getattr(entry, "class_name", None),
         "architectures_known": len(list(archs)),
     }
+
+
+def judge_registry(reg: dict[str, Any]) -> Check:
+    if not reg.get("registered"):
+        return REGISTRY.row("fail", f"{reg['architecture']} is not in vLLM's registry ({reg.get('architectures_known')} "
+                                    f"architectures known): this vLLM cannot run the model",
+                            f"{reg['architecture']} 不在 vLLM 注册表中（已知 {reg.get('architectures_known')} 个架构）："
+                            f"此 vLLM 无法运行该模型")
+    return REGISTRY.row("pass", f"{reg['architecture']} -> {reg['module']}.{reg['class']} (vLLM's native implementation; "
+                                f"{reg['architectures_known']} architectures known)",
+                        f"{reg['architecture']} -> {reg['module']}.{reg['class']}（vLLM 原生实现；已知 "
+                        f"{reg['architectures_known']} 个架构）")
 
 
 def config_load(model_dir: Path) -> dict[str, Any]:
@@ -69,40 +173,56 @@ def config_load(model_dir: Path) -> dict[str, Any]:
         out["loaded"] = True
     except Exception as e:  # noqa: BLE001
         out["loaded"] = False
-        out["error"] = one_line(f"{type(e).__name__}: {e}", 300)
+        out["error"] = one_line(f"{type(e).__name__}: {e}".replace(str(model_dir), Path(model_dir).name), 300)
     return out
 
 
+def judge_config(cfg: dict[str, Any]) -> Check:
+    if not cfg.get("loaded"):
+        return CONFIG.row("fail", f"AutoConfig cannot load config.json: {cfg.get('error', 'unknown error')}",
+                          f"AutoConfig 无法加载 config.json：{cfg.get('error', '未知错误')}")
+    via = ("auto_map -> " + str((cfg.get("auto_map") or {}).get("AutoConfig"))) if not cfg.get("model_type") \
+        else f"model_type {cfg['model_type']}"
+    if cfg.get("needs_remote_code"):
+        return CONFIG.row("pass", f"{cfg['config_class']} via trust_remote_code (no model_type in config.json, {via}); "
+                                  f"without remote code: {cfg['without_remote_code']}",
+                          f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时："
+                          f"{cfg['without_remote_code']}")
+    return CONFIG.row("pass", f"{cfg['config_class']} ({via}), no remote code needed",
+                      f"{cfg['config_class']}（{via}），无需远程代码")
+
+
+# -- tokenizer -----------------------------------------------------------------------------------------------
 def tokenizer_report(model_dir: Path, sample: Sequence[str] = FIDELITY_SAMPLE) -> dict[str, Any]:
-    """The engine's tokenizer (AutoTokenizer, as vLLM loads it) and, where tokenizer.model ships, its
-    fidelity to SentencePiece's own encoding on a bilingual sample."""
+    """The engine's tokenizer (AutoTokenizer, as vLLM loads it) against the directory's reference
+    (SentencePiece's tokenizer.model, else tokenizer.json through `tokenizers`): facts, chat template,
+    round trips and per-sample fidelity rows. {"error": ...} when AutoTokenizer cannot load it."""
     from bitcpm_validation.model import tokenizer as T
 
-    d = Path(model_dir)
-    tok = T.engine_tokenizer(str(d.resolve()))
-    tcfg = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")) if (d / "tokenizer_config.json").is_file() else {}
-    added = {}
-    if (d / "added_tokens.json").is_file():
-        added = json.loads((d / "added_tokens.json").read_text(encoding="utf-8"))
-    else:
-        added = {t: tok.convert_tokens_to_ids(t) for t in getattr(tok, "additional_special_tokens", [])}
-    has_sp = (d / "tokenizer.model").is_file()
-    base = None
-    if has_sp:
-        base = T._faithful(str(d.resolve())).sp.get_piece_size()
+    d = Path(model_dir).resolve()
+    try:
+        tok = T.engine_tokenizer(str(d))
+    except Exception as e:  # noqa: BLE001  (any loader error is the finding)
+        return {"error": one_line(f"{type(e).__name__}: {e}".replace(str(d), d.name), 300), "fidelity": [],
+                "round_trips": [], "fidelity_ok": None}
+    tcfg = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")) \
+        if (d / "tokenizer_config.json").is_file() else {}
+    ref = T.reference_tokenizer(d) if T.reference_kind(d) else None
     out: dict[str, Any] = {
         "class": type(tok).__name__,
         "config_class": tcfg.get("tokenizer_class"),
         "is_fast": bool(getattr(tok, "is_fast", False)),
-        "base_vocab": base,
-        "added_tokens": added,
+        "reference": ref.kind if ref else None,
+        "has_tokenizer_model": (d / "tokenizer.model").is_file(),
+        "has_tokenizer_json": (d / "tokenizer.json").is_file(),
+        "base_vocab": ref.sp.get_piece_size() if isinstance(ref, T.FaithfulTokenizer) else None,
+        "added_tokens": _added_tokens(d, tok),
         "size": len(tok),
         "bos": tok.bos_token, "eos": tok.eos_token,
+        "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id,
         "add_bos_token": tcfg.get("add_bos_token"),
         "chat_template_present": bool(getattr(tok, "chat_template", None)),
-        "has_tokenizer_model": has_sp,
     }
-    # Chat template: rendered by the engine's tokenizer vs the ChatML the project expects.
     msgs = [{"role": "user", "content": "你好"}]
     try:
         rendered = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
@@ -112,174 +232,618 @@ def tokenizer_report(model_dir: Path, sample: Sequence[str] = FIDELITY_SAMPLE) -
         out["chat_template_render"] = None
         out["chat_template_is_chatml"] = False
         out["chat_template_error"] = one_line(e, 200)
-    # Round trips: decode(encode(text)) == text, engine tokenizer and faithful tokenizer.
     rts = []
     for lang, text in ROUND_TRIP.items():
         ids = tok(text, add_special_tokens=False)["input_ids"]
         back = tok.decode(ids, skip_special_tokens=True)
-        row = {"lang": lang, "text": text, "engine_tokens": len(ids), "engine_round_trip": back,
-               "engine_ok": back == text}
-        if has_sp:
-            f = T._faithful(str(d.resolve()))
-            fids = f.encode(text, add_bos=False)
-            fb = f.decode(fids)
-            row.update(faithful_tokens=len(fids), faithful_round_trip=fb, faithful_ok=fb == text)
+        row = {"lang": lang, "text": text, "engine_tokens": len(ids), "engine_round_trip": back, "engine_ok": back == text}
+        if ref is not None:
+            rb = ref.decode(ref.encode(text, add_bos=False))
+            row.update(reference_tokens=len(ref.encode(text, add_bos=False)), reference_round_trip=rb,
+                       reference_ok=rb == text)
         rts.append(row)
     out["round_trips"] = rts
-    if has_sp:
+    if ref is not None:
         rows = T.compare(d, sample)
         for r in rows:
             mm = r["first_mismatch"]
             if mm:
                 i = mm["index"]
-                r["faithful_piece_at"] = r["faithful_pieces"][i] if i < len(r["faithful_pieces"]) else None
+                r["reference_piece_at"] = r["reference_pieces"][i] if i < len(r["reference_pieces"]) else None
                 r["engine_piece_at"] = r["engine_pieces"][i] if i < len(r["engine_pieces"]) else None
         out["fidelity"] = rows
         out["fidelity_ok"] = all(r["match"] for r in rows)
     else:
-        out["fidelity"] = []
-        out["fidelity_ok"] = None
+        out["fidelity"], out["fidelity_ok"] = [], None
     return out
 
 
-def fidelity_check(tr: dict[str, Any]) -> tuple[str, str, str]:
-    """(status, detail_en, detail_zh) of the tokenizer-fidelity check from tokenizer_report()."""
-    if tr["fidelity_ok"] is None:
-        return ("not_run", "no tokenizer.model in the model directory: nothing to compare against",
-                "模型目录没有 tokenizer.model,无从比对")
-    n = len(tr["fidelity"])
-    bad = [r for r in tr["fidelity"] if not r["match"]]
+def _added_tokens(d: Path, tok: Any) -> dict[str, int]:
+    if (d / "added_tokens.json").is_file():
+        return json.loads((d / "added_tokens.json").read_text(encoding="utf-8"))
+    return {t: tok.convert_tokens_to_ids(t) for t in getattr(tok, "additional_special_tokens", None) or []}
+
+
+def _id_list(x: Any) -> list[int]:
+    if isinstance(x, bool) or x is None:
+        return []
+    return [x] if isinstance(x, int) else [v for v in x if isinstance(v, int)]
+
+
+def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
+    """The tokenizer loads and its BOS/EOS ids are those config.json names (the engine stops on config's eos)."""
+    if tr.get("error"):
+        return TOKENIZER.row("fail", f"AutoTokenizer cannot load the directory: {tr['error']}",
+                             f"AutoTokenizer 无法加载该目录：{tr['error']}")
+    cfg_bos, cfg_eos = _id_list(config.get("bos_token_id")), _id_list(config.get("eos_token_id"))
+    problems_en, problems_zh = [], []
+    if cfg_bos and tr.get("bos_id") not in cfg_bos:
+        problems_en.append(f"tokenizer BOS {tr.get('bos')!r} = {tr.get('bos_id')} but config.json bos_token_id {cfg_bos[0]}")
+        problems_zh.append(f"分词器 BOS {tr.get('bos')!r} = {tr.get('bos_id')}，而 config.json 的 bos_token_id 为 {cfg_bos[0]}")
+    if cfg_eos and tr.get("eos_id") not in cfg_eos:
+        problems_en.append(f"tokenizer EOS {tr.get('eos')!r} = {tr.get('eos_id')} not in config.json eos_token_id {cfg_eos}")
+        problems_zh.append(f"分词器 EOS {tr.get('eos')!r} = {tr.get('eos_id')} 不在 config.json 的 eos_token_id {cfg_eos} 中")
+    facts_en = (f"{tr['class']} (tokenizer_config: {tr['config_class']}), {tr['size']:,} tokens, "
+                f"{len(tr['added_tokens'])} added")
+    facts_zh = f"{tr['class']}（tokenizer_config：{tr['config_class']}），共 {tr['size']:,} 个 token，附加 {len(tr['added_tokens'])} 个"
+    if problems_en:
+        return TOKENIZER.row("fail", f"{facts_en}; " + "; ".join(problems_en) + ": generation would not start or stop "
+                                     "as the model was trained",
+                             f"{facts_zh}；" + "；".join(problems_zh) + "：生成的开始或结束与训练时不同")
+    return TOKENIZER.row("pass", f"{facts_en}; BOS {tr['bos']!r} = {tr['bos_id']}, EOS {tr['eos']!r} = {tr['eos_id']} "
+                                 f"as config.json says (bos_token_id {cfg_bos or '—'}, eos_token_id {cfg_eos or '—'})",
+                         f"{facts_zh}；BOS {tr['bos']!r} = {tr['bos_id']}，EOS {tr['eos']!r} = {tr['eos_id']}，"
+                         f"与 config.json 一致（bos_token_id {cfg_bos or '—'}，eos_token_id {cfg_eos or '—'}）")
+
+
+def judge_chat_template(tr: dict[str, Any]) -> Check:
+    if tr.get("chat_template_is_chatml"):
+        return CHAT_TEMPLATE.row("pass", "renders a user turn exactly as ChatML", "对用户轮次的渲染与 ChatML 完全一致")
+    if tr.get("chat_template_present"):
+        got = tr.get("chat_template_render") or tr.get("chat_template_error") or ""
+        return CHAT_TEMPLATE.row("warn", f"present but renders {one_line(repr(got), 80)}, not ChatML: chat prompts differ "
+                                         f"from this report's ChatML",
+                                 f"存在，但渲染为 {one_line(repr(got), 80)} 而非 ChatML：对话提示与本报告的 ChatML 不同")
+    return CHAT_TEMPLATE.row("fail", "no chat_template in tokenizer_config.json: the server's chat endpoint cannot "
+                                     "format a conversation",
+                             "tokenizer_config.json 中没有 chat_template：服务的对话接口无法格式化对话")
+
+
+def judge_round_trip(tr: dict[str, Any]) -> Check:
+    rts = tr.get("round_trips") or []
+    if not rts:
+        return ROUND_TRIP_CHECK.not_run("the tokenizer did not load", "分词器未能加载")
+    bad = [r for r in rts if not r["engine_ok"] or not r.get("reference_ok", True)]
+    en = "; ".join(f"{r['lang']}: engine {'ok' if r['engine_ok'] else 'differs'}"
+                   + ("" if "reference_ok" not in r else f", reference {'ok' if r['reference_ok'] else 'differs'}")
+                   for r in rts)
+    zh = "；".join(f"{r['lang']}：引擎{'一致' if r['engine_ok'] else '不一致'}"
+                  + ("" if "reference_ok" not in r else f"，参照{'一致' if r['reference_ok'] else '不一致'}")
+                  for r in rts)
+    if bad:
+        r = bad[0]
+        got = r["engine_round_trip"] if not r["engine_ok"] else r.get("reference_round_trip")
+        return ROUND_TRIP_CHECK.row("fail", f"{en}; first: {r['text']!r} came back as {got!r}",
+                                    f"{zh}；首个：{r['text']!r} 还原为 {got!r}")
+    return ROUND_TRIP_CHECK.row("pass", en, zh)
+
+
+def judge_fidelity(tr: dict[str, Any]) -> Check:
+    """The engine's tokenizer against the reference, on the bilingual sample."""
+    if tr.get("error"):
+        return FIDELITY.not_run(f"the tokenizer did not load: {tr['error']}", f"分词器未能加载：{tr['error']}")
+    if tr.get("fidelity_ok") is None:
+        return FIDELITY.not_run("the model directory has neither tokenizer.model nor tokenizer.json: no reference",
+                                "模型目录既没有 tokenizer.model 也没有 tokenizer.json：没有参照")
+    rows, ref = tr["fidelity"], tr["reference"]
+    n = len(rows)
+    bad = [r for r in rows if not r["match"]]
     if not bad:
-        return ("pass", f"the engine's tokenizer ({tr['class']}) gives SentencePiece's ids (BOS included) on all {n} sample texts",
-                f"引擎分词器({tr['class']})在全部 {n} 条样本上与 SentencePiece 的编码(含 BOS)一致")
+        return FIDELITY.row("pass", f"the engine's tokenizer ({tr['class']}) gives the reference's ids ({ref}, BOS/EOS "
+                                    f"included) on all {n} sample texts",
+                            f"引擎分词器（{tr['class']}）在全部 {n} 条样本上与参照（{ref}，含 BOS/EOS）一致")
     r = bad[0]
     mm = r["first_mismatch"]
     txt = r["text"] if len(r["text"]) <= 40 else r["text"][:39] + "…"
-    en = (f"{len(bad)}/{n} sample texts differ; first: {txt!r} at token {mm['index']}: SentencePiece "
-          f"{mm['a']} {r.get('faithful_piece_at')!r} vs engine {mm['b']} {r.get('engine_piece_at')!r} "
-          f"({tr['class']} rebuilt by transformers); the report feeds SentencePiece ids, a text API would not")
-    zh = (f"{len(bad)}/{n} 条样本不一致;首个:{txt!r} 第 {mm['index']} 个 token:SentencePiece "
-          f"{mm['a']} {r.get('faithful_piece_at')!r},引擎 {mm['b']} {r.get('engine_piece_at')!r}"
-          f"(transformers 重建了 {tr['class']});本报告以 SentencePiece 的 id 送入引擎,以文本调用的接口则不然")
-    return "fail", en, zh
+    head = 4
+    ref_ids, eng_ids = r["reference_ids"][:mm["index"] + head], r["engine_ids"][:mm["index"] + head]
+    en = (f"{len(bad)}/{n} sample texts differ; first: {txt!r} at token {mm['index']}: reference ({ref}) "
+          f"{mm['a']} {r.get('reference_piece_at')!r} vs engine {mm['b']} {r.get('engine_piece_at')!r} "
+          f"(reference {ref_ids}… vs engine {eng_ids}…; {tr['class']} as transformers builds it); text sent to the "
+          f"engine is encoded differently from how the model was trained")
+    zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个 token：参照（{ref}）{mm['a']} "
+          f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {ref_ids}…，引擎 "
+          f"{eng_ids}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
+    return FIDELITY.row("fail", en, zh)
 
 
-def deployed_tokenizer(tr: dict[str, Any], decision: Any) -> dict[str, Any]:
-    """The engine tokenizer as deployed, i.e. with prompting.engine_tokenizer's decision applied (the
-    faithful tokenizer directory where the override is in effect, else the model's own, `tr`):
-    {status, detail_en, detail_zh, report}. Pass when it encodes the sample like SentencePiece (BOS
-    included) and renders the ChatML chat template."""
-    dtr = tokenizer_report(Path(decision.path)) if decision.path is not None else tr
-    where_en = "the faithful tokenizer directory" if decision.path is not None else "the model directory's own tokenizer"
-    where_zh = "忠实分词器目录" if decision.path is not None else "模型目录自带的分词器"
-    if dtr["fidelity_ok"] is None:
-        st, en, zh = "not_run", f"{where_en}: no tokenizer.model to compare against", f"{where_zh}:没有 tokenizer.model,无从比对"
-    else:
-        n = len(dtr["fidelity"])
-        good = sum(r["match"] for r in dtr["fidelity"])
-        ok = dtr["fidelity_ok"] and dtr["chat_template_is_chatml"]
-        st = "pass" if ok else "fail"
-        en = (f"{where_en} ({dtr['class']}): {good}/{n} sample texts encode like SentencePiece (BOS included), chat "
-              f"template {'renders' if dtr['chat_template_is_chatml'] else 'does not render'} ChatML")
-        zh = (f"{where_zh}({dtr['class']}):{good}/{n} 条样本与 SentencePiece 编码一致(含 BOS),对话模板"
-              f"{'渲染为' if dtr['chat_template_is_chatml'] else '未渲染为'} ChatML")
-    return {"status": st, "detail_en": f"{en}. {decision.en}", "detail_zh": f"{zh}。{decision.zh}", "report": dtr}
+def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh: str, *,
+                             engine_probe: Optional[dict[str, Any]] = None) -> Check:
+    """The tokenizer as deployed (`dtr`: tokenizer_report of the directory the engine is given), plus,
+    where an engine ran, its own tokenizer's ids for a probe ({text, engine_ids, reference_ids})."""
+    if dtr.get("error") or dtr.get("fidelity_ok") is None:
+        why = dtr.get("error") or "no tokenizer.model or tokenizer.json to compare against"
+        return DEPLOYED.not_run(f"{why}. {decision_en}", f"{why}。{decision_zh}")
+    n = len(dtr["fidelity"])
+    good = sum(r["match"] for r in dtr["fidelity"])
+    chatml = dtr["chat_template_is_chatml"]
+    ok = good == n and chatml
+    en = (f"{dtr['class']}: {good}/{n} sample texts encode like the reference ({dtr['reference']}), chat template "
+          f"{'renders' if chatml else 'does not render'} ChatML")
+    zh = (f"{dtr['class']}：{good}/{n} 条样本与参照（{dtr['reference']}）编码一致，对话模板"
+          f"{'渲染为' if chatml else '未渲染为'} ChatML")
+    if engine_probe is not None:
+        same = engine_probe["engine_ids"] == engine_probe["reference_ids"]
+        ok = ok and same
+        en += (f"; the running engine's own tokenizer encodes {engine_probe['text']!r} as "
+               f"{engine_probe['engine_ids'][:8]} ({'=' if same else '≠'} reference {engine_probe['reference_ids'][:8]})")
+        zh += (f"；运行中引擎的分词器将 {engine_probe['text']!r} 编码为 {engine_probe['engine_ids'][:8]}"
+               f"（{'=' if same else '≠'} 参照 {engine_probe['reference_ids'][:8]}）")
+    return DEPLOYED.row("pass" if ok else "fail", f"{en}. {decision_en}", f"{zh}。{decision_zh}")
+
+
+# -- architecture, files and their consistency -------------------------------------------------------------
+# Rows the original document's architecture table has beyond model.config's (facts sheet §1).
+_EXTRA_ROWS = (("hidden_act", "Activation", "激活函数"), ("torch_dtype", "torch_dtype", "torch_dtype"),
+               ("bos_token_id", "BOS token id", "BOS token id"), ("eos_token_id", "EOS token id(s)", "EOS token id"))
 
 
 def architecture(model_dir: Path) -> list[dict[str, Any]]:
-    """The architecture table (model layer's derivation from the files)."""
-    return mcfg.architecture_rows(model_dir)
-
-
-def consistency(model_dir: Path, *, tokenizer_size: Optional[int], max_model_len: int,
-                kv_cache_tokens: Optional[int] = None) -> list[dict[str, Any]]:
-    """Checks a reviewer wants, each {id, status, name_en, name_zh, detail_en, detail_zh}."""
+    """The full architecture table derived from the files: model.config's rows, plus hidden_act,
+    torch_dtype, bos/eos ids, and the effective tying (flag AND whether lm_head.weight is present)."""
     d = Path(model_dir)
+    raw = json.loads((d / "config.json").read_text(encoding="utf-8"))
     cfg = mcfg.read_config(d)
+    rows = mcfg.architecture_rows(d)
+    at = next((i for i, r in enumerate(rows) if r["key"] == "tie_word_embeddings"), len(rows))
+    extra = [dict(key=k, name_en=en, name_zh=zh, value=_show(cfg.get(k)), unit="",
+                  source="config.json" if k in raw else ("class default" if k in mcfg.CONFIG_DEFAULTS else "-"))
+             for k, en, zh in _EXTRA_ROWS]
+    tie = tying(d)
+    extra.append(dict(key="tied_effective", name_en="Output head tied to the embedding", name_zh="输出层与嵌入绑定",
+                      value=tie["tied"] if tie["tied"] is not None else "(no weights)", unit="",
+                      source=tie["source"]))
+    return rows[:at] + extra + rows[at:]
+
+
+def _show(v: Any) -> Any:
+    return "—" if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else v)
+
+
+def tying(model_dir: Path) -> dict[str, Any]:
+    """{flag, flag_source, lm_head (None without weights), tied (None where flag and tensor disagree or no
+    weights), source}: tie_word_embeddings as the files decide it."""
+    d = Path(model_dir)
+    raw = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    flag = bool(mcfg.read_config(d)["tie_word_embeddings"])
+    src = "config.json" if "tie_word_embeddings" in raw else "class default"
     names = mcfg.weight_names(d)
-    checks = []
-    tie = bool(cfg["tie_word_embeddings"])
-    if names:
-        lm = "lm_head.weight" in names
-        ok = tie != lm
-        checks.append(dict(
-            id="tie_vs_lm_head", status="pass" if ok else "fail",
-            name_en="tie_word_embeddings vs lm_head.weight", name_zh="tie_word_embeddings 与 lm_head.weight",
-            detail_en=f"tie_word_embeddings={tie} ({'config.json' if 'tie_word_embeddings' in json.loads((d / 'config.json').read_text()) else 'class default'}), "
-                      f"lm_head.weight {'present' if lm else 'absent'} in the checkpoint"
-                      + ("" if ok else ": inconsistent, the engine would use a wrong or random output head"),
-            detail_zh=f"tie_word_embeddings={tie},权重中{'有' if lm else '无'} lm_head.weight"
-                      + ("" if ok else ":不一致,引擎会使用错误或随机的输出层")))
-    else:
-        checks.append(dict(
-            id="tie_vs_lm_head", status="not_run", name_en="tie_word_embeddings vs lm_head.weight",
-            name_zh="tie_word_embeddings 与 lm_head.weight",
-            detail_en=f"no weights in {d.name}: tie_word_embeddings={tie}; only a weight file can confirm it",
-            detail_zh=f"{d.name} 中无权重:tie_word_embeddings={tie};只有权重文件能确认"))
-    vs = int(cfg["vocab_size"])
-    if tokenizer_size is not None:
-        st = "pass" if tokenizer_size == vs else ("warn" if tokenizer_size < vs else "fail")
-        checks.append(dict(
-            id="vocab_vs_tokenizer", status=st, name_en="vocab_size vs tokenizer size", name_zh="vocab_size 与分词器大小",
-            detail_en=f"config vocab_size {vs}, tokenizer {tokenizer_size} tokens"
-                      + {"pass": "", "warn": ": the embedding has unused rows", "fail": ": token ids beyond the embedding"}[st],
-            detail_zh=f"config vocab_size {vs},分词器 {tokenizer_size} 个 token"
-                      + {"pass": "", "warn": ":嵌入表有未使用的行", "fail": ":token id 超出嵌入表"}[st]))
+    lm = ("lm_head.weight" in names) if names else None
+    tied = flag if lm is None else (flag if flag != lm else None)
+    return {"flag": flag, "flag_source": src, "lm_head": lm,
+            "tied": tied if lm is not None else None,
+            "source": f"{src} + weights" if lm is not None else src}
+
+
+def judge_tie(t: dict[str, Any]) -> Check:
+    if t["lm_head"] is None:
+        return TIE.not_run(f"no weights: tie_word_embeddings={t['flag']} ({t['flag_source']}); only a weight file can "
+                           f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{t['flag_source']}）；只有权重文件能确认")
+    ok = t["flag"] != t["lm_head"]
+    en = (f"tie_word_embeddings={t['flag']} ({t['flag_source']}), lm_head.weight "
+          f"{'present' if t['lm_head'] else 'absent'} in the checkpoint")
+    zh = f"tie_word_embeddings={t['flag']}（{t['flag_source']}），权重中{'有' if t['lm_head'] else '无'} lm_head.weight"
+    if ok:
+        return TIE.row("pass", en, zh)
+    return TIE.row("fail", en + ": inconsistent, the engine would use a wrong or random output head",
+                   zh + "：不一致，引擎会使用错误或随机的输出层")
+
+
+def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
+    if tokenizer_size is None:
+        return VOCAB.not_run("no tokenizer size could be read", "无法读取分词器大小")
+    if tokenizer_size == vocab_size:
+        return VOCAB.row("pass", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids",
+                         f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id")
+    if tokenizer_size < vocab_size:
+        return VOCAB.row("warn", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: the embedding has "
+                                 f"{vocab_size - tokenizer_size:,} unused rows",
+                         f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：嵌入表有 "
+                         f"{vocab_size - tokenizer_size:,} 行未使用")
+    return VOCAB.row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
+                             f"embedding would crash the engine",
+                     f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的 token id 会使引擎崩溃")
+
+
+def expected_tensors(cfg: dict[str, Any], lm_head: bool) -> dict[str, list[int]]:
+    """{name: shape} of the dense MiniCPM checkpoint the config describes (vLLM's minicpm loader names)."""
+    h, inter, n_layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    hd = cfg["head_dim"]
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    out = {"model.embed_tokens.weight": [cfg["vocab_size"], h], "model.norm.weight": [h]}
+    for i in range(n_layers):
+        p = f"model.layers.{i}."
+        out.update({
+            p + "input_layernorm.weight": [h], p + "post_attention_layernorm.weight": [h],
+            p + "self_attn.q_proj.weight": [q, h], p + "self_attn.k_proj.weight": [kv, h],
+            p + "self_attn.v_proj.weight": [kv, h], p + "self_attn.o_proj.weight": [h, q],
+            p + "mlp.gate_proj.weight": [inter, h], p + "mlp.up_proj.weight": [inter, h],
+            p + "mlp.down_proj.weight": [h, inter],
+        })
+    if lm_head:
+        out["lm_head.weight"] = [cfg["vocab_size"], h]
+    return out
+
+
+def weight_header(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """{tensor name: {dtype, shape}} over every safetensors file (headers only)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in safetensors_files(model_dir):
+        for name, t in safetensors_header(f).items():
+            out[name] = {"dtype": t["dtype"], "shape": list(t["shape"])}
+    return out
+
+
+_TORCH_TO_ST = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+_IGNORED = re.compile(r"rotary_emb\.inv_freq$")  # buffers some exporters save; vLLM skips them
+
+
+def judge_weights(cfg: dict[str, Any], header: dict[str, dict[str, Any]]) -> Check:
+    """The checkpoint's tensor names / shapes / dtypes against what the config implies."""
+    if not header:
+        return WEIGHTS.not_run("no safetensors weights in the directory", "目录中没有 safetensors 权重")
+    expected = expected_tensors(cfg, "lm_head.weight" in header)
+    got = {k: v for k, v in header.items() if not _IGNORED.search(k)}
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if got[k]["shape"] != expected[k])
+    dtypes = sorted({v["dtype"] for v in got.values()})
+    non_float = [d for d in dtypes if d not in ("BF16", "F16", "F32")]
+    problems_en, problems_zh = [], []
+    if missing:
+        problems_en.append(f"{len(missing)} missing (first {missing[0]})")
+        problems_zh.append(f"缺少 {len(missing)} 个（首个 {missing[0]}）")
+    if extra:
+        problems_en.append(f"{len(extra)} unexpected (first {extra[0]})")
+        problems_zh.append(f"多出 {len(extra)} 个（首个 {extra[0]}）")
+    if wrong:
+        k = wrong[0]
+        problems_en.append(f"{len(wrong)} with a wrong shape (first {k}: {got[k]['shape']}, config implies {expected[k]})")
+        problems_zh.append(f"{len(wrong)} 个形状不符（首个 {k}：{got[k]['shape']}，配置推导为 {expected[k]}）")
+    if non_float:
+        problems_en.append(f"non-floating dtype {', '.join(non_float)} (a quantized checkpoint the dense loader cannot read)")
+        problems_zh.append(f"非浮点精度 {', '.join(non_float)}（稠密加载器无法读取的量化权重）")
+    facts_en = f"{len(got)} tensors, {sum(math.prod(v['shape']) for v in got.values()):,} parameters, stored {', '.join(dtypes)}"
+    facts_zh = f"{len(got)} 个张量，{sum(math.prod(v['shape']) for v in got.values()):,} 个参数，存储为 {', '.join(dtypes)}"
+    if problems_en:
+        return WEIGHTS.row("fail", f"{facts_en}; " + "; ".join(problems_en), f"{facts_zh}；" + "；".join(problems_zh))
+    want = _TORCH_TO_ST.get(str(cfg.get("torch_dtype")))
+    if want and dtypes != [want]:
+        return WEIGHTS.row("warn", f"{facts_en}; every name and shape the config implies, but config.json's torch_dtype "
+                                   f"is {cfg.get('torch_dtype')}",
+                           f"{facts_zh}；名称与形状均符合配置，但 config.json 的 torch_dtype 为 {cfg.get('torch_dtype')}")
+    return WEIGHTS.row("pass", f"{facts_en}; exactly the names and shapes the config implies",
+                       f"{facts_zh}；名称与形状恰为配置所推导")
+
+
+def judge_max_model_len(max_model_len: int, cfg: dict[str, Any]) -> Check:
     maxpos = int(cfg["max_position_embeddings"])
-    limits = [maxpos] + ([kv_cache_tokens] if kv_cache_tokens else [])
-    achievable = min(limits)
-    st = "pass" if max_model_len <= achievable else "fail"
     rope = mcfg.longrope(cfg, max_model_len)
-    rope_en = (f"; LongRoPE uses the {'long' if rope['use_long'] else 'short'} factors at this length" if rope else "")
-    rope_zh = (f";此长度下 LongRoPE 使用 {'long' if rope['use_long'] else 'short'} 因子" if rope else "")
-    checks.append(dict(
-        id="max_model_len", status=st, name_en="max_model_len configured vs achievable",
-        name_zh="max_model_len 配置值与可达值",
-        detail_en=f"configured {max_model_len}; achievable {achievable} = min(max_position_embeddings {maxpos}"
-                  + (f", KV cache {kv_cache_tokens} tokens" if kv_cache_tokens else ", KV cache not known yet") + ")" + rope_en,
-        detail_zh=f"配置 {max_model_len};可达 {achievable} = min(max_position_embeddings {maxpos}"
-                  + (f",KV cache {kv_cache_tokens} tokens" if kv_cache_tokens else ",KV cache 尚未知") + ")" + rope_zh))
-    return checks
+    rope_en = f"; LongRoPE uses the {'long' if rope['use_long'] else 'short'} factors at this length" if rope else ""
+    rope_zh = f"；此长度下 LongRoPE 使用 {'long' if rope['use_long'] else 'short'} 因子" if rope else ""
+    if max_model_len <= maxpos:
+        return MAX_LEN.row("pass", f"configured {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_en}",
+                           f"配置 {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_zh}")
+    return MAX_LEN.row("fail", f"configured {max_model_len:,} > max_position_embeddings {maxpos:,}: positions beyond "
+                               f"what the model was built for",
+                       f"配置 {max_model_len:,} > max_position_embeddings {maxpos:,}：超出模型的位置上限")
 
 
 def weight_files(model_dir: Path) -> list[dict[str, Any]]:
     """Each weight file (safetensors / bin) with its size and SHA-256."""
     d = Path(model_dir)
     files = sorted(list(d.glob("*.safetensors")) + list(d.glob("*.bin")))
-    out = []
-    for f in files:
-        out.append({"file": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
-    return out
+    return [{"file": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files]
 
 
 def stored_dtypes(model_dir: Path) -> dict[str, int]:
     """{dtype: tensor count} from the safetensors headers (no tensor data read)."""
     counts: dict[str, int] = {}
-    for f in safetensors_files(model_dir):
-        for v in safetensors_header(f).values():
-            counts[v["dtype"]] = counts.get(v["dtype"], 0) + 1
+    for v in weight_header(model_dir).values():
+        counts[v["dtype"]] = counts.get(v["dtype"], 0) + 1
     return counts
 
 
-def matrix(dummy: dict[str, Any], real: dict[str, Any]) -> list[dict[str, Any]]:
-    """The dummy-vs-real matrix: what each load proved. `dummy`/`real`: {"ok": bool, ...} as the
-    notebook collected them (ok = the engine started; smoke = the first request ran; graded = the
-    real output passed its expectation; sha = weight checksums taken; tie_ok = head consistent)."""
-    def m(x: Optional[bool]) -> str:
-        return "—" if x is None else ("✅" if x else "❌")
+# -- engine loads ---------------------------------------------------------------------------------------------
+def judge_load(which: str, error: Optional[str], facts_en: str = "", facts_zh: str = "") -> Check:
+    if error:
+        return LOAD.row("fail", f"the engine did not start: {error}", f"引擎未能启动：{error}", item=which)
+    return LOAD.row("pass", facts_en or "the engine started", facts_zh or "引擎已启动", item=which)
 
-    d_ok, r_ok = dummy.get("ok"), real.get("ok")
-    rows = [
-        ("Architecture registered and instantiated by vLLM", "vLLM 注册并实例化该架构", d_ok, r_ok, "both"),
-        ("Full-size shapes (0.5B config) accepted; KV cache sized at the real shape",
-         "接受完整尺寸(0.5B)配置;按真实形状分配 KV cache", d_ok if dummy.get("full_size") else None,
-         True if r_ok and real.get("full_size") else None, "dummy"),
-        ("Forward pass runs end to end (first request)", "前向计算端到端运行(首个请求)", dummy.get("smoke"), real.get("smoke"), "both"),
-        ("Tokenizer and remote-code config load", "分词器与远程代码配置可加载", d_ok, r_ok, "both"),
-        ("Weight names / shapes / dtype match the checkpoint", "权重名称/形状/精度与检查点一致", None, r_ok, "real"),
-        ("Output head consistent (tie_word_embeddings vs lm_head.weight)", "输出层一致(tie_word_embeddings 与 lm_head.weight)",
-         None, real.get("tie_ok"), "real"),
-        ("Weight files identified (SHA-256)", "权重文件可识别(SHA-256)", None, real.get("sha"), "real"),
-        ("Outputs are meaningful (graded probe)", "输出有意义(探针评分)", None, real.get("graded"), "real"),
+
+def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_eos: bool,
+                error: Optional[str] = None) -> Check:
+    if error or generated is None:
+        why = error or "no engine"
+        return INFER.row("fail", f"the first request did not run: {why}", f"首个请求未能运行：{why}", item=which)
+    need = requested if ignore_eos else 1
+    ok = generated >= need
+    rule_en = f"{requested} asked for, EOS ignored" if ignore_eos else f"up to {requested}"
+    rule_zh = f"请求 {requested} 个，忽略 EOS" if ignore_eos else f"最多 {requested} 个"
+    return INFER.row("pass" if ok else "fail", f"{generated} tokens generated ({rule_en})",
+                     f"生成 {generated} 个 token（{rule_zh}）", item=which)
+
+
+def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, max_num_seqs: int) -> Check:
+    if not kv_tokens:
+        return KV.not_run("the engine reported no KV-cache size", "引擎未报告 KV cache 大小", item=which)
+    conc = kv_tokens / max_model_len
+    en = (f"{kv_tokens:,} tokens = {conc:,.1f} requests of max_model_len {max_model_len:,} "
+          f"(max_num_seqs {max_num_seqs})")
+    zh = f"{kv_tokens:,} tokens = {conc:,.1f} 个 max_model_len {max_model_len:,} 的请求（max_num_seqs {max_num_seqs}）"
+    if kv_tokens < max_model_len:
+        return KV.row("fail", en + ": not even one full-length request fits", zh + "：连一个满长请求都放不下", item=which)
+    if conc < max_num_seqs:
+        return KV.row("warn", en + ": fewer full-length requests than max_num_seqs fit at once",
+                      zh + "：可同时容纳的满长请求少于 max_num_seqs", item=which)
+    return KV.row("pass", en, zh, item=which)
+
+
+# -- the original document's claims (document scope) ----------------------------------------------------------
+# The original's architecture table (validation-report-original.md), tie_word_embeddings judged separately.
+ORIGINAL_ARCHITECTURE: dict[str, Any] = {
+    "hidden_size": 1024, "num_attention_heads": 16, "num_hidden_layers": 24, "intermediate_size": 4096,
+    "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 73448, "max_position_embeddings": 32768,
+    "rope_theta": 10000.0, "hidden_act": "silu", "rms_norm_eps": 1e-05, "torch_dtype": "bfloat16",
+    "bos_token_id": 1, "eos_token_id": [2, 73440], "scale_emb": 12, "dim_model_base": 256, "scale_depth": 1.4,
+}
+
+
+def judge_doc_tie(t: dict[str, Any], where: str) -> Check:
+    """The original's `tie_word_embeddings: False` against the real architecture's files (`tying()`)."""
+    tied = t["flag"] if t["lm_head"] is None else (not t["lm_head"])
+    how_en = (f"{where}: tie_word_embeddings={t['flag']} ({t['flag_source']})"
+              + ("" if t["lm_head"] is None else f", lm_head.weight {'present' if t['lm_head'] else 'absent'}"))
+    how_zh = (f"{where}：tie_word_embeddings={t['flag']}（{t['flag_source']}）"
+              + ("" if t["lm_head"] is None else f"，lm_head.weight {'存在' if t['lm_head'] else '不存在'}"))
+    if tied:
+        return DOC_TIE.row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
+                                   f"the embedding matrix",
+                           f"文件表明为绑定（{how_zh}）；原文的 False 有误：输出层即嵌入矩阵")
+    return DOC_TIE.row("pass", f"the files say untied ({how_en})", f"文件表明未绑定（{how_zh}）")
+
+
+def judge_doc_architecture(cfg: dict[str, Any], where: str) -> Check:
+    diffs = [(k, v, cfg.get(k)) for k, v in ORIGINAL_ARCHITECTURE.items() if cfg.get(k) != v]
+    if diffs:
+        first = "; ".join(f"{k}: document {v!r}, files {got!r}" for k, v, got in diffs[:3])
+        first_zh = "；".join(f"{k}：原文 {v!r}，文件 {got!r}" for k, v, got in diffs[:3])
+        return DOC_ARCH.row("fail", f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} values differ from {where}: {first}",
+                            f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 不符：{first_zh}")
+    return DOC_ARCH.row("pass", f"all {len(ORIGINAL_ARCHITECTURE)} values equal {where}",
+                        f"全部 {len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 一致")
+
+
+# -- facts: model information, download, files, the engine's log ------------------------------------------------
+def parameters_from_weights(model_dir: Path) -> Optional[int]:
+    """Parameters counted from the safetensors headers (None without weights)."""
+    h = weight_header(model_dir)
+    return sum(math.prod(v["shape"]) for k, v in h.items() if not _IGNORED.search(k)) if h else None
+
+
+def download_commands(repo_id: str, local_dir: Optional[str] = None) -> list[tuple[str, str]]:
+    """[(how, command)] to fetch the model: git lfs from Hugging Face, ModelScope's snapshot_download."""
+    local = local_dir or "./" + repo_id.rsplit("/", 1)[-1]
+    return [
+        ("Hugging Face (git lfs)", f"git lfs install\ngit lfs clone https://huggingface.co/{repo_id} {local}"),
+        ("ModelScope", f"pip install modelscope\npython3 -c \"from modelscope import snapshot_download; "
+                       f"snapshot_download('{repo_id}', local_dir='{local}')\""),
     ]
-    return [{"what_en": en, "what_zh": zh, "dummy": m(dv), "real": m(rv), "only": only} for en, zh, dv, rv, only in rows]
+
+
+# What each file of a MiniCPM repository is for: (zh, en).
+FILE_PURPOSE: dict[str, tuple[str, str]] = {
+    "config.json": ("模型配置（架构、词表、RoPE）", "model configuration (architecture, vocabulary, RoPE)"),
+    "configuration_minicpm.py": ("MiniCPM 配置类（远程代码，经 auto_map 加载）", "MiniCPM config class (remote code, via auto_map)"),
+    "modeling_minicpm.py": ("MiniCPM 的 transformers 实现（远程代码；vLLM 用自己的实现）",
+                            "MiniCPM transformers implementation (remote code; vLLM runs its own)"),
+    "tokenizer.model": ("SentencePiece 分词模型（参照编码）", "SentencePiece model (the reference encoding)"),
+    "tokenizer.json": ("快速分词器（tokenizers 格式）", "fast tokenizer (tokenizers format)"),
+    "tokenizer_config.json": ("分词器配置（类名、BOS/EOS 规则、对话模板）", "tokenizer configuration (class, BOS/EOS rules, chat template)"),
+    "special_tokens_map.json": ("特殊 token 映射", "special-token map"),
+    "added_tokens.json": ("附加 token 及其 id", "added tokens and their ids"),
+    "generation_config.json": ("默认生成参数（采样、EOS）", "default generation settings (sampling, EOS)"),
+    "model.safetensors.index.json": ("分片索引（张量 -> 文件）", "shard index (tensor -> file)"),
+    "README.md": ("说明文档", "documentation"),
+    "MODEL_ORIG_README.md": ("官方原始 README", "the official original README"),
+    ".gitattributes": ("Git LFS 规则", "Git LFS rules"),
+}
+
+
+def file_list(model_dir: Path) -> list[dict[str, Any]]:
+    """The model directory's files with size and purpose ({file, bytes, purpose_zh, purpose_en})."""
+    out = []
+    for p in sorted(Path(model_dir).iterdir()):
+        if not p.is_file():
+            continue
+        zh, en = FILE_PURPOSE.get(p.name, (None, None))
+        if zh is None and p.suffix == ".safetensors":
+            zh, en = "权重（safetensors）", "weights (safetensors)"
+        elif zh is None and p.suffix == ".bin":
+            zh, en = "权重（PyTorch pickle）", "weights (PyTorch pickle)"
+        elif zh is None and p.suffix == ".py":
+            zh, en = "远程代码（trust_remote_code 时可执行）", "remote code (executable with trust_remote_code)"
+        out.append({"file": p.name, "bytes": p.stat().st_size, "purpose_zh": zh or "未被引擎使用",
+                    "purpose_en": en or "not used by the engine"})
+    return out
+
+
+def model_information(params: Any, arch_dir: Path) -> list[tuple[tuple[str, str], Any]]:
+    """The original's model-information table from params and the files: [((label_zh, label_en), value)].
+    Values that are text in both languages are (zh, en) tuples; the notebook wraps them in T."""
+    m = params.model
+    cfg = mcfg.read_config(arch_dir)
+    loaded_params = parameters_from_weights(params.model_path)
+    config_params = mcfg.parameter_count(cfg, tying(arch_dir)["lm_head"])
+    weights = (("项目训练的替身模型（小型三值 QAT MiniCPM），不是 BitCPM4", "the project's stand-in (a small ternary-QAT "
+                "MiniCPM), not BitCPM4") if m.is_stand_in else ("真实权重", "real weights"))
+    rows = [
+        (("模型名称", "Model name"), m.name),
+        (("原始模型", "Original model"), ("MiniCPM4-0.5B（BitCPM4-0.5B 是其三值 QAT 版本）",
+                                      "MiniCPM4-0.5B (BitCPM4-0.5B is its ternary-QAT version)")),
+        (("模型来源", "Source"), f"Hugging Face / ModelScope: {m.name}"),
+        (("架构", "Architecture"), ", ".join(cfg.get("architectures") or [])),
+        (("本次加载的权重", "Weights loaded in this run"), weights),
+        (("参数量（完整尺寸架构，由 config 推导）", "Parameters (full-size architecture, derived from config)"),
+         f"{config_params:,}"),
+        (("参数量（本次加载的权重，由 safetensors 头统计）", "Parameters (weights loaded, counted from safetensors headers)"),
+         f"{loaded_params:,}" if loaded_params else "—"),
+        (("载入精度", "Load dtype"), params.engine.dtype),
+    ]
+    return rows
+
+
+# Engine-start milestones in vLLM's log (CPU, CUDA and vLLM-Ascend share these lines): (key, zh, en, pattern).
+TIMELINE_EVENTS = (
+    ("start", "引擎参数已解析", "engine arguments parsed", r"non-default args"),
+    ("platform", "平台检测", "platform detected", r"Automatically detected platform|Platform plugin \S+ is activated"),
+    ("config", "模型配置解析（架构）", "model config resolved (architecture)", r"Resolved architecture"),
+    ("engine_core", "引擎核心进程初始化", "engine core initialising", r"Initializing a V1 LLM engine|Initializing an LLM engine"),
+    ("weights_start", "开始加载权重", "weight loading starts", r"Starting to load model"),
+    ("weights_done", "权重加载完成", "weights loaded", r"Loading weights took|Model loading took"),
+    ("kv_cache", "KV cache 分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),
+    ("ready", "引擎就绪（性能剖析、KV cache、预热完成）", "engine ready (profile, KV cache, warm-up done)",
+     r"init engine \(profile, create kv cache, warmup model\) took"),
+)
+_TS = re.compile(r"^(?:\(\w+(?: pid=\d+)?\)\s+)?(?:INFO|WARNING|DEBUG|ERROR)\s+(\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s")
+
+
+def engine_log_section(log_text: str, which: Optional[str] = None) -> str:
+    """The last engine start's part of an evidence log ("=== engine start (<which>)" to the next start)."""
+    marks = [m for m in re.finditer(r"^=== engine start \((\w+)\)", log_text, re.M)
+             if which is None or m.group(1) == which]
+    if not marks:
+        return log_text
+    start = marks[-1].start()
+    nxt = re.search(r"^=== engine start", log_text[marks[-1].end():], re.M)
+    return log_text[start: marks[-1].end() + nxt.start()] if nxt else log_text[start:]
+
+
+def _scrub(line: str, scrub: Optional[dict[str, str]]) -> str:
+    for old, new in (scrub or {}).items():
+        line = line.replace(old, new)
+    return line
+
+
+def init_timeline(section: str, scrub: Optional[dict[str, str]] = None) -> list[dict[str, Any]]:
+    """[{key, zh, en, t_s, line}]: each milestone's first log line, seconds since the first timestamped line
+    of the start (vLLM logs whole seconds). `scrub`: {local path: shown as} for the quoted lines."""
+    import datetime as dt
+
+    stamped = []
+    for line in section.splitlines():
+        m = _TS.match(line.strip())
+        if m:
+            stamped.append((dt.datetime.strptime("2000-" + m.group(1), "%Y-%m-%d %H:%M:%S"), line.strip()))
+    if not stamped:
+        return []
+    t0 = stamped[0][0]
+    out = []
+    for key, zh, en, rx in TIMELINE_EVENTS:
+        hit = next(((t, ln) for t, ln in stamped if re.search(rx, ln)), None)
+        if hit:
+            out.append({"key": key, "zh": zh, "en": en, "t_s": (hit[0] - t0).total_seconds(),
+                        "line": one_line(_scrub(re.sub(r"^.*?\] ", "", hit[1]), scrub), 160)})
+    return sorted(out, key=lambda r: r["t_s"])
+
+
+# Lines a reader of the engine log wants (platform, device, parameters reset or ignored for the platform,
+# CPU fallbacks and thread binding): (key, zh, en, pattern).
+KEY_LOG_LINES = (
+    ("platform", "平台插件 / 平台检测", "platform plugin / detection", r"Platform plugin \S+ is activated|Automatically detected platform"),
+    ("device_config", "设备配置", "device config", r"device_config=\w+"),
+    ("reset", "为本平台重置或忽略的参数", "parameters reset or ignored for the platform",
+     r"GPU-specific|Resetting to|Ignored parameter|not supported on"),
+    ("onednn", "oneDNN 回退", "oneDNN fallback", r"oneDNN"),
+    ("threads", "线程绑定", "thread binding",
+     r"OMP threads binding|thread binding info|reserve_cpu_num|core ids=|VLLM_CPU_OMP_THREADS_BIND=|Reducing Torch threads"),
+    ("preload", "内存分配器预加载", "allocator preload", r"LD_PRELOAD|tcmalloc|libiomp"),
+    ("attention", "注意力后端", "attention backend", r"[Uu]sing \S+ (?:attention )?backend|attention backend"),
+    ("dtype", "精度", "dtype", r"dtype=\S+|[Cc]asting torch\.\w+ to torch\.\w+"),
+)
+
+
+def key_log_lines(section: str, per_key: int = 3, scrub: Optional[dict[str, str]] = None) -> list[dict[str, str]]:
+    """[{key, zh, en, line}]: the engine log's lines that say how it ran on this platform (each trimmed to
+    the part that matched where the line is a long config dump)."""
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for key, zh, en, rx in KEY_LOG_LINES:
+        n = 0
+        for raw in section.splitlines():
+            msg = re.sub(r"^.*?\] ", "", raw.strip())
+            m = re.search(rx, msg)
+            if not m or n >= per_key:
+                continue
+            if len(msg) > 200:  # a config dump: keep the matched field with a little context
+                msg = "… " + msg[max(0, m.start() - 40): m.end() + 60] + " …"
+            msg = one_line(_scrub(msg, scrub), 220)
+            if msg in seen:
+                continue
+            seen.add(msg)
+            out.append({"key": key, "zh": zh, "en": en, "line": msg})
+            n += 1
+    return out
+
+
+def engine_log(eng: Any, which: str) -> str:
+    """The log of an engine's start: a shared server's own log (engine.shared), else this engine's section
+    of the chapter's evidence log."""
+    info = getattr(eng, "info", None)
+    if info is not None and getattr(info, "log", None) and Path(info.log).is_file():
+        return Path(info.log).read_text(encoding="utf-8", errors="replace")
+    path = Path(eng.evidence_path)
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return engine_log_section(text, which)
+
+
+# The default repository of the model this report validates (download commands for a stand-in run).
+BITCPM_REPO = "openbmb/BitCPM4-0.5B"
+
+
+def repo_id(params: Any) -> tuple[str, tuple[str, str]]:
+    """(repo id, (why zh, why en)) for the download commands: the hub id the run resolved, else model.name
+    where it is a hub id of real weights, else BitCPM4-0.5B's repository (a stand-in run)."""
+    m = params.model
+    if getattr(m, "source", None) is not None:
+        return m.source.repo_id, ("本次运行解析的仓库", "the repository this run resolved")
+    if not m.is_stand_in and re.fullmatch(r"[\w.-]+/[\w.-]+", m.name or "") and not Path(m.name).exists():
+        return m.name, ("配置中的 model.name", "model.name of the profile")
+    return BITCPM_REPO, ("本报告所验证模型的仓库；本次运行使用替身模型", "the repository of the model this report validates; "
+                                                              "this run used a stand-in")
+
+
+# The dummy-vs-real matrix: what each load proved, as the recorded checks say (check id per column; None:
+# not this load's to prove). (zh, en, dummy check, real check)
+MATRIX = (
+    ("vLLM 注册并实例化该架构", "Architecture registered and instantiated by vLLM", "load:dummy", "load:real"),
+    ("KV cache 按该形状分配并容纳满长请求", "KV cache sized for the shape and holds a full-length request",
+     "kv_capacity:dummy", "kv_capacity:real"),
+    ("前向计算端到端运行（首个请求）", "Forward pass runs end to end (first request)", "infer:dummy", "infer:real"),
+    ("部署时的分词器与参照一致", "Tokenizer as deployed encodes like the reference", None, "engine_tokenizer_deployed"),
+    ("权重名称/形状/精度与配置一致", "Weight names / shapes / dtypes match the config", None, "weights_match_config"),
+    ("输出层一致（tie_word_embeddings 与 lm_head.weight）", "Output head consistent (tie_word_embeddings vs lm_head.weight)",
+     None, "tie_vs_lm_head"),
+)
+
+
+def matrix(checks: Sequence[Check]) -> list[dict[str, str]]:
+    """[{what_zh, what_en, dummy, real}]: each cell the mark of the recorded check (— where the check did not
+    run or is not that load's to prove)."""
+    by_id = {c.id: c for c in checks}
+
+    def mark(cid: Optional[str]) -> str:
+        c = by_id.get(cid) if cid else None
+        return c.mark if c is not None else "—"
+
+    return [{"what_zh": zh, "what_en": en, "dummy": mark(d), "real": mark(r)} for zh, en, d, r in MATRIX]
