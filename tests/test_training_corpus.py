@@ -63,3 +63,22 @@ def test_contaminated_probe_is_not_run_with_the_reason():
     # without a declared corpus the same output is judged
     none = I.probe_contamination(ROOT / "models/bitcpm4-0.5b", PROMPTS.prompts)
     assert I.judge_probe(paris, "The capital of France is Paris.", PROMPTS.grading, none).status == "pass"
+
+
+def test_stand_in_declaration_is_what_the_training_script_writes(tmp_path):
+    from bitcpm_validation.model.training_corpus import STAND_IN_DESCRIPTION, declare
+
+    p = declare(tmp_path, STAND_IN_DESCRIPTION, module="bitcpm_validation.model.corpus")
+    assert p.read_bytes() == (ROOT / "models/stand-in/training_corpus.json").read_bytes()
+    with pytest.raises(CorpusError, match="exactly one"):
+        declare(tmp_path, "x")
+
+
+def test_grader_modules_are_cheap_to_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, bitcpm_validation.chapters.inference, bitcpm_validation.chapters.chinese; "
+            "heavy = [m for m in ('lingua', 'wordfreq', 'jieba', 'torch', 'vllm') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import corpus
+from .training_corpus import STAND_IN_DESCRIPTION, declare
 from .ternary_qat import GROUP, check_ternary, export_state_dict, ternarize
 from .tokenizer import FaithfulTokenizer, chatml
 from .writer import corpus_sp_model, read_config_from_dict, small_config, sp_piece_count, write_model_dir
@@ -153,6 +154,8 @@ def train(out: str | Path, seed: int = 0, steps: int = 500, batch: int = 32, lr:
         inter=cfg["intermediate_size"], vocab=cfg["vocab_size"], pieces=n, params=n_params, bytes=n_params * 2,
         group=GROUP, steps=steps, batch=batch, lr=lr, seed=seed, pairs=len(corpus.pairs()), texts=len(corpus.texts()),
         loss=sum(losses[-10:]) / len(losses[-10:]), secs=secs, threads=threads))
+    # say what it was trained on: graders do not judge it on prompts from its corpus (issue 10.5)
+    declare(out, STAND_IN_DESCRIPTION, module=corpus.__name__)
     return {"out": str(out), "seconds": secs, "final_loss": losses[-1], "losses": losses, "parameters": n_params}
 
 

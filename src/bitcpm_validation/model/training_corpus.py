@@ -149,3 +149,20 @@ def contamination(model_dir: str | Path, items: Mapping[str, str]) -> Contaminat
     if corpus is None:
         return Contamination(False, None, set(), len(items))
     return Contamination(True, corpus, {k for k, t in items.items() if corpus.contains(t)}, len(items))
+
+
+STAND_IN_DESCRIPTION = ("The project's own small bilingual corpus the stand-in was trained on "
+                        "(bitcpm_validation.model.train_stand_in): prompt/answer pairs as raw completions and as "
+                        "ChatML, plus short texts.")
+
+
+def declare(model_dir: str | Path, description: str, *, module: Optional[str] = None,
+            files: Optional[list[str]] = None) -> Path:
+    """Write `model_dir`/training_corpus.json (what a training script calls for the directory it writes)."""
+    if bool(module) == bool(files):
+        raise CorpusError("declare the corpus by exactly one of module= or files=")
+    spec: dict = {"description": description}
+    spec.update({"module": module} if module else {"files": list(files or [])})
+    p = Path(model_dir) / DECLARATION
+    p.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return p
