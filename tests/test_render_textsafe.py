@@ -79,3 +79,14 @@ def test_chinese_figure_has_no_missing_glyphs():
         fig.savefig(io.BytesIO(), format="png")
     plt.close(fig)
     assert not [x for x in w if "missing from font" in str(x.message) or "Glyph" in str(x.message)]
+
+
+def test_long_tokens_in_table_cells_may_wrap_but_words_and_numbers_not():
+    from bitcpm_validation.report.textsafe import cell_html, html_table
+
+    sha = "15fca806d7e074bdddf80e4f6f4cd9a1" * 2
+    assert cell_html(sha) == f'<span class="bv-long">{sha}</span>'
+    assert cell_html("16,898.6 ms") == "16,898.6 ms" and cell_html("Status") == "Status"
+    evil = cell_html("<b>" + "x" * 30)  # escaped first: untrusted text never becomes markup
+    assert "<b>" not in evil and "&lt;b&gt;" in evil and evil.startswith('<span class="bv-long">')
+    assert '<span class="bv-long">' in html_table(["SHA-256"], [[sha]])

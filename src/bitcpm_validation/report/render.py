@@ -378,7 +378,7 @@ REPR = re.compile(r"\b(?:Metric|Check|ChapterResult|KeyMetric|MatrixRow|CheckSpe
 SCIENTIFIC = re.compile(r"(?<![\w.])\d(?:\.\d+)?e[+-]\d{2,}\b")
 BROKEN_NUMBER = (re.compile(r"\d[,.]$"), re.compile(r"^\d"))  # "16,898." / "63"
 BROKEN_FRACTION = (re.compile(r"\d$"), re.compile(r"^[.,]\d"))  # "16,898" / ".63"
-BROKEN_WORD = (re.compile(r"[A-Za-z]{2}$"), re.compile(r"^[a-z]{1,2}$"))  # "Statu" / "s"
+BROKEN_WORD = (re.compile(r"[A-Za-z]{3}$"), re.compile(r"^[a-z]$"))  # "Statu" / "s"
 MAX_PAGES = 30
 
 

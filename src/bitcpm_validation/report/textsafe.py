@@ -94,6 +94,16 @@ def html_pre(s: Any, cls: str = "untrusted") -> str:
     return f'<pre class="{html_escape(cls)}">{html_escape(s)}</pre>'
 
 
+LONG_TOKEN = 25  # characters without a space: a hash, path or URL that may break anywhere in a table cell
+_LONG = re.compile(r"[^\s<>]{%d,}" % LONG_TOKEN)
+
+
+def cell_html(v: Any) -> str:
+    """A table cell's escaped text; a long unbroken token (hash, path) is marked `bv-long` so that it alone
+    may wrap anywhere, while words and numbers keep a column wide enough never to be split."""
+    return _LONG.sub(lambda m: f'<span class="bv-long">{m.group(0)}</span>', html_escape("" if v is None else v))
+
+
 def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
                cls: str = "bv-table") -> str:
     """An HTML table with every cell escaped (unless its column is trusted project HTML, e.g. a mark)."""
@@ -101,8 +111,6 @@ def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted
     head = "".join(f"<th>{html_escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
-        tds = "".join(
-            f"<td>{v if i in trusted else html_escape('' if v is None else v)}</td>" for i, v in enumerate(r)
-        )
+        tds = "".join(f"<td>{v if i in trusted else cell_html(v)}</td>" for i, v in enumerate(r))
         body.append(f"<tr>{tds}</tr>")
     return f'<table class="{html_escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
