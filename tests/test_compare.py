@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bitcpm_validation.report import compare as C
-from bitcpm_validation.chapters import precision as P
+from bitcpm_validation.model import agreement as P
 from bitcpm_validation.report import results as R
 
 

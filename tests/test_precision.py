@@ -1,108 +1,307 @@
-"""Comparison metrics on hand-made sequences with known answers (no engine)."""
+"""The precision chapter without an engine: agreement math on hand-made rows with known answers (exact KL,
+no fill bias), the check functions' pass and fail paths, the golden choice, and three-way bundles from
+real implementations (reference, transformers with the directory's remote code) and a fake engine."""
 from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bitcpm_validation.chapters import precision as P
+from bitcpm_validation.model import agreement as A
 from bitcpm_validation.params import PrecisionParams
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN = ROOT / "models" / "stand-in"
+PP = PrecisionParams()
 
 
 def rows(*dicts):
     return [dict(d) for d in dicts]
 
 
+# -- KL ---------------------------------------------------------------------------------------------------------
 def test_kl_identical_is_zero_and_known_value():
     p = {1: math.log(0.5), 2: math.log(0.3), 3: math.log(0.2)}
-    assert P.kl_topk(p, dict(p), 3) == pytest.approx(0.0, abs=1e-12)
+    assert A.kl_topk(p, dict(p), 3) == pytest.approx(0.0, abs=1e-12)
     q = {1: math.log(0.25), 2: math.log(0.25), 3: math.log(0.5)}
     want = 0.5 * math.log(0.5 / 0.25) + 0.3 * math.log(0.3 / 0.25) + 0.2 * math.log(0.2 / 0.5)
-    assert P.kl_topk(p, q, 3) == pytest.approx(want, rel=1e-9)
+    assert A.kl_topk(p, q, 3) == pytest.approx(want, rel=1e-9)
 
 
-def test_kl_renormalises_over_p_topk_and_floors_missing():
-    # Same relative probabilities on P's top-2, extra mass elsewhere: renormalised KL is 0.
+def test_kl_topk_renormalises_and_never_fills_a_missing_token():
     p = {1: math.log(0.6), 2: math.log(0.2), 9: math.log(0.01)}
     q = {1: math.log(0.3), 2: math.log(0.1), 7: math.log(0.5)}
-    assert P.kl_topk(p, q, 2) == pytest.approx(0.0, abs=1e-12)
-    # Token 2 missing from Q: it gets Q's smallest listed logprob (0.1 here).
-    q2 = {1: math.log(0.3), 7: math.log(0.5), 8: math.log(0.1)}
-    assert P.kl_topk(p, q2, 2) == pytest.approx(0.0, abs=1e-12)
+    assert A.kl_topk(p, q, 2) == pytest.approx(0.0, abs=1e-12)  # same ratios on P's top-2
+    assert A.kl_topk(p, {1: math.log(0.3), 7: math.log(0.5), 8: math.log(0.1)}, 2) is None  # token 2 unknown in Q
 
 
+def test_old_fill_bias_is_gone():
+    """Q's true probability of P's second token is 0.001, below Q's smallest *listed* value (0.05): the old
+    fill (Q's smallest listed logprob) made KL look small; scored rows and whole rows give the true value."""
+    vocab = 6
+    p_full = np.log(np.array([0.5, 0.45, 0.02, 0.01, 0.01, 0.01]))
+    q_full = np.log(np.array([0.9, 0.001, 0.05, 0.019, 0.015, 0.015]))
+    k = 2
+    p_row = A.row_from_full(p_full, k)
+    q_topk_only = A.row_from_full(q_full, k)  # what prompt_logprobs=k returns: tokens 0 and 2
+    assert 1 not in q_topk_only
+    floor = min(q_topk_only.values())
+    s = A.topk_ids(p_row, k)
+    lp = A._log_normalise([p_row[t] for t in s])  # noqa: SLF001  (the old formula, reproduced here)
+    lq = A._log_normalise([q_topk_only.get(t, floor) for t in s])  # noqa: SLF001
+    old = sum(math.exp(a) * (a - b) for a, b in zip(lp, lq))
+    # scored for the golden's top-k tokens (what follower_bundle stores): exact top-k KL
+    q_scored = A.row_from_full(q_full, k, also=A.full_topk(p_full, k))
+    exact_topk = A.kl_topk(p_row, q_scored, k)
+    pn = np.exp(p_full[:2]) / np.exp(p_full[:2]).sum()
+    qn = np.exp(q_full[:2]) / np.exp(q_full[:2]).sum()
+    assert exact_topk == pytest.approx(float((pn * np.log(pn / qn)).sum()), rel=1e-9)
+    assert old < exact_topk / 3  # the fill under-estimated it several times over
+    assert A.kl_topk(p_row, q_topk_only, k) is None  # and without the score: n/a, not a biased number
+    # whole vocabulary
+    full = A.full_kl(p_full[None], q_full[None])[0]
+    assert full == pytest.approx(float((np.exp(p_full) * (p_full - q_full)).sum()), rel=1e-9)
+    assert full > old and len(p_full) == vocab
+
+
+def test_full_kl_shapes_and_zero_mass():
+    with np.errstate(divide="ignore"):  # log 0 = -inf: a token without mass
+        p = np.log(np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
+        q = np.log(np.array([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]]))
+    kl = A.full_kl(p, q)
+    assert kl[0] == pytest.approx(math.log(2)) and kl[1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="same token ids"):
+        A.full_kl(p, q[:, :2])
+
+
+# -- teacher-forced / free-running ----------------------------------------------------------------------------
 def test_teacher_forced_known_answers():
     seq = [5, 1, 2, 3]
     p = rows({1: -0.1, 2: -2.0}, {2: -0.2, 3: -1.9}, {3: -0.3, 1: -1.5})
     q = rows({1: -0.15, 2: -2.0}, {3: -0.5, 2: -0.6}, {3: -0.3, 1: -1.5})
-    tf = P.teacher_forced(seq, p, q, k=2, prompt_len=2)
+    tf = A.teacher_forced(seq, p, q, k=2, prompt_len=2)
     assert tf["positions"] == 3
     assert tf["top1_agree"] == 2 and tf["top1_agreement"] == pytest.approx(2 / 3)
     assert tf["disagree_at"] == [2]
     assert tf["abs_dlogprob"] == pytest.approx([0.05, 0.4, 0.0])
-    assert tf["max_abs_dlogprob"] == pytest.approx(0.4)
-    assert tf["mean_abs_dlogprob"] == pytest.approx(0.15)
-    assert tf["kl"][2] == pytest.approx(0.0, abs=1e-12) and tf["kl"][1] > 0
+    assert tf["max_abs_dlogprob"] == pytest.approx(0.4) and tf["mean_abs_dlogprob"] == pytest.approx(0.15)
+    assert tf["kl"][2] == pytest.approx(0.0, abs=1e-12) and tf["kl"][1] > 0 and tf["kl_missing"] == 0
 
 
 def test_free_running_exact_divergence_and_close_rule():
     a_rows = rows({1: -0.1}, {2: -0.5, 4: -0.9}, {3: -0.2})
     b_rows = rows({1: -0.1}, {4: -0.6, 2: -0.7}, {3: -0.2})
-    f = P.free_running([1, 2, 3], a_rows, [1, 4, 3], b_rows, k=2)
+    f = A.free_running([1, 2, 3], a_rows, [1, 4, 3], b_rows, k=2)
     assert f["match_len"] == 1 and f["first_divergence"] == 1 and not f["full_match"]
-    assert (f["a_token"], f["b_token"]) == (2, 4)
-    assert f["a_in_b_topk"] and f["b_in_a_topk"] and f["close"]
-    # The other side's token outside the top-k: not close.
-    f2 = P.free_running([1, 2], a_rows[:2], [1, 4], rows({1: -0.1}, {4: -0.1, 8: -0.2}), k=2)
+    assert (f["a_token"], f["b_token"]) == (2, 4) and f["a_in_b_topk"] and f["b_in_a_topk"] and f["close"]
+    f2 = A.free_running([1, 2], a_rows[:2], [1, 4], rows({1: -0.1}, {4: -0.1, 8: -0.2}), k=2)
     assert not f2["a_in_b_topk"] and f2["b_in_a_topk"] and not f2["close"]
-    # Identical, and prefix-identical until one side stops (zip rule).
-    same = P.free_running([1, 2, 3], a_rows, [1, 2, 3], a_rows, k=2)
+    same = A.free_running([1, 2, 3], a_rows, [1, 2, 3], a_rows, k=2)
     assert same["full_match"] and same["match_len"] == 3 and same["first_divergence"] is None
-    short = P.free_running([1, 2, 3], a_rows, [1, 2], a_rows[:2], k=2)
+    short = A.free_running([1, 2, 3], a_rows, [1, 2], a_rows[:2], k=2)
     assert short["match_len"] == 2 and short["close"] and not short["full_match"]
 
 
 def _bundle(label, gen, rows_tf, k=2):
     return {"version": 1, "label": label, "k": k, "environment": {}, "model": {},
             "items": [{"id": "x", "prompt_ids": [5], "tf_ids": [5, 1, 2, 3],
-                       "tf_rows": [P.row_to_pairs(r) for r in rows_tf],
-                       "gen_ids": gen, "gen_rows": [P.row_to_pairs(r) for r in rows_tf]}]}
+                       "tf_rows": [A.row_to_pairs(r) for r in rows_tf],
+                       "gen_ids": gen, "gen_rows": [A.row_to_pairs(r) for r in rows_tf]}]}
 
 
-def test_compare_bundles_and_verdicts(tmp_path):
+def test_compare_bundles_and_checks():
     p = rows({1: -0.1, 2: -2.0}, {2: -0.2, 3: -1.9}, {3: -0.3, 1: -1.5})
-    a = _bundle("ref", [1, 2, 3], p)
-    b = _bundle("eng", [1, 2, 3], p)
-    c = P.compare_bundles(a, b)
-    s = c["summary"]
+    a, b = _bundle("ref", [1, 2, 3], p), _bundle("eng", [1, 2, 3], p)
+    s = A.compare_bundles(a, b)["summary"]
     assert s["top1_agreement"] == 1.0 and s["max_abs_dlogprob"] == 0.0 and s["mean_kl"] == pytest.approx(0, abs=1e-12)
-    assert s["exact_match_lens"] == [3] and s["full_matches"] == 1 and s["close"] == 1
-    checks = {x["id"]: x["status"] for x in P.verdicts(s, PrecisionParams())}
-    assert set(checks.values()) == {"pass"}
-    worse = P.compare_bundles(a, _bundle("eng", [1, 3, 3], rows({1: -0.1, 2: -2.0}, {3: -0.1, 2: -3.0}, {3: -0.3, 1: -1.5})))
-    st = {x["id"]: x["status"] for x in P.verdicts(worse["summary"], PrecisionParams())}
-    assert st["top1"] == "fail" and st["mean_dlogprob"] == "fail"
-    # JSON round trip of a bundle keeps the numbers.
+    assert s["kl_basis"] == "top-k" and s["exact_match_lens"] == [3] and s["full_matches"] == 1 and s["close"] == 1
+    tol = P.Tolerances.engine(PP)
+    assert P.judge_agreement("engine-vs-reference", s, tol).status == "pass"
+    assert P.judge_logprobs_close("engine-vs-reference", s).status == "pass"
+    worse_b = _bundle("eng", [1, 3, 3], rows({1: -0.1, 2: -2.0}, {3: -0.1, 2: -3.0}, {3: -0.3, 1: -1.5}))
+    worse = A.compare_bundles(a, worse_b)["summary"]
+    row = P.judge_agreement("engine-vs-reference", worse, tol)
+    assert row.status == "fail" and row.id == "agreement:engine-vs-reference" and row.scope == "engine"
+    assert "top-1 agreement" in row.detail_en and "mean |Δ logprob|" in row.detail_en and "top-1 一致率" in row.detail_zh
+    assert P.judge_logprobs_close("engine-vs-reference", worse).status == "pass"  # 3 is in the reference's top-2
+    top1_only = A.compare_bundles(a, worse_b, k=1)["summary"]  # ... but not its top-1
+    row = P.judge_logprobs_close("engine-vs-reference", top1_only)
+    assert row.status == "fail" and "0/1 prompts close" in row.detail_en
     again = json.loads(json.dumps(a))
-    assert P.compare_bundles(again, b)["summary"]["max_abs_dlogprob"] == 0.0
+    assert A.compare_bundles(again, b)["summary"]["max_abs_dlogprob"] == 0.0
+
+
+def test_compare_bundles_uses_full_rows_when_given():
+    p = rows({1: -0.1, 2: -2.0}, {2: -0.2, 3: -1.9}, {3: -0.3, 1: -1.5})
+    a, b = _bundle("ref", [1, 2, 3], p), _bundle("eng", [1, 2, 3], p)
+    fa = {"x": np.log(np.full((3, 4), 0.25))}
+    fb = {"x": np.log(np.array([[0.7, 0.1, 0.1, 0.1]] * 3))}
+    s = A.compare_bundles(a, b, full=(fa, fb))["summary"]
+    want = float((0.25 * np.log(0.25 / np.array([0.7, 0.1, 0.1, 0.1]))).sum())
+    assert s["kl_basis"] == "full" and s["mean_kl"] == pytest.approx(want) and s["mean_kl_topk"] == pytest.approx(0)
+    assert P.judge_agreement("x", s, P.Tolerances.engine(PP)).status == "fail"  # KL 0.29 > 0.05
+
+
+def test_float32_tolerance_judges_max_delta():
+    s = {"prompts": 1, "positions": 10, "top1_agreement": 1.0, "mean_abs_dlogprob": 0.0001, "max_abs_dlogprob": 0.01,
+         "mean_kl": 1e-6, "kl_basis": "full"}
+    assert P.judge_agreement("transformers-vs-reference", s, P.Tolerances.engine(PP)).status == "pass"
+    row = P.judge_agreement("transformers-vs-reference", s, P.Tolerances.float32(PP))
+    assert row.status == "fail" and "max |Δ logprob|" in row.detail_en
+
+
+def test_no_positions_and_no_kl_fail():
+    tol = P.Tolerances.engine(PP)
+    assert "no position" in P.judge_agreement("p", {"positions": 0}, tol).detail_en
+    s = {"prompts": 1, "positions": 3, "top1_agreement": 1.0, "mean_abs_dlogprob": 0.0, "max_abs_dlogprob": 0.0,
+         "mean_kl": None, "kl_basis": None}
+    row = P.judge_agreement("p", s, tol)
+    assert row.status == "fail" and "KL could not be computed" in row.detail_en
+    assert P.judge_logprobs_close("p", {"prompts": 0}).status == "fail"
+
+
+def test_baseline_check_paths():
+    tol = P.Tolerances.engine(PP)
+    good = {"prompts": 2, "positions": 20, "top1_agreement": 1.0, "mean_abs_dlogprob": 0.01, "max_abs_dlogprob": 0.05,
+            "mean_kl": 0.001, "kl_basis": "top-k", "close": 2}
+    assert P.judge_baseline(1, "runs/a", summary=good, tol=tol).status == "pass"
+    other = P.judge_baseline(1, "runs/a", summary=good, same_model=False, tol=tol)
+    assert other.status == "warn" and "not the same model" in other.detail_en and other.id == "baseline:1"
+    assert P.judge_baseline(1, "runs/a", summary={**good, "close": 1}, tol=tol).status == "fail"
+    assert P.judge_baseline(0, "x", error="baseline x: not found").status == "fail"
 
 
 def test_load_run_bundles_errors_are_one_line(tmp_path):
-    with pytest.raises(P.BaselineError, match="not found"):
-        P.load_run_bundles(tmp_path / "nope")
+    with pytest.raises(A.BaselineError, match="not found"):
+        A.load_run_bundles(tmp_path / "nope")
     (tmp_path / "run" / "results").mkdir(parents=True)
-    with pytest.raises(P.BaselineError, match="did not run"):
-        P.load_run_bundles(tmp_path / "run")
+    with pytest.raises(A.BaselineError, match="did not run"):
+        A.load_run_bundles(tmp_path / "run")
     f = tmp_path / "run" / "results" / "06_precision.json"
     f.write_text("{broken")
-    with pytest.raises(P.BaselineError, match="not readable"):
-        P.load_run_bundles(tmp_path / "run")
+    with pytest.raises(A.BaselineError, match="not readable"):
+        A.load_run_bundles(tmp_path / "run")
     f.write_text(json.dumps({"data": {"bundle": {"version": 99}}}))
-    with pytest.raises(P.BaselineError) as e:
-        P.load_run_bundles(tmp_path / "run")
+    with pytest.raises(A.BaselineError) as e:
+        A.load_run_bundles(tmp_path / "run")
     assert "\n" not in str(e.value)
     good = _bundle("eng", [1], rows({1: -0.1}, {2: -0.1}, {3: -0.1}))
     f.write_text(json.dumps({"data": {"bundle": good, "reference_bundle": good}}))
-    got = P.load_run_bundles(tmp_path / "run")
+    got = A.load_run_bundles(tmp_path / "run")
     assert got["run"] == "run" and got["engine"]["label"] == "eng"
+
+
+def test_summary_cells_have_no_scientific_notation():
+    cells = A.summary_cells({"top1_agreement": 1.0, "max_abs_dlogprob": 0.000041, "mean_abs_dlogprob": 0.0123,
+                             "mean_kl": 2.5e-7, "kl_basis": "full", "exact_match_lens": [8], "gen_lens": [8],
+                             "close": 1, "prompts": 1})
+    assert cells[:5] == ["1.0000", "0.000041", "0.0123", "0.00000025", "full"]
+    assert not any("e-" in c for c in cells)
+
+
+# -- golden choice and three implementations ------------------------------------------------------------------
+def test_choose_golden(tmp_path):
+    assert P.choose_golden(STAND_IN)[0] == "reference"
+    d = tmp_path / "llama"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    kind, en, zh = P.choose_golden(d)
+    assert kind == "transformers" and "no reference" in en and "LlamaForCausalLM" in en and zh
+    assert P.choose_golden(tmp_path / "missing")[0] == "transformers"
+
+
+def test_transformers_load_error_is_one_line(tmp_path):
+    d = tmp_path / "broken"
+    shutil.copytree(STAND_IN, d)
+    (d / "modeling_minicpm.py").write_text("raise ImportError('this remote code needs flash_attn')\n")
+    with pytest.raises(RuntimeError) as e:
+        P.load_transformers(d)
+    msg = str(e.value)
+    assert "\n" not in msg and "flash_attn" in msg
+
+
+class FakeEngine:
+    """An offline-Engine look-alike over the reference with BF16-rounded logits (no whole-vocabulary method)."""
+
+    def __init__(self, ref):
+        self.ref = ref
+
+    def _lp(self, ids):
+        import torch
+
+        return torch.log_softmax(self.ref.logits(ids).to(torch.bfloat16).float(), dim=-1)
+
+    def generate(self, prompts, *, max_tokens, logprobs=None, prompt_logprobs=None):
+        from types import SimpleNamespace
+
+        out = []
+        for ids in prompts:
+            if prompt_logprobs:
+                lp = self._lp(ids)
+                pl = [None] + [{**dict(zip(*(x.tolist() for x in reversed(lp[t - 1].topk(prompt_logprobs))))),
+                                ids[t]: float(lp[t - 1][ids[t]])} for t in range(1, len(ids))]
+                out.append(SimpleNamespace(token_ids=[], logprobs=None, prompt_logprobs=pl))
+                continue
+            seq, new, rows_ = list(ids), [], []
+            for _ in range(max_tokens):
+                row = self._lp(seq)[-1]
+                v, i = row.topk(logprobs)
+                new.append(int(i[0]))
+                rows_.append(dict(zip(i.tolist(), v.tolist())))
+                seq.append(int(i[0]))
+                if int(i[0]) in (2,):
+                    break
+            out.append(SimpleNamespace(token_ids=new, logprobs=rows_, prompt_logprobs=None))
+        return out
+
+
+@pytest.fixture(scope="module")
+def three_way():
+    if not list(STAND_IN.glob("*.safetensors")):
+        pytest.skip("models/stand-in has no weights: build it with `make stand-in`")
+    ref = P.ReferenceImpl(STAND_IN)
+    hf = P.TransformersImpl(P.load_transformers(STAND_IN))
+    items = [("a", [1, 300, 400, 500]), ("b", [1, 700, 20, 31, 99])]
+    golden, golden_full = P.golden_bundle(ref, items, 5, 8)
+    hf_b, hf_full = P.follower_bundle(hf, golden, golden_full, 5, 8)
+    eng = P.EngineImpl(FakeEngine(ref.ref), "fake bf16 engine")
+    eng_b, eng_full = P.follower_bundle(eng, golden, golden_full, 5, 8)
+    return {"golden": golden, "golden_full": golden_full, "hf": (hf_b, hf_full), "eng": (eng_b, eng_full), "eng_impl": eng}
+
+
+def test_transformers_agrees_with_the_reference_in_fp32(three_way):
+    hf_b, hf_full = three_way["hf"]
+    c = A.compare_bundles(three_way["golden"], hf_b, full=(three_way["golden_full"], hf_full))
+    s = c["summary"]
+    assert s["kl_basis"] == "full" and s["top1_agreement"] == 1.0 and s["max_abs_dlogprob"] < 1e-4
+    assert s["full_matches"] == 2
+    assert P.judge_agreement("transformers-vs-reference", s, P.Tolerances.float32(PP)).status == "pass"
+
+
+def test_engine_without_whole_rows_falls_back_to_exact_topk(three_way):
+    eng_b, eng_full = three_way["eng"]
+    assert eng_full is None and "no whole-vocabulary" in three_way["eng_impl"].full_error
+    c = A.compare_bundles(three_way["golden"], eng_b)
+    s = c["summary"]
+    assert s["kl_basis"] == "top-k" and s["positions"] == sum(len(it["tf_ids"]) - 1 for it in eng_b["items"])
+    # the engine's rows were scored with prompt_logprobs=k only: KL is computed only where it lists the golden's top-k
+    assert s["kl_topk_missing"] + sum(x is not None for p in c["per_prompt"] for x in p["teacher_forced"]["kl"]) \
+        == s["positions"]
+    assert s["max_abs_dlogprob"] > 0  # BF16 rounding is visible
+
+
+def test_golden_rows_list_the_actual_token_and_topk(three_way):
+    it = three_way["golden"]["items"][0]
+    assert len(it["tf_rows"]) == len(it["tf_ids"]) - 1
+    for i, r in enumerate(it["tf_rows"]):
+        ids = [t for t, _ in r]
+        assert it["tf_ids"][i + 1] in ids and len(ids) >= 5
+    hf_it = three_way["hf"][0]["items"][0]
+    g = three_way["golden_full"][it["id"]]
+    for i, r in enumerate(hf_it["tf_rows"]):  # a follower scores the golden's top-k tokens: exact top-k KL later
+        assert set(A.full_topk(g[i], 5)) <= {t for t, _ in r}

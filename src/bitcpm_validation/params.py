@@ -108,6 +108,9 @@ class PrecisionParams(_Section):
     min_top1_agreement: float = Field(0.95, ge=0, le=1)
     max_mean_abs_dlogprob: float = Field(0.05, ge=0)
     max_kl: float = Field(0.05, ge=0)
+    float32_max_abs_dlogprob: float = Field(
+        1e-3, ge=0, description="two float32 implementations (transformers vs reference, the float32 engine): "
+                                "largest |Δ logprob| allowed")
     baselines: list[str] = Field(default_factory=list, description="earlier run dirs to compare against")
     engine_float32: bool = Field(
         True, description="stand-in only: also run the engine in float32 (one more engine start) to separate "

@@ -1,216 +1,346 @@
-"""Precision: an engine's log-probabilities against the fp32 reference, and one run against another.
+"""Precision: three implementations of the model on the same token ids, compared pairwise.
 
-Everything compares two *bundles*. A bundle is what one implementation produced on the same prompts:
+- the engine (vLLM, this run's platform and dtype);
+- the project's fp32 reference (model.reference: the MiniCPM arithmetic in plain PyTorch);
+- transformers running the directory's own remote code (trust_remote_code; for BitCPM4 openbmb's
+  modeling_minicpm.py), in float32: the authors' implementation as a second golden.
 
-    {"version": 1, "label": "vLLM cpu bfloat16", "k": 5, "environment": {...}, "model": {...},
-     "items": [{"id": prompt id, "prompt_ids": [...],
-                "tf_ids": prompt + the reference's greedy continuation (teacher-forced sequence),
-                "tf_rows": per position t >= 1 of tf_ids: [[token_id, logprob], ...] top-k + the actual token,
-                "gen_ids": greedy continuation (free-running), "gen_rows": per generated token, as tf_rows}]}
+The *golden* is the implementation whose greedy continuation defines the teacher-forced sequences: the
+project's reference where the directory is a MiniCPM it can load, else transformers alone (`choose_golden`).
+Every implementation is then scored on the golden's token ids (whole-vocabulary rows where it can give
+them, so KL is exact), and every pair is compared (model.agreement: top-1, |Δ logprob|, KL, and vLLM's
+check_logprobs_close rule on the free-running continuations), so that a disagreement points at the
+implementation that differs. Bundles (model.agreement) are stored for cross-device baselines.
 
-Every run stores its engine bundle (and the reference's) in results/06_precision.json
-(data["bundle"], data["reference_bundle"]), so that a later run on another device can name it in
-params.precision.baselines and `make compare` can hold any runs against each other.
-
-Metrics between bundles P (the baseline, e.g. the fp32 reference) and Q (the run under test):
-
-- teacher-forced (both on P's tf_ids; on the common prefix if the two runs' sequences differ):
-  top-1 agreement (argmax of P's row == argmax of Q's row), |Δ logprob| of the actual token
-  (max, mean), and KL(P‖Q) over the top-k.
-  **KL choice**: support S = P's top-k tokens; P and Q are each renormalised over S; a token of S that
-  Q did not list gets Q's smallest listed logprob (an upper bound of its true value, since Q lists its
-  own top-k). This is defined at every position, is 0 for identical rows, and needs only top-k data.
-- free-running: greedy continuations token by token: exact-match length, first divergence, and at the
-  divergence whether each side's token is in the other's top-k (vLLM's check_logprobs_close rule;
-  the comparison stops there). Sequences that agree until one side stops are a match over the
-  shorter length (as zip() in check_logprobs_close).
+Checks (scope engine), functions of measured summaries: `judge_agreement`, `judge_logprobs_close`,
+`judge_baseline`. Heavy imports (torch, transformers, vLLM) happen inside functions.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Protocol, Sequence
 
-from bitcpm_validation.engine.files import safetensors_files, sha256_file
+from bitcpm_validation.model import agreement as A
+from bitcpm_validation.report.checks import define
+from bitcpm_validation.report.display import T
+from bitcpm_validation.report.results import Check
 
-BUNDLE_VERSION = 1
-Row = dict[int, float]
+CHAPTER = "06_precision"
+REFERENCE_ARCHITECTURES = ("MiniCPMForCausalLM",)  # what model.reference implements
 
-
-class BaselineError(ValueError):
-    """A baseline run could not be used; the message is one line."""
-
-
-# -- rows -----------------------------------------------------------------------------------------------------
-def row_from_pairs(pairs: Optional[Sequence[Sequence[float]]]) -> Optional[Row]:
-    if pairs is None:
-        return None
-    return {int(t): float(lp) for t, lp in pairs}
-
-
-def row_to_pairs(row: Optional[dict], ndigits: int = 6) -> Optional[list[list]]:
-    if row is None:
-        return None
-    items = sorted(((int(t), float(lp)) for t, lp in row.items()), key=lambda x: (-x[1], x[0]))
-    return [[t, round(lp, ndigits)] for t, lp in items]
-
-
-def top1(row: Row) -> int:
-    return max(row.items(), key=lambda x: (x[1], -x[0]))[0]
-
-
-def topk_ids(row: Row, k: int) -> list[int]:
-    return [t for t, _ in sorted(row.items(), key=lambda x: (-x[1], x[0]))[:k]]
+# -- checks ---------------------------------------------------------------------------------------------------
+AGREEMENT = define(
+    "agreement", CHAPTER, "engine", "Teacher-forced agreement", "教师强制一致性", family=True,
+    criterion_en="On the golden's token ids: top-1 agreement ≥ precision.min_top1_agreement, mean |Δ logprob| of "
+                 "the actual tokens ≤ precision.max_mean_abs_dlogprob, mean KL ≤ precision.max_kl; for two float32 "
+                 "implementations also max |Δ logprob| ≤ precision.float32_max_abs_dlogprob. One row per pair.",
+    criterion_zh="在黄金实现的 token 序列上：top-1 一致率 ≥ precision.min_top1_agreement，实际 token 的平均 |Δ logprob| ≤ "
+                 "precision.max_mean_abs_dlogprob，平均 KL ≤ precision.max_kl；两个 float32 实现之间还要求最大 |Δ logprob| ≤ "
+                 "precision.float32_max_abs_dlogprob。每对实现一行。")
+CLOSE = define(
+    "logprobs_close", CHAPTER, "engine", "Greedy continuations close", "贪心续写接近", family=True,
+    criterion_en="vLLM's check_logprobs_close rule on every prompt: where the two greedy continuations first differ, "
+                 "each side's token is in the other's top-k. One row per pair.",
+    criterion_zh="vLLM 的 check_logprobs_close 规则，逐个提示：两个贪心续写首次不同处，双方的 token 都在对方的 top-k 中。每对实现一行。")
+BASELINE = define(
+    "baseline", CHAPTER, "engine", "Agreement with a baseline run", "与基线运行一致", family=True,
+    criterion_en="A run named in precision.baselines loads, and this run's engine agrees with its engine within the "
+                 "agreement tolerances; warn when its weights differ (not the same model).",
+    criterion_zh="precision.baselines 中的运行可以读取，且本次引擎与其引擎在一致性容差内相符；权重不同（不是同一模型）时为警告。")
 
 
-def kl_topk(p: Row, q: Row, k: int) -> float:
-    """KL(P‖Q) over P's top-k, both renormalised there (missing Q entries: Q's smallest listed logprob)."""
-    s = topk_ids(p, k)
-    floor = min(q.values())
-    lp = [p[t] for t in s]
-    lq = [q.get(t, floor) for t in s]
+@dataclass(frozen=True)
+class Tolerances:
+    min_top1: float
+    max_mean_abs_dlogprob: float
+    max_kl: float
+    max_abs_dlogprob: Optional[float] = None  # float32 pairs only
 
-    def norm(v: list[float]) -> list[float]:
-        m = max(v)
-        z = m + math.log(sum(math.exp(x - m) for x in v))
-        return [x - z for x in v]
+    @classmethod
+    def engine(cls, pp: Any) -> "Tolerances":
+        """A pair with the engine at its dtype (BF16 rounding expected)."""
+        return cls(pp.min_top1_agreement, pp.max_mean_abs_dlogprob, pp.max_kl)
 
-    lp, lq = norm(lp), norm(lq)
-    return max(0.0, sum(math.exp(a) * (a - b) for a, b in zip(lp, lq)))
-
-
-# -- comparisons ----------------------------------------------------------------------------------------------
-def teacher_forced(seq: Sequence[int], p_rows: Sequence[Optional[Row]], q_rows: Sequence[Optional[Row]], k: int,
-                   prompt_len: Optional[int] = None) -> dict[str, Any]:
-    """Rows are per position t = 1..len(seq)-1 (row i is about seq[i+1]); None rows are skipped."""
-    agree, dabs, kls, pos = [], [], [], []
-    for i, (p, q) in enumerate(zip(p_rows, q_rows)):
-        if not p or not q:
-            continue
-        tok = seq[i + 1]
-        agree.append(top1(p) == top1(q))
-        if tok in p and tok in q:
-            dabs.append(abs(p[tok] - q[tok]))
-        else:
-            dabs.append(None)
-        kls.append(kl_topk(p, q, k))
-        pos.append(i + 1)
-    d = [x for x in dabs if x is not None]
-    return {
-        "positions": len(agree), "position_index": pos, "prompt_len": prompt_len,
-        "top1_agree": sum(agree), "top1_agreement": (sum(agree) / len(agree)) if agree else None,
-        "disagree_at": [p for p, a in zip(pos, agree) if not a],
-        "abs_dlogprob": dabs, "max_abs_dlogprob": max(d) if d else None,
-        "mean_abs_dlogprob": (sum(d) / len(d)) if d else None,
-        "kl": kls, "mean_kl": (sum(kls) / len(kls)) if kls else None, "max_kl": max(kls) if kls else None,
-    }
+    @classmethod
+    def float32(cls, pp: Any) -> "Tolerances":
+        """Two float32 implementations: the same arithmetic, so the differences must be rounding-small."""
+        return cls(pp.min_top1_agreement, min(pp.max_mean_abs_dlogprob, pp.float32_max_abs_dlogprob), pp.max_kl,
+                   pp.float32_max_abs_dlogprob)
 
 
-def free_running(p_ids: Sequence[int], p_rows: Sequence[Optional[Row]], q_ids: Sequence[int],
-                 q_rows: Sequence[Optional[Row]], k: int) -> dict[str, Any]:
-    n = min(len(p_ids), len(q_ids))
-    match = next((i for i in range(n) if p_ids[i] != q_ids[i]), n)
-    out: dict[str, Any] = {"len_a": len(p_ids), "len_b": len(q_ids), "match_len": match,
-                           "first_divergence": None, "full_match": match == n and len(p_ids) == len(q_ids),
-                           "close": True, "a_token": None, "b_token": None, "a_in_b_topk": None, "b_in_a_topk": None}
-    if match < n:
-        a, b = p_ids[match], q_ids[match]
-        pr = p_rows[match] if match < len(p_rows) else None
-        qr = q_rows[match] if match < len(q_rows) else None
-        a_in_b = bool(qr) and a in topk_ids(qr, k)
-        b_in_a = bool(pr) and b in topk_ids(pr, k)
-        out.update(first_divergence=match, a_token=a, b_token=b, a_in_b_topk=a_in_b, b_in_a_topk=b_in_a,
-                   close=bool(a_in_b and b_in_a))
-    return out
+def _num(x: Optional[float]) -> str:
+    return A.fmt_small(x, 6)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
-
-def compare_bundles(a: dict, b: dict, k: Optional[int] = None) -> dict[str, Any]:
-    """Bundle a (baseline P) vs bundle b (under test Q): per prompt and summary."""
-    k = k or min(int(a.get("k", 5)), int(b.get("k", 5)))
-    bi = {it["id"]: it for it in b["items"]}
-    per: list[dict[str, Any]] = []
-    unmatched = []
-    for ia in a["items"]:
-        ib = bi.get(ia["id"])
-        if ib is None or list(ib["prompt_ids"]) != list(ia["prompt_ids"]):
-            unmatched.append(ia["id"])
-            continue
-        n = _common_prefix(ia["tf_ids"], ib["tf_ids"])
-        rows_n = max(0, n - 1)
-        pa = [row_from_pairs(r) for r in ia["tf_rows"][:rows_n]]
-        pb = [row_from_pairs(r) for r in ib["tf_rows"][:rows_n]]
-        tf = teacher_forced(ia["tf_ids"][:n], pa, pb, k, prompt_len=len(ia["prompt_ids"]))
-        tf["same_sequence"] = list(ia["tf_ids"]) == list(ib["tf_ids"])
-        fr = free_running(ia["gen_ids"], [row_from_pairs(r) for r in ia["gen_rows"]],
-                          ib["gen_ids"], [row_from_pairs(r) for r in ib["gen_rows"]], k)
-        per.append({"id": ia["id"], "teacher_forced": tf, "free_running": fr})
-    return {"a": a.get("label"), "b": b.get("label"), "k": k, "per_prompt": per, "unmatched": unmatched,
-            "summary": summarize(per)}
-
-
-def summarize(per: list[dict[str, Any]]) -> dict[str, Any]:
-    agree = sum(p["teacher_forced"]["top1_agree"] for p in per)
-    npos = sum(p["teacher_forced"]["positions"] for p in per)
-    d = [x for p in per for x in p["teacher_forced"]["abs_dlogprob"] if x is not None]
-    kl = [x for p in per for x in p["teacher_forced"]["kl"]]
-    fr = [p["free_running"] for p in per]
-    return {
-        "prompts": len(per), "positions": npos,
-        "top1_agreement": agree / npos if npos else None,
-        "max_abs_dlogprob": max(d) if d else None, "mean_abs_dlogprob": sum(d) / len(d) if d else None,
-        "mean_kl": sum(kl) / len(kl) if kl else None, "max_kl": max(kl) if kl else None,
-        "exact_match_lens": [f["match_len"] for f in fr],
-        "gen_lens": [max(f["len_a"], f["len_b"]) for f in fr],
-        "full_matches": sum(1 for f in fr if f["full_match"]),
-        "close": sum(1 for f in fr if f["close"]),
-        "min_exact_match": min((f["match_len"] for f in fr), default=None),
-    }
-
-
-def verdicts(s: dict[str, Any], pp: Any) -> list[dict[str, Any]]:
-    """Checks of a summary against params.precision thresholds: id, status, detail (en, zh)."""
+def agreement_failures(s: dict[str, Any], tol: Tolerances) -> list[tuple[str, str]]:
+    """(en, zh) reasons why a comparison summary is outside the tolerances; empty when within."""
     out = []
-
-    def add(cid, ok, en, zh, val, thr, cmp):
-        st = "not_run" if val is None else ("pass" if ok else "fail")
-        v = "n/a" if val is None else f"{val:.4g}"
-        out.append({"id": cid, "status": st, "name_en": en, "name_zh": zh,
-                    "detail_en": f"{v} (threshold {cmp} {thr})", "detail_zh": f"{v}(阈值 {cmp} {thr})"})
-
-    t1, md, kl = s.get("top1_agreement"), s.get("mean_abs_dlogprob"), s.get("mean_kl")
-    add("top1", t1 is not None and t1 >= pp.min_top1_agreement, "Teacher-forced top-1 agreement", "教师强制 top-1 一致率",
-        t1, pp.min_top1_agreement, "≥")
-    add("mean_dlogprob", md is not None and md <= pp.max_mean_abs_dlogprob, "Mean |Δ logprob| of the actual tokens",
-        "实际 token 的平均 |Δ logprob|", md, pp.max_mean_abs_dlogprob, "≤")
-    add("kl", kl is not None and kl <= pp.max_kl, "Mean KL over the top-k", "top-k 上的平均 KL", kl, pp.max_kl, "≤")
-    n, c = s.get("prompts", 0), s.get("close", 0)
-    out.append({"id": "logprobs_close", "status": ("pass" if n and c == n else ("not_run" if not n else "fail")),
-                "name_en": "Greedy continuations close (check_logprobs_close rule)",
-                "name_zh": "贪心续写接近(check_logprobs_close 规则)",
-                "detail_en": f"{c}/{n} prompts; exact-match lengths {s.get('exact_match_lens')} of {s.get('gen_lens')}",
-                "detail_zh": f"{c}/{n} 个提示;完全一致长度 {s.get('exact_match_lens')} / {s.get('gen_lens')}"})
+    if not s.get("positions"):
+        return [("no position compared (no prompt in common)", "没有可比较的位置（没有共同的提示）")]
+    t1, md, mx, kl = s.get("top1_agreement"), s.get("mean_abs_dlogprob"), s.get("max_abs_dlogprob"), s.get("mean_kl")
+    if t1 is None or t1 < tol.min_top1:
+        out.append((f"top-1 agreement {_num(t1)} < {tol.min_top1}", f"top-1 一致率 {_num(t1)} < {tol.min_top1}"))
+    if md is None or md > tol.max_mean_abs_dlogprob:
+        out.append((f"mean |Δ logprob| {_num(md)} > {tol.max_mean_abs_dlogprob}",
+                    f"平均 |Δ logprob| {_num(md)} > {tol.max_mean_abs_dlogprob}"))
+    if tol.max_abs_dlogprob is not None and (mx is None or mx > tol.max_abs_dlogprob):
+        out.append((f"max |Δ logprob| {_num(mx)} > {tol.max_abs_dlogprob}",
+                    f"最大 |Δ logprob| {_num(mx)} > {tol.max_abs_dlogprob}"))
+    if kl is None:
+        out.append(("KL could not be computed exactly at any position", "KL 在任何位置都无法精确计算"))
+    elif kl > tol.max_kl:
+        out.append((f"mean KL ({s.get('kl_basis')}) {_num(kl)} > {tol.max_kl}",
+                    f"平均 KL（{s.get('kl_basis')}）{_num(kl)} > {tol.max_kl}"))
     return out
 
 
-# -- producing bundles --------------------------------------------------------------------------------------
-def file_fingerprint(model_dir: str | Path) -> dict[str, Any]:
-    """sha256 over the weight files (name + content) and config.json: the same model on both sides?"""
-    d = Path(model_dir)
-    h = hashlib.sha256()
-    files = safetensors_files(d)
-    for f in files:
-        h.update(f"{f.name}:{sha256_file(f)}\n".encode())
-    cfg = d / "config.json"
-    c = hashlib.sha256(cfg.read_bytes()).hexdigest()[:16] if cfg.is_file() else None
-    return {"weights_sha256": h.hexdigest()[:16] if files else None, "config_sha256": c,
-            "weight_files": [f.name for f in files], "weight_bytes": sum(f.stat().st_size for f in files)}
+def _figures(s: dict[str, Any]) -> tuple[str, str]:
+    kl = f"{_num(s.get('mean_kl'))} ({s.get('kl_basis') or 'n/a'})"
+    en = (f"top-1 {_num(s.get('top1_agreement'))}, mean |Δ| {_num(s.get('mean_abs_dlogprob'))}, "
+          f"max |Δ| {_num(s.get('max_abs_dlogprob'))}, mean KL {kl} over {s.get('positions', 0)} positions")
+    zh = (f"top-1 {_num(s.get('top1_agreement'))}，平均 |Δ| {_num(s.get('mean_abs_dlogprob'))}，"
+          f"最大 |Δ| {_num(s.get('max_abs_dlogprob'))}，平均 KL {kl}，共 {s.get('positions', 0)} 个位置")
+    return en, zh
+
+
+def judge_agreement(pair: str, s: dict[str, Any], tol: Tolerances) -> Check:
+    """Teacher-forced agreement of one pair (`pair` like "engine-vs-reference") from its summary."""
+    en, zh = _figures(s)
+    bad = agreement_failures(s, tol)
+    if bad:
+        return AGREEMENT.row("fail", "; ".join(b[0] for b in bad) + f" ({en})", "；".join(b[1] for b in bad) + f"（{zh}）",
+                             item=pair)
+    return AGREEMENT.row("pass", en, zh, item=pair)
+
+
+def judge_logprobs_close(pair: str, s: dict[str, Any]) -> Check:
+    """check_logprobs_close on every prompt of one pair."""
+    n, c = s.get("prompts", 0), s.get("close", 0)
+    lens = " ".join(f"{m}/{g}" for m, g in zip(s.get("exact_match_lens", []), s.get("gen_lens", [])))
+    en = f"{c}/{n} prompts close; exact-match lengths {lens or 'none'}"
+    zh = f"{c}/{n} 个提示接近；完全一致长度 {lens or '无'}"
+    if not n:
+        return CLOSE.row("fail", "no prompt compared: " + en, "没有比较任何提示：" + zh, item=pair)
+    return CLOSE.row("pass" if c == n else "fail", en, zh, item=pair)
+
+
+def judge_baseline(index: int, path: str, *, error: Optional[str] = None, summary: Optional[dict] = None,
+                   same_model: bool = True, tol: Optional[Tolerances] = None) -> Check:
+    """A baseline run (precision.baselines[index]) against this run's engine."""
+    item = str(index)
+    if error is not None:
+        return BASELINE.row("fail", error, error, item=item)
+    if summary is None or tol is None:
+        raise ValueError("judge_baseline needs either error or summary and tol")
+    en, zh = _figures(summary)
+    bad = agreement_failures(summary, tol)
+    if not summary.get("prompts") or summary.get("close", 0) < summary.get("prompts", 0):
+        bad.append((f"greedy continuations not close on {summary.get('prompts', 0) - summary.get('close', 0)} prompts",
+                    f"{summary.get('prompts', 0) - summary.get('close', 0)} 个提示的贪心续写不接近"))
+    if bad:
+        return BASELINE.row("fail", f"{path}: " + "; ".join(b[0] for b in bad) + f" ({en})",
+                            f"{path}：" + "；".join(b[1] for b in bad) + f"（{zh}）", item=item)
+    if not same_model:
+        return BASELINE.row("warn", f"{path}: different weights sha256, not the same model ({en})",
+                            f"{path}：权重 sha256 不同，不是同一模型（{zh}）", item=item)
+    return BASELINE.row("pass", f"{path}: {en}", f"{path}：{zh}", item=item)
+
+
+# -- implementations ------------------------------------------------------------------------------------------
+class Implementation(Protocol):
+    label: str
+
+    def greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, k: int) -> list[tuple[list[int], list[A.Row]]]:
+        """Per prompt: greedy new ids and, per generated token, its top-k row."""
+
+    def score_full(self, seqs: Sequence[Sequence[int]]) -> Optional[list[Any]]:
+        """Per sequence: [len-1, vocab] log-probabilities (row i about seq[i+1]), or None if it cannot."""
+
+    def score_topk(self, seqs: Sequence[Sequence[int]], k: int) -> list[list[A.Row]]:
+        """Per sequence: per position the top-k and the actual token (when score_full cannot)."""
+
+
+class ReferenceImpl:
+    """The project's fp32 reference (model.reference)."""
+
+    def __init__(self, model_dir: Path, max_model_len: Optional[int] = None):
+        from bitcpm_validation.model.reference import ReferenceModel
+
+        self.ref = ReferenceModel.from_pretrained(model_dir, max_model_len=max_model_len)
+        self.label = "reference fp32"
+
+    def greedy(self, prompts, max_new_tokens, k):
+        out = []
+        for ids in prompts:
+            new, steps = self.ref.greedy(ids, max_new_tokens=max_new_tokens, top_k=k)
+            out.append((list(new), [dict(zip(s.top_ids, s.top_logprobs)) for s in steps]))
+        return out
+
+    def score_full(self, seqs):
+        return [self.ref.logprobs(s)[:-1].numpy() for s in seqs]
+
+    def score_topk(self, seqs, k):  # pragma: no cover - score_full always works here
+        raise NotImplementedError
+
+
+class TransformersImpl:
+    """transformers with the directory's own remote code, float32 on the host CPU."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.label = "transformers fp32 (remote code)"
+        eos = getattr(model.generation_config, "eos_token_id", None) or getattr(model.config, "eos_token_id", None)
+        self.eos = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+
+    def greedy(self, prompts, max_new_tokens, k):
+        import torch
+
+        out = []
+        for ids in prompts:
+            x = torch.tensor([list(ids)])
+            with torch.no_grad():
+                g = self.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
+                                        do_sample=False, temperature=None, top_p=None, top_k=None,
+                                        eos_token_id=self.eos or None, pad_token_id=(self.eos or [0])[0],
+                                        return_dict_in_generate=True, output_logits=True)
+            new = g.sequences[0, len(ids):].tolist()
+            rows = []
+            for step in g.logits[: len(new)]:
+                lp = torch.log_softmax(step[0].float(), dim=-1)
+                v, i = lp.topk(k)
+                rows.append(dict(zip(i.tolist(), v.tolist())))
+            out.append((new, rows))
+        return out
+
+    def score_full(self, seqs):
+        import torch
+
+        out = []
+        for s in seqs:
+            with torch.no_grad():
+                logits = self.model(torch.tensor([list(s)]), use_cache=False).logits[0].float()
+            out.append(torch.log_softmax(logits, dim=-1)[:-1].numpy())
+        return out
+
+    def score_topk(self, seqs, k):  # pragma: no cover - score_full always works here
+        raise NotImplementedError
+
+
+class EngineImpl:
+    """A vLLM engine (offline, or the run's shared one): whole-vocabulary scoring where it offers it."""
+
+    def __init__(self, eng: Any, label: str):
+        self.eng = eng
+        self.label = label
+        self.full_error: Optional[str] = None  # why whole-vocabulary rows were not available
+
+    def greedy(self, prompts, max_new_tokens, k):
+        gens = self.eng.generate([list(p) for p in prompts], max_tokens=max_new_tokens, logprobs=k)
+        return [(list(g.token_ids), [dict(r) for r in (g.logprobs or [])]) for g in gens]
+
+    def score_full(self, seqs):
+        from bitcpm_validation.engine.offline import EngineError
+
+        fn = getattr(self.eng, "prompt_logprobs_full", None)
+        if fn is None:
+            self.full_error = f"{type(self.eng).__name__} offers no whole-vocabulary prompt logprobs"
+            return None
+        try:
+            return fn([list(s) for s in seqs])
+        except EngineError as e:
+            self.full_error = str(e)
+            return None
+
+    def score_topk(self, seqs, k):
+        gens = self.eng.generate([list(s) for s in seqs], max_tokens=1, prompt_logprobs=k)
+        return [[dict(r) for r in (g.prompt_logprobs or [])[1:]] for g in gens]
+
+
+def load_transformers(model_dir: Path) -> Any:
+    """AutoModelForCausalLM with the directory's remote code, float32, eval mode. Raises RuntimeError with
+    one line (the installed transformers' own error) when it does not load."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=True,
+                                                    dtype=torch.float32).eval()
+    except Exception as err:  # any import/config/code error of the remote code: report it, do not hide it
+        from bitcpm_validation.engine.offline import one_line
+
+        raise RuntimeError(one_line(err)) from None
+
+
+def choose_golden(model_dir: Path) -> tuple[str, str, str]:
+    """("reference" | "transformers", reason_en, reason_zh): the project's reference is the golden where
+    the directory's architecture is one it implements; otherwise transformers alone."""
+    import json
+
+    try:
+        archs = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError) as e:
+        return "transformers", f"config.json unreadable for the reference ({e})", f"参考实现无法读取 config.json（{e}）"
+    if any(a in REFERENCE_ARCHITECTURES for a in archs):
+        return ("reference", f"architecture {', '.join(archs)}: the project's fp32 reference implements it",
+                f"架构 {', '.join(archs)}：项目的 fp32 参考实现支持它")
+    return ("transformers", f"architecture {', '.join(archs) or 'unknown'}: the project has no reference for it",
+            f"架构 {', '.join(archs) or '未知'}：项目没有它的参考实现")
+
+
+def golden_bundle(impl: Implementation, items: Sequence[tuple[str, list[int]]], k: int, max_new_tokens: int,
+                  environment: Optional[dict] = None, model: Optional[dict] = None) -> tuple[dict, dict[str, Any]]:
+    """The golden on (id, prompt ids): greedy continuation, then whole-vocabulary rows on prompt + continuation."""
+    gens = impl.greedy([ids for _, ids in items], max_new_tokens, k)
+    seqs = [list(ids) + new for (_, ids), (new, _) in zip(items, gens)]
+    full = impl.score_full(seqs)
+    if full is None:
+        raise RuntimeError(f"{impl.label} cannot give whole-vocabulary rows: it cannot be the golden")
+    out, full_by_id = [], {}
+    for (pid, ids), (new, gen_rows), seq, f in zip(items, gens, seqs, full):
+        tf_rows = [A.row_to_pairs(A.row_from_full(f[i], k, also=[seq[i + 1]])) for i in range(len(seq) - 1)]
+        out.append({"id": pid, "prompt_ids": list(ids), "tf_ids": seq, "tf_rows": tf_rows,
+                    "gen_ids": new, "gen_rows": [A.row_to_pairs(r) for r in gen_rows]})
+        full_by_id[pid] = f
+    return ({"version": A.BUNDLE_VERSION, "label": impl.label, "k": k, "environment": environment or {},
+             "model": model or {}, "items": out}, full_by_id)
+
+
+def follower_bundle(impl: Implementation, golden: dict, golden_full: dict[str, Any], k: int, max_new_tokens: int,
+                    environment: Optional[dict] = None, model: Optional[dict] = None,
+                    settings: Optional[dict] = None) -> tuple[dict, Optional[dict[str, Any]]]:
+    """Another implementation on the golden's sequences: its rows list its own top-k, the actual token and
+    the golden's top-k (exact top-k KL in any later comparison with the golden); whole rows where it can."""
+    items = golden["items"]
+    seqs = [it["tf_ids"] for it in items]
+    full = impl.score_full(seqs)
+    if full is not None:
+        tf_all = []
+        for it, f in zip(items, full):
+            g = golden_full[it["id"]]
+            tf_all.append([A.row_from_full(f[i], k, also=[it["tf_ids"][i + 1], *A.full_topk(g[i], k)])
+                           for i in range(len(it["tf_ids"]) - 1)])
+    else:
+        tf_all = impl.score_topk(seqs, k)
+    gens = impl.greedy([it["prompt_ids"] for it in items], max_new_tokens, k)
+    out = [{"id": it["id"], "prompt_ids": list(it["prompt_ids"]), "tf_ids": list(it["tf_ids"]),
+            "tf_rows": [A.row_to_pairs(r) for r in rows], "gen_ids": new, "gen_rows": [A.row_to_pairs(r) for r in gr]}
+           for it, rows, (new, gr) in zip(items, tf_all, gens)]
+    b = {"version": A.BUNDLE_VERSION, "label": impl.label, "k": k, "environment": environment or {},
+         "model": model or {}, "items": out}
+    if settings:
+        b["settings"] = settings
+    return b, ({it["id"]: f for it, f in zip(items, full)} if full is not None else None)
+
+
+# -- presentation -------------------------------------------------------------------------------------------
+SUMMARY_HEADERS = [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), "max |Δ logprob|",
+                   "mean |Δ logprob|", "mean KL", T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
+                   T("接近", "close")]
+
+
+def summary_row(label: Any, s: dict[str, Any]) -> list[Any]:
+    return [label, *A.summary_cells(s)]
 
 
 def environment_summary(extra: Optional[dict] = None) -> dict[str, Any]:
@@ -228,101 +358,14 @@ def environment_summary(extra: Optional[dict] = None) -> dict[str, Any]:
     return env
 
 
-def reference_bundle(ref: Any, items: Sequence[tuple[str, list[int]]], k: int, max_new_tokens: int,
-                     label: str = "reference fp32 (host CPU)", environment: Optional[dict] = None,
-                     model: Optional[dict] = None) -> dict[str, Any]:
-    """The fp32 reference on (id, prompt ids) items: greedy continuation, then teacher-forced rows."""
-    out = []
-    for pid, ids in items:
-        new, steps = ref.greedy(ids, max_new_tokens=max_new_tokens, top_k=k)
-        seq = list(ids) + list(new)
-        tf = ref.prompt_topk(seq, k)
-        tf_rows = []
-        for r in tf:
-            row = dict(zip(r["top_ids"], r["top_logprobs"]))
-            row[r["token_id"]] = r["logprob"]
-            tf_rows.append(row_to_pairs(row))
-        gen_rows = [row_to_pairs(dict(zip(s.top_ids, s.top_logprobs))) for s in steps]
-        out.append({"id": pid, "prompt_ids": list(ids), "tf_ids": seq, "tf_rows": tf_rows,
-                    "gen_ids": list(new), "gen_rows": gen_rows})
-    return {"version": BUNDLE_VERSION, "label": label, "k": k, "environment": environment or {},
-            "model": model or {}, "items": out}
+def encode_items(prompts: Iterable[Any], model_dir: str | Path) -> list[tuple[str, list[int]]]:
+    """(prompt id, engine token ids) through the project's single prompt → ids function (prompting)."""
+    from bitcpm_validation.engine import prompting
+
+    return [(p.id, list(prompting.prompt_ids(p, model_dir))) for p in prompts]
 
 
-def engine_bundle(eng: Any, ref_bundle: dict, k: int, max_new_tokens: int, label: Optional[str] = None,
-                  environment: Optional[dict] = None, model: Optional[dict] = None) -> dict[str, Any]:
-    """The engine on the reference bundle's prompts: prompt_logprobs on tf_ids, greedy with logprobs."""
-    items = ref_bundle["items"]
-    tf = eng.generate([it["tf_ids"] for it in items], max_tokens=1, prompt_logprobs=k)
-    gen = eng.generate([it["prompt_ids"] for it in items], max_tokens=max_new_tokens, logprobs=k)
-    out = []
-    for it, t, g in zip(items, tf, gen):
-        out.append({"id": it["id"], "prompt_ids": list(it["prompt_ids"]), "tf_ids": list(it["tf_ids"]),
-                    "tf_rows": [row_to_pairs(r) for r in (t.prompt_logprobs or [])[1:]],
-                    "gen_ids": list(g.token_ids), "gen_rows": [row_to_pairs(r) for r in (g.logprobs or [])]})
-    s = eng.settings()
-    label = label or f"vLLM {s.get('platform')} {s.get('dtype')}"
-    return {"version": BUNDLE_VERSION, "label": label, "k": k, "environment": environment or {},
-            "settings": {kk: s.get(kk) for kk in ("platform", "dtype", "mode", "max_model_len", "seed")},
-            "model": model or {}, "items": out}
-
-
-# -- baselines ------------------------------------------------------------------------------------------------
-PRECISION_CHAPTER = "06_precision"
-
-
-def validate_bundle(b: Any, where: str) -> dict:
-    if not isinstance(b, dict) or b.get("version") != BUNDLE_VERSION or not isinstance(b.get("items"), list):
-        raise BaselineError(f"{where}: no precision baseline bundle (version {BUNDLE_VERSION}) in its results: "
-                            f"re-run the precision chapter there")
-    for it in b["items"]:
-        if not all(key in it for key in ("id", "prompt_ids", "tf_ids", "tf_rows", "gen_ids", "gen_rows")):
-            raise BaselineError(f"{where}: baseline bundle item {it.get('id')!r} is incomplete: re-run the precision chapter")
-    return b
-
-
-def load_run_bundles(path: str | Path, root: Optional[Path] = None) -> dict[str, Any]:
-    """{'engine': bundle, 'reference': bundle or None, 'run': name, 'results': path} of a run directory (or
-    of its results/06_precision.json). Raises BaselineError with a one-line reason."""
-    p = Path(path).expanduser()
-    if not p.is_absolute() and root is not None and not p.exists():
-        p = root / p
-    f = p if p.suffix == ".json" else p / "results" / f"{PRECISION_CHAPTER}.json"
-    if not p.exists():
-        raise BaselineError(f"baseline {path}: not found: name an existing run directory (runs/<id>)")
-    if not f.is_file():
-        raise BaselineError(f"baseline {path}: {f.name} missing: the precision chapter did not run there")
-    try:
-        d = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise BaselineError(f"baseline {path}: {f.name} is not readable JSON ({type(e).__name__})") from None
-    data = d.get("data") if isinstance(d, dict) else None
-    if not isinstance(data, dict):
-        raise BaselineError(f"baseline {path}: {f.name} has no data section: not a results file")
-    eng = validate_bundle(data.get("bundle"), f"baseline {path}")
-    ref = data.get("reference_bundle")
-    ref = validate_bundle(ref, f"baseline {path}") if ref is not None else None
-    run = f.parent.parent.name if f.parent.name == "results" else f.stem
-    return {"engine": eng, "reference": ref, "run": run, "results": str(f)}
-
-
-def summary_row(label: str, s: dict[str, Any]) -> list[Any]:
-    """A table row: label, top-1, max |Δ|, mean |Δ|, mean KL, exact-match lengths, close."""
-    def f(x, spec):
-        if x is None:
-            return "n/a"
-        return format(x, ".2e") if spec == ".4f" and 0 < abs(x) < 1e-3 else format(x, spec)
-    return [label, f(s.get("top1_agreement"), ".4f"), f(s.get("max_abs_dlogprob"), ".4f"),
-            f(s.get("mean_abs_dlogprob"), ".4f"), f(s.get("mean_kl"), ".2e"),
-            " ".join(f"{m}/{n}" for m, n in zip(s.get("exact_match_lens", []), s.get("gen_lens", []))),
-            f"{s.get('close', 0)}/{s.get('prompts', 0)}"]
-
-
-SUMMARY_HEADERS = ["对比 Comparison", "top-1 一致率 agreement", "max |Δ logprob|", "mean |Δ logprob|",
-                   "mean KL (top-k)", "完全一致长度 exact match", "接近 close"]
-
-
-def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title: str = ""):
+def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title: str = "", lang: str = "en"):
     """|Δ logprob| of the actual token by position, one line per prompt; prompt end marked."""
     from bitcpm_validation.report import plots
 
@@ -338,7 +381,7 @@ def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title
         if tf.get("prompt_len"):
             ax.axvline(tf["prompt_len"] - 0.5, color=line.get_color(), ls=":", lw=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("位置 position (dotted: end of prompt 提示结束)")
+    ax.set_xlabel("位置（点线：提示结束）" if lang == "zh" else "position (dotted: end of prompt)")
     ax.set_ylabel("|Δ logprob|")
     ax.set_title(title or f"{cmp['b']} vs {cmp['a']}")
     ax.legend(fontsize=7, ncol=3)
@@ -346,10 +389,3 @@ def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title
     if path:
         fig.savefig(path)
     return fig
-
-
-def encode_items(prompts: Iterable[Any], model_dir: str | Path) -> list[tuple[str, list[int]]]:
-    """(prompt id, engine token ids) through the project's single prompt → ids function (prompting)."""
-    from bitcpm_validation.engine import prompting
-
-    return [(p.id, list(prompting.prompt_ids(p, model_dir))) for p in prompts]

@@ -101,6 +101,9 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
         tensor_parallel_size=e.tensor_parallel_size,
         seed=e.seed,
         load_format=load_format,
+        # no cap on requested log-probs: the precision chapter scores whole-vocabulary rows (exact KL);
+        # only a cap, nothing else about the engine changes
+        max_logprobs=-1,
     )
     if run_dir is not None and "tokenizer" not in overrides:
         from bitcpm_validation.engine.prompting import engine_tokenizer
@@ -299,6 +302,36 @@ class Engine:
         inputs = [p if isinstance(p, str) else {"prompt_token_ids": list(p)} for p in prompts]
         outs = self.llm.generate(inputs, sp, use_tqdm=False)
         return [_to_generation(o) for o in outs]
+
+    def prompt_logprobs_full(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        """Teacher-forced log-probabilities over the whole vocabulary: per token-id prompt a float32 numpy
+        array [len(prompt) - 1, vocab], row i = log P(prompt[i + 1] | prompt[:i + 1]). One prompt per
+        request (a row holds vocab values). Needs max_logprobs=-1 at engine start (engine_kwargs sets it)."""
+        import numpy as np
+        from vllm import SamplingParams
+
+        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        sp = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=-1, flat_logprobs=True, detokenize=False)
+        out = []
+        for p in prompts:
+            try:
+                o = self.llm.generate([{"prompt_token_ids": list(p)}], sp, use_tqdm=False)[0]
+            except Exception as err:  # vLLM's validation error when max_logprobs caps the request
+                raise EngineError(f"whole-vocabulary prompt logprobs refused ({one_line(err)}): start the "
+                                  f"engine with max_logprobs=-1") from err
+            rows = np.full((len(p) - 1, vocab), -np.inf, dtype=np.float32)
+            lp = o.prompt_logprobs
+            if hasattr(lp, "start_indices"):  # FlatLogprobs: flat lists with per-position ranges
+                ids, vals = np.asarray(lp.token_ids), np.asarray(lp.logprobs, dtype=np.float32)
+                for i in range(1, len(p)):
+                    s, e = lp.start_indices[i], lp.end_indices[i]
+                    rows[i - 1, ids[s:e]] = vals[s:e]
+            else:
+                for i, d in enumerate(lp[1:]):
+                    for t, v in d.items():
+                        rows[i, int(t)] = float(v.logprob)
+            out.append(rows)
+        return out
 
     def close(self) -> None:
         """Shut the engine down and free its memory (its worker processes exit)."""
