@@ -236,3 +236,25 @@ def test_pdf_per_language_clean(run):
 
     box = PdfReader(str(RD.report_file(run, "en", "pdf"))).pages[0].mediabox
     assert abs(float(box.width) - 595) < 3 and abs(float(box.height) - 842) < 3  # A4 in points
+
+
+def test_model_card_takes_verdicts_and_facts_from_the_summary(tmp_path):
+    import yaml
+
+    (tmp_path / "run.json").write_text('{"model": "bitcpm-validation/stand-in", "is_stand_in": true}')
+    data = {"page_one": {"model": "bitcpm-validation/stand-in", "weights": "stand-in", "verdict": "incomplete",
+                         "engine": {"zh": "vLLM 0.11.0", "en": "vLLM 0.11.0"}, "device": {"zh": "CPU", "en": "CPU"},
+                         "device_kind": "cpu", "first_line": {"zh": "已评估：引擎不完整。", "en": "Assessed: engine incomplete."},
+                         "next_command": {"zh": "在昇腾主机上运行 make report。", "en": "On an Ascend host run make report."}},
+            "scopes": {"engine": {"verdict": "incomplete"}, "model": {"verdict": "not_assessed"}},
+            "findings": [{"line": {"zh": "❌ 声明不成立", "en": "❌ the claim does not hold"}}],
+            "key_metrics": [{"id": "kv", "value": 524288, "unit": "tokens", "measured_on": "stand-in · trained · CPU"}]}
+    R.save(R.ChapterResult("00_summary", "Summary", "总结", status="ok", data=data),
+           tmp_path / "results" / "00_summary.json")
+    md = RD.model_card(tmp_path, ["en"])
+    v = yaml.safe_load(md.split("---\n")[1])["validation"]
+    assert v["verdict"] == "incomplete" and v["scopes"] == {"engine": "incomplete", "model": "not_assessed"}
+    assert v["engine"] == "vLLM 0.11.0" and v["weights"] == "stand-in"
+    assert v["key_metrics"]["kv"]["measured_on"] == "stand-in · trained · CPU"
+    assert "**Assessed: engine incomplete.**" in md and "> On an Ascend host run make report." in md
+    assert "- ❌ the claim does not hold" in md and "已评估" not in md

@@ -481,36 +481,60 @@ CARD = {
     "measured_on": T("测量对象", "Measured on"), "yes": T("是", "yes"), "no": T("否", "no"),
     "unreadable": T("结果文件无法读取", "results file unreadable"), "not_run": T("未运行", "did not run"),
     "failed": T("本章运行失败", "this chapter failed"), "skipped": T("本章跳过", "skipped"),
-    "chapter": T("章节", "Chapter"),
+    "chapter": T("章节", "Chapter"), "findings": T("发现", "Findings"),
 }
 
 
+def summary_data(run_dir: str | Path) -> dict[str, Any]:
+    """results/00_summary.json `data` (keys documented in report.summary), or {} when the summary did not run."""
+    try:
+        return R.load(Path(run_dir) / "results" / "00_summary.json").data or {}
+    except R.ResultsError:
+        return {}
+
+
+def _pick(x: Any, lang: str = "en") -> Any:
+    """A summary text ({"zh", "en"}) in one language; anything else as is."""
+    return (x.get(lang) or x.get("en")) if isinstance(x, dict) and ("en" in x or "zh" in x) else x
+
+
 def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
-    """The model card's YAML front matter from what the run loaded and detected (never the profile's wishes)."""
+    """The model card's YAML front matter from what the run loaded and detected (never the profile's wishes):
+    the summary's page-one facts and verdicts where the summary ran, else the environment chapter's facts."""
     run_dir = Path(run_dir)
     info = S.run_info(run_dir)
     found = detected(run_dir)
+    data = summary_data(run_dir)
+    page = data.get("page_one") if isinstance(data.get("page_one"), dict) else {}
     rows = S.check_matrix(run_dir)
     counts = S.verdict_counts(rows)
-    stand_in = bool(info.get("is_stand_in"))
-    name = str(info.get("model") or "?")
+    stand_in = bool(info.get("is_stand_in")) or page.get("weights") == "stand-in"
+    name = str(page.get("model") or info.get("model") or "?")
+    device_kind = page.get("device_kind") or found["device_kind"]
+    engine = _pick(page.get("engine")) or found["engine"]
     tags = ["minicpm", "ternary", "qat", "vllm", "validation-report"]
     if not stand_in:
         tags.insert(1, "bitcpm")
-    if found["vllm_ascend"] or found["device_kind"] == "npu":
+    if found["vllm_ascend"] or device_kind == "npu":
         tags.insert(tags.index("vllm") + 1, "vllm-ascend")
     front: dict[str, Any] = {"model_name": name}
     if not stand_in:
         front["base_model"] = name
+    scopes = {k: v.get("verdict") for k, v in (data.get("scopes") or {}).items() if isinstance(v, dict)}
+    if data.get("key_metrics"):
+        km = {m["id"]: {"value": m.get("value"), "unit": m.get("unit", ""), "measured_on": m.get("measured_on", "")}
+              for m in data["key_metrics"] if isinstance(m, dict) and m.get("id")}
+    else:
+        km = {m.id: {"value": m.value, "unit": m.unit} for m in S.key_metrics(run_dir)}
     front.update({
         "language": ["en", "zh"], "library_name": "vllm", "pipeline_tag": "text-generation", "tags": tags,
         "validation": {
             "run_id": run_dir.name, "profile": info.get("profile"),
             "date": info.get("finished") or info.get("started"), "git_commit": info.get("git_commit"),
-            "model": name, "model_is_stand_in": stand_in,
-            "device": found["device"], "device_kind": found["device_kind"], "engine": found["engine"],
-            "verdict": S.verdict(counts), "checks": counts, "chapters": S.chapter_statuses(run_dir),
-            "key_metrics": {m.id: {"value": m.value, "unit": m.unit} for m in S.key_metrics(run_dir)},
+            "model": name, "model_is_stand_in": stand_in, "weights": page.get("weights"),
+            "device": _pick(page.get("device")) or found["device"], "device_kind": device_kind, "engine": engine,
+            "verdict": page.get("verdict") or S.verdict(counts), "scopes": scopes or None, "checks": counts,
+            "chapters": S.chapter_statuses(run_dir), "key_metrics": km,
         },
     })
     return json.loads(json.dumps(R.jsonable(front)))
@@ -522,15 +546,25 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
     found = detected(run_dir)
     rows = S.check_matrix(run_dir)
     counts = S.verdict_counts(rows)
+    data = summary_data(run_dir)
+    page = data.get("page_one") if isinstance(data.get("page_one"), dict) else {}
     out = [f"# {in_lang(REPORT_TITLE, lang)}\n", c("intro") + "\n"]
     if info.get("is_stand_in"):
         out.append(c("stand_in") + "\n")
+    if page.get("first_line"):
+        out.append(f"**{md_escape(_pick(page['first_line'], lang))}**\n")
+    if page.get("next_command"):
+        out.append("> " + md_escape(_pick(page["next_command"], lang)) + "\n")
+    lines = [f.get("line") for f in data.get("findings") or [] if isinstance(f, dict) and f.get("line")]
+    if lines:
+        out.append(f"## {c('findings')}\n")
+        out.append("\n".join(f"- {md_escape(_pick(x, lang))}" for x in lines) + "\n")
     overview = [(c("model"), info.get("model", "?")), (c("model_path"), info.get("model_path", "?")),
                 (c("stand_in_row"), c("yes") if info.get("is_stand_in") else c("no")),
                 (c("device"), found["device"] or "?"), (c("engine"), found["engine"] or "?"),
                 (c("profile"), info.get("profile", "?")), (c("run"), run_dir.name),
                 (c("date"), info.get("finished") or "?"),
-                (c("verdict"), f"{S.verdict(counts)} ({S.counts_line(counts)})")]
+                (c("verdict"), f"{page.get('verdict') or S.verdict(counts)} ({S.counts_line(counts)})")]
     out.append(md_table([c("item"), c("value")], overview) + "\n")
     out.append(f"## {c('checks')}\n")
     mrows = [[chapter_heading(r.chapter, lang), r.name_zh if lang == "zh" and r.name_zh else r.name_en, r.mark,
