@@ -243,7 +243,7 @@ def test_findings_one_line_each_with_impact_and_remedy(tmp_path):
     assert [x.status for x in f] == ["fail", "fail", "warn"]
     fid = next(x for x in f if x.check_id == "fidelity")
     assert fid.line.en == "❌ 06 Precision fidelity: KL 0.3 > 0.05: logprobs drift; run with dtype float32"
-    assert fid.line.zh.startswith("❌ 06 精度对比 fidelity（中）：KL 0.3 > 0.05.") and fid.line.zh.endswith("；用 float32 运行")
+    assert fid.line.zh.startswith("❌ 06 精度对比 fidelity（中）：KL 0.3 > 0.05：对数概率偏离") and fid.line.zh.endswith("；用 float32 运行")
     perf = next(x for x in f if x.chapter == "07_performance")
     assert "failed: boom" in perf.what.en and "evidence/07_performance.log" in perf.remedy.en
     probe = next(x for x in f if x.check_id == "probe:paris")  # no remedy registered: points to its chapter

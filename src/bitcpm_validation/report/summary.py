@@ -489,6 +489,9 @@ class Finding:
                 "remedy": tdict(self.remedy), "line": tdict(self.line)}
 
 
+_END = ".;:,。；：，"  # a shortened reason's closing punctuation, dropped before ": impact"
+
+
 def _spec_index(specs: Iterable[CheckSpec]) -> dict[tuple[str, str], CheckSpec]:
     return {(s.chapter, s.id): s for s in specs}
 
@@ -506,8 +509,8 @@ def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Fin
     for r in rows:
         if r.status not in ("fail", "warn"):
             continue
-        what = T(f"{r.title.zh} {r.name_t.zh}：{short(r.reason_t.zh, 100).rstrip('。')}",
-                 f"{r.title.en} {r.name_t.en}: {short(r.reason_t.en, 100).rstrip('.')}")
+        what = T(f"{r.title.zh} {r.name_t.zh}：{short(r.reason_t.zh, 100).rstrip(_END)}",
+                 f"{r.title.en} {r.name_t.en}: {short(r.reason_t.en, 100).rstrip(_END)}")
         if r.kind == "chapter":
             scope_words = [SCOPE_WORD[s] for s in VERDICT_SCOPES]
             out.append(Finding(r.status, None, r.chapter, r.check_id, what,
@@ -672,12 +675,13 @@ def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[
     body = []
     for v in verdicts.values():
         c = v.counts
-        counts = f"✅ {c['pass']} · ⚠️ {c['warn']} · ❌ {c['fail']} · — {c['not_run']}"
+        counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK)  # en space between, kept whole
         why = v.reasons[:2]
         more = len(v.reasons) - len(why)
         why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
                   "; ".join(short(r.en, 70) for r in why) + (f"; {more} more" if more else ""))
-        body.append([SCOPE_WORD[v.scope], T(f"{v.mark} {VERDICT_WORD[v.verdict].zh}", f"{v.mark} {VERDICT_WORD[v.verdict].en}"),
+        body.append([SCOPE_WORD[v.scope], T(f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].zh}",
+                                            f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].en.replace(' ', chr(0xa0))}"),
                      counts, why_t if v.reasons else "—"])
     return headers, body
 
