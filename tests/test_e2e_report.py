@@ -77,8 +77,15 @@ def test_model_card(e2e_run):
             assert c.title_zh in md and c.title_en in md
 
 
-def test_environment_says_cpu(e2e_run):
+def test_environment_is_the_device_the_profile_asked_for(e2e_run):
+    """CPU, CUDA or Ascend host: the detected device is what params/default.yaml asked for (auto: any)."""
+    from bitcpm_validation.params import load_params
+
+    wanted = load_params("params/default.yaml").platform
     env = R.load(e2e_run["run_dir"] / "results" / "01_environment.json")
     assert env.status == "ok"
-    assert env.metric("device_kind") == "cpu" and env.metric("device") == "CPU"
+    kind = env.metric("device_kind")
+    assert kind in ("cpu", "cuda", "npu") and (wanted == "auto" or kind == wanted), (kind, wanted)
+    if kind == "cpu":
+        assert env.metric("device") == "CPU"
     assert env.check("platform").status == "pass"

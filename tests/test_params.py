@@ -30,9 +30,9 @@ def test_shipped_profiles_validate(name):
 
 def test_default_profile_is_cpu_stand_in_all_chapters():
     p = load_params(ROOT / "params/default.yaml")
-    assert p.platform == "cpu" and p.model.is_stand_in and p.chapters == ["all"]
+    assert p.platform == "auto" and p.model.is_stand_in and p.chapters == ["all"]
     assert p.model.path == "models/stand-in" and p.model.dummy_config == "models/bitcpm4-0.5b"
-    assert p.engine.dtype == "bfloat16" and p.engine.enforce_eager
+    assert p.engine.dtype == "auto" and p.engine.cpu_threads_bind == "auto" and p.engine.enforce_eager
 
 
 def test_ascend_profile_matches_original_deployment():

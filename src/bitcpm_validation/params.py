@@ -5,11 +5,12 @@ never silently falls back to a default). Relative paths are resolved against the
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitcpm_validation.paths import PROJECT_ROOT
 
@@ -60,11 +61,17 @@ class EngineParams(_Section):
         "auto", description="auto: on a CPU bfloat16 where it has AVX-512 BF16 or AMX, float32 otherwise "
                             "(engine.hostcpu); on CUDA / NPU the model's own dtype (vLLM's auto)")
     cpu_threads_bind: str = Field(
-        "auto", pattern=r"^(auto|vllm|nobind|\d+(-\d+)?(,\d+(-\d+)?)*)$",
-        description="CPU builds: auto = the engine's threads on every usable core (VLLM_CPU_OMP_THREADS_BIND); "
-                    "vllm = vLLM's default (reserves a core for its front end); nobind; or a CPU list such as 0-3")
+        "auto", description="CPU builds: auto = the engine's threads on every usable core (VLLM_CPU_OMP_THREADS_BIND); "
+                            "vllm = vLLM's default (reserves a core for its front end); nobind; or a CPU list such as 0-3")
     max_model_len: int = Field(2048, ge=16)
     enforce_eager: bool = True
+
+    @field_validator("cpu_threads_bind")
+    @classmethod
+    def _cpu_list(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|vllm|nobind|\d+(-\d+)?(,\d+(-\d+)?)*", v):
+            raise ValueError("use auto, vllm, nobind or a CPU list such as 0-3 or 0,2")
+        return v
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     cpu_kvcache_space_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE (whole GiB) on CPU builds")
     max_num_seqs: int = Field(8, ge=1)

