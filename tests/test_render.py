@@ -220,6 +220,8 @@ def test_language_leaks_catch():
     # model output and code are verbatim, not the report's language
     assert RD.language_leaks('<pre class="untrusted">设备</pre><code>中文</code><p>Device</p>', "en") == []
     assert RD.language_leaks("<p>在 vLLM 上以 BF16 运行，KV cache 为 1 GiB。</p>", "zh") == []
+    header = "<tr><th>scale min</th><th>scale median</th><th>scale max</th><th>round trip</th></tr>"
+    assert RD.language_leaks(f"<table>{header}</table>", "zh") == []  # adjacent cells are not a sentence
 
 
 @pytest.mark.skipif(not RD.find_chromium(), reason="headless Chromium not installed (make setup installs it)")

@@ -461,7 +461,8 @@ def language_leaks(html: str, lang: str) -> list[str]:
     character, for zh a run of five or more English words (technical terms are shorter)."""
     p = _Visible()
     p.feed(html)
-    text = re.sub(r"\s+", " ", " ".join(p.parts))
+    # text nodes are judged apart: adjacent table cells ("scale min", "scale max") are not one sentence
+    text = " ¦ ".join(re.sub(r"\s+", " ", t) for t in p.parts if t.strip())
     pat = CJK if lang == "en" else ENGLISH_RUN
     return [text[max(0, m.start() - 30):m.end() + 30] for m in pat.finditer(text)]
 

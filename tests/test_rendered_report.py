@@ -1,0 +1,68 @@
+"""The default run's rendered report, one language per file (issue 11): every chapter's heading in the
+file's language only, self-contained HTML, only its language outside technical terms and model output,
+and PDFs of at most 30 pages with no empty or heading-only page, no number split across lines, no
+Python repr and no scientific notation. Runs on the session's e2e run (BITCPM_E2E_RUN_DIR reuses one)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from bitcpm_validation.report import render as RD
+from bitcpm_validation.report.contents import all_chapters
+
+pytestmark = pytest.mark.e2e
+LANGS = ("zh", "en")
+
+
+def present():
+    return [c for c in all_chapters() if c.notebook.exists()]
+
+
+def html_of(e2e_run, lang: str) -> str:
+    p = RD.report_file(e2e_run["run_dir"], lang, "html")
+    assert p.is_file(), e2e_run["output"][-3000:]
+    return p.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_chapter_heading_in_the_file_language(e2e_run, lang):
+    html = html_of(e2e_run, lang)
+    for c in present():
+        mine, other = (c.title_zh, c.title_en) if lang == "zh" else (c.title_en, c.title_zh)
+        assert f"{c.number} · {mine}" in html, c.id
+        assert f"{c.number} · {other}" not in html, c.id
+        assert f'id="ch-{c.id}"' in html
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_html_is_self_contained(e2e_run, lang):
+    html = html_of(e2e_run, lang)
+    assert RD.external_refs(html) == []
+    assert not re.search(r"""\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", html, re.I)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_html_carries_only_its_language(e2e_run, lang):
+    leaks = RD.language_leaks(html_of(e2e_run, lang), lang)
+    assert leaks == [], f"{len(leaks)} passage(s) in the other language, e.g. {leaks[:5]}"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_pdf_reads_clean(e2e_run, lang):
+    if not RD.find_chromium():
+        pytest.skip("headless Chromium not installed: HTML-only report")
+    pages = RD.pdf_page_texts(RD.report_file(e2e_run["run_dir"], lang, "pdf"))
+    assert RD.text_problems(pages) == []
+
+
+def test_model_card_says_what_ran(e2e_run):
+    md = (e2e_run["run_dir"] / "report.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(md.split("---\n")[1])
+    v = front["validation"]
+    assert v["device"] and v["engine"] and v["verdict"]
+    if v["model_is_stand_in"]:
+        assert "base_model" not in front and "bitcpm" not in front["tags"]
+    if v["device_kind"] != "npu":
+        assert "vllm-ascend" not in front["tags"]
