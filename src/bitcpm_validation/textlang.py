@@ -95,6 +95,21 @@ def language_shares(text: str, codes: Sequence[str]) -> dict[str, float]:
     return dict(sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
+@lru_cache(maxsize=1)
+def _quiet_jieba() -> None:
+    """jieba (wordfreq's Chinese segmenter) logs "Building prefix dict ..." and warns about pkg_resources on first
+    use: neither belongs in a chapter's output."""
+    import logging
+    import warnings
+
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jieba  # noqa: F401
+
+        jieba.setLogLevel(logging.WARNING)
+
+
 def _wordfreq_lang(code: str) -> str:
     import wordfreq
 
@@ -105,6 +120,7 @@ def recognition(text: str, codes: Sequence[str], min_zipf_word: float, min_zipf_
     """Recognised share of `text` (see the module docstring); punctuation and spaces are not counted."""
     import wordfreq
 
+    _quiet_jieba()
     lat = _wordfreq_lang(latin_language(text, codes))
     counted = recognized = 0
     unknown: list[str] = []
