@@ -166,6 +166,11 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     assert [(c["check_id"], c["mark"]) for c in claims] == [("ratio", "❌")] and "0.29" in claims[0]["says"]["en"]
     f = S.findings(rows, SPECS)
     assert [x.scope for x in f] == ["document"] and "not part of a verdict" in f[0].impact.en
+    # page one gives the claims one line (the table follows); its findings list keeps to the verdict scopes
+    assert S.findings_markdown(f, "en", document=False) == "No ❌ or ⚠️."
+    assert S.document_line(claims).en.startswith("Claims of the original document: 1 checked (❌ 1)")
+    assert S.document_line(claims).zh.startswith("原文档的说法：核对 1 条（❌ 1）")
+    assert S.document_line([]) is None
 
 
 def test_engine_fail_and_model_warn(tmp_path):

@@ -29,6 +29,10 @@ def fake_stand_in_cpu_run(run: Path) -> None:
     inf.metrics = [R.Metric("latency", 16898.63, "ms", "Latency", "延迟", key=True,
                             measured_on="stand-in · trained ternary · CPU")]
     R.save(inf, run / "results" / "03_inference.json")
+    quant = R.ChapterResult("10_quantization", "Quantization", "三值量化", status="ok")
+    quant.checks = [R.Check("doc_ratio", "fail", "Original claim: ~90% compression", "原文档：约 90% 压缩",
+                            "71.8% smaller", "小 71.8%", "document")]
+    R.save(quant, run / "results" / "10_quantization.json")
     failed = R.ChapterResult("07_performance", "Performance", "性能", status="failed", error="RuntimeError: died")
     R.save(failed, run / "results" / "07_performance.json")
 
@@ -68,6 +72,8 @@ def test_page_one_says_what_and_which_scopes_were_assessed(executed):
     assert "16,898.6 ms" in "".join(o for c in nb.cells for o in map(str, c.get("outputs", [])))
     assert "stand-in · trained ternary · CPU" in en
     assert "07 Performance" in en and "RuntimeError: died" in en  # a chapter failure is a finding
+    assert "Claims of the original document: 1 checked (❌ 1)" in en  # one line on page one, then the table
+    assert "71.8% smaller" in en and "- ❌ 10 Quantization" not in en  # not in page one's findings list
     assert "&lt;b&gt;capacity" in en and "<b>capacity" not in en  # row names are escaped
     for o in outputs(nb, "en"):  # one language per output
         assert not CJK.search(o), o[:200]

@@ -24,9 +24,11 @@ Data the summary notebook stores in results/00_summary.json (`data[...]`, read b
 every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
 
 - data["page_one"]: {"model", "weights" ("stand-in" | "real" | "dummy" | "unknown"), "weights_text",
-  "also_measured_on" [weights labels of key metrics other than the main weights], "source"
+  "also_measured_on" [weights labels of key metrics other than the run's own weights], "source"
   ({hub, repo_id, revision, commit} or None), "engine", "device", "device_kind", "profile",
-  "first_line" (the assessed / not assessed sentence), "verdict" (overall), "next_command" (text or None)}
+  "first_line" (the assessed / not assessed sentence), "verdict" (overall), "next_command" (text or None:
+  the highlighted box of a stand-in or CPU run), "document_line" (one line on the original document's
+  claims, or None)}
 - data["scopes"]: {scope: {"verdict", "mark", "assessed", "counts" {pass, warn, fail, not_run},
   "reasons" [text], "chapters" [chapter ids]}} for engine and model
 - data["findings"]: [{"status", "mark", "scope" (engine | model | document | None), "chapter", "check_id",
@@ -540,6 +542,17 @@ def document_claims(rows: list[MatrixRow]) -> list[dict[str, Any]]:
             for r in rows if r.kind == "check" and r.scope == "document"]
 
 
+def document_line(claims: list[dict[str, Any]]) -> Optional[T]:
+    """Page one's one line on the original document's claims (the table follows page one), or None."""
+    if not claims:
+        return None
+    n = {k: sum(c["status"] == k for c in claims) for k in R.STATUS_MARK}
+    marks = " · ".join(f"{R.STATUS_MARK[k]} {n[k]}" for k in R.STATUS_MARK if n[k])
+    return T(f"原文档的说法：核对 {len(claims)} 条（{marks}），见下文表格；不计入结论。",
+             f"Claims of the original document: {len(claims)} checked ({marks}), see the table below; "
+             f"never part of a verdict.")
+
+
 # -- what was validated ------------------------------------------------------------------------------
 WEIGHTS_TEXT = {
     "stand-in": T("替身模型：项目自行训练的小型三值 MiniCPM，不是 BitCPM4", "stand-in: the project's small ternary "
@@ -634,6 +647,7 @@ def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] =
         "first_line": tdict(first_line(verdicts)),
         "verdict": overall(verdicts),
         "next_command": tdict(nxt) if nxt else None,
+        "document_line": tdict(doc) if (doc := document_line(document_claims(rows))) else None,
     }
 
 
@@ -686,10 +700,12 @@ def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[
     return headers, body
 
 
-def findings_markdown(found: list[Finding], lang: str) -> str:
-    """The findings as a Markdown list in one language (each line escaped: details carry model output)."""
+def findings_markdown(found: list[Finding], lang: str, *, document: bool = True) -> str:
+    """The findings as a Markdown list in one language (each line escaped: details carry model output).
+    `document=False` leaves out the original document's claims (page one gives them one line, `document_line`)."""
     from bitcpm_validation.report.textsafe import md_escape
 
+    found = [f for f in found if document or f.scope != "document"]
     if not found:
         return "没有 ❌ 或 ⚠️。" if lang == "zh" else "No ❌ or ⚠️."
     return "\n".join(f"- {md_escape(f.line.zh if lang == 'zh' else f.line.en)}" for f in found)
