@@ -27,6 +27,9 @@ CELLS = [
     "ch_metric = {'id': 'x'}\nch_metric  # a bare value: its repr must not reach the report",
     "from bitcpm_validation.report import plots\nplots.setup()\nimport matplotlib.pyplot as plt\nfrom IPython.display import display\n"
     "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2, 3], [1, 4, 9])\nax.set_title('latency')\ndisplay(fig)\nplt.close(fig)",
+    "from bitcpm_validation.report.display import show_figure, in_lang\n"
+    "def draw(lang):\n    fig, ax = plt.subplots(figsize=(3, 2))\n    ax.bar([0, 1], [3, 5])\n"
+    "    ax.set_title(in_lang(T('吞吐', 'Throughput'), lang))\n    return fig\nshow_figure(draw)",
 ]
 
 

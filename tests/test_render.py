@@ -260,3 +260,34 @@ def test_model_card_takes_verdicts_and_facts_from_the_summary(tmp_path):
     assert v["key_metrics"]["kv"]["measured_on"] == "stand-in · trained · CPU"
     assert "**Assessed: engine incomplete.**" in md and "> On an Ascend host run make report." in md
     assert "- ❌ the claim does not hold" in md and "已评估" not in md
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> Path:
+    """tests/fake_run.py's run: a notebook really executed with the display helpers (papermill)."""
+    from fake_run import make_run
+
+    d = make_run(tmp_path_factory.mktemp("executed") / "20261127-100000-executed")
+    RD.render(d, pdf=False)
+    return d
+
+
+def test_display_helpers_reach_only_their_language(executed):
+    for lang, mine, other in (("zh", "这是替身模型。", "This is the stand-in model."),
+                              ("en", "This is the stand-in model.", "这是替身模型。")):
+        html = RD.report_file(executed, lang, "html").read_text(encoding="utf-8")
+        assert f'bv-note-warn">{mine}</div>' in html and f'bv-note-warn">{other}</div>' not in html
+        # one shared figure and one drawn per language: each report holds two
+        assert html.count('src="data:image/png;base64,') == 2
+        assert "{&#x27;id&#x27;: &#x27;x&#x27;}" not in html and "{'id': 'x'}" not in html  # a bare value's repr
+        assert '<td class="bv-num">16,898.6 ms</td>' in html  # a number with its unit stays on one line
+        assert RD.language_leaks(html, lang) == []
+
+
+def test_number_cells():
+    from bitcpm_validation.report.textsafe import is_number_text
+
+    for v in ("16,898.6 ms", "74.63 %", "0.0073 GB", "524,288", 12, 1.5, "85.0 tok/s", "-0.2"):
+        assert is_number_text(v), v
+    for v in ("Status", "config.json", "yes", True, "a long sentence with 3 numbers", "v0.11.0rc1"):
+        assert not is_number_text(v), v

@@ -10,13 +10,14 @@ technical terms) is shown once, in every rendering.
     show_table([T("指标", "Metric"), T("值", "Value")], [[T("初始化", "Init"), "12.3 s"]])
     show_text(model_output)                 # untrusted: escaped, verbatim, language-neutral
     show_note(T("……", "…"), kind="warn")    # a highlighted box
+    show_figure(lambda lang: plot(..., title=in_lang(T("延迟", "Latency"), lang)))  # one figure per language
 
 Model output and other untrusted text is always escaped (report.textsafe); only `show_md` takes
 project-written Markdown.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 from bitcpm_validation.report.textsafe import html_escape, html_pre, html_table
 
@@ -100,3 +101,17 @@ def show_note(text: T | str, kind: str = "info") -> None:
         _emit({lang: f'<div class="{cls}">{html_escape(in_lang(text, lang))}</div>' for lang in LANGS})
     else:
         _emit({None: f'<div class="{cls}">{html_escape(text)}</div>'})
+
+
+def show_figure(draw: Callable[[str], Any]) -> None:
+    """A matplotlib figure per language: `draw(lang)` returns a new figure labelled in that language (the
+    renderer keeps the one of the report's language); each figure is closed after it is shown."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    for lang in LANGS:
+        fig = draw(lang)
+        try:
+            display(fig, metadata={LANG_KEY: lang})
+        finally:
+            plt.close(fig)

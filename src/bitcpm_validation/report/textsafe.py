@@ -98,6 +98,18 @@ LONG_TOKEN = 25  # characters without a space: a hash, path or URL that may brea
 _LONG = re.compile(r"[^\s<>]{%d,}" % LONG_TOKEN)
 
 
+_NUMBER_TEXT = re.compile(r"^[-+−]?[\d.,]+(?:\s?(?:%|[A-Za-zµ/×·]+(?:/[A-Za-z]+)?))?$")
+
+
+def is_number_text(v: Any) -> bool:
+    """A number, alone or with a short unit ("16,898.6 ms", "74.63 %", "0.0073 GB"): kept on one line."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    return isinstance(v, str) and len(v) <= 24 and bool(_NUMBER_TEXT.match(v.strip()))
+
+
 def cell_html(v: Any) -> str:
     """A table cell's escaped text; a long unbroken token (hash, path) is marked `bv-long` so that it alone
     may wrap anywhere, while words and numbers keep a column wide enough never to be split."""
@@ -111,6 +123,8 @@ def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted
     head = "".join(f"<th>{html_escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
-        tds = "".join(f"<td>{v if i in trusted else cell_html(v)}</td>" for i, v in enumerate(r))
+        tds = "".join(f"<td>{v}</td>" if i in trusted else
+                      (f'<td class="bv-num">{cell_html(v)}</td>' if is_number_text(v) else f"<td>{cell_html(v)}</td>")
+                      for i, v in enumerate(r))
         body.append(f"<tr>{tds}</tr>")
     return f'<table class="{html_escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
