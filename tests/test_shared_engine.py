@@ -70,10 +70,10 @@ def _response(token_ids, top=None, prompt_lp=None, prompt_ids=(1, 2)):
 
 def test_parse_completion_token_ids_and_logprobs():
     g = shared.parse_completion(_response(
-        [5, 6], top=[{"token_id:5": -0.1, "token_id:9": -2.5}, {"token_id:6": -0.2}],
+        [5, 6], top=[{"token_id:5": -0.1, "token_id:9": -2.5}, {"token_id:6": -0.2, "token_id:1": -9999.0}],
         prompt_lp=[None, {"2": {"logprob": -1.25, "rank": 1, "decoded_token": "b"}, "7": {"logprob": -3.0}}]))
     assert g.token_ids == [5, 6] and g.prompt_token_ids == [1, 2] and g.finish_reason == "length"
-    assert g.logprobs == [{5: -0.1, 9: -2.5}, {6: -0.2}]
+    assert g.logprobs == [{5: -0.1, 9: -2.5}, {6: -0.2, 1: float("-inf")}]  # the server's -inf stand-in
     assert g.prompt_logprobs == [None, {2: -1.25, 7: -3.0}]
     assert shared.parse_completion(_response([5])).logprobs is None
 
@@ -120,7 +120,11 @@ class _FakeOpenAI(http.server.BaseHTTPRequestHandler):
                 f.write(f"POST /v1/completions {len(ids)} tokens\n")
             gen = [i + 100 for i in ids][: body["max_tokens"]]
             top = [{f"token_id:{t}": -0.5} for t in gen] if body.get("logprobs") else None
-            out = json.dumps(_response(gen, top=top, prompt_ids=ids)).encode()
+            plp = None
+            if body.get("prompt_logprobs") is not None:  # the prompt's own token and token 0, per position
+                plp = [None] + [{str(t): {"logprob": -1.0, "rank": 1}, "0": {"logprob": -2.0, "rank": 2}}
+                                for t in ids[1:]]
+            out = json.dumps(_response(gen, top=top, prompt_lp=plp, prompt_ids=ids)).encode()
             self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
@@ -166,6 +170,19 @@ def test_shared_client_serves_same_settings(tmp_path, fake_server):
     with pytest.raises(EngineError):
         eng.generate([[1]], max_tokens=1)
     assert starts.load(run_dir) == []
+
+
+def test_whole_vocabulary_prompt_logprobs(tmp_path, fake_server):
+    import numpy as np
+
+    run_dir, url = fake_server
+    p = _params(tmp_path)
+    _info(run_dir, p, url)
+    eng = offline.start(p, run_dir / "evidence" / "06_precision.log")
+    vocab = json.loads((STAND_IN / "config.json").read_text())["vocab_size"]
+    (rows,) = eng.prompt_logprobs_full([[3, 5, 9]])
+    assert rows.shape == (2, vocab) and rows.dtype == np.float32
+    assert rows[0, 5] == -1.0 and rows[1, 9] == -1.0 and rows[1, 0] == -2.0 and np.isneginf(rows[0, 9])
 
 
 def test_http_error_is_one_line(tmp_path, fake_server):
@@ -412,6 +429,7 @@ def test_shared_server_matches_offline_engine(tmp_path):
         client = offline.start(p, run_dir / "evidence" / "03_inference.log")
         assert isinstance(client, shared.SharedClient)
         via_server = client.generate(prompts, max_tokens=12, logprobs=5, prompt_logprobs=5)
+        full_server = client.prompt_logprobs_full(prompts)
         client.close()
     finally:
         srv.stop()
@@ -419,6 +437,7 @@ def test_shared_server_matches_offline_engine(tmp_path):
     try:
         assert not isinstance(eng, shared.SharedClient)
         direct = eng.generate(prompts, max_tokens=12, logprobs=5, prompt_logprobs=5)
+        full_direct = eng.prompt_logprobs_full(prompts)
     finally:
         eng.close()
     for a, b in zip(via_server, direct):
@@ -428,6 +447,12 @@ def test_shared_server_matches_offline_engine(tmp_path):
             assert max(abs(la[t] - lb[t]) for t in la) < 0.05  # bf16: same kernels, batching may differ
         for la, lb in zip(a.prompt_logprobs[1:], b.prompt_logprobs[1:]):
             assert set(la) == set(lb) and max(abs(la[t] - lb[t]) for t in la) < 0.05
+    import numpy as np
+
+    for a, b in zip(full_server, full_direct):  # whole-vocabulary rows (the precision chapter's KL)
+        assert a.shape == b.shape and (np.isfinite(a) == np.isfinite(b)).all()
+        fin = np.isfinite(a)
+        assert (a.argmax(axis=1) == b.argmax(axis=1)).all() and np.abs(a[fin] - b[fin]).max() < 0.05
     kinds = [(s.chapter, s.kind, s.why) for s in starts.load(run_dir)]
     assert kinds == [("runner", "shared-server", "the run's shared engine (every chapter that can share it)"),
                      ("03_inference", "offline", "reference")]

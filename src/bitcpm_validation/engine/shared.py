@@ -206,6 +206,36 @@ class SharedClient:
         finally:
             self._copy_log()
 
+    def prompt_logprobs_full(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+        """As Engine.prompt_logprobs_full: per token-id prompt a float32 array [len(prompt) - 1, vocab] of
+        teacher-forced log-probabilities over the whole vocabulary (unlisted entries -inf). One request per
+        prompt with prompt_logprobs=-1 (the shared server runs with --max-logprobs -1 where engine_kwargs
+        sets it); EngineError (one line) when the server refuses."""
+        import numpy as np
+
+        vocab = self._vocab_size()
+        out = []
+        try:
+            for p in prompts:
+                body = request_body(self.info.model, p, max_tokens=1, prompt_logprobs=-1)
+                g = self._post(body)
+                rows = np.full((len(p) - 1, vocab), -np.inf, dtype=np.float32)
+                for i, d in enumerate((g.prompt_logprobs or [])[1:len(p)]):
+                    if d:
+                        ids = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
+                        rows[i, ids] = np.fromiter(d.values(), dtype=np.float32, count=len(d))
+                out.append(rows)
+        finally:
+            self._copy_log()
+        return out
+
+    def _vocab_size(self) -> int:
+        cfg = Path(self.kwargs["model"]) / "config.json"
+        try:
+            return int(json.loads(cfg.read_text(encoding="utf-8"))["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise EngineError(f"{cfg}: no vocab_size ({type(err).__name__}): whole-vocabulary rows need it") from None
+
     def _post(self, body: dict[str, Any]) -> Generation:
         import requests
 
@@ -292,6 +322,12 @@ def _token_id(key: str) -> int:
     return int(key.rsplit(":", 1)[-1])
 
 
+def _lp(v: Any) -> float:
+    """A logprob as the offline engine gives it: the server writes -inf as -9999.0 (JSON has no -inf)."""
+    v = float(v["logprob"] if isinstance(v, dict) else v)
+    return float("-inf") if v <= -9999.0 else v
+
+
 def parse_completion(resp: dict[str, Any]) -> Generation:
     """A /v1/completions response (one choice) as the offline engine's Generation."""
     try:
@@ -303,12 +339,11 @@ def parse_completion(resp: dict[str, Any]) -> Generation:
                           f"is it vLLM ≥ 0.10 (return_token_ids)?") from None
     lp = None
     if c.get("logprobs") and c["logprobs"].get("top_logprobs") is not None:
-        lp = [None if d is None else {_token_id(k): float(v) for k, v in d.items()}
+        lp = [None if d is None else {_token_id(k): _lp(v) for k, v in d.items()}
               for d in c["logprobs"]["top_logprobs"]]
     plp = None
     if c.get("prompt_logprobs") is not None:
-        plp = [None if d is None else {_token_id(k): float(v["logprob"] if isinstance(v, dict) else v)
-                                       for k, v in d.items()}
+        plp = [None if d is None else {_token_id(k): _lp(v) for k, v in d.items()}
                for d in c["prompt_logprobs"]]
     return Generation(prompt_token_ids=prompt_ids, token_ids=token_ids, text=c.get("text", ""),
                       finish_reason=c.get("finish_reason"), logprobs=lp, prompt_logprobs=plp)
