@@ -1,6 +1,7 @@
 """Command line: python -m bitcpm_validation run|render|summary|env|check-params|publish|verify.
 
     run    [--params P] [--model PATH|HUB_ID[@REV]] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
+           [--no-shared-engine]   every chapter starts its own engine (default: one shared `vllm serve`)
     render RUN_DIR [--lang zh|en|both] [--no-pdf]
     summary RUN_DIR          print the check matrix and key metrics
     env                      print the environment probe as JSON
@@ -36,7 +37,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     try:
         oc = runner.run(params, run_dir=run_dir, resume=bool(a.resume), only=a.only or None,
                         check_model=not a.no_model_check, timeout_s=a.cell_timeout,
-                        model=a.model)
+                        model=a.model, shared=not a.no_shared_engine)
     except (ParamsError, runner.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -140,6 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--model", metavar="PATH_OR_HUB_ID",
                    help="model.path for this run: a local directory or a hub id[@revision] (make report MODEL=...)")
     r.add_argument("--no-model-check", action="store_true", help="start even if model.path does not exist")
+    r.add_argument("--no-shared-engine", action="store_true",
+                   help="no shared vllm serve for the run: every chapter starts its own engine (slower)")
     r.add_argument("--cell-timeout", type=float, default=None, help="seconds per notebook cell (default none)")
     r.set_defaults(fn=_cmd_run)
     d = sub.add_parser("render", help="render report.<lang>.html / report.<lang>.pdf (zh, en) and report.md of a run")
