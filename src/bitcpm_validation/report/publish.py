@@ -45,7 +45,7 @@ INDEX = {"en": "index.html", "zh": "index.zh.html"}
 GROUP_IDS = ("results", "evidence", "notebooks", "artifacts")
 
 WORDS: dict[str, dict[str, Any]] = {
-    "en": {"title": "BitCPM4-0.5B validation reports", "runs_built": "%d run(s) · built %s", "profile": "Profile",
+    "en": {"title": "BitCPM4-0.5B validation reports", "colon": ": ", "runs_built": "%d run(s) · built %s", "profile": "Profile",
            "date": "Date", "run": "Run", "host": "Host", "device": "Device", "model": "Model",
            "reports": "Reports", "stand_in": "stand-in", "checks": "Checks", "key_metrics": "Key metrics",
            "metric": "Metric", "value": "Value", "measured_on": "Measured on", "chapters": "Chapters",
@@ -57,7 +57,7 @@ WORDS: dict[str, dict[str, Any]] = {
                        "not_assessed": "not assessed", "not_run": "not run"},
            "groups": {"results": "Results", "evidence": "Evidence logs", "notebooks": "Executed notebooks",
                       "artifacts": "Artifacts", "other": "Other"}},
-    "zh": {"title": "BitCPM4-0.5B 验证报告", "runs_built": "%d 次运行 · 生成于 %s", "profile": "配置",
+    "zh": {"title": "BitCPM4-0.5B 验证报告", "colon": "：", "runs_built": "%d 次运行 · 生成于 %s", "profile": "配置",
            "date": "日期", "run": "运行", "host": "主机", "device": "设备", "model": "模型", "reports": "报告",
            "stand_in": "替身模型", "checks": "检查", "key_metrics": "关键指标", "metric": "指标", "value": "值",
            "measured_on": "测量对象", "chapters": "章节", "all_runs": "所有运行", "verify": "校验",
@@ -220,6 +220,8 @@ def history(entries: list[RunEntry], lang: str = "en", max_metrics: int = 8) -> 
         names: dict[str, str] = {}
         for e in runs:
             for k, m in e.metrics.items():
+                if k.endswith(":device"):
+                    continue  # the Device column shows it
                 seen[k] = seen.get(k, 0) + 1
                 names[k] = _text(m.get("name"), lang)
         ids = sorted(seen, key=lambda k: (-seen[k], list(seen).index(k)))[:max_metrics]
