@@ -64,3 +64,9 @@ def summarize(starts: list[Start]) -> dict:
     ok = [s for s in starts if s.ok]
     return {"count": len(ok), "seconds": round(sum(s.seconds or 0.0 for s in ok), 1),
             "failed": len(starts) - len(ok), "starts": [asdict(s) for s in starts]}
+
+
+def of_run(run_dir: Path) -> dict:
+    """The report's view of a run's engine starts: summarize(load(run_dir)) (count, seconds, failed, starts:
+    [{chapter, kind, which, why, seconds, ok, error, at}]) — "N engine starts, T s, why each"."""
+    return summarize(load(run_dir))
