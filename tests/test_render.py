@@ -291,3 +291,16 @@ def test_number_cells():
         assert is_number_text(v), v
     for v in ("Status", "config.json", "yes", True, "a long sentence with 3 numbers", "v0.11.0rc1"):
         assert not is_number_text(v), v
+
+
+def test_one_language_run_renders_one_file_without_switch(run, tmp_path):
+    import shutil
+
+    d = tmp_path / run.name
+    shutil.copytree(run, d, ignore=shutil.ignore_patterns("report.*"))
+    oc = RD.render(d, lang="zh", pdf=False)
+    assert list(oc.html) == ["zh"] and not RD.report_file(d, "en", "html").exists()
+    html = oc.html["zh"].read_text(encoding="utf-8")
+    assert "bv-lang-switch" not in html and "本章运行失败" in html
+    md = oc.md.read_text(encoding="utf-8")
+    assert "## 检查结果" in md and "## Checks" not in md
