@@ -71,6 +71,10 @@ def test_guide_without_tokenizer_mismatch_and_on_ascend(tmp_path):
     cpu, ascend = S.deployment_guides(p, "cpu", faithful_tokenizer=False, user_prompt="Hi", max_tokens=8,
                                       faithful_tokenizer_ascend=True)
     assert "--tokenizer" not in cpu["serve"] and "--tokenizer" in ascend["serve"]
+    if p.engine.dtype == "auto":  # vLLM's own `auto` means the model's dtype: the CPU guide names one
+        assert "--dtype float32" in cpu["serve"] and "--dtype auto" not in cpu["serve"]
+        c2 = S.guide_for(p, "cpu", faithful_tokenizer=False, user_prompt="Hi", max_tokens=8, cpu_dtype="bfloat16")
+        assert "--dtype bfloat16" in c2["serve"] and "dtype='bfloat16'" in c2["python"]
     a = load_params(S.ASCEND_PROFILE)
     only = S.deployment_guides(a, "npu", faithful_tokenizer=False, user_prompt="Hi", max_tokens=8)
     assert len(only) == 1 and "set_env.sh" in only[0]["serve"]

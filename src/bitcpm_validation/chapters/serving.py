@@ -352,13 +352,15 @@ def _ascend_params() -> Params:
 
 
 def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_prompt: str,
-              max_tokens: int) -> dict[str, Any]:
+              max_tokens: int, cpu_dtype: Optional[str] = None) -> dict[str, Any]:
     """One deployment variant: `vllm serve`, the Python LLM(...) snippet and a curl call, from params only.
 
     faithful_tokenizer: this run found the model's own tokenizer mis-encodes (engine.tokenizer_override):
     the commands then pass a faithful tokenizer directory, written as a placeholder with the command
-    that produces it."""
+    that produces it. cpu_dtype: what `engine.dtype: auto` resolved to on this CPU (vLLM's own `auto`
+    would mean the model's dtype, which is not the profile's rule)."""
     e = params.engine
+    dtype = e.dtype
     model = params.model.path
     name = served_model_name(params)
     pre: list[str] = []
@@ -371,8 +373,14 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
         pre.append(f"# optional, for bit-exact repeated runs (chapter 04): export {det}")
     if platform == "cpu":
         env.append(f"VLLM_CPU_KVCACHE_SPACE={e.cpu_kvcache_space_gib}")
+        if dtype == "auto":
+            dtype = cpu_dtype or "float32"
+            pre.append("# engine.dtype auto: bfloat16 on a CPU with AVX-512 BF16 or AMX, float32 otherwise")
         bind = getattr(e, "cpu_threads_bind", "auto")
-        if bind not in ("auto", "vllm", "nobind"):
+        if bind == "auto":
+            pre.append("# engine.cpu_threads_bind auto: bind the engine's threads to every usable core, "
+                       "e.g. VLLM_CPU_OMP_THREADS_BIND=0-15 on 16 cores")
+        elif bind not in ("vllm", "nobind"):
             env.append(f"VLLM_CPU_OMP_THREADS_BIND={bind}")
     tok_dir = None
     if faithful_tokenizer:
@@ -387,7 +395,7 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
     flags: list[tuple[str, Optional[str]]] = [("--served-model-name", name)]
     if params.trust_remote_code:
         flags.append(("--trust-remote-code", None))
-    flags += [("--dtype", e.dtype), ("--max-model-len", str(e.max_model_len)),
+    flags += [("--dtype", dtype), ("--max-model-len", str(e.max_model_len)),
               ("--tensor-parallel-size", str(e.tensor_parallel_size)),
               ("--gpu-memory-utilization", str(e.gpu_memory_utilization)), ("--max-num-seqs", str(e.max_num_seqs))]
     if e.enforce_eager:
@@ -399,7 +407,7 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
     lines += [f"  {f}" + (f" {shlex.quote(v)}" if v is not None else "") for f, v in flags]
     serve = "\n".join(pre + [" \\\n".join(lines)])
 
-    kw: list[tuple[str, Any]] = [("model", model), ("trust_remote_code", params.trust_remote_code), ("dtype", e.dtype),
+    kw: list[tuple[str, Any]] = [("model", model), ("trust_remote_code", params.trust_remote_code), ("dtype", dtype),
                                  ("max_model_len", e.max_model_len), ("tensor_parallel_size", e.tensor_parallel_size),
                                  ("gpu_memory_utilization", e.gpu_memory_utilization),
                                  ("max_num_seqs", e.max_num_seqs), ("enforce_eager", e.enforce_eager)]
@@ -423,12 +431,13 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
 
 def deployment_guides(params: Params, platform: str, *, faithful_tokenizer: bool, user_prompt: str,
                       max_tokens: int, ascend: Optional[Params] = None,
-                      faithful_tokenizer_ascend: Optional[bool] = None) -> list[dict[str, Any]]:
+                      faithful_tokenizer_ascend: Optional[bool] = None, cpu_dtype: Optional[str] = None
+                      ) -> list[dict[str, Any]]:
     """The guide for this profile on the platform it ran on, then for Ascend (params/ascend-910b3.yaml)
     unless this profile is the Ascend one. faithful_tokenizer_ascend: what the run found for BitCPM4's own
     tokenizer files (the full-size dummy directory); default: the same as for this profile's model."""
     out = [guide_for(params, platform, faithful_tokenizer=faithful_tokenizer, user_prompt=user_prompt,
-                     max_tokens=max_tokens)]
+                     max_tokens=max_tokens, cpu_dtype=cpu_dtype)]
     ascend = ascend or _ascend_params()
     if not (platform == "npu" and params.profile == ascend.profile):
         fa = faithful_tokenizer if faithful_tokenizer_ascend is None else faithful_tokenizer_ascend
