@@ -118,7 +118,12 @@ def test_determinism_tables_complete(res, params):
     for row in rows:
         assert row["tokens_compared"] == dp.max_tokens and 0 <= row["identical"] <= row["tokens_compared"]
         assert (row["first_divergence"] is None) == row["match"]
-    assert _status(r, "determinism_repeat") == "pass"
+    # the stand-in on one engine, a restarted one, alone and batched: every token identical here
+    assert {c.id: c.status for c in r.checks} == {"determinism_repeat": "pass", "determinism_restart": "pass",
+                                                   "determinism_batch": "pass", "determinism_length": "pass"}
+    assert all(c.scope == "engine" for c in r.checks)
+    ref = r.data["reference"]  # the restarted engine's tokens, for the serving chapter
+    assert ref["token_ids"] == r.data["generations"]["restart"] and len(ref["prompt_ids"]) == n
     t = r.data["totals"]["all"]
     assert r.metric("identical_tokens") == f"{t['identical']}/{t['tokens_compared']}"
     assert r.data["mode"] in ("eager", "graph") and isinstance(r.data["env"], list)
@@ -138,3 +143,45 @@ def test_chinese_metrics_present_and_rows_not_judged(res, params):
         assert "the model was trained on this prompt" in c.detail_en
     assert r.metric("zh_passed") == "0/0"
     assert [t["metric"] for t in r.data["thresholds"]] == ["cjk_share", "distinct_2", "repeat_share"]
+
+
+@pytest.fixture(scope="module")
+def later(e2e_run):
+    out = {}
+    for cid in ("08_serving", "09_accuracy"):
+        p = e2e_run["run_dir"] / "results" / f"{cid}.json"
+        assert p.is_file(), f"{cid} wrote no results; runner output:\n{e2e_run['output'][-3000:]}"
+        out[cid] = R.load(p)
+    return out
+
+
+def test_serving_checks_and_identity(later, e2e_run):
+    r = later["08_serving"]
+    assert r.status == "ok", r.error
+    st = {c.id: c.status for c in r.checks}
+    expected = {"models", "completions", "chat", "chat_template", "stream", "concurrent", "greedy_equal"}
+    assert set(st) - {"stopped"} == expected and set(st.values()) == {"pass"}, st
+    assert all(c.scope == "engine" for c in r.checks)
+    assert "chapter 04" in r.check("greedy_equal").detail_en  # compared with the restarted engine, no extra start
+    # identity: the stand-in is served under its own name, never as the model it stands in for
+    served = r.data["server"]["served_model_name"]
+    assert served == "bitcpm-validation/stand-in" and r.data["probes"]["models"]["detail"]["models"] == [served]
+    guides = r.data["deployment_guides"]
+    assert [g["platform"] for g in guides][-1] == "npu" and guides[-1]["profile"] == "ascend-910b3"
+    for g in guides:
+        text = g["serve"] + g["python"] + g["curl"]
+        assert str(e2e_run["run_dir"]) not in text and "/tmp/" not in text and "127.0.0.1" not in text
+    assert "VLLM_CPU" not in guides[-1]["serve"] + guides[-1]["python"]
+
+
+def test_accuracy_scores_the_stand_in_on_unseen_items_only(later):
+    r = later["09_accuracy"]
+    assert r.status == "ok", r.error
+    removed = r.data["contamination"]["bitcpm_probe_mc"]["removed"]
+    assert len(removed) == 21 and r.data["contamination"]["bitcpm_probe_mc"]["items"] == 32
+    task = next(t for t in r.data["tasks"] if t["task"] == "bitcpm_probe_mc")
+    acc = next(row for row in task["rows"] if row["metric"] == "acc")
+    assert task["status"] == "ok" and acc["n"] == 11
+    assert {c.id: c.status for c in r.checks} == {"task:bitcpm_probe_mc": "pass", "above_chance:bitcpm_probe_mc": "pass"}
+    assert all(c.scope == "model" for c in r.checks)
+    assert "21 items seen in training left out" in r.check("above_chance:bitcpm_probe_mc").detail_en
