@@ -474,18 +474,11 @@ def start_server(params: Params, evidence: Path, which: str, *, why: str = BENCH
                  model_override: Optional[str] = None):
     """The chapter's one benchmark server (`vllm serve`), started fresh on purpose and counted in the run's
     engine starts (engine.starts, kind "benchmark"). The caller stops it (`with ... as srv`)."""
-    from bitcpm_validation.engine import server, starts
-    from bitcpm_validation.engine.offline import run_dir_of
+    from bitcpm_validation.engine import server
 
-    run_dir = run_dir_of(Path(evidence))
-    t0 = time.monotonic()
-    try:
-        srv = server.start(params, evidence, which, model_override=model_override)  # type: ignore[arg-type]
-    except Exception as err:
-        starts.record(run_dir, starts.Start(CHAPTER, "benchmark", which, why, None, ok=False, error=str(err)[:300]))
-        raise
-    starts.record(run_dir, starts.Start(CHAPTER, "benchmark", which, why, round(time.monotonic() - t0, 2)))
-    return srv
+    # server.start counts the start (one record, kind "benchmark", seconds to healthy; a failure too)
+    return server.start(params, evidence, which, model_override=model_override,  # type: ignore[arg-type]
+                        kind="benchmark", why=why, chapter=CHAPTER)
 
 
 def bench_argv(kind: str, args: Sequence[str]) -> list[str]:
