@@ -4,21 +4,23 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 include scripts/pins.env
 
-VENV     ?= .venv
-PY       := $(VENV)/bin/python
+# the environment: VENV=...; else an activated project conda env / a Python that imports vllm_ascend; else .venv
+VENV     ?= $(shell bash scripts/detect_env.sh)
+PY       := $(firstword $(wildcard $(VENV)/bin/python $(VENV)/bin/python3) $(VENV)/bin/python)
 PARAMS   ?= params/default.yaml
 RUN      ?= runs/latest
 PLATFORM ?= $(shell bash scripts/detect_platform.sh 2>/dev/null || echo cpu)
-STAMP    := $(VENV)/.bitcpm-setup-$(PLATFORM)
+STAMP    := build/setup-stamps/$(PLATFORM)$(subst /,_,$(abspath $(VENV)))
 PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 
-.PHONY: help setup report render test test-fast lab stand-in clean-runs publish compare
+.PHONY: help setup report render test test-fast lab stand-in clean-runs publish compare check-install
 
 help:
 	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
 	@echo "make test                        unit, notebook and end-to-end tests"
-	@echo "make setup [PLATFORM=cpu|cuda|npu]  the venv ($(VENV)) with the engine stack (implicit in the others)"
+	@echo "make setup [PLATFORM=cpu|cuda|npu]  the environment ($(VENV)) with the engine stack (implicit in the others)"
+	@echo "make check-install [TARGETS='npu-aarch64 npu-x86_64 cuda cpu']  each platform's pins resolve (package index, no device)"
 	@echo "make render [RUN=runs/<id>]      re-render a run's report.zh/en.html / .pdf and report.md"
 	@echo "make lab                         JupyterLab with the project's kernel"
 	@echo "make stand-in                    (re)train the small stand-in model into models/stand-in"
@@ -28,10 +30,13 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env
+$(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env scripts/vllm_source.py
 	PLATFORM=$(PLATFORM) VENV=$(VENV) bash scripts/setup_env.sh
-	@rm -f $(VENV)/.bitcpm-setup-*
-	@touch $@
+	@mkdir -p $(dir $@) && rm -f $(dir $@)$(PLATFORM)* && touch $@
+
+# each platform's engine stack resolves on the package index (no device needed; CI runs it)
+check-install:
+	$(if $(wildcard $(PY)),$(PY),python3) scripts/check_install.py $(TARGETS)
 
 report: $(STAMP)
 	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY)) $(if $(MODEL),--model $(MODEL))

