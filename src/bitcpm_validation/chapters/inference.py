@@ -89,8 +89,8 @@ def first_sentence(text: str) -> str:
     return line[:m.end()] if m else line
 
 
-def answer_in_position(text: str, answers: Sequence[str]) -> tuple[Optional[str], str]:
-    """(the accepted answer found, where) or (None, what the answer position held).
+def answer_in_position(text: str, answers: Sequence[str]) -> tuple[Optional[str], str, str]:
+    """(the accepted answer found or None, where it looked in English, in Chinese).
 
     Positions: the option an explicit pick ("Answer: A") chooses, when the output lists options; else the
     first sentence. A digit that occurs by chance later in the text is not an answer."""
@@ -100,10 +100,11 @@ def answer_in_position(text: str, answers: Sequence[str]) -> tuple[Optional[str]
         letter = pick.group(1).upper()
         chosen = options[letter]
         hit = next((a for a in answers if _as_word(a, chosen)), None)
-        return hit, f"option {letter} ({chosen!r}) picked by {pick.group(0).strip()!r}"
-    first = first_sentence(text)
+        picked = pick.group(0).strip()
+        return hit, f"option {letter} ({chosen!r}) picked by {picked!r}", f"{picked!r} 选择的选项 {letter}（{chosen!r}）"
+    first = first_sentence(text).strip()[:80]
     hit = next((a for a in answers if _as_word(a, first)), None)
-    return hit, f"first sentence {first.strip()[:80]!r}"
+    return hit, f"first sentence {first!r}", f"第一句 {first!r}"
 
 
 def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
@@ -134,10 +135,11 @@ def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
         cond("min_lines", lines >= expect.min_lines, f"{lines} lines (>= {expect.min_lines})",
              f"{lines} 行（≥ {expect.min_lines}）")
     if expect.answer:
-        hit, where = answer_in_position(t, expect.answer)
+        hit, where_en, where_zh = answer_in_position(t, expect.answer)
         cond("answer", hit is not None,
-             f"answer {hit!r} in the answer position: {where}" if hit else f"none of {expect.answer} in the answer position: {where}",
-             f"作答位置有答案 {hit!r}：{where}" if hit else f"作答位置没有 {expect.answer} 中的任何一个：{where}")
+             f"answer {hit!r} in the answer position: {where_en}" if hit
+             else f"none of {expect.answer} in the answer position: {where_en}",
+             f"作答位置有答案 {hit!r}：{where_zh}" if hit else f"作答位置没有 {expect.answer} 中的任何一个：{where_zh}")
     if expect.language:
         shares = textlang.language_shares(t, g.languages)
         measures["language_shares"] = {k: round(v, 3) for k, v in shares.items()}
