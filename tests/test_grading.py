@@ -160,3 +160,10 @@ def test_judge_probe_rows():
 def test_unknown_language_code_is_a_clear_error():
     with pytest.raises(ValueError, match="grading.languages: 'xx'"):
         I.grade("Hello there, how are you today?", Expectation(language="en"), GradingCriteria(languages=["en", "xx"]))
+
+
+def test_chinese_answer_in_the_first_sentence():
+    e = Expectation(answer=["北京"])
+    assert I.grade("中国的首都是北京。北京很大。", e, G).status == "pass"
+    g = I.grade("中国的首都是上海。不是北京。", e, G)
+    assert g.status == "fail" and g.failed == ["answer"] and "第一句" in g.detail_zh
