@@ -58,7 +58,7 @@ def test_loading(res):
     # transformers 5.x rebuilds the stand-in's LlamaTokenizer: the model's own tokenizer fails fidelity with the
     # first mismatch named, and the faithful tokenizer directory is what the engine is given
     fid = r.check("tokenizer_fidelity")
-    assert fid.status == "fail" and re.search(r"at token \d+: reference \(SentencePiece.*\) \d+ .* vs engine \d+",
+    assert fid.status == "warn" and re.search(r"at token \d+: reference \(SentencePiece.*\) \d+ .* vs engine \d+",
                                               fid.detail_en), fid.detail_en
     assert r.data["engine_tokenizer"]["path"].startswith("artifacts/faithful-tokenizer/")
     probe = r.data["real"]["engine_probe"]
@@ -77,7 +77,7 @@ def test_loading(res):
     assert full["parameters"] == 433_873_920 and full["head_dim"] == 64 and full["gqa_ratio"] == "8:1"
     assert [m["real"] for m in r.data["matrix"]] == ["✅"] * len(r.data["matrix"])
     stages = {e["key"] for e in r.data["init_timeline"]["dummy"]}
-    assert {"weights_done", "kv_cache", "ready"} <= stages
+    assert {"model_init", "kv_cache", "ready"} <= stages and "weights_done" in {e["key"] for e in r.data["init_timeline"]["real"]}
     assert any(x["key"] == "device_config" for x in r.data["key_log_lines"]["dummy"])
 
 
