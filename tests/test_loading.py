@@ -313,6 +313,17 @@ def test_file_list_and_download_commands():
     assert "snapshot_download('openbmb/BitCPM4-0.5B', local_dir='./BitCPM4-0.5B')" in cmds["ModelScope"]
 
 
+def test_model_information(tmp_path):
+    stand_in = _params_for(tmp_path, STAND_IN)
+    info = {k[1]: v for k, v in loading.model_information(stand_in, FULL, "bfloat16")}
+    assert info["Original model"][1].startswith("none (a stand-in)")
+    assert "trained by this project" in info["Source"][1] and "openbmb/BitCPM4-0.5B" in info["Source"][1]
+    assert info["Parameters (full-size architecture, derived from config)"] == "433,873,920"
+    assert info["Parameters (weights loaded, counted from safetensors headers)"] == f"{loading.parameters_from_weights(STAND_IN):,}"
+    assert info["Load dtype"] == "bfloat16"
+    assert loading.repo_id(stand_in)[0] == "openbmb/BitCPM4-0.5B"
+
+
 def test_parameters_from_weights(tiny):
     from bitcpm_validation.model import config as mcfg
 

@@ -673,6 +673,7 @@ FILE_PURPOSE: dict[str, tuple[str, str]] = {
     "README.md": ("说明文档", "documentation"),
     "MODEL_ORIG_README.md": ("官方原始 README", "the official original README"),
     ".gitattributes": ("Git LFS 规则", "Git LFS rules"),
+    "training_corpus.json": ("替身模型训练语料的摘要（用于判断探针是否见过）", "the stand-in's training-corpus digest (were the probes seen in training?)"),
 }
 
 
@@ -694,29 +695,40 @@ def file_list(model_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def model_information(params: Any, arch_dir: Path) -> list[tuple[tuple[str, str], Any]]:
+def model_information(params: Any, arch_dir: Path, dtype: str) -> list[tuple[tuple[str, str], Any]]:
     """The original's model-information table from params and the files: [((label_zh, label_en), value)].
-    Values that are text in both languages are (zh, en) tuples; the notebook wraps them in T."""
+    Values that are text in both languages are (zh, en) tuples; the notebook wraps them in T. `dtype`: what
+    the engine is given (engine.dtype resolved for this host)."""
     m = params.model
     cfg = mcfg.read_config(arch_dir)
     loaded_params = parameters_from_weights(params.model_path)
     config_params = mcfg.parameter_count(cfg, tying(arch_dir)["lm_head"])
-    weights = (("项目训练的替身模型（小型三值 QAT MiniCPM），不是 BitCPM4", "the project's stand-in (a small ternary-QAT "
-                "MiniCPM), not BitCPM4") if m.is_stand_in else ("真实权重", "real weights"))
-    rows = [
+    repo, _ = repo_id(params)
+    if m.is_stand_in:
+        weights: Any = ("项目训练的替身模型（小型三值 QAT MiniCPM），不是 BitCPM4", "the project's stand-in (a small ternary-QAT "
+                        "MiniCPM), not BitCPM4")
+        original: Any = ("无（替身模型）；BitCPM4-0.5B 的原始模型为 MiniCPM4-0.5B", "none (a stand-in); BitCPM4-0.5B's original "
+                         "model is MiniCPM4-0.5B")
+        source: Any = (f"本项目训练（make stand-in）；BitCPM4 的仓库：{repo}", f"trained by this project (make stand-in); "
+                       f"BitCPM4's repository: {repo}")
+    else:
+        weights = ("真实权重", "real weights")
+        original = ("MiniCPM4-0.5B（BitCPM4-0.5B 是其三值 QAT 版本）", "MiniCPM4-0.5B (BitCPM4-0.5B is its ternary-QAT version)")
+        src = getattr(m, "source", None)
+        rev = f" @ {src.commit or src.revision}" if src is not None and (src.commit or src.revision) else ""
+        source = f"{src.hub if src is not None else 'Hugging Face / ModelScope'}: {repo}{rev}"
+    return [
         (("模型名称", "Model name"), m.name),
-        (("原始模型", "Original model"), ("MiniCPM4-0.5B（BitCPM4-0.5B 是其三值 QAT 版本）",
-                                      "MiniCPM4-0.5B (BitCPM4-0.5B is its ternary-QAT version)")),
-        (("模型来源", "Source"), f"Hugging Face / ModelScope: {m.name}"),
+        (("原始模型", "Original model"), original),
+        (("模型来源", "Source"), source),
         (("架构", "Architecture"), ", ".join(cfg.get("architectures") or [])),
         (("本次加载的权重", "Weights loaded in this run"), weights),
         (("参数量（完整尺寸架构，由 config 推导）", "Parameters (full-size architecture, derived from config)"),
          f"{config_params:,}"),
         (("参数量（本次加载的权重，由 safetensors 头统计）", "Parameters (weights loaded, counted from safetensors headers)"),
          f"{loaded_params:,}" if loaded_params else "—"),
-        (("载入精度", "Load dtype"), params.engine.dtype),
+        (("载入精度", "Load dtype"), dtype),
     ]
-    return rows
 
 
 # Engine-start milestones in vLLM's log (CPU, CUDA and vLLM-Ascend share these lines): (key, zh, en, pattern).
@@ -784,7 +796,7 @@ KEY_LOG_LINES = (
      r"GPU-specific|Resetting to|Ignored parameter|not supported on"),
     ("onednn", "oneDNN 回退", "oneDNN fallback", r"oneDNN"),
     ("threads", "线程绑定", "thread binding",
-     r"OMP threads binding|thread binding info|reserve_cpu_num|core ids=|VLLM_CPU_OMP_THREADS_BIND=|Reducing Torch threads"),
+     r"OMP threads binding|reserve_cpu_num|core ids=|VLLM_CPU_OMP_THREADS_BIND=|Reducing Torch threads"),
     ("preload", "内存分配器预加载", "allocator preload", r"LD_PRELOAD|tcmalloc|libiomp"),
     ("attention", "注意力后端", "attention backend", r"[Uu]sing \S+ (?:attention )?backend|attention backend"),
     ("dtype", "精度", "dtype", r"dtype=\S+|[Cc]asting torch\.\w+ to torch\.\w+"),
