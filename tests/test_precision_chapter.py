@@ -70,8 +70,16 @@ def test_precision_chapter(chapters_run):
     assert o.status == "ok", o.error
     res = R.load(chapters_run["run_dir"] / "results" / "06_precision.json")
     checks = {c.id: c for c in res.checks}
-    for cid in ("ref_top1", "ref_mean_dlogprob", "ref_kl", "ref_logprobs_close"):
-        assert checks[cid].status == "pass", (cid, checks[cid].detail_en)
+    # three implementations, every pair judged
+    for pair in ("engine-vs-reference", "engine-vs-transformers", "transformers-vs-reference"):
+        for cid in (f"agreement:{pair}", f"logprobs_close:{pair}"):
+            assert checks[cid].status == "pass", (cid, checks[cid].detail_en)
+            assert checks[cid].scope == "engine"
+    assert res.data["golden"]["kind"] == "reference" and res.data["golden"]["transformers_error"] is None
+    s = res.data["comparisons"]["engine-vs-reference"]["summary"]
+    assert s["kl_basis"] == "full" and s["mean_kl"] is not None  # whole-vocabulary rows from the engine
+    tr = res.data["comparisons"]["transformers-vs-reference"]["summary"]
+    assert tr["top1_agreement"] == 1.0 and tr["max_abs_dlogprob"] < 1e-3
     assert res.metric("top1_agreement") >= 0.95
     assert 0 < res.metric("max_abs_dlogprob") < 0.5  # BF16 engine vs fp32: small but not zero
     b = res.data["bundle"]
@@ -79,12 +87,33 @@ def test_precision_chapter(chapters_run):
     assert len(b["items"][0]["tf_rows"]) == len(b["items"][0]["tf_ids"]) - 1
     assert res.data["reference_bundle"]["items"][0]["tf_ids"] == b["items"][0]["tf_ids"]
     # Missing baseline: one-line failure; the run against itself: identical.
-    assert checks["baseline_0"].status == "fail" and "not found" in checks["baseline_0"].detail_en
-    assert "\n" not in checks["baseline_0"].detail_en
-    assert checks["baseline_1"].status == "pass"
+    assert checks["baseline:0"].status == "fail" and "not found" in checks["baseline:0"].detail_en
+    assert "\n" not in checks["baseline:0"].detail_en
+    assert checks["baseline:1"].status == "pass"
     same = res.data["baselines"][0]["summary"]
     assert same["top1_agreement"] == 1.0 and same["max_abs_dlogprob"] == 0.0
     assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "abs_dlogprob.png").is_file()
+
+
+@pytest.mark.engine
+def test_precision_names_a_remote_code_error_and_still_compares(tmp_path, model_dir):
+    """A directory whose modeling code does not load with the installed transformers: the transformers pairs
+    are not_run with the one-line error; the engine is still compared with the reference."""
+    import shutil
+
+    d = tmp_path / "model"
+    shutil.copytree(model_dir, d)
+    (d / "modeling_minicpm.py").write_text("raise ImportError('needs flash_attn (missing here)')\n")
+    params = _params(tmp_path, d, prompts=1, max_new_tokens=4)
+    o = runner.run_chapter(ROOT / "notebooks" / "06_precision.ipynb", tmp_path / "run", params)
+    assert o.status == "ok", o.error
+    res = R.load(tmp_path / "run" / "results" / "06_precision.json")
+    checks = {c.id: c for c in res.checks}
+    for pair in ("engine-vs-transformers", "transformers-vs-reference"):
+        row = checks[f"agreement:{pair}"]
+        assert row.status == "not_run" and "flash_attn" in row.detail_en and "\n" not in row.detail_en
+    assert checks["agreement:engine-vs-reference"].status == "pass"
+    assert "flash_attn" in res.data["golden"]["transformers_error"]
 
 
 @pytest.mark.engine
@@ -131,4 +160,4 @@ def test_default_report_has_precision_and_quantization(e2e_run):
         res = R.load(rd / "results" / f"{cid}.json")
         assert res.status == "ok", (cid, res.error)
     prec = R.load(rd / "results" / "06_precision.json")
-    assert prec.data["bundle"]["items"] and prec.check("ref_top1").status == "pass"
+    assert prec.data["bundle"]["items"] and prec.check("agreement:engine-vs-reference").status == "pass"

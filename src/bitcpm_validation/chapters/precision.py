@@ -263,7 +263,9 @@ def load_transformers(model_dir: Path) -> Any:
     try:
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # "Loading weights" bars say nothing in a report
         return AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=True,
                                                     dtype=torch.float32).eval()
     except Exception as err:  # any import/config/code error of the remote code: report it, do not hide it
