@@ -340,3 +340,22 @@ def test_summary_data_keys(tmp_path):
     assert set(d["scopes"]) == {"engine", "model"} and d["scopes"]["engine"]["verdict"] == "pass"
     assert d["registry"][0]["id"] == "kv" and d["registry"][0]["criterion"]["zh"] == "判据"
     R.validate({"chapter": "00_summary", "title_en": "s", "title_zh": "s", "data": d})  # JSON-ready
+
+
+def test_validated_line_escapes_names_from_files(tmp_path):
+    page = S.page_one(tmp_path, params(False, name="evil/*model*<b>"))
+    line = S.validated_line(page)
+    assert line.en.startswith("**Model** evil/\\*model\\*&lt;b&gt; · **Weights** unknown")
+    assert line.zh.startswith("**模型** evil/") and "**设备** 未检测" in line.zh and "Profile" not in line.en
+
+
+def test_key_metrics_grouped_by_what_they_were_measured_on():
+    km = [S.KeyMetric("02", "h", "a", "A", "甲", 1.5, "s", measured_on="stand-in · trained · CPU"),
+          S.KeyMetric("07", "h", "b", "B", "乙", 2, "tok/s", measured_on="0.5B shape · dummy · CPU"),
+          S.KeyMetric("11", "h", "c", "C", "丙", "abc", ""),
+          S.KeyMetric("03", "h", "d", "D", "丁", 0.25, "", measured_on="stand-in · trained · CPU")]
+    headers, body = S.key_metrics_table(km)
+    assert headers[0].en.startswith("Measured on")
+    assert [(r[0] if isinstance(r[0], str) else r[0].en, r[1].en, r[2]) for r in body] == [
+        ("stand-in · trained · CPU", "A", "1.50 s"), ("", "D", "0.25"),
+        ("0.5B shape · dummy · CPU", "B", "2 tok/s"), ("not stated", "C", "abc")]

@@ -684,12 +684,22 @@ def validated_table(page: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
     return [T("项目", "Item"), T("内容", "Value")], rows
 
 
+def validated_line(page: dict[str, Any]) -> T:
+    """What was validated, as one Markdown paragraph per language (values escaped: names come from files)."""
+    from bitcpm_validation.report.textsafe import md_escape
+
+    _, rows = validated_table(page)
+    parts = [(k, v) for k, v in rows if k.en != "Profile"]  # the report's header names the profile
+    return T(" · ".join(f"**{k.zh}** {md_escape(v.zh if isinstance(v, T) else v)}" for k, v in parts),
+             " · ".join(f"**{k.en}** {md_escape(v.en if isinstance(v, T) else v)}" for k, v in parts))
+
+
 def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[Any]]]:
     headers = [T("范围", "Scope"), T("结论", "Verdict"), T("检查项", "Checks"), T("说明", "Why")]
     body = []
     for v in verdicts.values():
         c = v.counts
-        counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK)  # en space between, kept whole
+        counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK if c[k]) or "—"
         why = v.reasons[:2]
         more = len(v.reasons) - len(why)
         why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
@@ -712,9 +722,19 @@ def findings_markdown(found: list[Finding], lang: str, *, document: bool = True)
 
 
 def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
-    headers = [T("指标", "Metric"), T("值", "Value"), T("测量对象（模型 · 权重 · 设备）", "Measured on (model · weights · device)")]
-    return headers, [[T(m.name_zh or m.name_en, m.name_en), m.value_text,
-                      m.measured_on or T("未注明", "not stated")] for m in km]
+    """Key metrics grouped by what they were measured on (named on a group's first row, so the other
+    columns keep their width); metrics that do not say come last, under "not stated"."""
+    headers = [T("测量对象（模型 · 权重 · 设备）", "Measured on (model · weights · device)"), T("指标", "Metric"),
+               T("值", "Value")]
+    groups: dict[str, list[KeyMetric]] = {}
+    for m in km:
+        groups.setdefault(m.measured_on, []).append(m)
+    body: list[list[Any]] = []
+    for on in sorted(groups, key=lambda k: not k):  # stable: first-seen order, the unstated group last
+        for i, m in enumerate(groups[on]):
+            label: Any = (on or T("未注明", "not stated")) if i == 0 else ""
+            body.append([label, T(m.name_zh or m.name_en, m.name_en), m.value_text])
+    return headers, body
 
 
 def matrix_display(rows: list[MatrixRow], limit: int = 70) -> tuple[list[T], list[list[Any]]]:
