@@ -52,8 +52,8 @@ def test_old_fill_bias_is_gone():
     assert 1 not in q_topk_only
     floor = min(q_topk_only.values())
     s = A.topk_ids(p_row, k)
-    lp = A._log_normalise([p_row[t] for t in s])  # noqa: SLF001  (the old formula, reproduced here)
-    lq = A._log_normalise([q_topk_only.get(t, floor) for t in s])  # noqa: SLF001
+    lp = A.log_normalise([p_row[t] for t in s])  # the old formula, reproduced here
+    lq = A.log_normalise([q_topk_only.get(t, floor) for t in s])
     old = sum(math.exp(a) * (a - b) for a, b in zip(lp, lq))
     # scored for the golden's top-k tokens (what follower_bundle stores): exact top-k KL
     q_scored = A.row_from_full(q_full, k, also=A.full_topk(p_full, k))

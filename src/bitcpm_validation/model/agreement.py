@@ -79,7 +79,8 @@ def topk_ids(row: Row, k: int) -> list[int]:
     return [t for t, _ in sorted(row.items(), key=lambda x: (-x[1], x[0]))[:k]]
 
 
-def _log_normalise(v: list[float]) -> list[float]:
+def log_normalise(v: list[float]) -> list[float]:
+    """Log-probabilities renormalised to sum to 1 over the listed entries (log-sum-exp)."""
     m = max(v)
     z = m + math.log(sum(math.exp(x - m) for x in v))
     return [x - z for x in v]
@@ -91,7 +92,7 @@ def kl_topk(p: Row, q: Row, k: int) -> Optional[float]:
     s = topk_ids(p, k)
     if any(t not in q for t in s):
         return None
-    lp, lq = _log_normalise([p[t] for t in s]), _log_normalise([q[t] for t in s])
+    lp, lq = log_normalise([p[t] for t in s]), log_normalise([q[t] for t in s])
     return max(0.0, sum(math.exp(a) * (a - b) for a, b in zip(lp, lq)))
 
 
