@@ -102,8 +102,8 @@ def _pct_status(pct_value: float, warn: float, fail: float) -> str:
 def _causes_text(causes: Sequence[Cause]) -> tuple[str, str]:
     if not causes:
         return "", ""
-    return ("; causes seen in this run: " + "; ".join(c.en for c in causes),
-            "；本次运行可见的原因：" + "；".join(c.zh for c in causes))
+    return (". Causes seen in this run: " + "; ".join(c.en for c in causes),
+            "。本次运行可见的原因：" + "；".join(c.zh for c in causes))
 
 
 def judge_decode(decode_tok_s: Optional[float], limit_tok_s: float, device: str, warn_pct: float, fail_pct: float,
@@ -113,8 +113,8 @@ def judge_decode(decode_tok_s: Optional[float], limit_tok_s: float, device: str,
         return DECODE.not_run("no TPOT at concurrency 1 (the sweep has no concurrency 1, or it produced no tokens)",
                               "并发 1 没有 TPOT（扫描未含并发 1 或未生成 token）")
     p = 100.0 * decode_tok_s / limit_tok_s
-    base_en = f"{decode_tok_s:,.1f} tok/s = {p:.1f} % of {limit_tok_s:,.1f} tok/s on {device}"
-    base_zh = f"{decode_tok_s:,.1f} tok/s，为 {device} 上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
+    base_en = f"{decode_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s bandwidth limit on {device}"
+    base_zh = f"{decode_tok_s:,.1f} tok/s，为 {device} 带宽上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
     if p > 100.0:
         return DECODE.row("warn", base_en + ": above the limit, so the measured bandwidth is too low (a busy moment?)",
                           base_zh + "：超过上限，说明实测带宽偏低（测量时机器繁忙？）")
@@ -133,7 +133,7 @@ def judge_prefill(prefill_tok_s: Optional[float], limit_tok_s: float, device: st
     status = _pct_status(p, warn_pct, fail_pct)
     ce, cz = _causes_text(causes) if status != "pass" else ("", "")
     return PREFILL.row(
-        status, f"{prefill_tok_s:,.1f} tok/s = {p:.1f} % of the compute limit {limit_tok_s:,.1f} tok/s on {device} "
+        status, f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit on {device} "
                 f"(warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
         f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
         f"（低于 {warn_pct:g} % 警告，低于 {fail_pct:g} % 失败）{cz}")
