@@ -128,6 +128,10 @@ def test_engine_log_facts_and_causes():
     assert P.diagnose("cpu", "bfloat16", {"avx2", "avx512f", "avx512_bf16"},
                       P.engine_log_facts("local_rank=0, core ids=[0, 1]\n"), 2, True) == []
     assert "eager" in P.diagnose("cuda", "bfloat16", set(), {}, 8, True)[0].en
+    # a host shared with other work: the load before the chapter started, against the usable cores
+    busy = P.diagnose("cpu", "bfloat16", {"avx512_bf16"}, {}, 2, True, load_average=5.2)
+    assert len(busy) == 1 and "load average 5.2 on 2 usable cores" in busy[0].en and "5.2" in busy[0].zh
+    assert P.diagnose("cpu", "bfloat16", {"avx512_bf16"}, {}, 2, True, load_average=1.0) == []
 
 
 def test_bandwidth_and_matmul_measured():

@@ -210,9 +210,15 @@ def engine_log_facts(log_text: str) -> dict[str, Any]:
 
 
 def diagnose(device: str, dtype: str, flags: set[str], log_facts: dict[str, Any], usable_cores: int,
-             enforce_eager: bool) -> list[Cause]:
-    """The slow-downs this run can name, from the CPU's flags and the engine's own log."""
+             enforce_eager: bool, load_average: Optional[float] = None) -> list[Cause]:
+    """The slow-downs this run can name, from the CPU's flags, the engine's own log and the host's load
+    (the 1-minute load average before this chapter started anything, against the usable cores)."""
     out: list[Cause] = []
+    if load_average is not None and load_average > usable_cores + 0.5:
+        out.append(Cause(f"the host was busy: load average {load_average:.1f} on {usable_cores} usable cores before "
+                         f"the benchmarks started (other processes take CPU time from the engine)",
+                         f"主机繁忙：基准测试开始前 1 分钟平均负载 {load_average:.1f}，可用核心 {usable_cores} 个"
+                         f"（其他进程占用引擎的 CPU 时间）"))
     if device == "cpu":
         isa = hostcpu.vector_isa(flags)
         if dtype == "bfloat16" and not hostcpu.has_native_bf16(flags):
