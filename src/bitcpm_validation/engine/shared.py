@@ -152,6 +152,8 @@ class SharedClient:
         self.llm = None
         self._timeout = timeout_s
         self._session = requests.Session()
+        # one connection per request in flight (a batch is up to 64 concurrent requests; no pool-full warnings)
+        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64))
         self._tok = None
         self._log_mark = _size(Path(info.log))
         self._closed = False
