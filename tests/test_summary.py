@@ -359,3 +359,41 @@ def test_key_metrics_grouped_by_what_they_were_measured_on():
     assert [(r[0] if isinstance(r[0], str) else r[0].en, r[1].en, r[2]) for r in body] == [
         ("stand-in · trained · CPU", "A", "1.50 s"), ("", "D", "0.25"),
         ("0.5B shape · dummy · CPU", "B", "2 tok/s"), ("not stated", "C", "abc")]
+
+
+def test_key_facts_line_holds_the_metrics_without_measured_on():
+    km = [S.KeyMetric("01", "h", "vllm", "vLLM", "vLLM", "0.11.0", ""),
+          S.KeyMetric("07", "h", "b", "B", "乙", 2, "tok/s", measured_on="0.5B shape · dummy · CPU"),
+          S.KeyMetric("11", "h", "commit", "Project commit", "项目提交", "abc_def", "")]
+    line = S.key_facts_line(km)
+    assert line.en == "**vLLM** 0.11.0 · **Project commit** abc\\_def"
+    assert line.zh == "**vLLM** 0.11.0；**项目提交** abc\\_def"
+    assert S.key_facts_line(km[1:2]) is None
+
+
+def test_matrix_folds_long_families_but_never_a_failure(tmp_path):
+    why = [f"the model was trained on this prompt: {p}'s text occurs verbatim" for p in ("a", "b", "c", "d")]
+    probes = [chk(f"probe:{p}", "not_run", "model", w) for p, w in zip("abcd", why)]
+    probes += [chk("probe:e", "fail", "model", "answered noise"), chk("probe:f", "pass", "model", "ok"),
+               chk("probe:g", "pass", "model", "ok")]
+    rows = scoped_run(tmp_path, GOOD | {"03_inference": probes})
+    spec_probe = spec("probe", "03_inference", "model", family=True)
+    body = [r for r in S.matrix_display(rows, [spec_probe])[1] if r[0] == ("03 推理测试", "03 Inference") or
+            (r[0] == "" and isinstance(r[2], S.T) and "probe" in r[2].en)]
+    assert [(r[1], r[2].en, r[3].en) for r in body] == [
+        ("—", "probe (4 items)", "the model was trained on this prompt…"),  # folded, with the reason they share
+        ("❌", "probe:e", "answered noise"), ("✅", "probe:f", "ok"), ("✅", "probe:g", "ok")]  # 2 < fold: kept
+    assert body[0][2].zh == "probe（4 项）"
+
+
+def test_registry_appendix_says_why_a_check_cannot_fail():
+    specs = [spec("batch", "04_determinism", "engine", worst="warn", worst_reason="no batch-invariance promise",
+                  worst_reason_zh="不保证批次不变"), spec("restart", "04_determinism", "engine")]
+    headers, body = S.registry_table(specs)
+    assert [h.en for h in headers] == ["Chapter", "Check", "Scope", "Worst", "Criterion"]
+    assert [r[0] for r in body] == ["04", ""] and [r[3] for r in body] == ["⚠️", "❌"]
+    assert body[0][4].en == "criterion. At worst ⚠️: no batch-invariance promise"
+    assert body[0][4].zh == "判据。最差为 ⚠️：不保证批次不变" and body[1][4].en == "criterion"
+    data = S.registry_rows(specs)
+    assert data[0]["worst_reason"] == {"zh": "不保证批次不变", "en": "no batch-invariance promise"}
+    assert data[1]["worst_reason"] is None

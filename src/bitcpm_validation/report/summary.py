@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -700,7 +701,7 @@ def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[
     for v in verdicts.values():
         c = v.counts
         counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK if c[k]) or "—"
-        why = v.reasons[:2]
+        why = v.reasons[:1]  # page one: the first reason (failures first); all of them are in data["scopes"]
         more = len(v.reasons) - len(why)
         why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
                   "; ".join(short(r.en, 70) for r in why) + (f"; {more} more" if more else ""))
@@ -721,6 +722,18 @@ def findings_markdown(found: list[Finding], lang: str, *, document: bool = True)
     return "\n".join(f"- {md_escape(f.line.zh if lang == 'zh' else f.line.en)}" for f in found)
 
 
+def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
+    """Key metrics that do not say what they were measured on (facts of the run: versions, commit, counts),
+    as one Markdown line per language, or None. Page one shows them here and the measured ones in the table."""
+    from bitcpm_validation.report.textsafe import md_escape
+
+    facts = [m for m in km if not m.measured_on]
+    if not facts:
+        return None
+    return T("；".join(f"**{md_escape(m.name_zh or m.name_en)}** {md_escape(m.value_text)}" for m in facts),
+             " · ".join(f"**{md_escape(m.name_en)}** {md_escape(m.value_text)}" for m in facts))
+
+
 def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
     """Key metrics grouped by what they were measured on (named on a group's first row, so the other
     columns keep their width); metrics that do not say come last, under "not stated"."""
@@ -737,15 +750,51 @@ def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
     return headers, body
 
 
-def matrix_display(rows: list[MatrixRow], limit: int = 70) -> tuple[list[T], list[list[Any]]]:
-    """The compact check matrix: chapter (on its first row only), mark, check name, short reason."""
+def _common_reason(texts: list[str], limit: int) -> str:
+    """What a family's reasons share (their common start, cut at a word or clause), else the first, shortened."""
+    prefix = os.path.commonprefix(texts)
+    if len(set(texts)) == 1:
+        return short(texts[0], limit)
+    cut = max(prefix.rfind(c) for c in " :：，,；;")
+    if cut >= 12:
+        return short(prefix[:cut].rstrip(" :：，,；;"), limit - 1) + "…"
+    return short(texts[0], limit)
+
+
+def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit: int = 60,
+                   fold: int = 3) -> tuple[list[T], list[list[Any]]]:
+    """The compact check matrix: chapter (on its first row only), mark, check name, short reason.
+
+    `fold` or more consecutive ✅ / — rows of one family (one probe per row, ...) become one row "name (n items)"
+    with their shared reason; every ❌ and ⚠️ keeps its own row. Details stay in the chapters."""
+    index = _spec_index(specs)
     headers = [T("章节", "Chapter"), "", T("检查项", "Check"), T("原因", "Reason")]
-    body, last = [], None
+    groups: list[list[MatrixRow]] = []
     for r in rows:
+        prev = groups[-1][-1] if groups else None
+        foldable = r.kind == "check" and ":" in r.check_id and r.status in ("pass", "not_run")
+        if foldable and prev is not None and (prev.chapter, prev.base_id, prev.status, ":" in prev.check_id) == \
+                (r.chapter, r.base_id, r.status, True):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    body, last = [], None
+    for g in groups:
+        r = g[0]
         chapter = r.title if r.chapter != last else ""
         last = r.chapter
-        reason = T(short(r.reason_t.zh, limit // 2 + 10), short(r.reason_t.en, limit)) if r.reason_en or r.reason_zh else ""
-        body.append([chapter, r.mark, r.name_t, reason])
+        if len(g) >= fold:
+            spec = index.get((r.chapter, r.base_id))
+            base_zh, base_en = (spec.name_zh, spec.name_en) if spec else (r.base_id, r.base_id)
+            name: Any = T(f"{base_zh}（{len(g)} 项）", f"{base_en} ({len(g)} items)")
+            reason: Any = T(_common_reason([x.reason_t.zh for x in g], limit // 2 + 5),
+                            _common_reason([x.reason_t.en for x in g], limit))
+            body.append([chapter, r.mark, name, reason])
+            continue
+        for x in g:
+            reason = T(short(x.reason_t.zh, limit // 2 + 5), short(x.reason_t.en, limit)) if x.reason_en or x.reason_zh else ""
+            body.append([chapter, x.mark, x.name_t, reason])
+            chapter = ""
     return headers, body
 
 
@@ -764,16 +813,18 @@ def registry_rows(specs: Iterable[CheckSpec]) -> list[dict[str, Any]]:
 
 
 def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]]:
-    """The appendix: every registered check with its chapter, scope, criterion and worst status (and why)."""
-    headers = [T("检查项", "Check"), T("章节", "Chapter"), T("范围", "Scope"), T("判据", "Criterion"),
-               T("最差结果", "Worst")]
-    body = []
+    """The appendix: every registered check with its chapter (on its first row), scope, worst status and
+    criterion; a check whose worst is ⚠️ says why after its criterion."""
+    headers = [T("章节", "Chapter"), T("检查项", "Check"), T("范围", "Scope"), T("最差", "Worst"), T("判据", "Criterion")]
+    body, last = [], None
     for s in specs:
-        worst: Any = R.STATUS_MARK[s.worst]
+        criterion = T(s.criterion_zh, s.criterion_en)
         if s.worst_reason:
-            worst = T(f"{worst} {s.worst_reason_zh or s.worst_reason}", f"{worst} {s.worst_reason}")
-        body.append([T(f"{s.name_zh}（{s.id}）", f"{s.name_en} ({s.id})"), s.chapter.split("_", 1)[0],
-                     SCOPE_WORD[s.scope], T(s.criterion_zh, s.criterion_en), worst])
+            criterion = T(f"{s.criterion_zh}。最差为 ⚠️：{s.worst_reason_zh or s.worst_reason}",
+                          f"{s.criterion_en}. At worst ⚠️: {s.worst_reason}")
+        body.append([s.chapter.split("_", 1)[0] if s.chapter != last else "", T(f"{s.name_zh}（{s.id}）",
+                     f"{s.name_en} ({s.id})"), SCOPE_WORD[s.scope], R.STATUS_MARK[s.worst], criterion])
+        last = s.chapter
     return headers, body
 
 
