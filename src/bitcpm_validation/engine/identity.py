@@ -44,7 +44,7 @@ def served_model_name(params: Params, which: str = "real") -> str:
 def weights_label(params: Params, which: str = "real") -> str:
     if which == "dummy":
         return "dummy weights"
-    return "trained ternary" if params.model.is_stand_in else "real weights"
+    return "trained ternary" if params.model.is_stand_in else "own weights"
 
 
 def device_label(platform: str) -> str:
