@@ -224,6 +224,21 @@ def test_who_gets_an_engine_of_its_own(tmp_path, fake_server, monkeypatch):
     assert launched[0] == ("real", {"dtype": "float32"})
 
 
+def test_shared_server_leaves_room_on_an_accelerator(tmp_path):
+    p = _params(tmp_path, gpu_memory_utilization=0.5)
+    assert shared.shared_memory_overrides(p, "cpu") == {}
+    assert shared.shared_memory_overrides(p, "cuda") == {"gpu_memory_utilization": 0.4}  # 0.4 + 0.5 fresh <= 0.9
+    assert shared.shared_memory_overrides(_params(tmp_path, gpu_memory_utilization=0.9), "npu") == {
+        "gpu_memory_utilization": 0.05}
+    assert shared.shared_memory_overrides(_params(tmp_path, gpu_memory_utilization=0.3), "cuda") == {}
+    # a memory budget is not a reason to start another engine; a dtype is
+    assert shared.differences({"gpu_memory_utilization": 0.4, "dtype": "bfloat16"},
+                              {"gpu_memory_utilization": 0.5, "dtype": "bfloat16"}) == []
+    assert shared.differences({"dtype": "bfloat16"}, {"dtype": "float32"}) == ["dtype: 'bfloat16' -> 'float32'"]
+    argv = server.serve_command(p, "real", engine_overrides={"gpu_memory_utilization": 0.4})
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.4"
+
+
 def test_fresh_needs_a_reason(tmp_path):
     with pytest.raises(EngineError) as e:
         offline.start(_params(tmp_path), tmp_path / "ev.log", fresh=True)

@@ -102,10 +102,11 @@ def vllm_console() -> Optional[str]:
 
 def serve_command(params: Params, which: Which = "real", *, host: str = "127.0.0.1", port: int = 8000,
                   console: bool = True, model_override: Optional[str] = None,
-                  run_dir: Optional[Path] = None) -> list[str]:
+                  run_dir: Optional[Path] = None, engine_overrides: Optional[dict[str, Any]] = None) -> list[str]:
     """argv of the server: `vllm serve MODEL FLAGS` or `python -m vllm.entrypoints.openai.api_server --model MODEL FLAGS`
-    (with `run_dir`: `--tokenizer DIR` where prompting.engine_tokenizer decides on the override)."""
-    kw = engine_kwargs(params, which, run_dir)
+    (with `run_dir`: `--tokenizer DIR` where prompting.engine_tokenizer decides on the override;
+    `engine_overrides`: engine_kwargs overrides, e.g. the shared server's gpu_memory_utilization)."""
+    kw = engine_kwargs(params, which, run_dir, **(engine_overrides or {}))
     model = model_override or kw["model"]
     flags = serve_flags(kw) + ["--served-model-name", served_model_name(params, which), "--host", host, "--port", str(port)]
     exe = vllm_console() if console else None
@@ -374,7 +375,7 @@ _METADATA_FAIL = ("PackageNotFoundError", "No package metadata was found for vll
 def start(params: Params, evidence_path: Path, which: Which = "real", *, port: Optional[int] = None,
           timeout: Optional[float] = None, model_override: Optional[str] = None,
           extra_env: Optional[dict[str, str]] = None, why: str = "", kind: str = "server",
-          chapter: Optional[str] = None) -> Server:
+          chapter: Optional[str] = None, engine_overrides: Optional[dict[str, Any]] = None) -> Server:
     """Start the OpenAI server for the profile's model (or the full-size dummy), wait until healthy.
 
     Raises ServerError (one line) when the port is taken, the server exits early or never gets healthy.
@@ -387,7 +388,7 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
     label = chapter or starts.chapter_of(Path(evidence_path))
     try:
         srv = _start(params, evidence_path, which, port=port, timeout=timeout, model_override=model_override,
-                     extra_env=extra_env)
+                     extra_env=extra_env, engine_overrides=engine_overrides)
     except (ServerError, EngineError) as err:
         starts.record(run_dir_of(Path(evidence_path)),
                       starts.Start(label, kind, which, why, None, ok=False, error=str(err)[:300]))
@@ -398,7 +399,8 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
 
 
 def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[int], timeout: Optional[float],
-           model_override: Optional[str], extra_env: Optional[dict[str, str]]) -> Server:
+           model_override: Optional[str], extra_env: Optional[dict[str, str]],
+           engine_overrides: Optional[dict[str, Any]] = None) -> Server:
     s = params.serving
     host = s.host
     if port is None:
@@ -425,11 +427,12 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
 
     run_dir = run_dir_of(evidence)
     tok = engine_tokenizer(params, run_dir, which)
-    argv = serve_command(params, which, host=host, port=port, model_override=model_override, run_dir=run_dir)
+    argv = serve_command(params, which, host=host, port=port, model_override=model_override, run_dir=run_dir,
+                         engine_overrides=engine_overrides)
     tries = [argv]
     if Path(argv[0]).name == "vllm":
         tries.append(serve_command(params, which, host=host, port=port, console=False, model_override=model_override,
-                                   run_dir=run_dir))
+                                   run_dir=run_dir, engine_overrides=engine_overrides))
     last_err: Optional[ServerError] = None
     for attempt in tries:
         mark = evidence.stat().st_size if evidence.exists() else 0

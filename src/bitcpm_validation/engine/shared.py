@@ -90,14 +90,32 @@ def needs_engine(notebook: Path) -> bool:
     return any(m in text for m in ENGINE_MARKERS)
 
 
+# Settings that size the engine's memory but do not change what it computes: not a reason to start another.
+MEMORY_ONLY = frozenset({"gpu_memory_utilization"})
+
+
 def _normal(kw: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(kw, sort_keys=True, default=str))
 
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Engine settings that differ between two engine_kwargs (after a JSON round trip), as 'key: a -> b'."""
+    """Engine settings that differ between two engine_kwargs (after a JSON round trip), as 'key: a -> b'
+    (memory-only settings, MEMORY_ONLY, are not differences)."""
     a, b = _normal(a), _normal(b)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in MEMORY_ONLY]
+
+
+def shared_memory_overrides(params: Any, platform: str) -> dict[str, Any]:
+    """On an accelerator the shared server must leave room for the run's deliberate fresh engines (each asks
+    for engine.gpu_memory_utilization of the device at start, and vLLM refuses to start when that much is not
+    free): the shared one takes what is left below 90 %, at most the profile's value, at least 5 %.
+    On a CPU (KV cache sized by VLLM_CPU_KVCACHE_SPACE) nothing changes."""
+    if platform == "cpu":
+        return {}
+    u = float(params.engine.gpu_memory_utilization)
+    shared_u = round(max(0.05, min(u, 0.9 - u)), 3)
+    return {} if shared_u == u else {"gpu_memory_utilization": shared_u}
 
 
 def alive(info: SharedInfo, timeout: float = 3.0) -> bool:
@@ -356,13 +374,15 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
 
     Returns (server.Server, SharedInfo); raises server.ServerError / EngineError with one line."""
     from bitcpm_validation.engine import server
-    from bitcpm_validation.engine.offline import detect_platform, engine_kwargs
+    from bitcpm_validation.engine.offline import engine_kwargs, engine_platform
 
     log = log_path(run_dir)
     log.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = engine_kwargs(params, "real", Path(run_dir))
+    platform = engine_platform()  # without importing vLLM into the runner where the installed build says it
+    overrides = shared_memory_overrides(params, platform)
+    kwargs = engine_kwargs(params, "real", Path(run_dir), **overrides)
     srv = server.start(params, log, "real", port=0, kind="shared-server", chapter="runner",
-                       why="the run's shared engine (every chapter that can share it)")
+                       why="the run's shared engine (every chapter that can share it)", engine_overrides=overrides)
     try:
         with open(log, "rb") as f:
             f.seek(srv.log_start)
@@ -371,7 +391,7 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
         info = SharedInfo(
             base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=_normal(kwargs),
             command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
-            platform=detect_platform(), env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
+            platform=platform, env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
             kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (
                 kv / kwargs["max_model_len"] if kv else None),
             log_facts=facts,
