@@ -478,13 +478,13 @@ BENCH_WHY = "benchmarks at the full 0.5B shape (dummy weights)"
 
 def start_server(params: Params, evidence: Path, which: str, *, why: str = BENCH_WHY,
                  model_override: Optional[str] = None):
-    """The chapter's one benchmark server (`vllm serve`), started fresh on purpose and counted in the run's
-    engine starts (engine.starts, kind "benchmark"). The caller stops it (`with ... as srv`)."""
+    """The chapter's one benchmark server (`vllm serve`), started fresh on purpose (the run's shared server
+    serves another model) and counted in the run's engine starts as kind "benchmark" with `why`. The caller
+    stops it (`with ... as srv`)."""
     from bitcpm_validation.engine import server
 
-    # server.start counts the start (one record, kind "benchmark", seconds to healthy; a failure too)
-    return server.start(params, evidence, which, model_override=model_override,  # type: ignore[arg-type]
-                        kind="benchmark", why=why, chapter=CHAPTER)
+    return server.start(params, evidence, which, model_override=model_override, why=why,  # type: ignore[arg-type]
+                        kind="benchmark")
 
 
 def bench_argv(kind: str, args: Sequence[str]) -> list[str]:
