@@ -74,10 +74,11 @@ def test_unknown_task_is_a_failure(tmp_path):
 
 
 def test_contamination_finds_the_stand_in_corpus_items(tmp_path):
-    items = A.local_items("bitcpm_probe_mc")
-    bad = A.contamination(items, A.corpus_documents())
-    assert len(items) == 32 and len(bad) == 21 and "en00" in bad and "zh27" not in bad
-    assert A.contamination([{"id": "q", "question": "What  is the CAPITAL of France?"}], ["what is the capital of france? Paris"]) == ["q"]
+    c = A.task_contamination(ROOT / "models/stand-in", "bitcpm_probe_mc")  # the stand-in declares its corpus
+    bad = c.hits
+    assert c.declared and c.checked == 32 and len(bad) == 21 and "en00" in bad and "zh27" not in bad
+    undeclared = A.task_contamination(tmp_path, "bitcpm_probe_mc")  # e.g. the real BitCPM4: nothing declared
+    assert not undeclared.declared and not undeclared.hits
     d = A.local_include_dir(tmp_path, {"bitcpm_probe_mc": set(bad)})
     cfg = yaml.safe_load((d / "bitcpm_probe_mc.yaml").read_text())
     kept = [json.loads(x) for x in Path(cfg["dataset_kwargs"]["data_files"]["test"]).read_text().splitlines()]

@@ -53,6 +53,7 @@ def test_installed_wheel_runs_the_offline_task_lookup(wheel, tmp_path):
         from pathlib import Path
         import bitcpm_validation
         from bitcpm_validation.chapters import accuracy
+        from bitcpm_validation.model import corpus
         from bitcpm_validation.tasks import TASKS_DIR
         assert Path(bitcpm_validation.__file__).is_relative_to({site!r}), bitcpm_validation.__file__
         items = accuracy.local_items("bitcpm_probe_mc")
@@ -61,7 +62,7 @@ def test_installed_wheel_runs_the_offline_task_lookup(wheel, tmp_path):
         cfg = yaml.safe_load((inc / "bitcpm_probe_mc.yaml").read_text(encoding="utf-8"))
         data = [Path(f) for f in cfg["dataset_kwargs"]["data_files"].values()]
         print(json.dumps({{"items": len(items), "tasks_dir": str(TASKS_DIR), "data": [str(d) for d in data],
-                          "data_exist": all(d.is_file() for d in data), "corpus": len(accuracy.corpus_documents())}}))
+                          "data_exist": all(d.is_file() for d in data), "corpus": len(corpus.pairs()) + len(corpus.texts())}}))
     """)
     # the main venv's third-party packages (yaml, pydantic, ...) after the clean venv's own site-packages
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "", "HOME": str(tmp_path),

@@ -9,8 +9,9 @@ or "not found" from the server ends as `failed` with its one-line message; only 
 cannot be fetched because the hub is unreachable (offline host) ends as `skipped`. The project's own
 bilingual task (`bitcpm_probe_mc`, src/bitcpm_validation/tasks/) runs offline.
 
-On a model trained on the project's corpus (the stand-in), items whose question occurs verbatim in
-that corpus (model/corpus) are removed before scoring (`contamination`): no score from memorised items.
+On a model directory that declares its training corpus (model.training_corpus; the stand-in declares
+the project's corpus), local task items whose question occurs verbatim in that corpus are removed
+before scoring (`task_contamination`): no score from memorised items.
 
 Checks (model scope): the task ran; its score beats chance by a margin significant given its stderr;
 for the real model, the score is within a stated relative tolerance of the published number
@@ -32,6 +33,7 @@ from urllib.parse import urlparse
 import yaml
 
 from bitcpm_validation.engine.offline import one_line
+from bitcpm_validation.model.training_corpus import Contamination, contamination
 from bitcpm_validation.report.checks import define
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.tasks import TASKS_DIR
@@ -117,21 +119,10 @@ CHANCE = {"mmlu": 0.25, "cmmlu": 0.25, "ceval-valid": 0.25, "ceval": 0.25, "arc_
           "gsm8k": 0.0}
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def corpus_documents() -> list[str]:
-    """The stand-in's declared training corpus (model/corpus): every prompt+answer pair and text line."""
-    from bitcpm_validation.model import corpus
-
-    return [p + a for p, a in corpus.pairs()] + corpus.texts()
-
-
-def contamination(items: list[dict[str, Any]], documents: list[str]) -> list[str]:
-    """Ids of the items whose question occurs verbatim (whitespace and case folded) in any document."""
-    blob = "\n".join(_norm(d) for d in documents)
-    return [it["id"] for it in items if _norm(it["question"]) in blob]
+def task_contamination(model_dir: str | Path, task: str) -> Contamination:
+    """Which of a local task's items the model was trained on: its questions against the training corpus
+    the model directory declares (model.training_corpus; the stand-in declares the project's corpus)."""
+    return contamination(model_dir, {it["id"]: it["question"] for it in local_items(task)})
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
