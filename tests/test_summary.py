@@ -304,7 +304,9 @@ def test_real_weights_on_ascend_need_no_next_command(tmp_path):
     assert "some metrics on: full-size dummy" in cells["Weights"].en
     # a CPU run with real weights still says it is not an Ascend validation
     env_result(tmp_path, "cpu", "CPU")
-    assert S.page_one(tmp_path, params(False))["next_command"] is not None
+    box = S.page_one(tmp_path, params(False))["next_command"]
+    assert box["en"].startswith("This run validates the model on a CPU, not on Ascend. On an Ascend host run make "
+                                "report PARAMS=params/ascend-910b3.yaml")
 
 
 def test_unknown_weights_and_device_are_said(tmp_path):

@@ -72,12 +72,14 @@ _VERDICT_ORDER = ("fail", "incomplete", "warn", "pass")  # worst first; not_asse
 CHAPTER_PROBLEMS = ("failed", "running", "unreadable", "skipped", "missing", "not_selected")
 _BROKEN = ("failed", "running", "unreadable")  # a failure, not a deliberate absence
 
-NEXT_COMMAND = T(
-    "本次运行验证的是流程本身，而不是 BitCPM4 在昇腾上的表现。请在昇腾主机上运行 "
-    "make report PARAMS=params/ascend-910b3.yaml（先设置 model.path，或使用 MODEL=openbmb/BitCPM4-0.5B）。",
-    "This run validates the pipeline, not BitCPM4 on Ascend. On an Ascend host run "
-    "make report PARAMS=params/ascend-910b3.yaml (set model.path, or MODEL=openbmb/BitCPM4-0.5B).",
-)
+_ASCEND_RUN = T("请在昇腾主机上运行 make report PARAMS=params/ascend-910b3.yaml（先设置 model.path，或使用 "
+                "MODEL=openbmb/BitCPM4-0.5B）。",
+                "On an Ascend host run make report PARAMS=params/ascend-910b3.yaml (set model.path, or "
+                "MODEL=openbmb/BitCPM4-0.5B).")
+NEXT_COMMAND = T("本次运行验证的是流程本身，而不是 BitCPM4 在昇腾上的表现。" + _ASCEND_RUN.zh,
+                 "This run validates the pipeline, not BitCPM4 on Ascend. " + _ASCEND_RUN.en)
+NEXT_COMMAND_CPU = T("本次运行在 CPU 上验证该模型，而不是在昇腾上。" + _ASCEND_RUN.zh,
+                     "This run validates the model on a CPU, not on Ascend. " + _ASCEND_RUN.en)
 
 
 def tdict(t: T | str) -> dict[str, str]:
@@ -617,6 +619,13 @@ def needs_next_command(is_stand_in: bool, device_kind: Optional[str]) -> bool:
     return bool(is_stand_in) or device_kind == "cpu"
 
 
+def next_command(is_stand_in: bool, device_kind: Optional[str]) -> Optional[T]:
+    """Page one's highlighted box: what this run does not show and the command that does, or None."""
+    if is_stand_in:
+        return NEXT_COMMAND
+    return NEXT_COMMAND_CPU if device_kind == "cpu" else None
+
+
 def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] = None,
              specs: Iterable[CheckSpec] = ()) -> dict[str, Any]:
     """What page one shows (JSON-ready; texts as {"zh", "en"}): see data["page_one"] in the module docstring.
@@ -634,7 +643,7 @@ def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] =
     labels = {measured_on_parts(m.measured_on)[1] for m in key_metrics(run_dir)}
     other = (lambda w: "dummy" not in w) if weights == "dummy" else (lambda w: "dummy" in w or "random" in w)
     also = sorted(w for w in labels if w and w not in ("—", "-") and other(w))
-    nxt = NEXT_COMMAND if needs_next_command(is_stand_in, kind) else None
+    nxt = next_command(is_stand_in, kind)
     return {
         "model": params.model.name,
         "weights": weights,
