@@ -252,7 +252,7 @@ def test_findings_one_line_each_with_impact_and_remedy(tmp_path):
     perf = next(x for x in f if x.chapter == "07_performance")
     assert "failed: boom" in perf.what.en and "evidence/07_performance.log" in perf.remedy.en
     probe = next(x for x in f if x.check_id == "probe:paris")  # no remedy registered: points to its chapter
-    assert probe.remedy.en == "see chapter 03 Inference" and probe.impact == S._IMPACT[("model", "warn")]
+    assert probe.remedy.en == "see chapter 03 Inference" and probe.impact.en == "the model's quality is in doubt"
     for x in f:
         assert "\n" not in x.line.en and "\n" not in x.line.zh
     md = S.findings_markdown(f, "en")

@@ -10,7 +10,6 @@ import pytest
 
 from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from bitcpm_validation.report import results as R
-from bitcpm_validation.report import summary as S
 from bitcpm_validation.report.display import LANG_KEY
 
 CJK = re.compile(r"[\u4e00-\u9fff（），。：；]")

@@ -614,13 +614,9 @@ def _source(params: Any) -> Optional[dict[str, Any]]:
     return {k: getattr(src, k, None) for k in ("hub", "repo_id", "revision", "commit")}
 
 
-def needs_next_command(is_stand_in: bool, device_kind: Optional[str]) -> bool:
-    """A stand-in run or a CPU run says nothing about BitCPM4 on Ascend."""
-    return bool(is_stand_in) or device_kind == "cpu"
-
-
 def next_command(is_stand_in: bool, device_kind: Optional[str]) -> Optional[T]:
-    """Page one's highlighted box: what this run does not show and the command that does, or None."""
+    """Page one's highlighted box: what this run does not show and the command that does, or None.
+    A stand-in run or a CPU run says nothing about BitCPM4 on Ascend."""
     if is_stand_in:
         return NEXT_COMMAND
     return NEXT_COMMAND_CPU if device_kind == "cpu" else None
