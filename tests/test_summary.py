@@ -399,3 +399,15 @@ def test_registry_appendix_says_why_a_check_cannot_fail():
     data = S.registry_rows(specs)
     assert data[0]["worst_reason"] == {"zh": "不保证批次不变", "en": "no batch-invariance promise"}
     assert data[1]["worst_reason"] is None
+
+
+def test_fake_run_with_the_stand_in_flag_gets_the_next_command_box(tmp_path):
+    from fake_run import make_run  # run.json says is_stand_in: true; results carry untrusted text
+
+    run = make_run(tmp_path / "run")
+    page = S.page_one(run)  # no params: model and stand-in flag from run.json
+    assert page["weights"] == "stand-in" and page["model"] == "openbmb/BitCPM4-0.5B"
+    assert page["next_command"] == S.tdict(S.NEXT_COMMAND)
+    assert "make report PARAMS=params/ascend-910b3.yaml" in page["next_command"]["zh"]
+    f = S.findings(S.check_matrix(run))
+    assert any(x.chapter == "04_determinism" and x.status == "fail" for x in f)  # its failed chapter is a finding

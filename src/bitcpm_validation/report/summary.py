@@ -622,11 +622,22 @@ def next_command(is_stand_in: bool, device_kind: Optional[str]) -> Optional[T]:
     return NEXT_COMMAND_CPU if device_kind == "cpu" else None
 
 
-def page_one(run_dir: str | Path, params: Any, rows: Optional[list[MatrixRow]] = None,
+def _params_from_run_json(run_dir: Path) -> Any:
+    """The few params page one needs, from the runner's run.json (for a reader without the run's params)."""
+    from types import SimpleNamespace
+
+    info = run_info(run_dir)
+    model = SimpleNamespace(name=info.get("model") or "?", is_stand_in=bool(info.get("is_stand_in")), source=None)
+    return SimpleNamespace(model=model, profile=info.get("profile"))
+
+
+def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[MatrixRow]] = None,
              specs: Iterable[CheckSpec] = ()) -> dict[str, Any]:
     """What page one shows (JSON-ready; texts as {"zh", "en"}): see data["page_one"] in the module docstring.
-    `params` is the run's Params (model.name, model.is_stand_in, model.source, profile)."""
+    `params` is the run's Params (model.name, model.is_stand_in, model.source, profile); None reads the
+    model and stand-in flag from the run's run.json."""
     run_dir = Path(run_dir)
+    params = _params_from_run_json(run_dir) if params is None else params
     specs = list(specs)
     rows = check_matrix(run_dir) if rows is None else rows
     res = chapter_results(run_dir)
