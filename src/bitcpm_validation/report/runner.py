@@ -422,6 +422,9 @@ def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutco
         print("         the chapters start their own engines instead (slower; every start is counted)",
               file=out, flush=True)
         return None
+    except BaseException:  # Ctrl-C while it starts (server.start has stopped it)
+        ticker.stop()
+        raise
     ticker.stop()
     outcome.shared_engine = {"ok": True, "base_url": info.base_url, "pid": info.pid, "model": info.model,
                              "command": info.command, "startup_s": info.startup_s, "settings": info.kwargs,
@@ -582,8 +585,11 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 ev.replace(ev.with_suffix(".previous.log"))
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
             ticker = _Progress(out, f"[{i:02d}/{n:02d}] {nb.stem:<18} … ")
-            oc = run_chapter(nb, run_dir, run_dir / "params.yaml", kernel=kernel, timeout_s=timeout_s, keep=pre_existing)
-            ticker.stop()
+            try:
+                oc = run_chapter(nb, run_dir, run_dir / "params.yaml", kernel=kernel, timeout_s=timeout_s,
+                                 keep=pre_existing)
+            finally:
+                ticker.stop()
             if stop["flag"]:
                 raise KeyboardInterrupt
             outcome.chapters.append(oc)
