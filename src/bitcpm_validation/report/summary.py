@@ -34,13 +34,16 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
 - data["findings"]: [{"status", "mark", "scope" (engine | model | document | None), "chapter", "check_id",
   "what", "impact", "remedy", "line"}]: fail first, then warn
 - data["document"]: [{"chapter", "check_id", "status", "mark", "claim", "says"}]
-- data["matrix"]: [{"chapter", "chapter_title", "check_id", "scope", "status", "mark", "name", "reason"}]
-  (reason shortened to one line; details stay in the chapters)
+- data["matrix"]: [{"chapter", "chapter_title", "chapter_status", "kind" (check | chapter), "check_id", "scope",
+  "status", "mark", "name", "reason"}] (every row, unfolded; reason shortened to one line)
 - data["registry"]: [{"id", "chapter", "scope", "name", "criterion", "worst", "worst_reason"}]
 - data["key_metrics"]: [{"chapter", "id", "name", "value", "unit", "text", "measured_on"}] (not timing);
   data["timings"]["key_metrics"]: the same for timing metrics (volatile between runs)
 - data["chapters"]: {chapter id: ok | failed | skipped | running | missing | unreadable}
-- metric "verdict": the overall verdict (worst of the assessed scopes: fail > incomplete > warn > pass)
+- metrics "verdict" (the overall verdict: the worst assessed scope, fail > incomplete > warn > pass, else
+  not_assessed), "verdict_engine", "verdict_model", "checks_<status>" (counts of the rows in a verdict)
+
+Verdict marks: ✅ pass, ⚠️ warn, ❌ fail, ◐ incomplete, — not assessed (VERDICT_MARK).
 """
 from __future__ import annotations
 
@@ -890,7 +893,8 @@ def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = 
         "scopes": {s: v.to_data() for s, v in verdicts.items()},
         "findings": [f.to_data() for f in findings(rows, specs)],
         "document": document_claims(rows),
-        "matrix": [{"chapter": r.chapter, "chapter_title": tdict(r.title), "check_id": r.check_id, "scope": r.scope,
+        "matrix": [{"chapter": r.chapter, "chapter_title": tdict(r.title), "chapter_status": r.chapter_status,
+                    "kind": r.kind, "check_id": r.check_id, "scope": r.scope,
                     "status": r.status, "mark": r.mark, "name": tdict(r.name_t),
                     "reason": {"zh": short(r.reason_t.zh, 45), "en": short(r.reason_t.en, 90)}} for r in rows],
         "registry": registry_rows(specs),
