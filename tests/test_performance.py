@@ -88,6 +88,8 @@ def test_judge_decode_paths():
 def test_judge_prefill_completed_scaling_paths():
     assert P.judge_prefill(500.0, 1000.0, "cpu", 25, 5).status == "pass"
     assert P.judge_prefill(100.0, 1000.0, "cpu", 25, 5).status == "warn"
+    above = P.judge_prefill(420.0, 190.0, "cpu", 25, 5)
+    assert above.status == "warn" and "matmul FLOP/s is too low" in above.detail_en
     ok = {1: {"completed": 4, "num_prompts": 4, "failed": 0}, 4: {"completed": 8, "num_prompts": 8, "failed": 0}}
     assert P.judge_completed(ok).status == "pass"
     assert P.judge_completed({1: {"completed": 4, "num_prompts": 5, "failed": 0}}).status == "fail"  # one missing
@@ -140,6 +142,8 @@ def test_bandwidth_and_matmul_measured():
     assert P.combine_bandwidth(bw, {**bw, "gb_s": 2 * bw["gb_s"]})["gb_s"] == 2 * bw["gb_s"]
     mm = P.measure_matmul("cpu", "float32", n=256, repeats=2)
     assert mm["flops_per_s"] > 1e8 and mm["n"] == 256 and mm["dtype"] == "float32"
+    both = P.combine_matmul(mm, {**mm, "flops_per_s": 3 * mm["flops_per_s"]})
+    assert both["flops_per_s"] == 3 * mm["flops_per_s"] and len(both["samples_gflops"]) == 2
 
 
 # -- the host CPU settings (engine.hostcpu, engine.offline.engine_dtype / platform_env) -------------------
@@ -210,6 +214,7 @@ def test_bench_args_and_weights(tmp_path):
     assert P.benchmark_model(p) == ("dummy", ROOT / "models/bitcpm4-0.5b")
     s = P.serve_args("http://127.0.0.1:1", "m", "tok", 16, 4, P.prompts_for(4, 4), 4, tmp_path, "x.json")
     assert s[s.index("--max-concurrency") + 1] == "4" and s[s.index("--num-prompts") + 1] == "8"
+    assert s[s.index("--ready-check-timeout-sec") + 1] == "0"  # no cached test prompt flattering TTFT
     assert P.shown_command("serve", s).startswith("vllm bench serve --backend vllm")
     assert P.measured_on("dummy", "cpu") == "BitCPM4-0.5B shape · dummy weights · CPU"
 

@@ -130,6 +130,11 @@ def judge_prefill(prefill_tok_s: Optional[float], limit_tok_s: float, device: st
     if prefill_tok_s is None or not limit_tok_s:
         return PREFILL.not_run("no TTFT at concurrency 1", "并发 1 没有 TTFT")
     p = 100.0 * prefill_tok_s / limit_tok_s
+    if p > 100.0:
+        return PREFILL.row("warn", f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit "
+                                   f"on {device}: above it, so the measured matmul FLOP/s is too low (a busy moment?)",
+                           f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %："
+                           f"超过上限，说明实测矩阵乘 FLOP/s 偏低（测量时机器繁忙？）")
     status = _pct_status(p, warn_pct, fail_pct)
     ce, cz = _causes_text(causes) if status != "pass" else ("", "")
     return PREFILL.row(
@@ -353,6 +358,12 @@ def combine_bandwidth(*measurements: dict[str, Any]) -> dict[str, Any]:
     return {**best, "samples_gb_s": [round(m["gb_s"], 3) for m in measurements]}
 
 
+def combine_matmul(*measurements: dict[str, Any]) -> dict[str, Any]:
+    """The same for the matmul FLOP/s."""
+    best = max(measurements, key=lambda m: m["flops_per_s"])
+    return {**best, "samples_gflops": [round(m["flops_per_s"] / 1e9, 1) for m in measurements]}
+
+
 # --------------------------------------------------------------------------------------------
 # what the chapter runs on
 
@@ -564,7 +575,9 @@ def serve_args(base_url_root: str, model: str, tokenizer: str, input_len: int, o
             "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--request-rate", "inf",
             "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
             "--seed", str(seed), "--disable-tqdm", "--save-result", "--result-dir", str(result_dir),
-            "--result-filename", result_file]
+            "--result-filename", result_file,
+            # no test request first: it would put the first prompt in the prefix cache and flatter its TTFT
+            "--ready-check-timeout-sec", "0"]
 
 
 def prompts_for(concurrency: int, num_prompts: int) -> int:
@@ -581,8 +594,9 @@ def run_serve_sweep(params: Params, base_url_root: str, model: str, tokenizer: s
     jobs = []
     for c in concurrency:
         fname = f"{prefix}_c{c}.json"
+        # each level its own random prompts (seed + c): none is served from the prefix cache of an earlier level
         args = serve_args(base_url_root, model, tokenizer, pp.input_len, pp.output_len,
-                          prompts_for(c, pp.num_prompts), c, result_dir, fname, params.engine.seed)
+                          prompts_for(c, pp.num_prompts), c, result_dir, fname, params.engine.seed + c)
         jobs.append((c, fname, args))
     spec = result_dir / f"{prefix}_jobs.json"
     spec.write_text(json.dumps([a for _, _, a in jobs]), encoding="utf-8")
