@@ -344,6 +344,11 @@ def judge_round_trip(tr: dict[str, Any]) -> Check:
     return ROUND_TRIP_CHECK.row("pass", en, zh)
 
 
+def _ids(ids: Sequence[int]) -> str:
+    """A token-id list kept on one line in the rendered report (no-break spaces)."""
+    return "[" + ",\u00a0".join(str(i) for i in ids) + "]"
+
+
 def judge_fidelity(tr: dict[str, Any]) -> Check:
     """The engine's tokenizer against the reference, on the bilingual sample."""
     if tr.get("error"):
@@ -365,11 +370,11 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
     ref_ids, eng_ids = r["reference_ids"][:mm["index"] + head], r["engine_ids"][:mm["index"] + head]
     en = (f"{len(bad)}/{n} sample texts differ; first: {txt!r} at token {mm['index']}: reference ({ref}) "
           f"{mm['a']} {r.get('reference_piece_at')!r} vs engine {mm['b']} {r.get('engine_piece_at')!r} "
-          f"(reference {ref_ids}… vs engine {eng_ids}…; {tr['class']} as transformers builds it); text sent to the "
+          f"(reference {_ids(ref_ids)}… vs engine {_ids(eng_ids)}…; {tr['class']} as transformers builds it); text sent to the "
           f"engine is encoded differently from how the model was trained")
     zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个 token：参照（{ref}）{mm['a']} "
-          f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {ref_ids}…，引擎 "
-          f"{eng_ids}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
+          f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {_ids(ref_ids)}…，引擎 "
+          f"{_ids(eng_ids)}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
     return FIDELITY.row("warn", en, zh)
 
 
@@ -392,9 +397,10 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
         same = engine_probe["engine_ids"] == engine_probe["reference_ids"]
         ok = ok and same
         en += (f"; the running engine's own tokenizer encodes {engine_probe['text']!r} as "
-               f"{engine_probe['engine_ids'][:8]} ({'=' if same else '≠'} reference {engine_probe['reference_ids'][:8]})")
-        zh += (f"；运行中引擎的分词器将 {engine_probe['text']!r} 编码为 {engine_probe['engine_ids'][:8]}"
-               f"（{'=' if same else '≠'} 参照 {engine_probe['reference_ids'][:8]}）")
+               f"{_ids(engine_probe['engine_ids'][:8])} ({'=' if same else '≠'} reference "
+               f"{_ids(engine_probe['reference_ids'][:8])})")
+        zh += (f"；运行中引擎的分词器将 {engine_probe['text']!r} 编码为 {_ids(engine_probe['engine_ids'][:8])}"
+               f"（{'=' if same else '≠'} 参照 {_ids(engine_probe['reference_ids'][:8])}）")
     return DEPLOYED.row("pass" if ok else "fail", f"{en}. {decision_en}", f"{zh}。{decision_zh}")
 
 
