@@ -219,6 +219,14 @@ def test_tokenizer_json_without_bos_post_processor(json_only, tmp_path):
     assert json.loads((dec.path / "tokenizer.json").read_text())["post_processor"]["type"] == "TemplateProcessing"
 
 
+def test_reference_that_cannot_follow_tokenizer_config(json_only):
+    cfg = json.loads((json_only / "tokenizer_config.json").read_text())
+    (json_only / "tokenizer_config.json").write_text(json.dumps(dict(cfg, bos_token="<nope>")))
+    tr = loading.tokenizer_report(json_only)
+    row = loading.judge_fidelity(tr)
+    assert row.status == "not_run" and "bos_token '<nope>' is not in tokenizer.json" in row.detail_en
+
+
 def test_deployed_tokenizer_with_engine_probe(tiny):
     tr = loading.tokenizer_report(tiny)
     dtr = dict(tr, fidelity=[dict(r, match=True) for r in tr["fidelity"]], fidelity_ok=True)

@@ -223,12 +223,17 @@ def tokenizer_report(model_dir: Path, sample: Sequence[str] = FIDELITY_SAMPLE) -
                 "round_trips": [], "fidelity_ok": None}
     tcfg = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8")) \
         if (d / "tokenizer_config.json").is_file() else {}
-    ref = T.reference_tokenizer(d) if T.reference_kind(d) else None
+    try:
+        ref = T.reference_tokenizer(d) if T.reference_kind(d) else None
+        ref_error = None
+    except (ValueError, OSError, RuntimeError) as e:  # a tokenizer_config the reference cannot follow
+        ref, ref_error = None, one_line(str(e).replace(str(d), d.name), 300)
     out: dict[str, Any] = {
         "class": type(tok).__name__,
         "config_class": tcfg.get("tokenizer_class"),
         "is_fast": bool(getattr(tok, "is_fast", False)),
         "reference": ref.kind if ref else None,
+        "reference_error": ref_error,
         "has_tokenizer_model": (d / "tokenizer.model").is_file(),
         "has_tokenizer_json": (d / "tokenizer.json").is_file(),
         "base_vocab": ref.sp.get_piece_size() if isinstance(ref, T.FaithfulTokenizer) else None,
@@ -353,6 +358,8 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
     """The engine's tokenizer against the reference, on the bilingual sample."""
     if tr.get("error"):
         return FIDELITY.not_run(f"the tokenizer did not load: {tr['error']}", f"分词器未能加载：{tr['error']}")
+    if tr.get("reference_error"):
+        return FIDELITY.not_run(f"no reference encoding: {tr['reference_error']}", f"没有参照编码：{tr['reference_error']}")
     if tr.get("fidelity_ok") is None:
         return FIDELITY.not_run("the model directory has neither tokenizer.model nor tokenizer.json: no reference",
                                 "模型目录既没有 tokenizer.model 也没有 tokenizer.json：没有参照")
