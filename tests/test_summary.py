@@ -165,7 +165,7 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     claims = S.document_claims(rows)
     assert [(c["check_id"], c["mark"]) for c in claims] == [("ratio", "❌")] and "0.29" in claims[0]["says"]["en"]
     f = S.findings(rows, SPECS)
-    assert [x.scope for x in f] == ["document"] and "not part of a verdict" in f[0].impact.en
+    assert [x.scope for x in f] == ["document"] and "(no verdict)" in f[0].impact.en
     # page one gives the claims one line (the table follows); its findings list keeps to the verdict scopes
     assert S.findings_markdown(f, "en", document=False) == "No ❌ or ⚠️."
     assert S.document_line(claims).en.startswith("Claims of the original document: 1 checked (❌ 1)")
@@ -179,6 +179,15 @@ def test_engine_fail_and_model_warn(tmp_path):
     v = S.scope_verdicts(rows, SPECS)
     assert (v["engine"].verdict, v["model"].verdict) == ("fail", "warn")
     assert S.overall(v) == "fail"
+    assert v["engine"].flagged == [("02 kv（中）", "02 kv")]  # what decided the verdict, shown as its "why"
+    _, body = S.scopes_table(v)
+    assert body[0][3].en == "02 kv" and body[1][3].en == "03 probe:paris"
+    assert body[0][2] == "✅\u00a01\u2002❌\u00a01"  # counts without zeros, kept whole
+    f = S.findings(rows, SPECS)
+    headers, table = S.findings_table(f)
+    assert [h.en if isinstance(h, S.T) else h for h in headers] == ["", "Finding", "Impact", "What to do"]
+    assert [r[0] for r in table] == ["❌", "⚠️"] and table[0][3].en == "see chapter 02"
+    assert table[0][2].en == "engine not faithful here: engine verdict ❌"
 
 
 def test_incomplete_when_a_chapter_of_the_scope_failed_or_was_skipped(tmp_path):
@@ -252,7 +261,7 @@ def test_findings_one_line_each_with_impact_and_remedy(tmp_path):
     perf = next(x for x in f if x.chapter == "07_performance")
     assert "failed: boom" in perf.what.en and "evidence/07_performance.log" in perf.remedy.en
     probe = next(x for x in f if x.check_id == "probe:paris")  # no remedy registered: points to its chapter
-    assert probe.remedy.en == "see chapter 03 Inference" and probe.impact.en == "the model's quality is in doubt"
+    assert probe.remedy.en == "see chapter 03" and probe.impact.en == "model quality in doubt"
     for x in f:
         assert "\n" not in x.line.en and "\n" not in x.line.zh
     md = S.findings_markdown(f, "en")

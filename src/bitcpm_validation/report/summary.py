@@ -30,7 +30,8 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
   the highlighted box of a stand-in or CPU run), "document_line" (one line on the original document's
   claims, or None)}
 - data["scopes"]: {scope: {"verdict", "mark", "assessed", "counts" {pass, warn, fail, not_run},
-  "reasons" [text], "chapters" [chapter ids]}} for engine and model
+  "reasons" [text: why incomplete / not assessed], "flagged" [text: the checks that gave a fail / warn
+  verdict], "chapters" [chapter ids]}} for engine and model
 - data["findings"]: [{"status", "mark", "scope" (engine | model | document | None), "chapter", "check_id",
   "what", "impact", "remedy", "line"}]: fail first, then warn
 - data["document"]: [{"chapter", "check_id", "status", "mark", "claim", "says"}]
@@ -321,6 +322,7 @@ class ScopeVerdict:
     counts: dict[str, int]
     reasons: list[T] = field(default_factory=list)  # why incomplete / not assessed (deduplicated)
     chapters: list[str] = field(default_factory=list)  # chapters with checks of this scope
+    flagged: list[T] = field(default_factory=list)  # names of the checks that gave a fail / warn verdict
 
     @property
     def assessed(self) -> bool:
@@ -332,7 +334,8 @@ class ScopeVerdict:
 
     def to_data(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "mark": self.mark, "assessed": self.assessed, "counts": dict(self.counts),
-                "reasons": [tdict(r) for r in self.reasons], "chapters": list(self.chapters)}
+                "reasons": [tdict(r) for r in self.reasons], "chapters": list(self.chapters),
+                "flagged": [tdict(f) for f in self.flagged]}
 
 
 def chapter_scopes(rows: Iterable[MatrixRow], specs: Iterable[CheckSpec] = ()) -> dict[str, set[str]]:
@@ -415,7 +418,11 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
         else:
             v = "warn" if counts["warn"] else "pass"
         chapters = sorted(c for c, s in scopes.items() if scope in s)
-        out[scope] = ScopeVerdict(scope, v, counts, reasons, chapters)
+        flagged: list[T] = []
+        for r in mine:
+            if r.status == v:
+                _add(flagged, T(f"{r.title.zh.split(' ')[0]} {r.name_t.zh}", f"{r.title.en.split(' ')[0]} {r.name_t.en}"))
+        out[scope] = ScopeVerdict(scope, v, counts, reasons, chapters, flagged)
     return out
 
 
@@ -458,17 +465,13 @@ def first_line(verdicts: dict[str, ScopeVerdict]) -> T:
 
 
 # -- findings ---------------------------------------------------------------------------------------
-_IMPACT = {
-    ("engine", "fail"): T("此引擎在此设备上未能忠实运行该模型，引擎结论为失败", "this engine on this device does not run "
-                          "the model faithfully: the engine verdict is fail"),
-    ("engine", "warn"): T("引擎结果可用，但需复核", "the engine works, but this result needs a second look"),
-    ("model", "fail"): T("模型输出未达判据（噪声也会被判失败），模型结论为失败", "the model's output misses the criterion "
-                         "(noise fails it): the model verdict is fail"),
-    ("model", "warn"): T("模型质量存疑", "the model's quality is in doubt"),
-    ("document", "fail"): T("原文档的这一说法与文件或测量不符（不计入结论）", "the original document's claim does not "
-                            "hold (not part of a verdict)"),
-    ("document", "warn"): T("原文档的这一说法无法完全证实（不计入结论）", "the original document's claim is not fully "
-                            "borne out (not part of a verdict)"),
+_IMPACT = {  # short: page one holds every finding
+    ("engine", "fail"): T("引擎在此设备上未忠实运行该模型，引擎结论失败", "engine not faithful here: engine verdict ❌"),
+    ("engine", "warn"): T("引擎可运行，此项需复核", "engine runs; this needs a second look"),
+    ("model", "fail"): T("模型未达判据，模型结论失败", "model misses the criterion: model verdict ❌"),
+    ("model", "warn"): T("模型质量存疑", "model quality in doubt"),
+    ("document", "fail"): T("原文档的说法不成立（不计入结论）", "the document's claim does not hold (no verdict)"),
+    ("document", "warn"): T("原文档的说法未完全证实（不计入结论）", "the document's claim is not fully borne out (no verdict)"),
 }
 
 
@@ -505,8 +508,8 @@ def _spec_index(specs: Iterable[CheckSpec]) -> dict[tuple[str, str], CheckSpec]:
 
 
 def _see_chapter(r: MatrixRow) -> T:
-    number, _, title = r.title.zh.partition(" ")
-    return T(f"详见第 {number} 章（{title}）", f"see chapter {r.title.en}")
+    number = r.title.en.split(" ", 1)[0]
+    return T(f"见第 {number} 章", f"see chapter {number}")
 
 
 def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Finding]:
@@ -520,12 +523,10 @@ def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Fin
         what = T(f"{r.title.zh} {r.name_t.zh}：{short(r.reason_t.zh, 100).rstrip(_END)}",
                  f"{r.title.en} {r.name_t.en}: {short(r.reason_t.en, 100).rstrip(_END)}")
         if r.kind == "chapter":
-            scope_words = [SCOPE_WORD[s] for s in VERDICT_SCOPES]
             out.append(Finding(r.status, None, r.chapter, r.check_id, what,
-                               T("本章的检查项缺失，" + "与".join(w.zh for w in scope_words) + "结论可能不完整",
-                                 "this chapter's checks are missing: the verdicts it feeds are incomplete"),
-                               T(f"查看 evidence/{r.chapter}.log，修正后用 --resume 重新运行该章",
-                                 f"read evidence/{r.chapter}.log, fix the cause and re-run it with --resume")))
+                               T("本章的检查项缺失，相关结论不完整", "its checks are missing: verdicts incomplete"),
+                               T(f"查看 evidence/{r.chapter}.log，修正后用 --resume 重新运行",
+                                 f"read evidence/{r.chapter}.log, fix, re-run with --resume")))
             continue
         if r.scope is None:
             out.append(Finding(r.status, None, r.chapter, r.check_id, what,
@@ -720,13 +721,14 @@ def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[
     for v in verdicts.values():
         c = v.counts
         counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK if c[k]) or "—"
-        why = v.reasons[:1]  # page one: the first reason (failures first); all of them are in data["scopes"]
-        more = len(v.reasons) - len(why)
+        said = v.flagged if v.verdict in ("fail", "warn") else v.reasons  # what decided the verdict
+        why = said[:1]  # page one: the first (failures first); all of them are in data["scopes"]
+        more = len(said) - len(why)
         why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
                   "; ".join(short(r.en, 70) for r in why) + (f"; {more} more" if more else ""))
         body.append([SCOPE_WORD[v.scope], T(f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].zh}",
                                             f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].en.replace(' ', chr(0xa0))}"),
-                     counts, why_t if v.reasons else "—"])
+                     counts, why_t if said else "—"])
     return headers, body
 
 
@@ -751,6 +753,13 @@ def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
         return None
     return T("；".join(f"**{md_escape(m.name_zh or m.name_en)}** {md_escape(m.value_text)}" for m in facts),
              " · ".join(f"**{md_escape(m.name_en)}** {md_escape(m.value_text)}" for m in facts))
+
+
+def findings_table(found: list[Finding], *, document: bool = True) -> tuple[list[Any], list[list[Any]]]:
+    """The findings as a table (mark, what, impact, what to do): one row each; `document=False` leaves out the
+    original document's claims (page one gives them one line, `document_line`)."""
+    headers = ["", T("发现", "Finding"), T("影响", "Impact"), T("怎么办", "What to do")]
+    return headers, [[f.mark, f.what, f.impact, f.remedy] for f in found if document or f.scope != "document"]
 
 
 def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
