@@ -223,8 +223,9 @@ def gate(text: str, g) -> list[Condition]:
         return [Condition("empty", False, "empty output", "输出为空")]
     out: list[Condition] = []
     r = recognition(t, g.languages, g.min_zipf_word, g.min_zipf_cjk_char)
-    unk = f" (not words: {', '.join(repr(u) for u in r.unknown)})" if r.unknown else ""
-    unk_zh = f"（非词：{'、'.join(repr(u) for u in r.unknown)}）" if r.unknown else ""
+    unk = (f" (not words, or lowercase pieces glued to CJK characters: {', '.join(repr(u) for u in r.unknown)})"
+           if r.unknown else "")
+    unk_zh = f"（非词，或紧贴汉字的小写字母片段：{'、'.join(repr(u) for u in r.unknown)}）" if r.unknown else ""
     out.append(Condition(
         "recognized", r.counted > 0 and r.share >= g.min_recognized_share,
         f"{r.pct()} of the text is recognised words (>= {g.min_recognized_share:.0%} needed){unk}",
