@@ -168,7 +168,7 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     assert [x.scope for x in f] == ["document"] and "(no verdict)" in f[0].impact.en
     # page one gives the claims one line (the table follows); its findings list keeps to the verdict scopes
     assert S.findings_markdown(f, "en", document=False) == "No ❌ or ⚠️."
-    assert S.document_line(claims).en.startswith("Claims of the original document: 1 checked (❌ 1)")
+    assert S.document_line(claims).en == "Original document's claims: 1 checked (❌ 1), next page; never in a verdict."
     assert S.document_line(claims).zh.startswith("原文档的说法：核对 1 条（❌ 1）")
     assert S.document_line([]) is None
 
@@ -185,9 +185,10 @@ def test_engine_fail_and_model_warn(tmp_path):
     assert body[0][2] == "✅\u00a01\u2002❌\u00a01"  # counts without zeros, kept whole
     f = S.findings(rows, SPECS)
     headers, table = S.findings_table(f)
-    assert [h.en if isinstance(h, S.T) else h for h in headers] == ["", "Finding", "Impact", "What to do"]
-    assert [r[0] for r in table] == ["❌", "⚠️"] and table[0][3].en == "see chapter 02"
-    assert table[0][2].en == "engine not faithful here: engine verdict ❌"
+    assert [h.en if isinstance(h, S.T) else h for h in headers] == ["", "Finding", "Impact and what to do"]
+    assert [r[0] for r in table] == ["❌", "⚠️"]
+    assert table[0][2].en == "engine not faithful here: engine verdict ❌; see chapter 02"
+    assert table[0][2].zh == "引擎在此设备上未忠实运行该模型，引擎结论失败；见第 02 章"
 
 
 def test_incomplete_when_a_chapter_of_the_scope_failed_or_was_skipped(tmp_path):
@@ -364,12 +365,15 @@ def test_key_metrics_grouped_by_what_they_were_measured_on():
     km = [S.KeyMetric("02", "h", "a", "A", "甲", 1.5, "s", measured_on="stand-in · trained · CPU"),
           S.KeyMetric("07", "h", "b", "B", "乙", 2, "tok/s", measured_on="0.5B shape · dummy · CPU"),
           S.KeyMetric("11", "h", "c", "C", "丙", "abc", ""),
-          S.KeyMetric("03", "h", "d", "D", "丁", 0.25, "", measured_on="stand-in · trained · CPU")]
+          S.KeyMetric("03", "h", "d", "D<i>", "丁", 0.25, "", measured_on="stand-in · trained · CPU")]
     headers, body = S.key_metrics_table(km)
-    assert headers[0].en.startswith("Measured on")
-    assert [(r[0] if isinstance(r[0], str) else r[0].en, r[1].en, r[2]) for r in body] == [
-        ("stand-in · trained · CPU", "A", "1.50 s"), ("", "D", "0.25"),
-        ("0.5B shape · dummy · CPU", "B", "2 tok/s"), ("not stated", "C", "abc")]
+    assert [h.en for h in headers] == ["Measured on (model, weights, device)", "Key metrics"]
+    cells = [[c.en if isinstance(c, S.T) else c for c in r] for r in body]
+    assert cells == [["stand-in<br>trained<br>CPU", "<b>A</b>\u00a01.50 s · <b>D&lt;i&gt;</b>\u00a00.25"],  # escaped
+                     ["0.5B shape<br>dummy<br>CPU", "<b>B</b>\u00a02 tok/s"], ["not stated", "<b>C</b>\u00a0abc"]]
+    assert body[0][1].zh == "<b>甲</b>\u00a01.50 s；<b>丁</b>\u00a00.25"
+    evil = [S.KeyMetric("02", "h", "a", "A", "甲", 1, "", measured_on="<script> · w · d")]
+    assert S.key_metrics_table(evil)[1][0][0] == "&lt;script&gt;<br>w<br>d"  # the trusted label is escaped
 
 
 def test_key_facts_line_holds_the_metrics_without_measured_on():

@@ -69,9 +69,9 @@ def test_page_one_says_what_and_which_scopes_were_assessed(executed):
     en = "\n".join(outputs(nb, "en"))
     assert "Assessed: engine" in en and "Not assessed: model" in en and "stand-in trained on the probes" in en
     assert "16,898.6 ms" in "".join(o for c in nb.cells for o in map(str, c.get("outputs", [])))
-    assert "stand-in · trained ternary · CPU" in en
+    assert "stand-in<br>trained ternary<br>CPU" in en  # measured on: model, weights, device
     assert "07 Performance" in en and "RuntimeError: died" in en  # a chapter failure is a finding
-    assert "Claims of the original document: 1 checked (❌ 1)" in en  # one line on page one, then the table
+    assert "Original document&#x27;s claims: 1 checked (❌ 1)" in en or "Original document's claims: 1 checked (❌ 1)" in en  # one line on page one, then the table
     findings = [o for o in outputs(nb, "en") if "bv-findings" in o]
     assert len(findings) == 1 and "RuntimeError: died" in findings[0] and "&lt;b&gt;" in findings[0]
     assert "90% compression" not in findings[0] and "90% compression" in en  # the claim: in its own table

@@ -555,9 +555,8 @@ def document_line(claims: list[dict[str, Any]]) -> Optional[T]:
         return None
     n = {k: sum(c["status"] == k for c in claims) for k in R.STATUS_MARK}
     marks = " · ".join(f"{R.STATUS_MARK[k]} {n[k]}" for k in R.STATUS_MARK if n[k])
-    return T(f"原文档的说法：核对 {len(claims)} 条（{marks}），见下文表格；不计入结论。",
-             f"Claims of the original document: {len(claims)} checked ({marks}), see the table below; "
-             f"never part of a verdict.")
+    return T(f"原文档的说法：核对 {len(claims)} 条（{marks}），见下页；不计入结论。",
+             f"Original document's claims: {len(claims)} checked ({marks}), next page; never in a verdict.")
 
 
 # -- what was validated ------------------------------------------------------------------------------
@@ -758,24 +757,28 @@ def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
 def findings_table(found: list[Finding], *, document: bool = True) -> tuple[list[Any], list[list[Any]]]:
     """The findings as a table (mark, what, impact, what to do): one row each; `document=False` leaves out the
     original document's claims (page one gives them one line, `document_line`)."""
-    headers = ["", T("发现", "Finding"), T("影响", "Impact"), T("怎么办", "What to do")]
-    return headers, [[f.mark, f.what, f.impact, f.remedy] for f in found if document or f.scope != "document"]
+    headers = ["", T("发现", "Finding"), T("影响与处理", "Impact and what to do")]
+    return headers, [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")]
+                     for f in found if document or f.scope != "document"]
 
 
 def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
-    """Key metrics grouped by what they were measured on (named on a group's first row, so the other
-    columns keep their width); metrics that do not say come last, under "not stated"."""
-    headers = [T("测量对象（模型 · 权重 · 设备）", "Measured on (model · weights · device)"), T("指标", "Metric"),
-               T("值", "Value")]
+    """Key metrics, one row per "measured on" (model, weights, device on three lines), its metrics as one
+    flowing "**name** value · …" cell: page one must hold some twenty of them. Both columns are HTML made
+    here from escaped parts: show with `trusted_cols=(0, 1)`. Metrics that do not say come last ("not stated")."""
+    from bitcpm_validation.report.textsafe import html_escape
+
     groups: dict[str, list[KeyMetric]] = {}
     for m in km:
         groups.setdefault(m.measured_on, []).append(m)
     body: list[list[Any]] = []
     for on in sorted(groups, key=lambda k: not k):  # stable: first-seen order, the unstated group last
-        for i, m in enumerate(groups[on]):
-            label: Any = (on or T("未注明", "not stated")) if i == 0 else ""
-            body.append([label, T(m.name_zh or m.name_en, m.name_en), m.value_text])
-    return headers, body
+        label: Any = "<br>".join(html_escape(p) for p in measured_on_parts(on) if p) if on else T("未注明", "not stated")
+        items = [(html_escape(m.name_zh or m.name_en), html_escape(m.name_en), html_escape(m.value_text))
+                 for m in groups[on]]
+        body.append([label, T("；".join(f"<b>{zh}</b>\u00a0{v}" for zh, _, v in items),
+                              " · ".join(f"<b>{en}</b>\u00a0{v}" for _, en, v in items))])
+    return [T("测量对象（模型、权重、设备）", "Measured on (model, weights, device)"), T("关键指标", "Key metrics")], body
 
 
 def _common_reason(texts: list[str], limit: int) -> str:
