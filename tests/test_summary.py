@@ -404,11 +404,13 @@ def test_matrix_folds_long_families_but_never_a_failure(tmp_path):
 def test_registry_appendix_says_why_a_check_cannot_fail():
     specs = [spec("batch", "04_determinism", "engine", worst="warn", worst_reason="no batch-invariance promise",
                   worst_reason_zh="不保证批次不变"), spec("restart", "04_determinism", "engine")]
+    specs.append(spec("x<y", "05_chinese", "model"))
     headers, body = S.registry_table(specs)
-    assert [h.en for h in headers] == ["Chapter", "Check", "Scope", "Worst", "Criterion"]
-    assert [r[0] for r in body] == ["04", ""] and [r[3] for r in body] == ["⚠️", "❌"]
-    assert body[0][4].en == "criterion. At worst ⚠️: no batch-invariance promise"
-    assert body[0][4].zh == "判据。最差为 ⚠️：不保证批次不变" and body[1][4].en == "criterion"
+    assert [h.en for h in headers] == ["Chapter", "Check and criterion", "Scope", "Worst"]
+    assert [r[0] for r in body] == ["04", "", "05"] and [r[3] for r in body] == ["⚠️", "❌", "❌"]
+    assert body[0][1].en == "<b>batch</b> (batch): criterion. At worst ⚠️: no batch-invariance promise"
+    assert body[0][1].zh == "<b>batch</b>（batch）：判据。最差为 ⚠️：不保证批次不变"
+    assert body[2][1].en == "<b>x&lt;y</b> (x&lt;y): criterion"  # a trusted cell: every part escaped
     data = S.registry_rows(specs)
     assert data[0]["worst_reason"] == {"zh": "不保证批次不变", "en": "no batch-invariance promise"}
     assert data[1]["worst_reason"] is None

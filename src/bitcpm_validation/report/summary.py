@@ -844,17 +844,21 @@ def registry_rows(specs: Iterable[CheckSpec]) -> list[dict[str, Any]]:
 
 
 def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]]:
-    """The appendix: every registered check with its chapter (on its first row), scope, worst status and
-    criterion; a check whose worst is ⚠️ says why after its criterion."""
-    headers = [T("章节", "Chapter"), T("检查项", "Check"), T("范围", "Scope"), T("最差", "Worst"), T("判据", "Criterion")]
+    """The appendix: every registered check with its chapter (on its first row), scope and worst status; the
+    check cell is "**name** (id): criterion" (a check whose worst is ⚠️ says why after it), HTML made here
+    from escaped parts: show with `trusted_cols=(1,)`."""
+    from bitcpm_validation.report.textsafe import html_escape as e
+
+    headers = [T("章节", "Chapter"), T("检查项与判据", "Check and criterion"), T("范围", "Scope"), T("最差", "Worst")]
     body, last = [], None
     for s in specs:
-        criterion = T(s.criterion_zh, s.criterion_en)
+        zh = f"<b>{e(s.name_zh)}</b>（{e(s.id)}）：{e(s.criterion_zh)}"
+        en = f"<b>{e(s.name_en)}</b> ({e(s.id)}): {e(s.criterion_en)}"
         if s.worst_reason:
-            criterion = T(f"{s.criterion_zh}。最差为 ⚠️：{s.worst_reason_zh or s.worst_reason}",
-                          f"{s.criterion_en}. At worst ⚠️: {s.worst_reason}")
-        body.append([s.chapter.split("_", 1)[0] if s.chapter != last else "", T(f"{s.name_zh}（{s.id}）",
-                     f"{s.name_en} ({s.id})"), SCOPE_WORD[s.scope], R.STATUS_MARK[s.worst], criterion])
+            zh += f"。最差为 ⚠️：{e(s.worst_reason_zh or s.worst_reason)}"
+            en += f". At worst ⚠️: {e(s.worst_reason)}"
+        body.append([s.chapter.split("_", 1)[0] if s.chapter != last else "", T(zh, en), SCOPE_WORD[s.scope],
+                     R.STATUS_MARK[s.worst]])
         last = s.chapter
     return headers, body
 
