@@ -276,8 +276,10 @@ def judge_stream(r: ProbeResult) -> Check:
     if r.error:
         return STREAM.row("fail", r.error, r.error)
     chunks, same = d.get("chunks", 0), d.get("equals_non_streamed")
-    en = f"{chunks} chunks, first after {d.get('first_chunk_s')} s, joined equal to the non-streamed text: {same}"
-    zh = f"{chunks} 个分块，首块 {d.get('first_chunk_s')} 秒，拼接后与非流式相同：{same}"
+    same_en = {True: "yes", False: "no"}.get(same, "not compared")
+    same_zh = {True: "是", False: "否"}.get(same, "未比较")
+    en = f"{chunks} chunks, first after {d.get('first_chunk_s')} s, joined equal to the non-streamed text: {same_en}"
+    zh = f"{chunks} 个分块，首块 {d.get('first_chunk_s')} 秒，拼接后与非流式相同：{same_zh}"
     return STREAM.row("pass" if r.ok else "fail", en, zh)
 
 
