@@ -426,3 +426,18 @@ def test_fake_run_with_the_stand_in_flag_gets_the_next_command_box(tmp_path):
     assert "make report PARAMS=params/ascend-910b3.yaml" in page["next_command"]["zh"]
     f = S.findings(S.check_matrix(run))
     assert any(x.chapter == "04_determinism" and x.status == "fail" for x in f)  # its failed chapter is a finding
+
+
+def test_chapters_the_profile_did_not_select_say_so(tmp_path):
+    p = SimpleNamespace(chapters=["environment", "03"], profile="p",
+                        model=SimpleNamespace(name="m", is_stand_in=False, source=None))
+    assert S.selected_chapters(p) == ["01_environment", "03_inference"]
+    assert S.selected_chapters(SimpleNamespace(chapters=["all"])) is None
+    put(tmp_path, "03_inference", "ok", checks=[chk("probe:a", "pass", "model")])
+    rows = S.check_matrix(tmp_path, S.selected_chapters(p))
+    serving = next(r for r in rows if r.chapter == "08_serving")
+    assert serving.chapter_status == "not_selected" and serving.reason_en == "not selected in this profile"
+    assert next(r for r in rows if r.chapter == "01_environment").chapter_status == "missing"  # selected, no results
+    v = S.scope_verdicts(rows)
+    assert v["model"].verdict == "incomplete"
+    assert any(r.en == "chapter 08 Serving not selected by the profile" for r in v["model"].reasons)

@@ -58,7 +58,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.checks import CheckSpec
-from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
+from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters, chapter
 from bitcpm_validation.report.display import T
 
 STATUS_LABEL = {"pass": "通过 pass", "warn": "注意 warn", "fail": "失败 fail", "not_run": "未运行 not run"}
@@ -223,6 +223,20 @@ def chapter_results(run_dir: str | Path) -> dict[str, R.ChapterResult]:
         res, _ = load_chapter(path)
         if res is not None:
             out[info.id] = res
+    return out
+
+
+def selected_chapters(params: Any) -> Optional[list[str]]:
+    """Chapter ids a profile's `chapters:` selects, or None for all (the summary's `check_matrix(selected=...)`)."""
+    wanted = list(getattr(params, "chapters", None) or ["all"])
+    if "all" in wanted:
+        return None
+    out = []
+    for w in wanted:
+        try:
+            out.append(chapter(w).id)
+        except KeyError:  # the runner refuses an unknown name before any chapter runs
+            continue
     return out
 
 
@@ -642,7 +656,7 @@ def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[Matrix
     run_dir = Path(run_dir)
     params = _params_from_run_json(run_dir) if params is None else params
     specs = list(specs)
-    rows = check_matrix(run_dir) if rows is None else rows
+    rows = check_matrix(run_dir, selected_chapters(params)) if rows is None else rows
     res = chapter_results(run_dir)
     env, loading = res.get("01_environment"), res.get("02_loading")
     is_stand_in = bool(params.model.is_stand_in)
@@ -896,7 +910,7 @@ def counts_line(counts: dict[str, int]) -> str:
 # -- what the summary notebook stores -------------------------------------------------------------------
 def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = ()) -> dict[str, Any]:
     """Every data key of results/00_summary.json (see the module docstring), computed once."""
-    rows = check_matrix(run_dir)
+    rows = check_matrix(run_dir, selected_chapters(params))
     verdicts = scope_verdicts(rows, specs)
     km = key_metrics(run_dir)
 
