@@ -61,7 +61,6 @@ from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters, chapter
 from bitcpm_validation.report.display import T
 
-STATUS_LABEL = {"pass": "通过 pass", "warn": "注意 warn", "fail": "失败 fail", "not_run": "未运行 not run"}
 STATUS_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
                "not_run": T("未运行", "not run")}
 
