@@ -376,6 +376,9 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
     from bitcpm_validation.engine import server
     from bitcpm_validation.engine.offline import engine_kwargs, engine_platform
 
+    from bitcpm_validation.report.recorder import quiet_logs
+
+    quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
     log = log_path(run_dir)
     log.parent.mkdir(parents=True, exist_ok=True)
     platform = engine_platform()  # without importing vLLM into the runner where the installed build says it
