@@ -266,8 +266,10 @@ def test_serving_yields_the_shared_server_and_never_stops_it(tmp_path, fake_serv
     with server.serving(p, ev) as srv:
         assert srv.shared and srv.base_url == url and srv.startup_s == 12.5 and srv.pid == os.getpid()
         assert srv.alive() and srv.command == "vllm serve x"
+        shared.SharedClient(shared.read_info(run_dir), tmp_path / "other.log").generate([[1, 2]], max_tokens=1)
     assert srv.alive()  # still serving the next chapter
-    assert "using the run's shared server" in ev.read_text(encoding="utf-8")
+    log = ev.read_text(encoding="utf-8")
+    assert "using the run's shared server" in log and log.count("POST /v1/completions") == 1
 
 
 # -- start records ----------------------------------------------------------------------------------------------

@@ -518,7 +518,17 @@ def serving(params: Params, evidence_path: Path, which: Which = "real", *, fresh
     if not fresh and not kw:
         srv, why_not = shared_server(params, evidence_path, which)
         if srv is not None:
-            yield srv
+            log = Path(srv.evidence_path)
+            mark = log.stat().st_size if log.exists() else 0
+            try:
+                yield srv
+            finally:  # the shared log's lines of this chapter's requests, into the chapter's evidence
+                with contextlib.suppress(OSError):
+                    with open(log, "rb") as f:
+                        f.seek(mark)
+                        chunk = f.read().decode("utf-8", errors="replace")
+                    with open(evidence_path, "a", encoding="utf-8") as f:
+                        f.write(f"--- {log.name} ---\n{chunk}")
             return
         if why_not:
             why = f"not shareable: {why_not}"
