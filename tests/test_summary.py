@@ -243,6 +243,8 @@ def test_rows_without_scope_never_count_silently(tmp_path):
     assert v["engine"].verdict == "incomplete" and v["engine"].counts["fail"] == 0
     assert any("without a scope" in r.en for r in v["engine"].reasons)
     assert v["model"].verdict == "pass"  # 02's registered checks are engine checks
+    only_legacy = scoped_run(tmp_path, {"03_inference": [R.Check("probe:a", "pass", "P", "P")]})
+    assert S.scope_verdicts(only_legacy, SPECS)["model"].verdict == "incomplete"  # not "not assessed", not "pass"
     f = [x for x in S.findings(rows, SPECS) if x.check_id == "kv"]
     assert f and f[0].scope is None and "counts in no verdict" in f[0].impact.en
 

@@ -408,9 +408,10 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
             if _affects(r.chapter, scope, scopes):
                 _add(failures if r.chapter_status in _BROKEN else absent, _chapter_problem(r))
                 broken = broken or r.chapter_status in _BROKEN
+        legacy = False  # rows without a scope in a chapter of this scope: they cannot be counted
         for cid, n in unscoped.items():
             if _affects(cid, scope, scopes):
-                t = titles[cid]
+                legacy, t = True, titles[cid]
                 _add(absent, T(f"{t.zh}：{n} 行没有范围（旧结果），不计入结论，请重新运行该章",
                                f"chapter {t.en}: {n} row(s) without a scope (old results) are not counted: "
                                f"re-run the chapter"))
@@ -422,8 +423,7 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
         if counts["fail"]:
             v = "fail"
         elif not judged:
-            v = "incomplete" if broken or unscoped and any(_affects(c, scope, scopes) for c in unscoped) \
-                else "not_assessed"
+            v = "incomplete" if broken or legacy else "not_assessed"
             if not reasons:
                 reasons.append(T("本次运行没有记录此范围的检查项", "this run recorded no check of this scope"))
         elif reasons:
