@@ -124,7 +124,7 @@ def test_quantization_chapter(chapters_run):
     checks = {c.id: c.status for c in res.checks}
     assert checks["projections_ternary"] == "pass" and checks["roundtrip"] == "pass"
     assert checks["granularity"] == "pass" and res.metric("granularity") == "g32"
-    assert checks["claim_compression_full"] == "fail"  # ~72%, not ~90%
+    assert checks["claim_compression:full-0.5b"] == "fail"  # ~72%, not ~90%
     assert 60 < res.metric("compression_base3") < 90  # percent
     dense = {t["role"] for t in res.data["tensors"] if not t["ternary"]}
     assert dense == {"embedding", "norm"}
