@@ -28,7 +28,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation import textlang
+from bitcpm_validation.chapters import textlang
 from bitcpm_validation.report.checks import define
 from bitcpm_validation.report.results import Check
 

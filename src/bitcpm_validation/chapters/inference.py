@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation import textlang
+from bitcpm_validation.chapters import textlang
 from bitcpm_validation.chapters.chinese import cjk_share, metrics as repetition_metrics
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 from bitcpm_validation.params import Expectation, GradingCriteria, Prompt
