@@ -216,7 +216,9 @@ def test_bench_args_and_weights(tmp_path):
     assert s[s.index("--max-concurrency") + 1] == "4" and s[s.index("--num-prompts") + 1] == "8"
     assert s[s.index("--ready-check-timeout-sec") + 1] == "0"  # no cached test prompt flattering TTFT
     assert P.shown_command("serve", s).startswith("vllm bench serve --backend vllm")
-    assert P.measured_on("dummy", "cpu") == "BitCPM4-0.5B shape · dummy weights · CPU"
+    from bitcpm_validation.engine import identity
+    from bitcpm_validation.params import load_params
+    assert identity.measured_on(load_params("params/default.yaml"), "dummy", "cpu") == "bitcpm4-0.5b shape · dummy weights · CPU"
 
 
 @pytest.mark.engine

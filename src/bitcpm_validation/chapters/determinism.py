@@ -114,7 +114,8 @@ BATCH = define(
     criterion_en="each prompt sent alone generates the same tokens as inside the batch of all prompts",
     criterion_zh="每个提示单独发送时与在全部提示的批内生成相同的 token",
     worst="warn", worst_reason="vLLM does not promise batch invariance unless VLLM_BATCH_INVARIANT=1 is set: a "
-                               "difference is a finding about batching, not an unfaithful engine")
+                               "difference is a finding about batching, not an unfaithful engine",
+    worst_reason_zh="除非设置 VLLM_BATCH_INVARIANT=1，vLLM 不保证批次不变性：差异是关于批处理的发现，而不是引擎不忠实")
 LENGTH = define(
     "determinism_length", CHAPTER, "engine", "Every generation ran the full max_tokens", "每次生成都跑满 max_tokens",
     criterion_en="with ignore_eos, every generation has exactly max_tokens tokens (the original document: 64/64, ±0)",

@@ -381,13 +381,6 @@ def benchmark_model(params: Params) -> tuple[str, Path]:
     return "dummy", params.dummy_config_path
 
 
-def measured_on(which: str, platform: str, cpu_model: str = "") -> str:
-    """The key metrics' "model · weights · device" label."""
-    weights = "dummy weights" if which == "dummy" else "real weights"
-    device = {"cpu": "CPU", "cuda": "CUDA GPU", "npu": "Ascend NPU"}.get(platform, platform)
-    return f"BitCPM4-0.5B shape · {weights} · {device}{f' ({cpu_model})' if cpu_model else ''}"
-
-
 def setup_rows(params: Params, which: str, model_dir: Path, platform: str, arith: dict[str, Any]) -> list[list[Any]]:
     pp = params.performance
     return [
