@@ -425,6 +425,7 @@ def test_ctrl_c_stops_the_shared_server(proj, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
+    assert f"stopped the shared engine (pid {pid})" in out
     time.sleep(1)
     alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not alive, (alive, out)

@@ -615,6 +615,8 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         if shared_srv is not None:
             shared_srv.stop(timeout=5.0 if outcome.interrupted else 20.0)
             shared_engine.clear(run_dir)
+            if outcome.interrupted:
+                print(f"stopped the shared engine (pid {shared_srv.pid})", file=out, flush=True)
             if outcome.shared_engine is not None:
                 outcome.shared_engine["stopped"] = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(
                     timespec="seconds")
