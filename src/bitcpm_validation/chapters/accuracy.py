@@ -34,9 +34,10 @@ import yaml
 
 from bitcpm_validation.engine.offline import one_line
 from bitcpm_validation.model.training_corpus import Contamination, contamination
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.tasks import TASKS_DIR
+from bitcpm_validation.chapters import registered_checks
 
 # BitCPM4-0.5B, MiniCPM4 technical report (OpenCompass), facts sheet section 5. lm-eval task name -> value.
 PUBLISHED = {
@@ -310,25 +311,7 @@ CHAPTER = "09_accuracy"
 SIGNIFICANCE_Z = 2.0  # the margin over chance must be at least this many standard errors (about 97.7 %, one-sided)
 MIN_ITEMS = 10  # fewer scored items than this say nothing about the model
 
-TASK = define("task", CHAPTER, "model", "lm-eval task ran", "lm-eval 任务完成",
-              criterion_en="lm-eval evaluates the task through the server without an error (an unknown task name or a "
-                           "server error fails; only a hub dataset the offline host cannot fetch is not run)",
-              criterion_zh="lm-eval 经服务评测该任务且无错误（未知任务名或服务错误为失败；仅离线主机无法获取的 Hub 数据集记为未运行）",
-              family=True)
-ABOVE_CHANCE = define(
-    "above_chance", CHAPTER, "model", "Score above chance", "得分高于随机水平",
-    criterion_en=f"the task's score exceeds random guessing by at least {SIGNIFICANCE_Z:g} standard errors, on at "
-                 f"least {MIN_ITEMS} items the model was not trained on",
-    criterion_zh=f"得分比随机猜测至少高 {SIGNIFICANCE_Z:g} 个标准误，且基于至少 {MIN_ITEMS} 道模型未训练过的题目",
-    family=True)
-PUBLISHED_CHECK = define(
-    "published", CHAPTER, "model", "Score within rtol of BitCPM4-0.5B's published number",
-    "得分在 BitCPM4-0.5B 公布值的相对容差内",
-    criterion_en="for the real BitCPM4-0.5B: |measured - published| / published <= accuracy.rtol (OpenCompass and "
-                 "lm-eval prompts differ; outside is a warning, or a failure with accuracy.fail_outside_rtol)",
-    criterion_zh="仅对真实 BitCPM4-0.5B：|实测 - 公布| / 公布 ≤ accuracy.rtol（OpenCompass 与 lm-eval 提示不同；超出为警告，"
-                 "设置 accuracy.fail_outside_rtol 时为失败）",
-    family=True)
+CHECKS = registered_checks("09_accuracy")  # this chapter's entries of chapters/checks.yaml
 
 
 def judge_task(r: TaskResult) -> Check:
@@ -336,11 +319,11 @@ def judge_task(r: TaskResult) -> Check:
         n = {row.get("n") for row in r.rows if row["task"] == r.task} - {None}
         en = f"{len(r.rows)} metric rows in {r.seconds:.0f} s" + (f", {max(n)} items" if n else "")
         zh = f"{len(r.rows)} 行指标，用时 {r.seconds:.0f} 秒" + (f"，{max(n)} 道题" if n else "")
-        return TASK.row("pass", en, zh, item=r.task)
+        return CHECKS["task"].row("pass", en, zh, item=r.task)
     if r.status == "skipped":
-        return TASK.not_run(r.reason or "dataset unreachable", "数据集无法获取（Hub 不可达）：" + (r.reason or ""),
+        return CHECKS["task"].not_run(r.reason or "dataset unreachable", "数据集无法获取（Hub 不可达）：" + (r.reason or ""),
                             item=r.task)
-    return TASK.row("fail", r.reason or "failed", r.reason or "失败", item=r.task)
+    return CHECKS["task"].row("fail", r.reason or "failed", r.reason or "失败", item=r.task)
 
 
 def judge_above_chance(task: str, value: Optional[float], stderr: Optional[float], n: Optional[int],
@@ -350,12 +333,12 @@ def judge_above_chance(task: str, value: Optional[float], stderr: Optional[float
     note_en = f" ({removed} items seen in training left out)" if removed else ""
     note_zh = f"（已剔除训练中出现过的 {removed} 道题）" if removed else ""
     if value is None:
-        return ABOVE_CHANCE.not_run("the task produced no score", "该任务没有得分", item=task)
+        return CHECKS["above_chance"].not_run("the task produced no score", "该任务没有得分", item=task)
     if chance is None:
-        return ABOVE_CHANCE.not_run(f"chance level of {task} is not known to the project",
+        return CHECKS["above_chance"].not_run(f"chance level of {task} is not known to the project",
                                     f"项目不知道 {task} 的随机水平", item=task)
     if n is not None and n < MIN_ITEMS:
-        return ABOVE_CHANCE.not_run(f"only {n} items scored (< {MIN_ITEMS}){note_en}: too few to judge",
+        return CHECKS["above_chance"].not_run(f"only {n} items scored (< {MIN_ITEMS}){note_en}: too few to judge",
                                     f"仅 {n} 道题计分（< {MIN_ITEMS}）{note_zh}：太少，无法判断", item=task)
     se = stderr or 0.0
     need = chance + z * se
@@ -363,23 +346,23 @@ def judge_above_chance(task: str, value: Optional[float], stderr: Optional[float
           f"needs > {need:.3f} ({z:g} standard errors){note_en}")
     zh = (f"得分 {value:.3f} ± {se:.3f}（{n if n is not None else '?'} 道题），随机水平 {chance:.3f}："
           f"需 > {need:.3f}（{z:g} 个标准误）{note_zh}")
-    return ABOVE_CHANCE.row("pass" if value > need else "fail", en, zh, item=task)
+    return CHECKS["above_chance"].row("pass" if value > need else "fail", en, zh, item=task)
 
 
 def judge_published(task: str, value: Optional[float], rtol: float, *, fail_outside: bool, is_stand_in: bool) -> Check:
     """This run's score (fraction) against BitCPM4-0.5B's published one, for the real model only."""
     if is_stand_in:
-        return PUBLISHED_CHECK.not_run("stand-in model: not BitCPM4-0.5B, its scores are not comparable",
+        return CHECKS["published"].not_run("stand-in model: not BitCPM4-0.5B, its scores are not comparable",
                                        "替身模型不是 BitCPM4-0.5B，得分不可比", item=task)
     if value is None:
-        return PUBLISHED_CHECK.not_run("the task produced no score", "该任务没有得分", item=task)
+        return CHECKS["published"].not_run("the task produced no score", "该任务没有得分", item=task)
     c = compare_published(task, value, rtol)
     if c is None:
-        return PUBLISHED_CHECK.not_run(f"no published BitCPM4-0.5B number for {task}",
+        return CHECKS["published"].not_run(f"no published BitCPM4-0.5B number for {task}",
                                        f"{task} 没有 BitCPM4-0.5B 的公布数字", item=task)
     en = (f"{c['benchmark']}: measured {c['measured']:.2f} (lm-eval) vs published {c['published']:.2f} (OpenCompass), "
           f"relative difference {c['rel_diff']:.3f} (rtol {rtol:g})")
     zh = (f"{c['benchmark']}：实测 {c['measured']:.2f}（lm-eval），公布 {c['published']:.2f}（OpenCompass），"
           f"相对差 {c['rel_diff']:.3f}（容差 {rtol:g}）")
     status = "pass" if c["within"] else ("fail" if fail_outside else "warn")
-    return PUBLISHED_CHECK.row(status, en, zh, item=task)
+    return CHECKS["published"].row(status, en, zh, item=task)

@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.chapters import textlang
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "05_chinese"
 MIN_SPAN = 4  # repeated spans shorter than this are ordinary language, not a loop
@@ -125,15 +126,7 @@ def metrics(text: str) -> ChineseMetrics:
     )
 
 
-ZH = define(
-    "zh", CHAPTER, "model", "Chinese answer", "中文回答", family=True,
-    criterion_en=("the output is language (recognised words, no looped unit; prompts.yaml grading), else ❌; "
-                  "CJK share >= chinese.min_cjk_share, distinct-2 >= chinese.min_distinct_2 and longest repeated "
-                  "span <= chinese.max_repeat_share, else ⚠️; prompts the model was trained on are not run"),
-    criterion_zh=("输出须是语言（可识别词语、无循环单元；见 prompts.yaml grading），否则 ❌；汉字比例 ≥ chinese.min_cjk_share、"
-                  "distinct-2 ≥ chinese.min_distinct_2、最长重复片段占比 ≤ chinese.max_repeat_share，否则 ⚠️；"
-                  "模型训练过的提示不评判"),
-)
+CHECKS = registered_checks("05_chinese")  # this chapter's entries of chapters/checks.yaml
 
 
 @dataclass
@@ -224,7 +217,7 @@ def judge_chinese(prompt: Any, text: str, cp: Any, g: Any, trained_on: Any = Non
     names = {"name_en": f"Chinese: {prompt.id}{chat_en}", "name_zh": f"中文：{prompt.id}{chat_zh}"}
     if trained_on is not None and prompt.id in trained_on:
         mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[v.status]
-        return ZH.not_run(f"{trained_on.reason_en(prompt.id)} (its output would be {mark} {v.label_en}, not counted)",
+        return CHECKS["zh"].not_run(f"{trained_on.reason_en(prompt.id)} (its output would be {mark} {v.label_en}, not counted)",
                           f"{trained_on.reason_zh(prompt.id)}（输出本应为 {mark} {v.label_zh}，不计入）",
                           item=prompt.id, **names)
-    return ZH.row(v.status, f"{v.label_en}: {v.detail_en}", f"{v.label_zh}：{v.detail_zh}", item=prompt.id, **names)
+    return CHECKS["zh"].row(v.status, f"{v.label_en}: {v.detail_en}", f"{v.label_zh}：{v.detail_zh}", item=prompt.id, **names)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.report.checks import CheckSpec, define
+from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 
 def compare(a: Sequence[int], b: Sequence[int]) -> dict[str, Any]:
@@ -100,26 +101,7 @@ def compare_all(ids: Sequence[str], runs: Sequence[Sequence[Sequence[int]]], *,
 totals_of = totals
 
 CHAPTER = "04_determinism"
-REPEAT = define(
-    "determinism_repeat", CHAPTER, "engine", "Repeated runs identical (temperature 0)", "重复运行逐 token 一致（temperature 0）",
-    criterion_en="each prompt's greedy generations from R runs in one engine are token-identical (every token of "
-                 "max_tokens, EOS ignored)",
-    criterion_zh="同一引擎中 R 次运行，每个提示的贪心生成逐 token 相同（跑满 max_tokens，忽略 EOS）")
-RESTART = define(
-    "determinism_restart", CHAPTER, "engine", "Identical after an engine restart", "引擎重启后逐 token 一致",
-    criterion_en="a second, freshly started engine generates the same tokens as run 1 for every prompt",
-    criterion_zh="重新启动的第二个引擎对每个提示生成与运行 1 相同的 token")
-BATCH = define(
-    "determinism_batch", CHAPTER, "engine", "Alone vs inside a batch identical", "单独运行与批内运行一致",
-    criterion_en="each prompt sent alone generates the same tokens as inside the batch of all prompts",
-    criterion_zh="每个提示单独发送时与在全部提示的批内生成相同的 token",
-    worst="warn", worst_reason="vLLM does not promise batch invariance unless VLLM_BATCH_INVARIANT=1 is set: a "
-                               "difference is a finding about batching, not an unfaithful engine",
-    worst_reason_zh="除非设置 VLLM_BATCH_INVARIANT=1，vLLM 不保证批次不变性：差异是关于批处理的发现，而不是引擎不忠实")
-LENGTH = define(
-    "determinism_length", CHAPTER, "engine", "Every generation ran the full max_tokens", "每次生成都跑满 max_tokens",
-    criterion_en="with ignore_eos, every generation has exactly max_tokens tokens (the original document: 64/64, ±0)",
-    criterion_zh="ignore_eos 下每次生成恰好 max_tokens 个 token（原文档：64/64，±0）")
+CHECKS = registered_checks("04_determinism")  # this chapter's entries of chapters/checks.yaml
 
 _GROUP_PARAM = {"repeat": "runs", "restart": "restart", "batch": "batch"}
 
@@ -141,17 +123,17 @@ def _judge_group(spec: CheckSpec, res: dict[str, Any], group: str, bad: str) -> 
 
 def judge_repeat(res: dict[str, Any]) -> Check:
     """R runs of the same batch in one engine (compare_all's "repeat" group): any difference fails."""
-    return _judge_group(REPEAT, res, "repeat", "fail")
+    return _judge_group(CHECKS["determinism_repeat"], res, "repeat", "fail")
 
 
 def judge_restart(res: dict[str, Any]) -> Check:
     """Run 1 against the same batch in a restarted engine: any difference fails."""
-    return _judge_group(RESTART, res, "restart", "fail")
+    return _judge_group(CHECKS["determinism_restart"], res, "restart", "fail")
 
 
 def judge_batch(res: dict[str, Any]) -> Check:
     """Each prompt alone against inside the batch: a difference warns (no batch-invariance promise)."""
-    return _judge_group(BATCH, res, "batch", "warn")
+    return _judge_group(CHECKS["determinism_batch"], res, "batch", "warn")
 
 
 def judge_lengths(generations: dict[str, Optional[Sequence[Sequence[int]]]], max_tokens: int) -> Check:
@@ -159,7 +141,7 @@ def judge_lengths(generations: dict[str, Optional[Sequence[Sequence[int]]]], max
     must hold exactly max_tokens tokens: a shorter one means the engine stopped early despite ignore_eos."""
     seqs = [(label, i, len(s)) for label, g in generations.items() if g for i, s in enumerate(g)]
     if not seqs:
-        return LENGTH.not_run("no generation was made", "没有生成任何序列")
+        return CHECKS["determinism_length"].not_run("no generation was made", "没有生成任何序列")
     off = [x for x in seqs if x[2] != max_tokens]
     en = f"{len(seqs) - len(off)}/{len(seqs)} generations have {max_tokens} tokens"
     zh = f"{len(seqs) - len(off)}/{len(seqs)} 次生成为 {max_tokens} 个 token"
@@ -167,7 +149,7 @@ def judge_lengths(generations: dict[str, Optional[Sequence[Sequence[int]]]], max
         label, i, n = off[0]
         en += f"; {label} #{i + 1} has {n}"
         zh += f"；{label} 第 {i + 1} 条为 {n} 个"
-    return LENGTH.row("fail" if off else "pass", en, zh)
+    return CHECKS["determinism_length"].row("fail" if off else "pass", en, zh)
 
 
 def env_rows(platform: str) -> list[dict[str, Any]]:

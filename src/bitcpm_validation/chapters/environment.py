@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bitcpm_validation.engine.offline import WATCHED_ENV
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 # What the environment chapter records: the engine's watched variables plus the CANN markers
 HOST_ENV = ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "PYTHONHASHSEED", "TORCH_DETERMINISTIC", *WATCHED_ENV)
@@ -264,31 +265,16 @@ def card_markdown(facts: dict[str, Any]) -> str:
 
 # -- checks ------------------------------------------------------------------------------------------------
 CHAPTER = "01_environment"
-PLATFORM = define(
-    "platform", CHAPTER, "engine", "Device matches the profile", "设备与配置一致",
-    criterion_en="the detected device (NPU / CUDA / CPU) is the profile's `platform` (auto accepts any)",
-    criterion_zh="检测到的设备（NPU / CUDA / CPU）与配置的 `platform` 一致（auto 接受任何设备）")
-EVIDENCE = define(
-    "device_evidence", CHAPTER, "engine", "Accelerator evidenced", "加速器有证据",
-    criterion_en="on an accelerator: torch lists the devices and the vendor tool (npu-smi / nvidia-smi) answers",
-    criterion_zh="在加速器上：torch 列出设备，且厂商工具（npu-smi / nvidia-smi）有输出")
-ENGINE_STACK = define(
-    "engine_stack", CHAPTER, "engine", "Engine stack installed for the device", "设备对应的引擎软件已安装",
-    criterion_en="vLLM imports; on NPU also torch_npu and vLLM-Ascend",
-    criterion_zh="vLLM 已安装；NPU 上还需 torch_npu 与 vLLM-Ascend")
-CANN_ENV = define(
-    "cann_env", CHAPTER, "engine", "CANN environment sourced", "已加载 CANN 环境",
-    criterion_en="on NPU: ASCEND_TOOLKIT_HOME (or ASCEND_HOME_PATH) is set, i.e. set_env.sh was sourced",
-    criterion_zh="NPU 上：已设置 ASCEND_TOOLKIT_HOME（或 ASCEND_HOME_PATH），即已 source set_env.sh")
+CHECKS = registered_checks("01_environment")  # this chapter's entries of chapters/checks.yaml
 
 CANN_SOURCE = "source /usr/local/Ascend/ascend-toolkit/set_env.sh && source /usr/local/Ascend/nnal/atb/set_env.sh"
 
 
 def judge_platform(wanted: str, detected: str) -> Check:
     if wanted in ("auto", detected):
-        return PLATFORM.row("pass", f"profile platform {wanted}, detected {detected}",
+        return CHECKS["platform"].row("pass", f"profile platform {wanted}, detected {detected}",
                             f"配置要求 {wanted}，检测到 {detected}")
-    return PLATFORM.row("fail", f"the profile asks for {wanted} but this host runs on {detected}: run on a {wanted} "
+    return CHECKS["platform"].row("fail", f"the profile asks for {wanted} but this host runs on {detected}: run on a {wanted} "
                                 f"host or choose the profile for this one",
                         f"配置要求 {wanted}，但本机为 {detected}：请在 {wanted} 主机上运行，或换用适合本机的配置")
 
@@ -301,11 +287,11 @@ def judge_device_evidence(facts: dict[str, Any]) -> Optional[Check]:
     tool = "npu-smi info" if d["kind"] == "npu" else "nvidia-smi"
     out = facts.get("tools", {}).get(tool)
     if not d["devices"]:
-        return EVIDENCE.row("fail", f"{d['kind']} detected but torch lists no device", f"检测到 {d['kind']}，但 torch 未列出设备")
+        return CHECKS["device_evidence"].row("fail", f"{d['kind']} detected but torch lists no device", f"检测到 {d['kind']}，但 torch 未列出设备")
     if not out or "failed" in out[:80]:
-        return EVIDENCE.row("fail", f"`{tool}` gave no output: the device is not evidenced by its driver tool",
+        return CHECKS["device_evidence"].row("fail", f"`{tool}` gave no output: the device is not evidenced by its driver tool",
                             f"`{tool}` 无输出：设备缺少驱动工具的证据")
-    return EVIDENCE.row("pass", f"{len(d['devices'])} device(s) in torch; `{tool}` output in evidence/01_environment.log",
+    return CHECKS["device_evidence"].row("pass", f"{len(d['devices'])} device(s) in torch; `{tool}` output in evidence/01_environment.log",
                         f"torch 列出 {len(d['devices'])} 个设备；`{tool}` 输出见 evidence/01_environment.log")
 
 
@@ -313,9 +299,9 @@ def judge_engine_stack(versions: dict[str, Optional[str]], kind: str) -> Check:
     need = ["vllm"] + (["torch_npu", "vllm_ascend"] if kind == "npu" else [])
     missing = [k for k in need if not versions.get(k)]
     if missing:
-        return ENGINE_STACK.row("fail", f"not installed: {', '.join(missing)}: run `make setup`",
+        return CHECKS["engine_stack"].row("fail", f"not installed: {', '.join(missing)}: run `make setup`",
                                 f"未安装：{'、'.join(missing)}；请运行 `make setup`")
-    return ENGINE_STACK.row("pass", ", ".join(f"{k} {versions[k]}" for k in need),
+    return CHECKS["engine_stack"].row("pass", ", ".join(f"{k} {versions[k]}" for k in need),
                             "，".join(f"{k} {versions[k]}" for k in need))
 
 
@@ -324,6 +310,6 @@ def judge_cann_env(kind: str, env: dict[str, Optional[str]]) -> Optional[Check]:
     if kind != "npu":
         return None
     if env.get("ASCEND_TOOLKIT_HOME") or env.get("ASCEND_HOME_PATH"):
-        return CANN_ENV.row("pass", f"ASCEND_TOOLKIT_HOME={env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
-    return CANN_ENV.row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
+        return CHECKS["cann_env"].row("pass", f"ASCEND_TOOLKIT_HOME={env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
+    return CHECKS["cann_env"].row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
                         f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")

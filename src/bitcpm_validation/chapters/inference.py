@@ -25,20 +25,13 @@ from bitcpm_validation.chapters import textlang
 from bitcpm_validation.chapters.chinese import cjk_share, metrics as repetition_metrics
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 from bitcpm_validation.params import Expectation, GradingCriteria, Prompt
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "03_inference"
 
-PROBE = define(
-    "probe", CHAPTER, "model", "Probe answered as expected", "探针回答符合预期", family=True,
-    criterion_en=("the output is language (recognised words, no looped unit, sentences; prompts.yaml grading) and "
-                  "meets its prompt's expectation (answer as a word in the answer position, language, no severe "
-                  "repetition); noise fails; a miss on an ability the prompt marks as limited warns; prompts the "
-                  "model was trained on are not run"),
-    criterion_zh=("输出是语言（可识别词语、无循环单元、成句；见 prompts.yaml grading）且符合提示的预期（答案作为词出现在"
-                  "作答位置、语言、无严重重复）；噪声判为失败；提示标注为能力有限的项未达预期时为警告；模型训练过的提示不评判"),
-)
+CHECKS = registered_checks("03_inference")  # this chapter's entries of chapters/checks.yaml
 
 
 @dataclass
@@ -188,7 +181,7 @@ def judge_probe(prompt: Prompt, text: str, g: GradingCriteria,
     name_en, name_zh = f"Probe {prompt.id} ({prompt.lang}, {prompt.kind})", f"探针 {prompt.id}（{prompt.lang}，{prompt.kind}）"
     if trained_on is not None and prompt.id in trained_on:
         mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[gr.status]
-        return PROBE.not_run(f"{trained_on.reason_en(prompt.id)} (its output would grade {mark}, not counted)",
+        return CHECKS["probe"].not_run(f"{trained_on.reason_en(prompt.id)} (its output would grade {mark}, not counted)",
                              f"{trained_on.reason_zh(prompt.id)}（输出评分本应为 {mark}，不计入）",
                              item=prompt.id, name_en=name_en, name_zh=name_zh)
-    return PROBE.row(gr.status, gr.detail_en, gr.detail_zh, item=prompt.id, name_en=name_en, name_zh=name_zh)
+    return CHECKS["probe"].row(gr.status, gr.detail_en, gr.detail_zh, item=prompt.id, name_en=name_en, name_zh=name_zh)

@@ -20,9 +20,10 @@ from typing import Any, Optional, Sequence
 from bitcpm_validation.engine.files import safetensors_files, safetensors_header, sha256_file
 from bitcpm_validation.model import config as mcfg
 from bitcpm_validation.model.tokenizer import FIDELITY_SAMPLE
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.report.textsafe import one_line
+from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "02_loading"
 __all__ = ["FIDELITY_SAMPLE"]  # re-exported: the sample the fidelity checks use (model.tokenizer owns it)
@@ -32,109 +33,7 @@ ROUND_TRIP = {"en": "The quick brown fox jumps over the lazy dog; 3.14 is pi.",
 
 
 # -- the checks this chapter makes ------------------------------------------------------------------------
-REGISTRY = define(
-    "registry", CHAPTER, "engine", "Architecture in vLLM's model registry", "架构在 vLLM 模型注册表中",
-    criterion_en="config.json's architecture is one vLLM registers (a native implementation runs it)",
-    criterion_zh="config.json 的架构在 vLLM 注册表中（由原生实现运行）")
-CONFIG = define(
-    "config", CHAPTER, "engine", "Config loads", "Config 可加载",
-    criterion_en="AutoConfig loads config.json (with trust_remote_code where it only has auto_map)",
-    criterion_zh="AutoConfig 能加载 config.json（仅有 auto_map 时需 trust_remote_code）")
-TOKENIZER = define(
-    "tokenizer", CHAPTER, "engine", "Tokenizer loads; BOS/EOS agree with config.json", "分词器可加载；BOS/EOS 与 config.json 一致",
-    criterion_en="AutoTokenizer loads the directory, and its BOS and EOS ids are config.json's bos_token_id and "
-                 "one of its eos_token_id",
-    criterion_zh="AutoTokenizer 能加载该目录，且其 BOS、EOS id 分别等于 config.json 的 bos_token_id、属于 eos_token_id")
-CHAT_TEMPLATE = define(
-    "chat_template", CHAPTER, "engine", "Chat template renders ChatML", "对话模板渲染为 ChatML",
-    criterion_en="tokenizer_config.json's chat_template renders a user turn exactly as ChatML (pass); another "
-                 "template (warn); none (fail)",
-    criterion_zh="tokenizer_config.json 的 chat_template 对一个用户轮次的渲染与 ChatML 完全一致（通过）；其他模板（警告）；无模板（失败）")
-ROUND_TRIP_CHECK = define(
-    "round_trip", CHAPTER, "engine", "English and Chinese round trip", "中英文往返编码",
-    criterion_en="decode(encode(text)) == text for an English and a Chinese sentence, by the engine's tokenizer "
-                 "and by the reference",
-    criterion_zh="引擎分词器与参照分词器对一句英文、一句中文都满足 decode(encode(text)) == text")
-FIDELITY = define(
-    "tokenizer_fidelity", CHAPTER, "engine", "Engine tokenizer = reference encoding", "引擎分词 = 参照编码",
-    criterion_en="the engine's tokenizer (AutoTokenizer, as vLLM loads it) gives the reference's ids on every "
-                 "sample text: SentencePiece (tokenizer.model) where it ships, else tokenizer.json through the "
-                 "tokenizers library with tokenizer_config's BOS/EOS rules",
-    criterion_zh="引擎分词器（vLLM 所用的 AutoTokenizer）在每条样本上给出与参照相同的 id；参照为 SentencePiece"
-                 "（tokenizer.model），没有时为按 tokenizer_config 的 BOS/EOS 规则由 tokenizers 库编码的 tokenizer.json",
-    worst="warn",
-    worst_reason="this row judges the model directory's own tokenizer files as transformers loads them; what the engine "
-                 "is actually given is judged by 'Engine tokenizer as deployed', which fails when it differs",
-    worst_reason_zh="此行评判模型目录自带的分词器文件经 transformers 加载后的编码；实际交给引擎的分词器由“部署时的引擎分词器”"
-                    "检查评判，不一致时失败",
-    impact_en="text sent to a plain `vllm serve` of this directory is tokenized differently from how the model was trained",
-    impact_zh="以文本方式发给直接部署该目录的 `vllm serve` 的请求，其分词与模型训练时不同",
-    remedy_en="serve with --tokenizer <faithful tokenizer directory> (engine.tokenizer_override: auto; the deployment "
-              "guide gives the command)",
-    remedy_zh="部署时加 --tokenizer <忠实分词器目录>（engine.tokenizer_override: auto；部署指南给出命令）")
-DEPLOYED = define(
-    "engine_tokenizer_deployed", CHAPTER, "engine", "Engine tokenizer as deployed = reference encoding",
-    "部署时的引擎分词器 = 参照编码",
-    criterion_en="the tokenizer the engine is actually given (with engine.tokenizer_override) encodes every sample "
-                 "like the reference and renders ChatML; where an engine ran, its own tokenizer agrees too",
-    criterion_zh="实际交给引擎的分词器（含 engine.tokenizer_override 的替换）对每条样本的编码与参照一致并渲染 ChatML；"
-                 "引擎运行时，其自身分词器也一致",
-    impact_en="prompts sent as text reach the model as token ids it was not trained on",
-    impact_zh="以文本发送的提示以模型训练时未见过的 token id 送入模型",
-    remedy_en="set engine.tokenizer_override: auto, or serve with --tokenizer pointing at a directory whose tokenizer.json "
-              "loads as is (tokenizer_class PreTrainedTokenizerFast)",
-    remedy_zh="设置 engine.tokenizer_override: auto，或部署时以 --tokenizer 指向可原样加载 tokenizer.json 的目录"
-              "（tokenizer_class 为 PreTrainedTokenizerFast）")
-VOCAB = define(
-    "vocab_vs_tokenizer", CHAPTER, "engine", "vocab_size vs tokenizer size", "vocab_size 与分词器大小",
-    criterion_en="every token id the tokenizer can produce is below config.json's vocab_size (fail otherwise); "
-                 "unused embedding rows are a warning",
-    criterion_zh="分词器可能产生的每个 token id 都小于 config.json 的 vocab_size（否则失败）；嵌入表有未用行为警告")
-TIE = define(
-    "tie_vs_lm_head", CHAPTER, "engine", "tie_word_embeddings vs lm_head.weight", "tie_word_embeddings 与 lm_head.weight",
-    criterion_en="the effective tie_word_embeddings (config.json, else the class default True) agrees with the "
-                 "checkpoint: tied means no lm_head.weight tensor, untied means one",
-    criterion_zh="实际生效的 tie_word_embeddings（config.json，缺省为类默认值 True）与权重一致：绑定则无 lm_head.weight，不绑定则有")
-WEIGHTS = define(
-    "weights_match_config", CHAPTER, "engine", "Weight names / shapes / dtypes match the config",
-    "权重名称/形状/精度与配置一致",
-    criterion_en="the safetensors headers hold exactly the tensors the architecture config implies (names and "
-                 "shapes), in a floating-point dtype; a dtype other than config.json's torch_dtype is a warning",
-    criterion_zh="safetensors 头信息中的张量恰为架构配置所推导的张量（名称与形状），且为浮点精度；与 config.json 的 "
-                 "torch_dtype 不同为警告")
-MAX_LEN = define(
-    "max_model_len", CHAPTER, "engine", "max_model_len configured vs the model", "max_model_len 配置值与模型上限",
-    criterion_en="engine.max_model_len is at most config.json's max_position_embeddings",
-    criterion_zh="engine.max_model_len 不超过 config.json 的 max_position_embeddings")
-LOAD = define(
-    "load", CHAPTER, "engine", "Engine loads the model", "引擎加载模型", family=True,
-    criterion_en="vLLM starts on the model (dummy: the full-size architecture with load_format=dummy; real: the "
-                 "weight files) without an error",
-    criterion_zh="vLLM 能在该模型上启动且无错误（dummy：完整尺寸架构，load_format=dummy；real：权重文件）")
-INFER = define(
-    "infer", CHAPTER, "engine", "Inference runs (first request)", "推理执行（首个请求）", family=True,
-    criterion_en="the first request generates tokens: all it asked for where EOS is ignored (dummy weights), at "
-                 "least one otherwise",
-    criterion_zh="首个请求能生成 token：忽略 EOS 时（dummy 权重）生成全部所请求的数量，否则至少一个")
-KV = define(
-    "kv_capacity", CHAPTER, "engine", "KV cache holds the configured load", "KV cache 容纳配置的负载", family=True,
-    criterion_en="KV-cache tokens >= max_model_len (one full-length request; fail otherwise) and >= max_model_len x "
-                 "max_num_seqs (the configured concurrency; warn otherwise)",
-    criterion_zh="KV cache token 数 >= max_model_len（一个满长请求，否则失败），且 >= max_model_len × max_num_seqs"
-                 "（配置的并发，否则警告）")
-DOC_TIE = define(
-    "doc_tie_word_embeddings", CHAPTER, "document", "Original: tie_word_embeddings False",
-    "原文：tie_word_embeddings 为 False",
-    criterion_en="the original document's architecture table says tie_word_embeddings False; the real architecture's "
-                 "files (config.json flag, else the class default, and lm_head.weight where weights are present) must "
-                 "agree",
-    criterion_zh="原文架构表写 tie_word_embeddings 为 False；真实架构的文件（config.json 标志，缺省为类默认值；有权重时看 "
-                 "lm_head.weight）须与之一致")
-DOC_ARCH = define(
-    "doc_architecture", CHAPTER, "document", "Original: architecture table", "原文：架构表",
-    criterion_en="every other value of the original document's architecture table equals what the real architecture's "
-                 "config.json says",
-    criterion_zh="原文架构表的其余各值与真实架构的 config.json 一致")
+CHECKS = registered_checks("02_loading")  # this chapter's entries of chapters/checks.yaml
 
 
 # -- registry and config ------------------------------------------------------------------------------------
@@ -155,11 +54,11 @@ def registry(arch: str = "MiniCPMForCausalLM") -> dict[str, Any]:
 
 def judge_registry(reg: dict[str, Any]) -> Check:
     if not reg.get("registered"):
-        return REGISTRY.row("fail", f"{reg['architecture']} is not in vLLM's registry ({reg.get('architectures_known')} "
+        return CHECKS["registry"].row("fail", f"{reg['architecture']} is not in vLLM's registry ({reg.get('architectures_known')} "
                                     f"architectures known): this vLLM cannot run the model",
                             f"{reg['architecture']} 不在 vLLM 注册表中（已知 {reg.get('architectures_known')} 个架构）："
                             f"此 vLLM 无法运行该模型")
-    return REGISTRY.row("pass", f"{reg['architecture']} -> {reg['module']}.{reg['class']} (vLLM's native implementation; "
+    return CHECKS["registry"].row("pass", f"{reg['architecture']} -> {reg['module']}.{reg['class']} (vLLM's native implementation; "
                                 f"{reg['architectures_known']} architectures known)",
                         f"{reg['architecture']} -> {reg['module']}.{reg['class']}（vLLM 原生实现；已知 "
                         f"{reg['architectures_known']} 个架构）")
@@ -195,16 +94,16 @@ def config_load(model_dir: Path) -> dict[str, Any]:
 
 def judge_config(cfg: dict[str, Any]) -> Check:
     if not cfg.get("loaded"):
-        return CONFIG.row("fail", f"AutoConfig cannot load config.json: {cfg.get('error', 'unknown error')}",
+        return CHECKS["config"].row("fail", f"AutoConfig cannot load config.json: {cfg.get('error', 'unknown error')}",
                           f"AutoConfig 无法加载 config.json：{cfg.get('error', '未知错误')}")
     via = ("auto_map -> " + str((cfg.get("auto_map") or {}).get("AutoConfig"))) if not cfg.get("model_type") \
         else f"model_type {cfg['model_type']}"
     if cfg.get("needs_remote_code"):
-        return CONFIG.row("pass", f"{cfg['config_class']} via trust_remote_code (no model_type in config.json, {via}); "
+        return CHECKS["config"].row("pass", f"{cfg['config_class']} via trust_remote_code (no model_type in config.json, {via}); "
                                   f"without remote code: {cfg['without_remote_code']}",
                           f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时："
                           f"{cfg['without_remote_code']}")
-    return CONFIG.row("pass", f"{cfg['config_class']} ({via}), no remote code needed",
+    return CHECKS["config"].row("pass", f"{cfg['config_class']} ({via}), no remote code needed",
                       f"{cfg['config_class']}（{via}），无需远程代码")
 
 
@@ -294,7 +193,7 @@ def _id_list(x: Any) -> list[int]:
 def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
     """The tokenizer loads and its BOS/EOS ids are those config.json names (the engine stops on config's eos)."""
     if tr.get("error"):
-        return TOKENIZER.row("fail", f"AutoTokenizer cannot load the directory: {tr['error']}",
+        return CHECKS["tokenizer"].row("fail", f"AutoTokenizer cannot load the directory: {tr['error']}",
                              f"AutoTokenizer 无法加载该目录：{tr['error']}")
     cfg_bos, cfg_eos = _id_list(config.get("bos_token_id")), _id_list(config.get("eos_token_id"))
     problems_en, problems_zh = [], []
@@ -308,10 +207,10 @@ def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
                 f"{len(tr['added_tokens'])} added")
     facts_zh = f"{tr['class']}（tokenizer_config：{tr['config_class']}），共 {tr['size']:,} 个 token，附加 {len(tr['added_tokens'])} 个"
     if problems_en:
-        return TOKENIZER.row("fail", f"{facts_en}; " + "; ".join(problems_en) + ": generation would not start or stop "
+        return CHECKS["tokenizer"].row("fail", f"{facts_en}; " + "; ".join(problems_en) + ": generation would not start or stop "
                                      "as the model was trained",
                              f"{facts_zh}；" + "；".join(problems_zh) + "：生成的开始或结束与训练时不同")
-    return TOKENIZER.row("pass", f"{facts_en}; BOS {tr['bos']!r} = {tr['bos_id']}, EOS {tr['eos']!r} = {tr['eos_id']} "
+    return CHECKS["tokenizer"].row("pass", f"{facts_en}; BOS {tr['bos']!r} = {tr['bos_id']}, EOS {tr['eos']!r} = {tr['eos_id']} "
                                  f"as config.json says (bos_token_id {cfg_bos or '—'}, eos_token_id {cfg_eos or '—'})",
                          f"{facts_zh}；BOS {tr['bos']!r} = {tr['bos_id']}，EOS {tr['eos']!r} = {tr['eos_id']}，"
                          f"与 config.json 一致（bos_token_id {cfg_bos or '—'}，eos_token_id {cfg_eos or '—'}）")
@@ -319,13 +218,13 @@ def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
 
 def judge_chat_template(tr: dict[str, Any]) -> Check:
     if tr.get("chat_template_is_chatml"):
-        return CHAT_TEMPLATE.row("pass", "renders a user turn exactly as ChatML", "对用户轮次的渲染与 ChatML 完全一致")
+        return CHECKS["chat_template"].row("pass", "renders a user turn exactly as ChatML", "对用户轮次的渲染与 ChatML 完全一致")
     if tr.get("chat_template_present"):
         got = tr.get("chat_template_render") or tr.get("chat_template_error") or ""
-        return CHAT_TEMPLATE.row("warn", f"present but renders {one_line(repr(got), 80)}, not ChatML: chat prompts differ "
+        return CHECKS["chat_template"].row("warn", f"present but renders {one_line(repr(got), 80)}, not ChatML: chat prompts differ "
                                          f"from this report's ChatML",
                                  f"存在，但渲染为 {one_line(repr(got), 80)} 而非 ChatML：对话提示与本报告的 ChatML 不同")
-    return CHAT_TEMPLATE.row("fail", "no chat_template in tokenizer_config.json: the server's chat endpoint cannot "
+    return CHECKS["chat_template"].row("fail", "no chat_template in tokenizer_config.json: the server's chat endpoint cannot "
                                      "format a conversation",
                              "tokenizer_config.json 中没有 chat_template：服务的对话接口无法格式化对话")
 
@@ -333,7 +232,7 @@ def judge_chat_template(tr: dict[str, Any]) -> Check:
 def judge_round_trip(tr: dict[str, Any]) -> Check:
     rts = tr.get("round_trips") or []
     if not rts:
-        return ROUND_TRIP_CHECK.not_run("the tokenizer did not load", "分词器未能加载")
+        return CHECKS["round_trip"].not_run("the tokenizer did not load", "分词器未能加载")
     bad = [r for r in rts if not r["engine_ok"] or not r.get("reference_ok", True)]
     en = "; ".join(f"{r['lang']}: engine {'ok' if r['engine_ok'] else 'differs'}"
                    + ("" if "reference_ok" not in r else f", reference {'ok' if r['reference_ok'] else 'differs'}")
@@ -344,9 +243,9 @@ def judge_round_trip(tr: dict[str, Any]) -> Check:
     if bad:
         r = bad[0]
         got = r["engine_round_trip"] if not r["engine_ok"] else r.get("reference_round_trip")
-        return ROUND_TRIP_CHECK.row("fail", f"{en}; first: {r['text']!r} came back as {got!r}",
+        return CHECKS["round_trip"].row("fail", f"{en}; first: {r['text']!r} came back as {got!r}",
                                     f"{zh}；首个：{r['text']!r} 还原为 {got!r}")
-    return ROUND_TRIP_CHECK.row("pass", en, zh)
+    return CHECKS["round_trip"].row("pass", en, zh)
 
 
 def _ids(ids: Sequence[int]) -> str:
@@ -357,17 +256,17 @@ def _ids(ids: Sequence[int]) -> str:
 def judge_fidelity(tr: dict[str, Any]) -> Check:
     """The engine's tokenizer against the reference, on the bilingual sample."""
     if tr.get("error"):
-        return FIDELITY.not_run(f"the tokenizer did not load: {tr['error']}", f"分词器未能加载：{tr['error']}")
+        return CHECKS["tokenizer_fidelity"].not_run(f"the tokenizer did not load: {tr['error']}", f"分词器未能加载：{tr['error']}")
     if tr.get("reference_error"):
-        return FIDELITY.not_run(f"no reference encoding: {tr['reference_error']}", f"没有参照编码：{tr['reference_error']}")
+        return CHECKS["tokenizer_fidelity"].not_run(f"no reference encoding: {tr['reference_error']}", f"没有参照编码：{tr['reference_error']}")
     if tr.get("fidelity_ok") is None:
-        return FIDELITY.not_run("the model directory has neither tokenizer.model nor tokenizer.json: no reference",
+        return CHECKS["tokenizer_fidelity"].not_run("the model directory has neither tokenizer.model nor tokenizer.json: no reference",
                                 "模型目录既没有 tokenizer.model 也没有 tokenizer.json：没有参照")
     rows, ref = tr["fidelity"], tr["reference"]
     n = len(rows)
     bad = [r for r in rows if not r["match"]]
     if not bad:
-        return FIDELITY.row("pass", f"the engine's tokenizer ({tr['class']}) gives the reference's ids ({ref}, BOS/EOS "
+        return CHECKS["tokenizer_fidelity"].row("pass", f"the engine's tokenizer ({tr['class']}) gives the reference's ids ({ref}, BOS/EOS "
                                     f"included) on all {n} sample texts",
                             f"引擎分词器（{tr['class']}）在全部 {n} 条样本上与参照（{ref}，含 BOS/EOS）一致")
     r = bad[0]
@@ -382,7 +281,7 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
     zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个 token：参照（{ref}）{mm['a']} "
           f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {_ids(ref_ids)}…，引擎 "
           f"{_ids(eng_ids)}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
-    return FIDELITY.row("warn", en, zh)
+    return CHECKS["tokenizer_fidelity"].row("warn", en, zh)
 
 
 def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh: str, *,
@@ -391,7 +290,7 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
     where an engine ran, its own tokenizer's ids for a probe ({text, engine_ids, reference_ids})."""
     if dtr.get("error") or dtr.get("fidelity_ok") is None:
         why = dtr.get("error") or "no tokenizer.model or tokenizer.json to compare against"
-        return DEPLOYED.not_run(f"{why}. {decision_en}", f"{why}。{decision_zh}")
+        return CHECKS["engine_tokenizer_deployed"].not_run(f"{why}. {decision_en}", f"{why}。{decision_zh}")
     n = len(dtr["fidelity"])
     good = sum(r["match"] for r in dtr["fidelity"])
     chatml = dtr["chat_template_is_chatml"]
@@ -408,7 +307,7 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
                f"{_ids(engine_probe['reference_ids'][:8])})")
         zh += (f"；运行中引擎的分词器将 {engine_probe['text']!r} 编码为 {_ids(engine_probe['engine_ids'][:8])}"
                f"（{'=' if same else '≠'} 参照 {_ids(engine_probe['reference_ids'][:8])}）")
-    return DEPLOYED.row("pass" if ok else "fail", f"{en}. {decision_en}", f"{zh}。{decision_zh}")
+    return CHECKS["engine_tokenizer_deployed"].row("pass" if ok else "fail", f"{en}. {decision_en}", f"{zh}。{decision_zh}")
 
 
 # -- architecture, files and their consistency -------------------------------------------------------------
@@ -456,30 +355,30 @@ def tying(model_dir: Path) -> dict[str, Any]:
 
 def judge_tie(t: dict[str, Any]) -> Check:
     if t["lm_head"] is None:
-        return TIE.not_run(f"no weights: tie_word_embeddings={t['flag']} ({t['flag_source']}); only a weight file can "
+        return CHECKS["tie_vs_lm_head"].not_run(f"no weights: tie_word_embeddings={t['flag']} ({t['flag_source']}); only a weight file can "
                            f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{t['flag_source']}）；只有权重文件能确认")
     ok = t["flag"] != t["lm_head"]
     en = (f"tie_word_embeddings={t['flag']} ({t['flag_source']}), lm_head.weight "
           f"{'present' if t['lm_head'] else 'absent'} in the checkpoint")
     zh = f"tie_word_embeddings={t['flag']}（{t['flag_source']}），权重中{'有' if t['lm_head'] else '无'} lm_head.weight"
     if ok:
-        return TIE.row("pass", en, zh)
-    return TIE.row("fail", en + ": inconsistent, the engine would use a wrong or random output head",
+        return CHECKS["tie_vs_lm_head"].row("pass", en, zh)
+    return CHECKS["tie_vs_lm_head"].row("fail", en + ": inconsistent, the engine would use a wrong or random output head",
                    zh + "：不一致，引擎会使用错误或随机的输出层")
 
 
 def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
     if tokenizer_size is None:
-        return VOCAB.not_run("no tokenizer size could be read", "无法读取分词器大小")
+        return CHECKS["vocab_vs_tokenizer"].not_run("no tokenizer size could be read", "无法读取分词器大小")
     if tokenizer_size == vocab_size:
-        return VOCAB.row("pass", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids",
+        return CHECKS["vocab_vs_tokenizer"].row("pass", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids",
                          f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id")
     if tokenizer_size < vocab_size:
-        return VOCAB.row("warn", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: the embedding has "
+        return CHECKS["vocab_vs_tokenizer"].row("warn", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: the embedding has "
                                  f"{vocab_size - tokenizer_size:,} unused rows",
                          f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：嵌入表有 "
                          f"{vocab_size - tokenizer_size:,} 行未使用")
-    return VOCAB.row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
+    return CHECKS["vocab_vs_tokenizer"].row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
                              f"embedding would crash the engine",
                      f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的 token id 会使引擎崩溃")
 
@@ -520,7 +419,7 @@ _IGNORED = re.compile(r"rotary_emb\.inv_freq$")  # buffers some exporters save; 
 def judge_weights(cfg: dict[str, Any], header: dict[str, dict[str, Any]]) -> Check:
     """The checkpoint's tensor names / shapes / dtypes against what the config implies."""
     if not header:
-        return WEIGHTS.not_run("no safetensors weights in the directory", "目录中没有 safetensors 权重")
+        return CHECKS["weights_match_config"].not_run("no safetensors weights in the directory", "目录中没有 safetensors 权重")
     expected = expected_tensors(cfg, "lm_head.weight" in header)
     got = {k: v for k, v in header.items() if not _IGNORED.search(k)}
     missing = sorted(set(expected) - set(got))
@@ -545,13 +444,13 @@ def judge_weights(cfg: dict[str, Any], header: dict[str, dict[str, Any]]) -> Che
     facts_en = f"{len(got)} tensors, {sum(math.prod(v['shape']) for v in got.values()):,} parameters, stored {', '.join(dtypes)}"
     facts_zh = f"{len(got)} 个张量，{sum(math.prod(v['shape']) for v in got.values()):,} 个参数，存储为 {', '.join(dtypes)}"
     if problems_en:
-        return WEIGHTS.row("fail", f"{facts_en}; " + "; ".join(problems_en), f"{facts_zh}；" + "；".join(problems_zh))
+        return CHECKS["weights_match_config"].row("fail", f"{facts_en}; " + "; ".join(problems_en), f"{facts_zh}；" + "；".join(problems_zh))
     want = _TORCH_TO_ST.get(str(cfg.get("torch_dtype")))
     if want and dtypes != [want]:
-        return WEIGHTS.row("warn", f"{facts_en}; every name and shape the config implies, but config.json's torch_dtype "
+        return CHECKS["weights_match_config"].row("warn", f"{facts_en}; every name and shape the config implies, but config.json's torch_dtype "
                                    f"is {cfg.get('torch_dtype')}",
                            f"{facts_zh}；名称与形状均符合配置，但 config.json 的 torch_dtype 为 {cfg.get('torch_dtype')}")
-    return WEIGHTS.row("pass", f"{facts_en}; exactly the names and shapes the config implies",
+    return CHECKS["weights_match_config"].row("pass", f"{facts_en}; exactly the names and shapes the config implies",
                        f"{facts_zh}；名称与形状恰为配置所推导")
 
 
@@ -561,9 +460,9 @@ def judge_max_model_len(max_model_len: int, cfg: dict[str, Any]) -> Check:
     rope_en = f"; LongRoPE uses the {'long' if rope['use_long'] else 'short'} factors at this length" if rope else ""
     rope_zh = f"；此长度下 LongRoPE 使用 {'long' if rope['use_long'] else 'short'} 因子" if rope else ""
     if max_model_len <= maxpos:
-        return MAX_LEN.row("pass", f"configured {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_en}",
+        return CHECKS["max_model_len"].row("pass", f"configured {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_en}",
                            f"配置 {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_zh}")
-    return MAX_LEN.row("fail", f"configured {max_model_len:,} > max_position_embeddings {maxpos:,}: positions beyond "
+    return CHECKS["max_model_len"].row("fail", f"configured {max_model_len:,} > max_position_embeddings {maxpos:,}: positions beyond "
                                f"what the model was built for",
                        f"配置 {max_model_len:,} > max_position_embeddings {maxpos:,}：超出模型的位置上限")
 
@@ -586,36 +485,36 @@ def stored_dtypes(model_dir: Path) -> dict[str, int]:
 # -- engine loads ---------------------------------------------------------------------------------------------
 def judge_load(which: str, error: Optional[str], facts_en: str = "", facts_zh: str = "") -> Check:
     if error:
-        return LOAD.row("fail", f"the engine did not start: {error}", f"引擎未能启动：{error}", item=which)
-    return LOAD.row("pass", facts_en or "the engine started", facts_zh or "引擎已启动", item=which)
+        return CHECKS["load"].row("fail", f"the engine did not start: {error}", f"引擎未能启动：{error}", item=which)
+    return CHECKS["load"].row("pass", facts_en or "the engine started", facts_zh or "引擎已启动", item=which)
 
 
 def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_eos: bool,
                 error: Optional[str] = None) -> Check:
     if error or generated is None:
         why = error or "no engine"
-        return INFER.row("fail", f"the first request did not run: {why}", f"首个请求未能运行：{why}", item=which)
+        return CHECKS["infer"].row("fail", f"the first request did not run: {why}", f"首个请求未能运行：{why}", item=which)
     need = requested if ignore_eos else 1
     ok = generated >= need
     rule_en = f"{requested} asked for, EOS ignored" if ignore_eos else f"up to {requested}"
     rule_zh = f"请求 {requested} 个，忽略 EOS" if ignore_eos else f"最多 {requested} 个"
-    return INFER.row("pass" if ok else "fail", f"{generated} tokens generated ({rule_en})",
+    return CHECKS["infer"].row("pass" if ok else "fail", f"{generated} tokens generated ({rule_en})",
                      f"生成 {generated} 个 token（{rule_zh}）", item=which)
 
 
 def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, max_num_seqs: int) -> Check:
     if not kv_tokens:
-        return KV.not_run("the engine reported no KV-cache size", "引擎未报告 KV cache 大小", item=which)
+        return CHECKS["kv_capacity"].not_run("the engine reported no KV-cache size", "引擎未报告 KV cache 大小", item=which)
     conc = kv_tokens / max_model_len
     en = (f"{kv_tokens:,} tokens = {conc:,.1f} requests of max_model_len {max_model_len:,} "
           f"(max_num_seqs {max_num_seqs})")
     zh = f"{kv_tokens:,} tokens = {conc:,.1f} 个 max_model_len {max_model_len:,} 的请求（max_num_seqs {max_num_seqs}）"
     if kv_tokens < max_model_len:
-        return KV.row("fail", en + ": not even one full-length request fits", zh + "：连一个满长请求都放不下", item=which)
+        return CHECKS["kv_capacity"].row("fail", en + ": not even one full-length request fits", zh + "：连一个满长请求都放不下", item=which)
     if conc < max_num_seqs:
-        return KV.row("warn", en + ": fewer full-length requests than max_num_seqs fit at once",
+        return CHECKS["kv_capacity"].row("warn", en + ": fewer full-length requests than max_num_seqs fit at once",
                       zh + "：可同时容纳的满长请求少于 max_num_seqs", item=which)
-    return KV.row("pass", en, zh, item=which)
+    return CHECKS["kv_capacity"].row("pass", en, zh, item=which)
 
 
 # -- the original document's claims (document scope) ----------------------------------------------------------
@@ -636,10 +535,10 @@ def judge_doc_tie(t: dict[str, Any], where: str) -> Check:
     how_zh = (f"{where}：tie_word_embeddings={t['flag']}（{t['flag_source']}）"
               + ("" if t["lm_head"] is None else f"，lm_head.weight {'存在' if t['lm_head'] else '不存在'}"))
     if tied:
-        return DOC_TIE.row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
+        return CHECKS["doc_tie_word_embeddings"].row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
                                    f"the embedding matrix",
                            f"文件表明为绑定（{how_zh}）；原文的 False 有误：输出层即嵌入矩阵")
-    return DOC_TIE.row("pass", f"the files say untied ({how_en})", f"文件表明未绑定（{how_zh}）")
+    return CHECKS["doc_tie_word_embeddings"].row("pass", f"the files say untied ({how_en})", f"文件表明未绑定（{how_zh}）")
 
 
 def judge_doc_architecture(cfg: dict[str, Any], where: str) -> Check:
@@ -647,9 +546,9 @@ def judge_doc_architecture(cfg: dict[str, Any], where: str) -> Check:
     if diffs:
         first = "; ".join(f"{k}: document {v!r}, files {got!r}" for k, v, got in diffs[:3])
         first_zh = "；".join(f"{k}：原文 {v!r}，文件 {got!r}" for k, v, got in diffs[:3])
-        return DOC_ARCH.row("fail", f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} values differ from {where}: {first}",
+        return CHECKS["doc_architecture"].row("fail", f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} values differ from {where}: {first}",
                             f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 不符：{first_zh}")
-    return DOC_ARCH.row("pass", f"all {len(ORIGINAL_ARCHITECTURE)} values equal {where}",
+    return CHECKS["doc_architecture"].row("pass", f"all {len(ORIGINAL_ARCHITECTURE)} values equal {where}",
                         f"全部 {len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 一致")
 
 

@@ -34,9 +34,10 @@ from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, platform_env
 from bitcpm_validation.engine.server import pdeathsig, serve_flags, tail
 from bitcpm_validation.params import Params
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "07_performance"
 
@@ -56,35 +57,7 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # the checks (scope engine: does this engine on this device run the model as fast as the device allows?)
 
-DECODE = define(
-    "decode_of_limit", CHAPTER, "engine", "Batch-1 decode near the bandwidth limit", "单请求解码接近带宽上限",
-    criterion_en="1000 / TPOT p50 at concurrency 1, as % of the bandwidth-bound limit measured in the run: below "
-                 "performance.decode_pct_fail (per device) fails, below decode_pct_warn warns; above 100 % warns "
-                 "(the bandwidth was under-measured)",
-    criterion_zh="并发 1 时 1000 / TPOT 中位数占本次实测带宽上限的百分比：低于 performance.decode_pct_fail（按设备）为失败，"
-                 "低于 decode_pct_warn 为警告；超过 100 % 为警告（带宽测量偏低）")
-PREFILL = define(
-    "prefill_of_compute", CHAPTER, "engine", "Prefill near the compute limit", "预填充接近算力上限",
-    criterion_en="input_len / TTFT p50 at concurrency 1, as % of the compute-bound limit (matmul FLOP/s measured in "
-                 "the run / FLOPs per prompt token): below performance.prefill_pct_fail fails, below "
-                 "prefill_pct_warn warns",
-    criterion_zh="并发 1 时 输入长度 / TTFT 中位数占算力上限（本次实测矩阵乘 FLOP/s ÷ 每个提示 token 的 FLOPs）的百分比："
-                 "低于 performance.prefill_pct_fail 为失败，低于 prefill_pct_warn 为警告")
-COMPLETED = define(
-    "requests_completed", CHAPTER, "engine", "Every benchmark request completed", "基准测试请求全部完成",
-    criterion_en="vllm bench serve: no failed request and as many completed as sent, at every concurrency level",
-    criterion_zh="vllm bench serve：每个并发级别都没有失败请求，完成数等于发送数")
-SCALING = define(
-    "scales_with_concurrency", CHAPTER, "engine", "Throughput grows with concurrency", "吞吐随并发增长",
-    criterion_en="output tok/s at the highest concurrency / at concurrency 1: below 1 fails (batching makes it "
-                 "slower), below performance.min_concurrency_gain warns",
-    criterion_zh="最高并发与并发 1 的输出吞吐之比：低于 1 为失败（批处理反而更慢），低于 performance.min_concurrency_gain 为警告")
-VS_BASE = define(
-    "faster_than_base", CHAPTER, "document", "Slightly faster than the original model (document's claim)",
-    "略快于原始模型（原文档的说法）",
-    criterion_en="batch-1 decode tok/s of the ternary model >= that of the non-ternary base model "
-                 "(performance.base_model_path), same engine settings and device",
-    criterion_zh="三值模型单请求解码速度 >= 非三值基础模型（performance.base_model_path），引擎设置与设备相同")
+CHECKS = registered_checks("07_performance")  # this chapter's entries of chapters/checks.yaml
 
 
 @dataclass(frozen=True)
@@ -110,17 +83,17 @@ def judge_decode(decode_tok_s: Optional[float], limit_tok_s: float, device: str,
                  causes: Sequence[Cause] = ()) -> Check:
     """Batch-1 decode against the bandwidth-bound limit (percent thresholds for this device)."""
     if decode_tok_s is None or not limit_tok_s:
-        return DECODE.not_run("no TPOT at concurrency 1 (the sweep has no concurrency 1, or it produced no tokens)",
+        return CHECKS["decode_of_limit"].not_run("no TPOT at concurrency 1 (the sweep has no concurrency 1, or it produced no tokens)",
                               "并发 1 没有 TPOT（扫描未含并发 1 或未生成 token）")
     p = 100.0 * decode_tok_s / limit_tok_s
     base_en = f"{decode_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s bandwidth limit on {device}"
     base_zh = f"{decode_tok_s:,.1f} tok/s，为 {device} 带宽上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
     if p > 100.0:
-        return DECODE.row("warn", base_en + ": above the limit, so the measured bandwidth is too low (a busy moment?)",
+        return CHECKS["decode_of_limit"].row("warn", base_en + ": above the limit, so the measured bandwidth is too low (a busy moment?)",
                           base_zh + "：超过上限，说明实测带宽偏低（测量时机器繁忙？）")
     status = _pct_status(p, warn_pct, fail_pct)
     ce, cz = _causes_text(causes) if status != "pass" else ("", "")
-    return DECODE.row(status, f"{base_en} (warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
+    return CHECKS["decode_of_limit"].row(status, f"{base_en} (warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
                       f"{base_zh}（低于 {warn_pct:g} % 警告，低于 {fail_pct:g} % 失败）{cz}")
 
 
@@ -128,16 +101,16 @@ def judge_prefill(prefill_tok_s: Optional[float], limit_tok_s: float, device: st
                   causes: Sequence[Cause] = ()) -> Check:
     """Prefill (input_len / TTFT p50 at concurrency 1) against the compute-bound limit."""
     if prefill_tok_s is None or not limit_tok_s:
-        return PREFILL.not_run("no TTFT at concurrency 1", "并发 1 没有 TTFT")
+        return CHECKS["prefill_of_compute"].not_run("no TTFT at concurrency 1", "并发 1 没有 TTFT")
     p = 100.0 * prefill_tok_s / limit_tok_s
     if p > 100.0:
-        return PREFILL.row("warn", f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit "
+        return CHECKS["prefill_of_compute"].row("warn", f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit "
                                    f"on {device}: above it, so the measured matmul FLOP/s is too low (a busy moment?)",
                            f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %："
                            f"超过上限，说明实测矩阵乘 FLOP/s 偏低（测量时机器繁忙？）")
     status = _pct_status(p, warn_pct, fail_pct)
     ce, cz = _causes_text(causes) if status != "pass" else ("", "")
-    return PREFILL.row(
+    return CHECKS["prefill_of_compute"].row(
         status, f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit on {device} "
                 f"(warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
         f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
@@ -147,7 +120,7 @@ def judge_prefill(prefill_tok_s: Optional[float], limit_tok_s: float, device: st
 def judge_completed(parsed_by_concurrency: dict[int, dict[str, Any]]) -> Check:
     """Every request of every concurrency level completed (parse_serve outputs keyed by concurrency)."""
     if not parsed_by_concurrency:
-        return COMPLETED.not_run("no benchmark ran", "没有运行基准测试")
+        return CHECKS["requests_completed"].not_run("no benchmark ran", "没有运行基准测试")
     bad = {c: s for c, s in parsed_by_concurrency.items() if s["failed"] or s["completed"] < s["num_prompts"]}
     done = sum(s["completed"] for s in parsed_by_concurrency.values())
     failed = sum(s["failed"] for s in parsed_by_concurrency.values())
@@ -155,9 +128,9 @@ def judge_completed(parsed_by_concurrency: dict[int, dict[str, Any]]) -> Check:
     if bad:
         where = ", ".join(f"c={c}: {s['completed']}/{s['num_prompts']} done, {s['failed']} failed"
                           for c, s in sorted(bad.items()))
-        return COMPLETED.row("fail", f"requests failed or missing ({where}); see the chapter's evidence log",
+        return CHECKS["requests_completed"].row("fail", f"requests failed or missing ({where}); see the chapter's evidence log",
                              f"有请求失败或缺失（{where}）；见本章证据日志")
-    return COMPLETED.row("pass", f"{done:,} completed, {failed} failed over concurrency {levels}",
+    return CHECKS["requests_completed"].row("pass", f"{done:,} completed, {failed} failed over concurrency {levels}",
                          f"并发 {levels}：完成 {done:,} 个，失败 {failed} 个")
 
 
@@ -165,12 +138,12 @@ def judge_scaling(sweep_rows: Sequence[dict[str, Any]], min_gain: float) -> Chec
     """Output tok/s at the highest concurrency against concurrency 1 (figures()["sweep"])."""
     rows = [r for r in sweep_rows if r.get("output_tok_s")]
     if len(rows) < 2:
-        return SCALING.not_run("fewer than two concurrency levels with results (performance.concurrency)",
+        return CHECKS["scales_with_concurrency"].not_run("fewer than two concurrency levels with results (performance.concurrency)",
                                "有结果的并发级别少于两个（performance.concurrency）")
     lo, hi = rows[0], rows[-1]
     gain = hi["output_tok_s"] / lo["output_tok_s"]
     status = "fail" if gain < 1.0 else ("warn" if gain < min_gain else "pass")
-    return SCALING.row(
+    return CHECKS["scales_with_concurrency"].row(
         status, f"{lo['output_tok_s']:,.1f} tok/s at {lo['concurrency']} -> {hi['output_tok_s']:,.1f} tok/s at "
                 f"{hi['concurrency']}: x{gain:.2f} (warn below x{min_gain:g}, fail below x1)",
         f"并发 {lo['concurrency']}：{lo['output_tok_s']:,.1f} tok/s → 并发 {hi['concurrency']}：{hi['output_tok_s']:,.1f} tok/s，"
@@ -181,18 +154,18 @@ def judge_vs_base(ternary_tok_s: Optional[float], base_tok_s: Optional[float],
                   base_model_path: Optional[str], ternary_weights: str = "real") -> Check:
     """The document's 'slightly faster than the original model': ternary vs base batch-1 decode tok/s."""
     if not base_model_path:
-        return VS_BASE.not_run("no non-ternary base model given (performance.base_model_path): the claim is not "
+        return CHECKS["faster_than_base"].not_run("no non-ternary base model given (performance.base_model_path): the claim is not "
                                "measurable in this run", "未给出非三值基础模型（performance.base_model_path）：本次无法测量该说法")
     if ternary_weights != "real":
-        return VS_BASE.not_run("the ternary figure comes from dummy weights: set performance.model: real with the "
+        return CHECKS["faster_than_base"].not_run("the ternary figure comes from dummy weights: set performance.model: real with the "
                                "BitCPM4 weights in model.path", "三值模型的速度来自 dummy 权重：请设 performance.model: real，"
                                "并在 model.path 放入 BitCPM4 权重")
     if ternary_tok_s is None or base_tok_s is None:
-        return VS_BASE.not_run("a decode figure is missing (ternary or base run produced no TPOT)",
+        return CHECKS["faster_than_base"].not_run("a decode figure is missing (ternary or base run produced no TPOT)",
                                "缺少解码速度（三值或基础模型的运行没有 TPOT）")
     ratio = ternary_tok_s / base_tok_s
     status = "pass" if ratio >= 1.0 else "fail"
-    return VS_BASE.row(status, f"ternary {ternary_tok_s:,.1f} tok/s vs base {base_tok_s:,.1f} tok/s: x{ratio:.3f}",
+    return CHECKS["faster_than_base"].row(status, f"ternary {ternary_tok_s:,.1f} tok/s vs base {base_tok_s:,.1f} tok/s: x{ratio:.3f}",
                        f"三值 {ternary_tok_s:,.1f} tok/s，基础模型 {base_tok_s:,.1f} tok/s：{ratio:.3f} 倍")
 
 

@@ -22,32 +22,16 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
 from bitcpm_validation.model import agreement as A
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "06_precision"
 REFERENCE_ARCHITECTURES = ("MiniCPMForCausalLM",)  # what model.reference implements
 
 # -- checks ---------------------------------------------------------------------------------------------------
-AGREEMENT = define(
-    "agreement", CHAPTER, "engine", "Teacher-forced agreement", "教师强制一致性", family=True,
-    criterion_en="On the golden's token ids: top-1 agreement ≥ precision.min_top1_agreement, mean |Δ logprob| of "
-                 "the actual tokens ≤ precision.max_mean_abs_dlogprob, mean KL ≤ precision.max_kl; for two float32 "
-                 "implementations also max |Δ logprob| ≤ precision.float32_max_abs_dlogprob. One row per pair.",
-    criterion_zh="在黄金实现的 token 序列上：top-1 一致率 ≥ precision.min_top1_agreement，实际 token 的平均 |Δ logprob| ≤ "
-                 "precision.max_mean_abs_dlogprob，平均 KL ≤ precision.max_kl；两个 float32 实现之间还要求最大 |Δ logprob| ≤ "
-                 "precision.float32_max_abs_dlogprob。每对实现一行。")
-CLOSE = define(
-    "logprobs_close", CHAPTER, "engine", "Greedy continuations close", "贪心续写接近", family=True,
-    criterion_en="vLLM's check_logprobs_close rule on every prompt: where the two greedy continuations first differ, "
-                 "each side's token is in the other's top-k. One row per pair.",
-    criterion_zh="vLLM 的 check_logprobs_close 规则，逐个提示：两个贪心续写首次不同处，双方的 token 都在对方的 top-k 中。每对实现一行。")
-BASELINE = define(
-    "baseline", CHAPTER, "engine", "Agreement with a baseline run", "与基线运行一致", family=True,
-    criterion_en="A run named in precision.baselines loads, and this run's engine agrees with its engine within the "
-                 "agreement tolerances; warn when its weights differ (not the same model).",
-    criterion_zh="precision.baselines 中的运行可以读取，且本次引擎与其引擎在一致性容差内相符；权重不同（不是同一模型）时为警告。")
+CHECKS = registered_checks("06_precision")  # this chapter's entries of chapters/checks.yaml
 
 
 @dataclass(frozen=True)
@@ -109,9 +93,9 @@ def judge_agreement(pair: str, s: dict[str, Any], tol: Tolerances) -> Check:
     en, zh = _figures(s)
     bad = agreement_failures(s, tol)
     if bad:
-        return AGREEMENT.row("fail", "; ".join(b[0] for b in bad) + f" ({en})", "；".join(b[1] for b in bad) + f"（{zh}）",
+        return CHECKS["agreement"].row("fail", "; ".join(b[0] for b in bad) + f" ({en})", "；".join(b[1] for b in bad) + f"（{zh}）",
                              item=pair)
-    return AGREEMENT.row("pass", en, zh, item=pair)
+    return CHECKS["agreement"].row("pass", en, zh, item=pair)
 
 
 def judge_logprobs_close(pair: str, s: dict[str, Any]) -> Check:
@@ -121,8 +105,8 @@ def judge_logprobs_close(pair: str, s: dict[str, Any]) -> Check:
     en = f"{c}/{n} prompts close; exact-match lengths {lens or 'none'}"
     zh = f"{c}/{n} 个提示接近；完全一致长度 {lens or '无'}"
     if not n:
-        return CLOSE.row("fail", "no prompt compared: " + en, "没有比较任何提示：" + zh, item=pair)
-    return CLOSE.row("pass" if c == n else "fail", en, zh, item=pair)
+        return CHECKS["logprobs_close"].row("fail", "no prompt compared: " + en, "没有比较任何提示：" + zh, item=pair)
+    return CHECKS["logprobs_close"].row("pass" if c == n else "fail", en, zh, item=pair)
 
 
 def judge_baseline(index: int, path: str, *, error: Optional[str] = None, summary: Optional[dict] = None,
@@ -130,7 +114,7 @@ def judge_baseline(index: int, path: str, *, error: Optional[str] = None, summar
     """A baseline run (precision.baselines[index]) against this run's engine."""
     item = str(index)
     if error is not None:
-        return BASELINE.row("fail", error, error, item=item)
+        return CHECKS["baseline"].row("fail", error, error, item=item)
     if summary is None or tol is None:
         raise ValueError("judge_baseline needs either error or summary and tol")
     en, zh = _figures(summary)
@@ -139,12 +123,12 @@ def judge_baseline(index: int, path: str, *, error: Optional[str] = None, summar
         bad.append((f"greedy continuations not close on {summary.get('prompts', 0) - summary.get('close', 0)} prompts",
                     f"{summary.get('prompts', 0) - summary.get('close', 0)} 个提示的贪心续写不接近"))
     if bad:
-        return BASELINE.row("fail", f"{path}: " + "; ".join(b[0] for b in bad) + f" ({en})",
+        return CHECKS["baseline"].row("fail", f"{path}: " + "; ".join(b[0] for b in bad) + f" ({en})",
                             f"{path}：" + "；".join(b[1] for b in bad) + f"（{zh}）", item=item)
     if not same_model:
-        return BASELINE.row("warn", f"{path}: different weights sha256, not the same model ({en})",
+        return CHECKS["baseline"].row("warn", f"{path}: different weights sha256, not the same model ({en})",
                             f"{path}：权重 sha256 不同，不是同一模型（{zh}）", item=item)
-    return BASELINE.row("pass", f"{path}: {en}", f"{path}：{zh}", item=item)
+    return CHECKS["baseline"].row("pass", f"{path}: {en}", f"{path}：{zh}", item=item)
 
 
 # -- implementations ------------------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ import yaml
 
 from bitcpm_validation.chapters import environment
 from bitcpm_validation.engine.files import sha256_file
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.report.runner import git_info
+from bitcpm_validation.chapters import registered_checks
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -235,14 +236,7 @@ def remote_code_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 CHAPTER = "11_provenance"
-INPUTS = define(
-    "inputs_hashed", CHAPTER, "engine", "Validated files identified", "被验证的文件已标识",
-    criterion_en="the model directory exists and every weight, config and tokenizer file is hashed (SHA-256)",
-    criterion_zh="模型目录存在，且每个权重、配置、分词器文件都已计算 SHA-256")
-REMOTE_CODE = define(
-    "remote_code_listed", CHAPTER, "engine", "Executed remote code identified", "执行的远程代码已标识",
-    criterion_en="every Python file trust_remote_code lets the engine execute is in the model directory and hashed",
-    criterion_zh="trust_remote_code 允许引擎执行的每个 Python 文件都在模型目录中并已计算哈希")
+CHECKS = registered_checks("11_provenance")  # this chapter's entries of chapters/checks.yaml
 
 
 def judge_inputs(prov: dict[str, Any]) -> Check:
@@ -250,14 +244,14 @@ def judge_inputs(prov: dict[str, Any]) -> Check:
     weights = [e for e in model_files if e["role"] == "weights"]
     missing = [e["path"] for e in prov["inputs"] if e.get("missing")]
     if not prov["model_dir_exists"]:
-        return INPUTS.row("fail", f"model directory {prov['model_path']} not found: nothing to hash",
+        return CHECKS["inputs_hashed"].row("fail", f"model directory {prov['model_path']} not found: nothing to hash",
                           f"模型目录 {prov['model_path']} 不存在，无法计算哈希")
     if not weights:
-        return INPUTS.row("fail", f"no weight files in {prov['model_path']}: the validated weights are unidentified",
+        return CHECKS["inputs_hashed"].row("fail", f"no weight files in {prov['model_path']}: the validated weights are unidentified",
                           f"{prov['model_path']} 中没有权重文件：被验证的权重无法标识")
     if missing:
-        return INPUTS.row("fail", f"missing: {', '.join(missing)}", f"缺失：{'、'.join(missing)}")
-    return INPUTS.row("pass", f"{len(prov['inputs'])} file(s) hashed, {len(weights)} weight file(s)",
+        return CHECKS["inputs_hashed"].row("fail", f"missing: {', '.join(missing)}", f"缺失：{'、'.join(missing)}")
+    return CHECKS["inputs_hashed"].row("pass", f"{len(prov['inputs'])} file(s) hashed, {len(weights)} weight file(s)",
                       f"已计算 {len(prov['inputs'])} 个文件的哈希，其中权重文件 {len(weights)} 个")
 
 
@@ -265,19 +259,19 @@ def judge_remote_code(prov: dict[str, Any]) -> Check:
     sets = [(s, rc) for s, rc in remote_code_sets(prov) if Path(rc["model_dir"]).is_dir()]
     trc = prov["remote_code"]["trust_remote_code"]
     if not sets:
-        return REMOTE_CODE.not_run(f"model directory {prov['model_path']} not found",
+        return CHECKS["remote_code_listed"].not_run(f"model directory {prov['model_path']} not found",
                                    f"模型目录 {prov['model_path']} 不存在")
     problems = [f"{s}: {m}" for s, rc in sets for m in rc["missing_targets"]]
     problems += [f"{s}: {x['reference']}" for s, rc in sets for x in rc["external"]]
     if problems and trc:
         p = ", ".join(problems)
-        return REMOTE_CODE.row("fail", f"auto_map targets the engine may execute are not in the model directory "
+        return CHECKS["remote_code_listed"].row("fail", f"auto_map targets the engine may execute are not in the model directory "
                                        f"(unhashed): {p}", f"引擎可能执行的 auto_map 目标不在模型目录中（无法计算哈希）：{p}")
     executed = [f"{r['set']}/{r['file']}" for r in remote_code_rows(prov) if r["executed"]]
     if executed:
-        return REMOTE_CODE.row("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: "
+        return CHECKS["remote_code_listed"].row("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: "
                                        f"{', '.join(executed)}",
                                f"执行了 {len(executed)} 个文件，均列出 SHA-256：{'、'.join(executed)}")
     why_en = "trust_remote_code is false" if not trc else "no auto_map in the model directories"
     why_zh = "trust_remote_code 为 false" if not trc else "模型目录没有 auto_map"
-    return REMOTE_CODE.row("pass", f"no remote code executed ({why_en})", f"未执行远程代码（{why_zh}）")
+    return CHECKS["remote_code_listed"].row("pass", f"no remote code executed ({why_en})", f"未执行远程代码（{why_zh}）")

@@ -33,8 +33,9 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from bitcpm_validation.engine.files import safetensors_files
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 LOG2_3 = math.log2(3)  # 1.58496...: information of one ternary digit
 TRITS_PER_BYTE = 5  # 3**5 = 243 <= 256
@@ -365,63 +366,39 @@ def summary_rows(rep: Report | Iterable[TensorInfo]) -> list[dict[str, Any]]:
 
 # -- checks ------------------------------------------------------------------------------------------------
 CHAPTER = "10_quantization"
-PROJECTIONS = define(
-    "projections_ternary", CHAPTER, "model", "Every projection weight is ternary", "所有投影权重均为三值",
-    criterion_en="each of the seven projections per layer holds only {-s, 0, +s} per scale group (exact, no tolerance)",
-    criterion_zh="每层 7 个投影的每个 scale 组只含 {-s, 0, +s}（精确判定，无容差）")
-GRANULARITY = define(
-    "granularity", CHAPTER, "model", "One scale granularity", "统一的 scale 粒度",
-    criterion_en="all ternary tensors share one detected granularity (tensor, row or group of N)",
-    criterion_zh="所有三值张量的 scale 粒度一致（整张量、按行或每 N 个一组）")
-ROUNDTRIP = define(
-    "roundtrip", CHAPTER, "document", "Packed sizes verified by a lossless round trip", "打包大小经无损往返验证",
-    criterion_en="every ternary tensor packed (2-bit and base 3) and rebuilt is bit-identical: the sizes quoted are real",
-    criterion_zh="每个三值张量打包（2-bit 与三进制）再还原后逐位一致：所报告的大小真实可达")
-CLAIM_BITS = define(
-    "claim_bits", CHAPTER, "document", "Original claim: ~1.58 bit (ternary)", "原报告说法：约 1.58 bit（三值）",
-    criterion_en="pass: stored at <= 2 bits per ternary weight; warn: ternary but stored wider (fake-quantized); "
-                 "fail: the weights are not ternary", family=True,
-    criterion_zh="通过：每个三值权重存储不超过 2 bit；注意：是三值但以更宽格式存储（fake-quantized）；失败：权重不是三值")
-CLAIM_COMPRESSION = define(
-    "claim_compression", CHAPTER, "document", "Original claim: ~90% compression", "原报告说法：压缩约 90%",
-    criterion_en="the whole checkpoint packed (base 3 + scales + dense tensors) is at least 85% smaller than stored",
-    criterion_zh="整个检查点打包后（三进制 + scale + 稠密张量）比存储至少小 85%", family=True)
-CLAIM_SIZE = define(
-    "claim_size_03gb", CHAPTER, "document", "Original claim: ~0.3 GB", "原报告说法：约 0.3 GB",
-    criterion_en="the full 0.5B shape packed at 2 bits incl. scales and dense tensors is 0.20-0.35 GB",
-    criterion_zh="完整 0.5B 形状以 2 bit 打包（含 scale 与稠密张量）为 0.20–0.35 GB")
+CHECKS = registered_checks("10_quantization")  # this chapter's entries of chapters/checks.yaml
 
 
 def judge_projections(tensors: Sequence[TensorInfo]) -> Check:
     proj = [t for t in tensors if t.role == "projection"]
     bad = [t for t in proj if not t.ternary]
     if not proj:
-        return PROJECTIONS.row("fail", "no projection weights found (q/k/v/o/gate/up/down)", "未找到投影权重（q/k/v/o/gate/up/down）")
+        return CHECKS["projections_ternary"].row("fail", "no projection weights found (q/k/v/o/gate/up/down)", "未找到投影权重（q/k/v/o/gate/up/down）")
     if bad:
-        return PROJECTIONS.row("fail", f"{len(proj) - len(bad)}/{len(proj)} projections ternary; first not ternary: "
+        return CHECKS["projections_ternary"].row("fail", f"{len(proj) - len(bad)}/{len(proj)} projections ternary; first not ternary: "
                                        f"{bad[0].name} {bad[0].violations}",
                                f"{len(proj) - len(bad)}/{len(proj)} 个投影为三值；首个非三值：{bad[0].name}")
-    return PROJECTIONS.row("pass", f"{len(proj)}/{len(proj)} projections ternary", f"{len(proj)}/{len(proj)} 个投影为三值")
+    return CHECKS["projections_ternary"].row("pass", f"{len(proj)}/{len(proj)} projections ternary", f"{len(proj)}/{len(proj)} 个投影为三值")
 
 
 def judge_granularity(tensors: Sequence[TensorInfo]) -> Check:
     grans = sorted({t.granularity for t in tensors if t.ternary and t.granularity})
     if not grans:
-        return GRANULARITY.row("fail", "no ternary tensor: no granularity detected", "没有三值张量：未检测到粒度")
+        return CHECKS["granularity"].row("fail", "no ternary tensor: no granularity detected", "没有三值张量：未检测到粒度")
     if len(grans) > 1:
-        return GRANULARITY.row("warn", f"mixed granularities: {', '.join(grans)}", f"粒度不一致：{'、'.join(grans)}")
-    return GRANULARITY.row("pass", f"detected: {grans[0]}", f"检测到：{grans[0]}")
+        return CHECKS["granularity"].row("warn", f"mixed granularities: {', '.join(grans)}", f"粒度不一致：{'、'.join(grans)}")
+    return CHECKS["granularity"].row("pass", f"detected: {grans[0]}", f"检测到：{grans[0]}")
 
 
 def judge_roundtrip(tensors: Sequence[TensorInfo]) -> Check:
     rt = [t.roundtrip for t in tensors if t.ternary]
     if not rt or any(r is None for r in rt):
-        return ROUNDTRIP.not_run("no ternary tensor to pack", "没有可打包的三值张量")
+        return CHECKS["roundtrip"].not_run("no ternary tensor to pack", "没有可打包的三值张量")
     if not all(rt):
         bad = [t.name for t in tensors if t.ternary and not t.roundtrip]
-        return ROUNDTRIP.row("fail", f"{len(bad)}/{len(rt)} tensors do not rebuild bit-exactly, e.g. {bad[0]}",
+        return CHECKS["roundtrip"].row("fail", f"{len(bad)}/{len(rt)} tensors do not rebuild bit-exactly, e.g. {bad[0]}",
                              f"{len(bad)}/{len(rt)} 个张量无法逐位还原，例如 {bad[0]}")
-    return ROUNDTRIP.row("pass", f"{len(rt)}/{len(rt)} ternary tensors rebuild bit-exactly", f"{len(rt)}/{len(rt)} 个三值张量逐位还原")
+    return CHECKS["roundtrip"].row("pass", f"{len(rt)}/{len(rt)} ternary tensors rebuild bit-exactly", f"{len(rt)}/{len(rt)} 个三值张量逐位还原")
 
 
 def judge_claims(sizes: dict[str, Any], item: str) -> list[Check]:
@@ -432,7 +409,7 @@ def judge_claims(sizes: dict[str, Any], item: str) -> list[Check]:
     rows = []
     bpw3 = sizes.get("bits_per_ternary_weight_base3")
     if not sizes.get("ternary_params"):
-        rows.append(CLAIM_BITS.row("fail", f"{label_en}: no ternary weights", f"{label_zh}：没有三值权重", item=item))
+        rows.append(CHECKS["claim_bits"].row("fail", f"{label_en}: no ternary weights", f"{label_zh}：没有三值权重", item=item))
     else:
         stored = sizes["bits_per_ternary_weight_stored"]
         en = (f"{label_en}: 1.585 bit is the information of one ternary weight; stored at {stored:.1f} bit; packable at "
@@ -441,14 +418,14 @@ def judge_claims(sizes: dict[str, Any], item: str) -> list[Check]:
         zh = (f"{label_zh}：1.585 bit 是单个三值权重的信息量；实际以 {stored:.1f} bit 存储；打包后（含 scale）2-bit 为 "
               f"{sizes['bits_per_ternary_weight_2bit']:.2f} bit、三进制为 {bpw3:.2f} bit；含稠密张量的整模型为 "
               f"{sizes['bits_per_weight_base3']:.2f} bit/权重")
-        rows.append(CLAIM_BITS.row("pass" if stored <= 2 else "warn", en, zh, item=item))
+        rows.append(CHECKS["claim_bits"].row("pass" if stored <= 2 else "warn", en, zh, item=item))
     c3 = sizes["compression_base3"]
     en = (f"{label_en}: packed (base 3 + scales + dense) {100 * c3:.1f}% smaller than stored (2-bit: "
           f"{100 * sizes['compression_2bit']:.1f}%); 90% = 1 - 1.585/16 holds only for the ternary weights' information, "
           f"ignoring scales and the dense tensors ({100 * (1 - sizes['ternary_share']):.1f}% of the parameters)")
     zh = (f"{label_zh}：打包后（三进制 + scale + 稠密张量）比存储小 {100 * c3:.1f}%（2-bit：{100 * sizes['compression_2bit']:.1f}%）；"
           f"90% = 1 − 1.585/16 只对三值权重的信息量成立，忽略了 scale 和稠密张量（占参数 {100 * (1 - sizes['ternary_share']):.1f}%）")
-    rows.append(CLAIM_COMPRESSION.row("pass" if c3 is not None and c3 >= 0.85 else "fail", en, zh, item=item))
+    rows.append(CHECKS["claim_compression"].row("pass" if c3 is not None and c3 >= 0.85 else "fail", en, zh, item=item))
     return rows
 
 
@@ -461,4 +438,4 @@ def judge_size_claim(sizes_full: dict[str, Any]) -> Check:
           f"and no file of that size ships")
     zh = (f"完整 0.5B 形状（解析计算）：打包后 2-bit 为 {b2:.3f} GB、三进制为 {b3:.3f} GB（含 scale 和 BF16 词嵌入 "
           f"{sizes_full['dense_bytes'] / GB:.3f} GB）；发布的文件是 {st:.3f} GB（fake-quantized BF16），并不存在该大小的文件")
-    return CLAIM_SIZE.row("pass" if 0.2 <= b2 <= 0.35 else "fail", en, zh)
+    return CHECKS["claim_size_03gb"].row("pass" if 0.2 <= b2 <= 0.35 else "fail", en, zh)

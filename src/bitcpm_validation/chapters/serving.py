@@ -26,8 +26,9 @@ from bitcpm_validation.engine.offline import one_line
 from bitcpm_validation.engine.server import Server, ServerError
 from bitcpm_validation.params import Params, load_params
 from bitcpm_validation.paths import PROJECT_ROOT
-from bitcpm_validation.report.checks import define
+
 from bitcpm_validation.report.results import Check
+from bitcpm_validation.chapters import registered_checks
 
 
 @dataclass
@@ -191,34 +192,7 @@ def compare_greedy(offline: Sequence[Sequence[int]], served: Sequence[Optional[S
 # checks (engine scope: does the server run this model faithfully?)
 
 CHAPTER = "08_serving"
-MODELS = define("models", CHAPTER, "engine", "GET /v1/models lists the served model", "/v1/models 列出所部署的模型",
-                criterion_en="the request succeeds and the list holds the name this run serves the model under",
-                criterion_zh="请求成功，且列表中有本次运行部署的模型名")
-COMPLETIONS = define("completions", CHAPTER, "engine", "POST /v1/completions answers", "/v1/completions 正常回答",
-                     criterion_en="a greedy completion of a token-id prompt returns tokens, without an error",
-                     criterion_zh="对 token id 提示的贪心补全返回 token，且无错误")
-CHAT = define("chat", CHAPTER, "engine", "POST /v1/chat/completions answers", "/v1/chat/completions 正常回答",
-              criterion_en="a chat request (the model's chat template) returns tokens, without an error",
-              criterion_zh="对话请求（模型的对话模板）返回 token，且无错误")
-CHAT_TEMPLATE = define(
-    "chat_template", CHAPTER, "engine", "Chat prompt ids equal the ChatML encoding", "对话提示 token 与 ChatML 编码一致",
-    criterion_en="the prompt token ids the server built for the chat request equal the project's ChatML encoding "
-                 "(SentencePiece); a difference means chat answers through the server are mis-tokenized",
-    criterion_zh="服务端为对话请求构造的提示 token 与项目的 ChatML 编码（SentencePiece）相同；不同即经服务的对话被错误分词")
-STREAM = define("stream", CHAPTER, "engine", "Streaming equals the non-streamed answer", "流式输出与非流式一致",
-                criterion_en="a streamed completion arrives in several chunks whose joined text equals the non-streamed text",
-                criterion_zh="流式补全分多个分块到达，拼接后与非流式文本相同")
-CONCURRENT = define("concurrent", CHAPTER, "engine", "Concurrent requests all answered", "并发请求全部得到回答",
-                    criterion_en="every one of the concurrent requests returns tokens, without an error",
-                    criterion_zh="每个并发请求都返回 token，且无错误")
-GREEDY = define(
-    "greedy_equal", CHAPTER, "engine", "Server greedy output equals the offline engine's", "服务端贪心输出与离线引擎一致",
-    criterion_en="for the same prompt token ids, the server's greedy tokens equal a separately started offline "
-                 "engine's (vllm.LLM), token for token",
-    criterion_zh="对相同的提示 token id，服务端的贪心输出与单独启动的离线引擎（vllm.LLM）逐 token 相同")
-STOPPED = define("stopped", CHAPTER, "engine", "Server stopped, no process left", "服务已停止，无残留进程",
-                 criterion_en="after the chapter, the server process and all its children have exited",
-                 criterion_zh="本章结束后，服务进程及其全部子进程均已退出")
+CHECKS = registered_checks("08_serving")  # this chapter's entries of chapters/checks.yaml
 
 
 def _failed(spec, r: ProbeResult, what_en: str, what_zh: str) -> Check:
@@ -235,37 +209,37 @@ def _answer_detail(d: dict[str, Any]) -> tuple[str, str]:
 def judge_models(r: ProbeResult) -> Check:
     d = r.detail
     if r.ok and not r.error:
-        return MODELS.row("pass", f"serves {d['expected']!r}", f"部署名 {d['expected']!r}")
-    return _failed(MODELS, r, f"{d.get('expected')!r} is not among the served models {d.get('models')}",
+        return CHECKS["models"].row("pass", f"serves {d['expected']!r}", f"部署名 {d['expected']!r}")
+    return _failed(CHECKS["models"], r, f"{d.get('expected')!r} is not among the served models {d.get('models')}",
                    f"所部署的模型 {d.get('models')} 中没有 {d.get('expected')!r}")
 
 
 def judge_completions(r: ProbeResult) -> Check:
     if r.ok and not r.error:
-        return COMPLETIONS.row("pass", *_answer_detail(r.detail))
-    return _failed(COMPLETIONS, r, "the completion came back empty", "补全结果为空")
+        return CHECKS["completions"].row("pass", *_answer_detail(r.detail))
+    return _failed(CHECKS["completions"], r, "the completion came back empty", "补全结果为空")
 
 
 def judge_chat(r: ProbeResult) -> Check:
     if r.ok and not r.error:
-        return CHAT.row("pass", *_answer_detail(r.detail))
-    return _failed(CHAT, r, "the chat answer came back empty", "对话回答为空")
+        return CHECKS["chat"].row("pass", *_answer_detail(r.detail))
+    return _failed(CHECKS["chat"], r, "the chat answer came back empty", "对话回答为空")
 
 
 def judge_chat_template(r: ProbeResult) -> Check:
     d = r.detail
     if r.error:
-        return CHAT_TEMPLATE.not_run(f"the chat request failed: {r.error}", f"对话请求失败：{r.error}")
+        return CHECKS["chat_template"].not_run(f"the chat request failed: {r.error}", f"对话请求失败：{r.error}")
     if d.get("template_matches") is None:
         why = ("the server returned no prompt token ids" if d.get("prompt_token_ids") is None
                else "no local tokenizer to build the expected ChatML ids")
         why_zh = "服务端未返回提示 token id" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML token"
-        return CHAT_TEMPLATE.not_run(why, why_zh)
+        return CHECKS["chat_template"].not_run(why, why_zh)
     if d["template_matches"]:
         n = len(d.get("expected_prompt_token_ids") or [])
-        return CHAT_TEMPLATE.row("pass", f"{n} prompt tokens identical", f"{n} 个提示 token 相同")
+        return CHECKS["chat_template"].row("pass", f"{n} prompt tokens identical", f"{n} 个提示 token 相同")
     fd = d.get("template_first_diff")
-    return CHAT_TEMPLATE.row(
+    return CHECKS["chat_template"].row(
         "fail", f"the server's chat prompt ids differ from the ChatML encoding from position {fd} on (the engine's "
                 f"text tokenizer, see chapter 02): chat answers through the server are affected",
         f"服务端对话提示的 token 从第 {fd} 位起与 ChatML 编码不同（引擎文本分词器，见第 02 章）：经服务的对话回答受影响")
@@ -274,26 +248,26 @@ def judge_chat_template(r: ProbeResult) -> Check:
 def judge_stream(r: ProbeResult) -> Check:
     d = r.detail
     if r.error:
-        return STREAM.row("fail", r.error, r.error)
+        return CHECKS["stream"].row("fail", r.error, r.error)
     chunks, same = d.get("chunks", 0), d.get("equals_non_streamed")
     same_en = {True: "yes", False: "no"}.get(same, "not compared")
     same_zh = {True: "是", False: "否"}.get(same, "未比较")
     en = f"{chunks} chunks, first after {d.get('first_chunk_s')} s, joined equal to the non-streamed text: {same_en}"
     zh = f"{chunks} 个分块，首块 {d.get('first_chunk_s')} 秒，拼接后与非流式相同：{same_zh}"
-    return STREAM.row("pass" if r.ok else "fail", en, zh)
+    return CHECKS["stream"].row("pass" if r.ok else "fail", en, zh)
 
 
 def judge_concurrent(r: ProbeResult) -> Check:
     d = r.detail
     if r.error:
-        return CONCURRENT.row("fail", r.error, r.error)
+        return CHECKS["concurrent"].row("fail", r.error, r.error)
     errors = [o["error"] for o in d.get("results", []) if o.get("error")]
     en = f"{d.get('answered')}/{d.get('requests')} answered in {d.get('wall_s')} s, {d.get('output_tokens')} tokens"
     zh = f"{d.get('answered')}/{d.get('requests')} 个得到回答，用时 {d.get('wall_s')} 秒，共 {d.get('output_tokens')} 个 token"
     if errors:
         en += f"; first error: {errors[0]}"
         zh += f"；首个错误：{errors[0]}"
-    return CONCURRENT.row("pass" if r.ok else "fail", en, zh)
+    return CHECKS["concurrent"].row("pass" if r.ok else "fail", en, zh)
 
 
 def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", reference_zh: str = "",
@@ -301,9 +275,9 @@ def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", referen
     """rows: compare_greedy's rows (server vs offline engine); none: no offline reference was made.
     error: the server's greedy requests failed (that line is the detail)."""
     if error:
-        return GREEDY.row("fail", error, error)
+        return CHECKS["greedy_equal"].row("fail", error, error)
     if not rows:
-        return GREEDY.not_run(reference_en or "no offline engine reference", reference_zh or "没有离线引擎参照")
+        return CHECKS["greedy_equal"].not_run(reference_en or "no offline engine reference", reference_zh or "没有离线引擎参照")
     eq = sum(bool(r["equal"]) for r in rows)
     en = f"{eq}/{len(rows)} prompts token-identical"
     zh = f"{eq}/{len(rows)} 条提示逐 token 相同"
@@ -313,14 +287,14 @@ def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", referen
         zh += f"；提示 {bad.get('id', bad['index'])} 从第 {bad['first_diff']} 个 token 起不同"
     if reference_en:
         en, zh = f"{en} ({reference_en})", f"{zh}（{reference_zh or reference_en}）"
-    return GREEDY.row("pass" if eq == len(rows) else "fail", en, zh)
+    return CHECKS["greedy_equal"].row("pass" if eq == len(rows) else "fail", en, zh)
 
 
 def judge_stopped(pid: Optional[int], children: int, left: Sequence[int]) -> Check:
     """After the server stopped: `left` lists the pids of the server and its children still running."""
     if left:
-        return STOPPED.row("fail", f"still running after stop: pids {list(left)}", f"停止后仍在运行：进程 {list(left)}")
-    return STOPPED.row("pass", f"server pid {pid} and {children} child process(es) gone",
+        return CHECKS["stopped"].row("fail", f"still running after stop: pids {list(left)}", f"停止后仍在运行：进程 {list(left)}")
+    return CHECKS["stopped"].row("pass", f"server pid {pid} and {children} child process(es) gone",
                        f"服务进程 {pid} 及 {children} 个子进程均已退出")
 
 

@@ -1,13 +1,13 @@
 """The check registry: every check a chapter can make, with its chapter, scope and criterion.
 
-A chapter module declares each of its checks once, at import time, next to the function that judges:
+Every check is listed once in the registry file `chapters/checks.yaml` (id, chapter, scope, names, criterion,
+worst status and why); a chapter module takes its entries and judges with them:
 
-    PARIS = define("probe", "03_inference", "model", "Probe answered as expected", "探针回答符合预期",
-                   criterion_en="...", criterion_zh="...", family=True)
+    CHECKS = registered_checks("03_inference")          # bitcpm_validation.chapters
 
     def judge_probe(item: str, text: str, expect: Expectation) -> Check:
         ...
-        return PARIS.row("fail", detail_en=..., detail_zh=..., item=item)
+        return CHECKS["probe"].row("fail", detail_en=..., detail_zh=..., item=item)
 
 The notebook only records what the function returned (`ch.record(row)`): no status is ever written
 by hand. Scopes (see results.SCOPES):
@@ -20,7 +20,8 @@ by hand. Scopes (see results.SCOPES):
 not the check's to call (the reason is stated in `worst_reason`, and the appendix prints it). Every
 registered check has a test that makes it reach its worst status (tests/test_every_check_can_fail.py,
 with one case per check in tests/worst_cases/<chapter>.py).
-`bitcpm_validation.chapters.registry()` imports every chapter module and returns all specs.
+`bitcpm_validation.chapters.registry()` returns every spec (and imports every chapter module, so a test
+can check that each entry is used). `define()` registers one check by hand (tests' throwaway chapters).
 
 Optional texts for the summary's findings (one line per ❌ / ⚠️: what, impact, what to do):
 `impact_en/impact_zh` (what a failure means for the reader) and `remedy_en/remedy_zh` (what to do).
@@ -30,7 +31,10 @@ Without them the summary says what a failure of the check's scope means and poin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
+
+import yaml
 
 from bitcpm_validation.report.results import SCOPES, Check, CheckStatus, Scope
 
@@ -102,6 +106,28 @@ def define(check_id: str, chapter: str, scope: Scope, name_en: str, name_zh: str
         raise RegistryError(f"check {chapter}/{check_id} is defined twice with different contents")
     _SPECS[(chapter, check_id)] = spec
     return spec
+
+
+def load_registry(path: Path) -> list[CheckSpec]:
+    """Register every check of a registry file (chapters/checks.yaml: chapter -> check id -> entry)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise RegistryError(f"{path}: cannot read the check registry ({e}): fix the file") from None
+    out = []
+    for chapter, entries in (data or {}).items():
+        for check_id, e in (entries or {}).items():
+            try:
+                out.append(define(
+                    check_id, chapter, e["scope"], e["name"]["en"], e["name"]["zh"],
+                    criterion_en=e["criterion"]["en"], criterion_zh=e["criterion"]["zh"],
+                    worst=e.get("worst", "fail"), worst_reason=e.get("worst_reason", {}).get("en", ""),
+                    worst_reason_zh=e.get("worst_reason", {}).get("zh", ""), family=bool(e.get("family", False)),
+                    impact_en=e.get("impact", {}).get("en", ""), impact_zh=e.get("impact", {}).get("zh", ""),
+                    remedy_en=e.get("remedy", {}).get("en", ""), remedy_zh=e.get("remedy", {}).get("zh", "")))
+            except (KeyError, TypeError, AttributeError) as err:
+                raise RegistryError(f"{path}: {chapter}/{check_id}: missing or malformed {err}: see the file's header")
+    return out
 
 
 def specs(chapter: Optional[str] = None) -> list[CheckSpec]:
