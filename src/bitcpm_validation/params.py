@@ -377,30 +377,27 @@ def _read_yaml(path: Path, what: str) -> dict:
     return data
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a params profile. Raises ParamsError with a one-line message."""
+def _validated(model: type[BaseModel], path: str | Path, what: str) -> BaseModel:
+    """A YAML file (relative to the cwd, else the project root) validated into `model`, with `source` set."""
     p = Path(path)
     if not p.is_absolute() and not p.exists():
         p = PROJECT_ROOT / p
-    data = _read_yaml(p, "params")
+    data = _read_yaml(p, what)
     try:
-        params = Params.model_validate(data)
+        return model.model_validate(data).model_copy(update={"source": str(p)})
     except ValidationError as e:
         raise ParamsError(_one_line(e, str(path))) from None
     except ValueError as e:  # model_validator errors surface here in some pydantic versions
         raise ParamsError(f"{path}: {e}") from None
-    params = params.model_copy(update={"source": str(p)})
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params profile. Raises ParamsError with a one-line message."""
+    params = _validated(Params, path, "params")
     if not params.prompts_path.is_file():
         raise ParamsError(f"{path}: key 'prompts': file {params.prompts} not found: point it at a prompts YAML")
     return params
 
 
 def load_prompts(path: str | Path) -> PromptSet:
-    p = Path(path)
-    if not p.is_absolute() and not p.exists():
-        p = PROJECT_ROOT / p
-    data = _read_yaml(p, "prompts")
-    try:
-        return PromptSet.model_validate(data).model_copy(update={"source": str(p)})
-    except ValidationError as e:
-        raise ParamsError(_one_line(e, str(path))) from None
+    return _validated(PromptSet, path, "prompts")
