@@ -443,3 +443,17 @@ def test_chapters_the_profile_did_not_select_say_so(tmp_path):
     v = S.scope_verdicts(rows)
     assert v["model"].verdict == "incomplete"
     assert any(r.en == "chapter 08 Serving not selected by the profile" for r in v["model"].reasons)
+
+
+def test_engine_starts_table_names_each_start_in_one_language():
+    run = {"count": 2, "seconds": 60.0, "failed": 1, "starts": [
+        {"chapter": "runner", "kind": "shared-server", "which": "real", "seconds": 32.1, "ok": True,
+         "why": "the run's shared engine (every chapter that can share it)"},
+        {"chapter": "04_determinism", "kind": "offline", "which": "real", "seconds": 28.0, "ok": True, "why": "restart"},
+        {"chapter": "07_performance", "kind": "benchmark", "which": "dummy", "seconds": None, "ok": False,
+         "why": "a reason the project does not know", "error": "port taken"}]}
+    headers, rows = S.engine_starts_table(run)
+    assert [h.en for h in headers] == ["Chapter", "Kind", "Weights", "Ready in", "Why"]
+    assert rows[0][3] == "32.1 s" and rows[0][4].zh.startswith("本次运行共享的引擎") and rows[0][1].en == "shared server"
+    assert rows[1][4] == S.T("重启：与第一次运行的输出比较", "restart")
+    assert rows[2][3].en == "failed: port taken" and rows[2][4].zh == rows[2][4].en == "a reason the project does not know"

@@ -931,3 +931,31 @@ def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = 
         "timings": {"key_metrics": [metric_data(m) for m in km if m.timing]},
         "chapters": chapter_statuses(run_dir),
     }
+
+
+# -- engine starts ------------------------------------------------------------------------------------------------
+# The reasons the project's own start sites give (engine.offline / engine.server `why=`), in Chinese; any other
+# reason is shown as recorded.
+START_REASON_ZH = {
+    "the run's shared engine (every chapter that can share it)": "本次运行共享的引擎（所有可共享的章节都使用它）",
+    "the full-size architecture with dummy weights (load_format=dummy)": "完整尺寸结构，dummy 权重（load_format=dummy）",
+    "restart": "重启：与第一次运行的输出比较",
+    "float32 engine: separates BF16 rounding from implementation differences": "float32 引擎：区分 BF16 舍入与实现差异",
+    "benchmarks at the full 0.5B shape (dummy weights)": "完整 0.5B 形状的基准测试（dummy 权重）",
+    "base model for the document's speed claim": "原文档速度说法所需的基础模型",
+    "offline reference for the server comparison (chapter 04 left none)": "服务对比的离线参考（第 04 章未留下）",
+}
+
+
+def engine_starts_table(run: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
+    """Every engine / server start of a run (engine.starts.of_run): chapter, kind, weights, seconds, why."""
+    kind = {"offline": T("离线引擎", "offline engine"), "server": T("服务", "server"),
+            "shared-server": T("共享服务", "shared server"), "benchmark": T("基准测试服务", "benchmark server")}
+    rows = []
+    for s in run.get("starts", []):
+        why = s.get("why") or ""
+        seconds = "—" if s.get("seconds") is None else f"{s['seconds']:,.1f} s"
+        status = seconds if s.get("ok", True) else T(f"失败：{s.get('error') or ''}", f"failed: {s.get('error') or ''}")
+        rows.append([s.get("chapter", "—"), kind.get(s.get("kind"), s.get("kind")), s.get("which", "—"), status,
+                     T(START_REASON_ZH.get(why, why), why)])
+    return [T("章节", "Chapter"), T("类型", "Kind"), T("权重", "Weights"), T("就绪耗时", "Ready in"), T("原因", "Why")], rows
