@@ -813,6 +813,10 @@ def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit
     with their shared reason; every ❌ and ⚠️ keeps its own row. Details stay in the chapters."""
     index = _spec_index(specs)
     headers = [T("章节", "Chapter"), "", T("检查项", "Check"), T("原因", "Reason")]
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault((r.chapter, r.base_id), i)
+    rows = sorted(rows, key=lambda r: first[(r.chapter, r.base_id)])  # stable: a family's rows side by side
     groups: list[list[MatrixRow]] = []
     for r in rows:
         prev = groups[-1][-1] if groups else None
