@@ -3,7 +3,7 @@
     run    [--params P] [--model PATH|HUB_ID[@REV]] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
            [--no-shared-engine]   every chapter starts its own engine (default: one shared `vllm serve`)
     render RUN_DIR [--lang zh|en|both] [--no-pdf]
-    summary RUN_DIR          print the check matrix and key metrics
+    summary RUN_DIR [--lang en|zh]  print the check matrix and key metrics
     env                      print the environment probe as JSON
     check-params P ...       validate params files (one-line errors)
     publish [--runs runs] [--site site]   static site of runs with MANIFEST.sha256 (make publish)
@@ -71,9 +71,9 @@ def _cmd_summary(a: argparse.Namespace) -> int:
     from bitcpm_validation.report import summary as S
 
     rows = S.check_matrix(a.run_dir)
-    print(S.matrix_markdown(rows))
+    print(S.matrix_markdown(rows, a.lang))
     print()
-    print(S.metrics_markdown(S.key_metrics(a.run_dir)))
+    print(S.metrics_markdown(S.key_metrics(a.run_dir), a.lang))
     print()
     print(S.counts_line(S.verdict_counts(rows)))
     return 0
@@ -152,6 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     d.set_defaults(fn=_cmd_render)
     s = sub.add_parser("summary", help="print a run's check matrix and key metrics")
     s.add_argument("run_dir")
+    s.add_argument("--lang", choices=["en", "zh"], default="en")
     s.set_defaults(fn=_cmd_summary)
     e = sub.add_parser("env", help="print the environment probe")
     e.set_defaults(fn=_cmd_env)

@@ -111,16 +111,6 @@ class MatrixRow:
         return R.STATUS_MARK[self.status]
 
     @property
-    def name(self) -> str:  # legacy mixed label (report.md until it renders one language)
-        return f"{self.name_zh} · {self.name_en}" if self.name_zh and self.name_zh != self.name_en else self.name_en
-
-    @property
-    def reason(self) -> str:  # legacy mixed label
-        if self.reason_zh and self.reason_zh != self.reason_en:
-            return f"{self.reason_zh} · {self.reason_en}" if self.reason_en else self.reason_zh
-        return self.reason_en
-
-    @property
     def name_t(self) -> T:
         return T(self.name_zh or self.name_en, self.name_en or self.name_zh)
 
@@ -145,10 +135,6 @@ class KeyMetric:
     note: str = ""
     timing: bool = False  # volatile between identical runs
     measured_on: str = ""  # "model · weights · device"
-
-    @property
-    def name(self) -> str:
-        return f"{self.name_zh} · {self.name_en}" if self.name_zh and self.name_zh != self.name_en else self.name_en
 
     @property
     def value_text(self) -> str:
@@ -881,29 +867,21 @@ def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]
 
 
 # -- legacy mixed-language tables (report.md until render writes one language) ----------------------------
-def matrix_table(rows: list[MatrixRow]) -> tuple[list[str], list[list[str]]]:
-    headers = ["章节 Chapter", "检查项 Check", "状态 Status", "说明 Reason"]
-    body = [[r.heading, r.name, r.mark, r.reason] for r in rows]
-    return headers, body
-
-
-def metrics_table(km: list[KeyMetric]) -> tuple[list[str], list[list[str]]]:
-    headers = ["章节 Chapter", "指标 Metric", "值 Value"]
-    return headers, [[m.heading, m.name, m.value_text] for m in km]
-
-
-def matrix_markdown(rows: list[MatrixRow]) -> str:
+def matrix_markdown(rows: list[MatrixRow], lang: str = "en") -> str:
+    """The check matrix as one language's Markdown table (the `summary` command, report.md)."""
     from bitcpm_validation.report.textsafe import md_table
 
-    h, b = matrix_table(rows)
-    return md_table(h, b, trusted_cols=(2,))
+    pick = (lambda x: x.zh) if lang == "zh" else (lambda x: x.en)
+    headers = [pick(T("章节", "Chapter")), pick(T("检查项", "Check")), pick(T("状态", "Status")), pick(T("说明", "Reason"))]
+    return md_table(headers, [[pick(r.title), pick(r.name_t), r.mark, pick(r.reason_t)] for r in rows], trusted_cols=(2,))
 
 
-def metrics_markdown(km: list[KeyMetric]) -> str:
+def metrics_markdown(km: list[KeyMetric], lang: str = "en") -> str:
     from bitcpm_validation.report.textsafe import md_table
 
-    h, b = metrics_table(km)
-    return md_table(h, b)
+    pick = (lambda x: x.zh) if lang == "zh" else (lambda x: x.en)
+    return md_table([pick(T("指标", "Metric")), pick(T("值", "Value")), pick(T("测量对象", "Measured on"))],
+                    [[m.name_zh if lang == "zh" else m.name_en, m.value_text, m.measured_on or "—"] for m in km])
 
 
 def counts_line(counts: dict[str, int]) -> str:
