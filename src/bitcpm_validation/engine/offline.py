@@ -152,7 +152,7 @@ def check_model_dir(path: Path, need_weights: bool = True, max_model_len: Option
 def import_vllm(evidence_path: Path) -> None:
     """Import vLLM once with what it prints at import (Triton / platform notices) sent to the
     evidence log, so that notebook outputs stay readable; also quiets transformers' config notices."""
-    from bitcpm_validation.report.recorder import quiet_logs
+    from bitcpm_validation.engine.quiet import quiet_logs
 
     quiet_logs()
     if "vllm" in sys.modules:

@@ -376,7 +376,7 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
     from bitcpm_validation.engine import server
     from bitcpm_validation.engine.offline import engine_kwargs, engine_platform
 
-    from bitcpm_validation.report.recorder import quiet_logs
+    from bitcpm_validation.engine.quiet import quiet_logs
 
     quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
     log = log_path(run_dir)

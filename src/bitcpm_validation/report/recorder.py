@@ -15,7 +15,6 @@ nothing: the runner marks the chapter failed and keeps what it had recorded.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -149,20 +148,3 @@ class Chapter:
 
     def _save(self) -> None:
         R.save(self.result, self.results_path)
-
-
-def quiet_logs() -> None:
-    """Keep executed notebooks readable: engine logs go to the evidence file, not the cell output;
-    library notices that say nothing about this run (tqdm's missing ipywidgets, transformers' config
-    advice) are dropped."""
-    import contextlib
-    import warnings
-
-    for name in ("vllm", "transformers", "torch", "urllib3", "httpx", "openai"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="tqdm")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    with contextlib.suppress(Exception):
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.set_verbosity_error()
