@@ -457,3 +457,14 @@ def test_engine_starts_table_names_each_start_in_one_language():
     assert rows[0][3] == "32.1 s" and rows[0][4].zh.startswith("本次运行共享的引擎") and rows[0][1].en == "shared server"
     assert rows[1][4] == S.T("重启：与第一次运行的输出比较", "restart")
     assert rows[2][3].en == "failed: port taken" and rows[2][4].zh == rows[2][4].en == "a reason the project does not know"
+
+
+def test_matrix_folds_a_chapters_passes_and_keeps_every_warning():
+    def row(cid, status, name):
+        return S.MatrixRow("02_loading", "02 · Loading", "ok", cid, name, name, status, "why " + name, "why " + name,
+                           kind="check", title=S.T("02 模型加载", "02 Loading"))
+    rows = [row("a", "pass", "A"), row("b", "pass", "B"), row("c", "pass", "C"), row("d", "warn", "D"), row("e", "pass", "E")]
+    _, body = S.matrix_display(rows)
+    assert [b[1] for b in body] == ["✅", "⚠️", "✅"]
+    assert body[0][2].en == "3 checks passed" and body[0][3].en == "A, B, C" and body[0][0].en == "02 Loading"
+    assert body[1][2].en == "D" and body[2][2].en == "E"  # fewer than three passes in a row stay as they are

@@ -101,8 +101,8 @@ def judge_config(cfg: dict[str, Any]) -> Check:
     if cfg.get("needs_remote_code"):
         return CHECKS["config"].row("pass", f"{cfg['config_class']} via trust_remote_code (no model_type in config.json, {via}); "
                                   f"without remote code: {cfg['without_remote_code']}",
-                          f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时："
-                          f"{cfg['without_remote_code']}")
+                          f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时 "
+                          f"AutoConfig 报错（{cfg['without_remote_code'].split(':', 1)[0]}，全文见英文报告与证据日志）")
     return CHECKS["config"].row("pass", f"{cfg['config_class']} ({via}), no remote code needed",
                       f"{cfg['config_class']}（{via}），无需远程代码")
 

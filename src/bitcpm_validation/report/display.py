@@ -64,21 +64,30 @@ def _emit_md(md_by_lang: dict[Optional[str], str]) -> None:
         display(Markdown(m), metadata={LANG_KEY: lang} if lang else {})
 
 
+def _verbatim(v: Any) -> str:
+    """A data cell (sample text, log line, model output): escaped and marked as verbatim, i.e. in no language."""
+    return f'<span class="bv-verbatim">{html_escape("" if v is None else v)}</span>'
+
+
 def table_html(headers: Sequence[Any], rows: Iterable[Sequence[Any]], lang: str, *,
-               trusted_cols: Iterable[int] = (), cls: str = "bv-table") -> str:
-    """One language's HTML table; cells that are T are picked in `lang`, everything else escaped as is."""
-    return html_table([in_lang(h, lang) for h in headers],
-                      [[in_lang(v, lang) for v in r] for r in rows], trusted_cols=trusted_cols, cls=cls)
+               trusted_cols: Iterable[int] = (), verbatim_cols: Iterable[int] = (), cls: str = "bv-table") -> str:
+    """One language's HTML table; cells that are T are picked in `lang`, everything else escaped as is;
+    `verbatim_cols` hold data in whatever language it came (samples, log lines, model output)."""
+    verbatim = set(verbatim_cols)
+    body = [[_verbatim(v) if i in verbatim else in_lang(v, lang) for i, v in enumerate(r)] for r in rows]
+    return html_table([in_lang(h, lang) for h in headers], body, trusted_cols=set(trusted_cols) | verbatim, cls=cls)
 
 
 def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
-               cls: str = "bv-table") -> None:
-    """A table with escaped cells; one output per language when any header or cell is a T."""
+               verbatim_cols: Iterable[int] = (), cls: str = "bv-table") -> None:
+    """A table with escaped cells; one output per language when any header or cell is a T. `verbatim_cols`:
+    columns of data shown as they came (sample texts, log lines, model output), in no report language."""
     rows = [list(r) for r in rows]
     if _has_t(list(headers), rows):
-        _emit({lang: table_html(headers, rows, lang, trusted_cols=trusted_cols, cls=cls) for lang in LANGS})
+        _emit({lang: table_html(headers, rows, lang, trusted_cols=trusted_cols, verbatim_cols=verbatim_cols, cls=cls)
+               for lang in LANGS})
     else:
-        _emit({None: html_table(headers, rows, trusted_cols=trusted_cols, cls=cls)})
+        _emit({None: table_html(headers, rows, "en", trusted_cols=trusted_cols, verbatim_cols=verbatim_cols, cls=cls)})
 
 
 def show_md(markdown: T | str) -> None:

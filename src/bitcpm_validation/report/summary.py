@@ -795,20 +795,29 @@ def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit
                    fold: int = 3) -> tuple[list[T], list[list[Any]]]:
     """The compact check matrix: chapter (on its first row only), mark, check name, short reason.
 
-    `fold` or more consecutive ✅ / — rows of one family (one probe per row, ...) become one row "name (n items)"
-    with their shared reason; every ❌ and ⚠️ keeps its own row. Details stay in the chapters."""
+    `fold` or more consecutive ✅ rows of a chapter become one row "n checks passed" naming them, and `fold` or
+    more consecutive — rows of one family (one probe per row, ...) one row "name (n items)" with their shared
+    reason; every ❌ and ⚠️ keeps its own row. Details stay in the chapters."""
     index = _spec_index(specs)
     headers = [T("章节", "Chapter"), "", T("检查项", "Check"), T("原因", "Reason")]
     first = {}
     for i, r in enumerate(rows):
         first.setdefault((r.chapter, r.base_id), i)
     rows = sorted(rows, key=lambda r: first[(r.chapter, r.base_id)])  # stable: a family's rows side by side
+
+    def fold_key(r: MatrixRow) -> Optional[tuple]:
+        if r.kind != "check":
+            return None
+        if r.status == "pass":
+            return (r.chapter, "pass")
+        if r.status == "not_run" and ":" in r.check_id:
+            return (r.chapter, r.base_id, "not_run")
+        return None
+
     groups: list[list[MatrixRow]] = []
     for r in rows:
-        prev = groups[-1][-1] if groups else None
-        foldable = r.kind == "check" and ":" in r.check_id and r.status in ("pass", "not_run")
-        if foldable and prev is not None and (prev.chapter, prev.base_id, prev.status, ":" in prev.check_id) == \
-                (r.chapter, r.base_id, r.status, True):
+        key = fold_key(r)
+        if key is not None and groups and fold_key(groups[-1][-1]) == key:
             groups[-1].append(r)
         else:
             groups.append([r])
@@ -817,6 +826,11 @@ def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit
         r = g[0]
         chapter = r.title if r.chapter != last else ""
         last = r.chapter
+        if len(g) >= fold and r.status == "pass":
+            names = list(dict.fromkeys((x.name_t.zh, x.name_t.en) for x in g))
+            body.append([chapter, r.mark, T(f"{len(g)} 项检查通过", f"{len(g)} checks passed"),
+                         T(short("、".join(n[0] for n in names), limit // 2 + 5), short(", ".join(n[1] for n in names), limit))])
+            continue
         if len(g) >= fold:
             spec = index.get((r.chapter, r.base_id))
             base_zh, base_en = (spec.name_zh, spec.name_en) if spec else (r.base_id, r.base_id)
