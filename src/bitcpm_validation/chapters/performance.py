@@ -32,7 +32,8 @@ from typing import Any, Optional, Sequence
 
 from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, platform_env
-from bitcpm_validation.engine.server import pdeathsig, serve_flags, tail
+from bitcpm_validation.engine import processes
+from bitcpm_validation.engine.server import serve_flags, tail
 from bitcpm_validation.params import Params
 
 from bitcpm_validation.report.display import T
@@ -483,16 +484,11 @@ def _run_child(argv: list[str], evidence: Path, env: dict[str, str], timeout: fl
         log.write(f"=== bench: {' '.join(argv)}\n")
         log.flush()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=pdeathsig)  # dies with this process
+                                start_new_session=True, preexec_fn=processes.die_with_parent)  # dies with us
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:  # timeout or Ctrl-C: leave nothing running
-            import signal
-
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            processes.kill_group(proc.pid)
             proc.wait()
             if isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
                 raise BenchError(f"benchmark exceeded {timeout:.0f} s; log tail: {tail(evidence, mark)}") from None

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from bitcpm_validation.engine import processes
 from bitcpm_validation.engine.identity import served_model_name
 from bitcpm_validation.engine.offline import EngineError, Which, engine_kwargs, platform_env
 from bitcpm_validation.params import Params
@@ -184,24 +185,6 @@ def _install_handlers() -> None:
             signal.signal(signum, handler)
 
 
-def _load_prctl():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except Exception:  # not Linux / no glibc: rely on the other safeguards
-        return None
-
-
-_PRCTL = _load_prctl()  # resolved here, not in the forked child
-
-
-def _pdeathsig() -> None:  # runs in the child between fork and exec: keep it minimal
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: the server gets SIGTERM if we die
-
-
-pdeathsig = _pdeathsig  # public: other child processes (the benchmark runners) die with their parent too
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,17 +289,14 @@ class Server:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                processes.kill_group(proc.pid)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
             except BaseException:  # Ctrl-C while waiting: no mercy
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                processes.kill_group(proc.pid)
                 raise
         # the group is gone; kill any descendant that changed its group and still runs
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        processes.kill_group(proc.pid)
         for p in descendants:
             with contextlib.suppress(Exception):
                 if p.is_running():
@@ -366,7 +346,7 @@ def _launch(argv: list[str], evidence: Path, env: dict[str, str]) -> subprocess.
         log.write(f"=== server start: {display_command(argv)}\n")
         log.flush()
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=_pdeathsig)
+                                env=env, start_new_session=True, preexec_fn=processes.die_with_parent)
 
 
 _METADATA_FAIL = ("PackageNotFoundError", "No package metadata was found for vllm", "No module named 'vllm.entrypoints.cli")

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO, Iterable, Optional, Sequence
 
@@ -38,8 +38,8 @@ from bitcpm_validation.engine import shared as shared_engine
 from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
-from bitcpm_validation.engine import hub
-from bitcpm_validation.params import ModelSourceRecord, Params, ParamsError, load_params
+from bitcpm_validation.engine import hub, processes
+from bitcpm_validation.params import ModelSourceRecord, Params, load_params
 from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
 from bitcpm_validation.report.textsafe import one_line, term_safe
 
@@ -138,17 +138,6 @@ def check_inputs(params: Params) -> None:
 
 
 # -- processes ------------------------------------------------------------------------------------------
-def _become_subreaper() -> None:
-    """Orphans of the kernel (an engine a chapter forgot to stop) get re-parented to us, so we can reap them."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        except Exception:  # noqa: BLE001
-            pass
-
-
 def descendants() -> set[int]:
     """Pids of every live process below this one."""
     try:
@@ -197,10 +186,7 @@ def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = fro
         except OSError:
             pass
     for g in groups:
-        try:
-            os.killpg(g, signal.SIGTERM)
-        except OSError:
-            pass
+        processes.kill_group(g, signal.SIGTERM)
     for p in procs:
         try:
             p.terminate()
@@ -208,10 +194,7 @@ def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = fro
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     for g in groups:
-        try:
-            os.killpg(g, signal.SIGKILL)
-        except OSError:
-            pass
+        processes.kill_group(g)
     for p in alive:
         try:
             p.kill()
@@ -542,7 +525,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         _update_latest(run_dir)
     os.environ["IPYTHONDIR"] = str(_ipython_dir())
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    _become_subreaper()
+    processes.become_subreaper()  # orphans of the chapters' kernels are re-parented to us
 
     started = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
     outcome = RunOutcome(run_dir)
