@@ -270,6 +270,20 @@ def parse_engine_log(text: str) -> dict[str, Any]:
     return out
 
 
+def settings_of(kwargs: dict[str, Any], platform: str, env: dict[str, str]) -> dict[str, Any]:
+    """An engine's settings from its arguments, platform and environment (the offline engine and the shared
+    server's client report the same keys)."""
+    keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
+            "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
+    s = {k: kwargs.get(k) for k in keys}
+    if kwargs.get("tokenizer"):
+        s["tokenizer"] = kwargs["tokenizer"]
+    s["mode"] = "eager" if kwargs.get("enforce_eager") else "graph"
+    s["platform"] = platform
+    s.update(env)
+    return s
+
+
 @dataclass
 class Engine:
     llm: Any
@@ -286,16 +300,8 @@ class Engine:
 
     # -- settings ------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        """Engine settings as the report prints them in every chapter that uses an engine."""
-        keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
-                "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
-        s = {k: self.kwargs.get(k) for k in keys}
-        if self.kwargs.get("tokenizer"):
-            s["tokenizer"] = self.kwargs["tokenizer"]
-        s["mode"] = "eager" if self.kwargs.get("enforce_eager") else "graph"
-        s["platform"] = self.platform
-        s.update({k: v for k, v in self.env.items()})
-        return s
+        """Engine settings as the report records them (chapter 01 shows them once)."""
+        return settings_of(self.kwargs, self.platform, self.env)
 
     def settings_rows(self) -> list[list[Any]]:
         """settings() as rows for a two-column table ("设置 Setting", "值 Value"); the model path is

@@ -180,14 +180,9 @@ class SharedClient:
 
     # -- settings (as Engine) -----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        keys = ("model", "load_format", "dtype", "max_model_len", "enforce_eager", "gpu_memory_utilization",
-                "max_num_seqs", "tensor_parallel_size", "seed", "trust_remote_code")
-        s = {k: self.kwargs.get(k) for k in keys}
-        if self.kwargs.get("tokenizer"):
-            s["tokenizer"] = self.kwargs["tokenizer"]
-        s["mode"] = "eager" if self.kwargs.get("enforce_eager") else "graph"
-        s["platform"] = self.platform
-        s.update(self.env)
+        from bitcpm_validation.engine.offline import settings_of
+
+        s = settings_of(self.kwargs, self.platform, self.env)
         s["engine"] = f"shared vllm serve (pid {self.info.pid}, started by the runner)"
         return s
 
