@@ -322,7 +322,7 @@ def judge_task(r: TaskResult) -> Check:
         return CHECKS["task"].row("pass", en, zh, item=r.task)
     if r.status == "skipped":
         return CHECKS["task"].not_run(r.reason or "dataset unreachable", "数据集无法获取（Hub 不可达）：" + (r.reason or ""),
-                            item=r.task)
+                                      item=r.task)
     return CHECKS["task"].row("fail", r.reason or "failed", r.reason or "失败", item=r.task)
 
 
@@ -336,10 +336,10 @@ def judge_above_chance(task: str, value: Optional[float], stderr: Optional[float
         return CHECKS["above_chance"].not_run("the task produced no score", "该任务没有得分", item=task)
     if chance is None:
         return CHECKS["above_chance"].not_run(f"chance level of {task} is not known to the project",
-                                    f"项目不知道 {task} 的随机水平", item=task)
+                                              f"项目不知道 {task} 的随机水平", item=task)
     if n is not None and n < MIN_ITEMS:
         return CHECKS["above_chance"].not_run(f"only {n} items scored (< {MIN_ITEMS}){note_en}: too few to judge",
-                                    f"仅 {n} 道题计分（< {MIN_ITEMS}）{note_zh}：太少，无法判断", item=task)
+                                              f"仅 {n} 道题计分（< {MIN_ITEMS}）{note_zh}：太少，无法判断", item=task)
     se = stderr or 0.0
     need = chance + z * se
     en = (f"score {value:.3f} ± {se:.3f} on {n if n is not None else '?'} items vs chance {chance:.3f}: "
@@ -353,13 +353,13 @@ def judge_published(task: str, value: Optional[float], rtol: float, *, fail_outs
     """This run's score (fraction) against BitCPM4-0.5B's published one, for the real model only."""
     if is_stand_in:
         return CHECKS["published"].not_run("stand-in model: not BitCPM4-0.5B, its scores are not comparable",
-                                       "替身模型不是 BitCPM4-0.5B，得分不可比", item=task)
+                                           "替身模型不是 BitCPM4-0.5B，得分不可比", item=task)
     if value is None:
         return CHECKS["published"].not_run("the task produced no score", "该任务没有得分", item=task)
     c = compare_published(task, value, rtol)
     if c is None:
         return CHECKS["published"].not_run(f"no published BitCPM4-0.5B number for {task}",
-                                       f"{task} 没有 BitCPM4-0.5B 的公布数字", item=task)
+                                           f"{task} 没有 BitCPM4-0.5B 的公布数字", item=task)
     en = (f"{c['benchmark']}: measured {c['measured']:.2f} (lm-eval) vs published {c['published']:.2f} (OpenCompass), "
           f"relative difference {c['rel_diff']:.3f} (rtol {rtol:g})")
     zh = (f"{c['benchmark']}：实测 {c['measured']:.2f}（lm-eval），公布 {c['published']:.2f}（OpenCompass），"

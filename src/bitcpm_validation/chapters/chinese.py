@@ -218,6 +218,6 @@ def judge_chinese(prompt: Any, text: str, cp: Any, g: Any, trained_on: Any = Non
     if trained_on is not None and prompt.id in trained_on:
         mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[v.status]
         return CHECKS["zh"].not_run(f"{trained_on.reason_en(prompt.id)} (its output would be {mark} {v.label_en}, not counted)",
-                          f"{trained_on.reason_zh(prompt.id)}（输出本应为 {mark} {v.label_zh}，不计入）",
-                          item=prompt.id, **names)
+                                    f"{trained_on.reason_zh(prompt.id)}（输出本应为 {mark} {v.label_zh}，不计入）",
+                                    item=prompt.id, **names)
     return CHECKS["zh"].row(v.status, f"{v.label_en}: {v.detail_en}", f"{v.label_zh}：{v.detail_zh}", item=prompt.id, **names)

@@ -273,10 +273,10 @@ CANN_SOURCE = "source /usr/local/Ascend/ascend-toolkit/set_env.sh && source /usr
 def judge_platform(wanted: str, detected: str) -> Check:
     if wanted in ("auto", detected):
         return CHECKS["platform"].row("pass", f"profile platform {wanted}, detected {detected}",
-                            f"配置要求 {wanted}，检测到 {detected}")
+                                      f"配置要求 {wanted}，检测到 {detected}")
     return CHECKS["platform"].row("fail", f"the profile asks for {wanted} but this host runs on {detected}: run on a {wanted} "
-                                f"host or choose the profile for this one",
-                        f"配置要求 {wanted}，但本机为 {detected}：请在 {wanted} 主机上运行，或换用适合本机的配置")
+                                          f"host or choose the profile for this one",
+                                  f"配置要求 {wanted}，但本机为 {detected}：请在 {wanted} 主机上运行，或换用适合本机的配置")
 
 
 def judge_device_evidence(facts: dict[str, Any]) -> Optional[Check]:
@@ -290,9 +290,9 @@ def judge_device_evidence(facts: dict[str, Any]) -> Optional[Check]:
         return CHECKS["device_evidence"].row("fail", f"{d['kind']} detected but torch lists no device", f"检测到 {d['kind']}，但 torch 未列出设备")
     if not out or "failed" in out[:80]:
         return CHECKS["device_evidence"].row("fail", f"`{tool}` gave no output: the device is not evidenced by its driver tool",
-                            f"`{tool}` 无输出：设备缺少驱动工具的证据")
+                                             f"`{tool}` 无输出：设备缺少驱动工具的证据")
     return CHECKS["device_evidence"].row("pass", f"{len(d['devices'])} device(s) in torch; `{tool}` output in evidence/01_environment.log",
-                        f"torch 列出 {len(d['devices'])} 个设备；`{tool}` 输出见 evidence/01_environment.log")
+                                         f"torch 列出 {len(d['devices'])} 个设备；`{tool}` 输出见 evidence/01_environment.log")
 
 
 def judge_engine_stack(versions: dict[str, Optional[str]], kind: str) -> Check:
@@ -300,9 +300,9 @@ def judge_engine_stack(versions: dict[str, Optional[str]], kind: str) -> Check:
     missing = [k for k in need if not versions.get(k)]
     if missing:
         return CHECKS["engine_stack"].row("fail", f"not installed: {', '.join(missing)}: run `make setup`",
-                                f"未安装：{'、'.join(missing)}；请运行 `make setup`")
+                                          f"未安装：{'、'.join(missing)}；请运行 `make setup`")
     return CHECKS["engine_stack"].row("pass", ", ".join(f"{k} {versions[k]}" for k in need),
-                            "，".join(f"{k} {versions[k]}" for k in need))
+                                      "，".join(f"{k} {versions[k]}" for k in need))
 
 
 def judge_cann_env(kind: str, env: dict[str, Optional[str]]) -> Optional[Check]:
@@ -312,4 +312,4 @@ def judge_cann_env(kind: str, env: dict[str, Optional[str]]) -> Optional[Check]:
     if env.get("ASCEND_TOOLKIT_HOME") or env.get("ASCEND_HOME_PATH"):
         return CHECKS["cann_env"].row("pass", f"ASCEND_TOOLKIT_HOME={env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
     return CHECKS["cann_env"].row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
-                        f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")
+                                  f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")

@@ -182,6 +182,6 @@ def judge_probe(prompt: Prompt, text: str, g: GradingCriteria,
     if trained_on is not None and prompt.id in trained_on:
         mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[gr.status]
         return CHECKS["probe"].not_run(f"{trained_on.reason_en(prompt.id)} (its output would grade {mark}, not counted)",
-                             f"{trained_on.reason_zh(prompt.id)}（输出评分本应为 {mark}，不计入）",
-                             item=prompt.id, name_en=name_en, name_zh=name_zh)
+                                       f"{trained_on.reason_zh(prompt.id)}（输出评分本应为 {mark}，不计入）",
+                                       item=prompt.id, name_en=name_en, name_zh=name_zh)
     return CHECKS["probe"].row(gr.status, gr.detail_en, gr.detail_zh, item=prompt.id, name_en=name_en, name_zh=name_zh)

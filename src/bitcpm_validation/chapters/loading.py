@@ -55,13 +55,13 @@ def registry(arch: str = "MiniCPMForCausalLM") -> dict[str, Any]:
 def judge_registry(reg: dict[str, Any]) -> Check:
     if not reg.get("registered"):
         return CHECKS["registry"].row("fail", f"{reg['architecture']} is not in vLLM's registry ({reg.get('architectures_known')} "
-                                    f"architectures known): this vLLM cannot run the model",
-                            f"{reg['architecture']} 不在 vLLM 注册表中（已知 {reg.get('architectures_known')} 个架构）："
-                            f"此 vLLM 无法运行该模型")
+                                              f"architectures known): this vLLM cannot run the model",
+                                      f"{reg['architecture']} 不在 vLLM 注册表中（已知 {reg.get('architectures_known')} 个架构）："
+                                      f"此 vLLM 无法运行该模型")
     return CHECKS["registry"].row("pass", f"{reg['architecture']} -> {reg['module']}.{reg['class']} (vLLM's native implementation; "
-                                f"{reg['architectures_known']} architectures known)",
-                        f"{reg['architecture']} -> {reg['module']}.{reg['class']}（vLLM 原生实现；已知 "
-                        f"{reg['architectures_known']} 个架构）")
+                                          f"{reg['architectures_known']} architectures known)",
+                                  f"{reg['architecture']} -> {reg['module']}.{reg['class']}（vLLM 原生实现；已知 "
+                                  f"{reg['architectures_known']} 个架构）")
 
 
 def config_load(model_dir: Path) -> dict[str, Any]:
@@ -95,16 +95,16 @@ def config_load(model_dir: Path) -> dict[str, Any]:
 def judge_config(cfg: dict[str, Any]) -> Check:
     if not cfg.get("loaded"):
         return CHECKS["config"].row("fail", f"AutoConfig cannot load config.json: {cfg.get('error', 'unknown error')}",
-                          f"AutoConfig 无法加载 config.json：{cfg.get('error', '未知错误')}")
+                                    f"AutoConfig 无法加载 config.json：{cfg.get('error', '未知错误')}")
     via = ("auto_map -> " + str((cfg.get("auto_map") or {}).get("AutoConfig"))) if not cfg.get("model_type") \
         else f"model_type {cfg['model_type']}"
     if cfg.get("needs_remote_code"):
         return CHECKS["config"].row("pass", f"{cfg['config_class']} via trust_remote_code (no model_type in config.json, {via}); "
-                                  f"without remote code: {cfg['without_remote_code']}",
-                          f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时 "
-                          f"AutoConfig 报错（{cfg['without_remote_code'].split(':', 1)[0]}，全文见英文报告与证据日志）")
+                                            f"without remote code: {cfg['without_remote_code']}",
+                                    f"{cfg['config_class']}（trust_remote_code；config.json 无 model_type，{via}）；不信任远程代码时 "
+                                    f"AutoConfig 报错（{cfg['without_remote_code'].split(':', 1)[0]}，全文见英文报告与证据日志）")
     return CHECKS["config"].row("pass", f"{cfg['config_class']} ({via}), no remote code needed",
-                      f"{cfg['config_class']}（{via}），无需远程代码")
+                                f"{cfg['config_class']}（{via}），无需远程代码")
 
 
 # -- tokenizer -----------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
     """The tokenizer loads and its BOS/EOS ids are those config.json names (the engine stops on config's eos)."""
     if tr.get("error"):
         return CHECKS["tokenizer"].row("fail", f"AutoTokenizer cannot load the directory: {tr['error']}",
-                             f"AutoTokenizer 无法加载该目录：{tr['error']}")
+                                       f"AutoTokenizer 无法加载该目录：{tr['error']}")
     cfg_bos, cfg_eos = _id_list(config.get("bos_token_id")), _id_list(config.get("eos_token_id"))
     problems_en, problems_zh = [], []
     if cfg_bos and tr.get("bos_id") not in cfg_bos:
@@ -208,12 +208,12 @@ def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
     facts_zh = f"{tr['class']}（tokenizer_config：{tr['config_class']}），共 {tr['size']:,} 个 token，附加 {len(tr['added_tokens'])} 个"
     if problems_en:
         return CHECKS["tokenizer"].row("fail", f"{facts_en}; " + "; ".join(problems_en) + ": generation would not start or stop "
-                                     "as the model was trained",
-                             f"{facts_zh}；" + "；".join(problems_zh) + "：生成的开始或结束与训练时不同")
+                                               "as the model was trained",
+                                       f"{facts_zh}；" + "；".join(problems_zh) + "：生成的开始或结束与训练时不同")
     return CHECKS["tokenizer"].row("pass", f"{facts_en}; BOS {tr['bos']!r} = {tr['bos_id']}, EOS {tr['eos']!r} = {tr['eos_id']} "
-                                 f"as config.json says (bos_token_id {cfg_bos or '—'}, eos_token_id {cfg_eos or '—'})",
-                         f"{facts_zh}；BOS {tr['bos']!r} = {tr['bos_id']}，EOS {tr['eos']!r} = {tr['eos_id']}，"
-                         f"与 config.json 一致（bos_token_id {cfg_bos or '—'}，eos_token_id {cfg_eos or '—'}）")
+                                           f"as config.json says (bos_token_id {cfg_bos or '—'}, eos_token_id {cfg_eos or '—'})",
+                                   f"{facts_zh}；BOS {tr['bos']!r} = {tr['bos_id']}，EOS {tr['eos']!r} = {tr['eos_id']}，"
+                                   f"与 config.json 一致（bos_token_id {cfg_bos or '—'}，eos_token_id {cfg_eos or '—'}）")
 
 
 def judge_chat_template(tr: dict[str, Any]) -> Check:
@@ -222,11 +222,11 @@ def judge_chat_template(tr: dict[str, Any]) -> Check:
     if tr.get("chat_template_present"):
         got = tr.get("chat_template_render") or tr.get("chat_template_error") or ""
         return CHECKS["chat_template"].row("warn", f"present but renders {one_line(repr(got), 80)}, not ChatML: chat prompts differ "
-                                         f"from this report's ChatML",
-                                 f"存在，但渲染为 {one_line(repr(got), 80)} 而非 ChatML：对话提示与本报告的 ChatML 不同")
+                                                   f"from this report's ChatML",
+                                           f"存在，但渲染为 {one_line(repr(got), 80)} 而非 ChatML：对话提示与本报告的 ChatML 不同")
     return CHECKS["chat_template"].row("fail", "no chat_template in tokenizer_config.json: the server's chat endpoint cannot "
-                                     "format a conversation",
-                             "tokenizer_config.json 中没有 chat_template：服务的对话接口无法格式化对话")
+                                               "format a conversation",
+                                       "tokenizer_config.json 中没有 chat_template：服务的对话接口无法格式化对话")
 
 
 def judge_round_trip(tr: dict[str, Any]) -> Check:
@@ -244,7 +244,7 @@ def judge_round_trip(tr: dict[str, Any]) -> Check:
         r = bad[0]
         got = r["engine_round_trip"] if not r["engine_ok"] else r.get("reference_round_trip")
         return CHECKS["round_trip"].row("fail", f"{en}; first: {r['text']!r} came back as {got!r}",
-                                    f"{zh}；首个：{r['text']!r} 还原为 {got!r}")
+                                        f"{zh}；首个：{r['text']!r} 还原为 {got!r}")
     return CHECKS["round_trip"].row("pass", en, zh)
 
 
@@ -261,14 +261,14 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
         return CHECKS["tokenizer_fidelity"].not_run(f"no reference encoding: {tr['reference_error']}", f"没有参照编码：{tr['reference_error']}")
     if tr.get("fidelity_ok") is None:
         return CHECKS["tokenizer_fidelity"].not_run("the model directory has neither tokenizer.model nor tokenizer.json: no reference",
-                                "模型目录既没有 tokenizer.model 也没有 tokenizer.json：没有参照")
+                                                    "模型目录既没有 tokenizer.model 也没有 tokenizer.json：没有参照")
     rows, ref = tr["fidelity"], tr["reference"]
     n = len(rows)
     bad = [r for r in rows if not r["match"]]
     if not bad:
         return CHECKS["tokenizer_fidelity"].row("pass", f"the engine's tokenizer ({tr['class']}) gives the reference's ids ({ref}, BOS/EOS "
-                                    f"included) on all {n} sample texts",
-                            f"引擎分词器（{tr['class']}）在全部 {n} 条样本上与参照（{ref}，含 BOS/EOS）一致")
+                                                        f"included) on all {n} sample texts",
+                                                f"引擎分词器（{tr['class']}）在全部 {n} 条样本上与参照（{ref}，含 BOS/EOS）一致")
     r = bad[0]
     mm = r["first_mismatch"]
     txt = r["text"] if len(r["text"]) <= 40 else r["text"][:39] + "…"
@@ -356,7 +356,7 @@ def tying(model_dir: Path) -> dict[str, Any]:
 def judge_tie(t: dict[str, Any]) -> Check:
     if t["lm_head"] is None:
         return CHECKS["tie_vs_lm_head"].not_run(f"no weights: tie_word_embeddings={t['flag']} ({t['flag_source']}); only a weight file can "
-                           f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{t['flag_source']}）；只有权重文件能确认")
+                                                f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{t['flag_source']}）；只有权重文件能确认")
     ok = t["flag"] != t["lm_head"]
     en = (f"tie_word_embeddings={t['flag']} ({t['flag_source']}), lm_head.weight "
           f"{'present' if t['lm_head'] else 'absent'} in the checkpoint")
@@ -364,7 +364,7 @@ def judge_tie(t: dict[str, Any]) -> Check:
     if ok:
         return CHECKS["tie_vs_lm_head"].row("pass", en, zh)
     return CHECKS["tie_vs_lm_head"].row("fail", en + ": inconsistent, the engine would use a wrong or random output head",
-                   zh + "：不一致，引擎会使用错误或随机的输出层")
+                                        zh + "：不一致，引擎会使用错误或随机的输出层")
 
 
 def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
@@ -372,15 +372,15 @@ def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
         return CHECKS["vocab_vs_tokenizer"].not_run("no tokenizer size could be read", "无法读取分词器大小")
     if tokenizer_size == vocab_size:
         return CHECKS["vocab_vs_tokenizer"].row("pass", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids",
-                         f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id")
+                                                f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id")
     if tokenizer_size < vocab_size:
         return CHECKS["vocab_vs_tokenizer"].row("warn", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: the embedding has "
-                                 f"{vocab_size - tokenizer_size:,} unused rows",
-                         f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：嵌入表有 "
-                         f"{vocab_size - tokenizer_size:,} 行未使用")
+                                                        f"{vocab_size - tokenizer_size:,} unused rows",
+                                                f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：嵌入表有 "
+                                                f"{vocab_size - tokenizer_size:,} 行未使用")
     return CHECKS["vocab_vs_tokenizer"].row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
-                             f"embedding would crash the engine",
-                     f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的 token id 会使引擎崩溃")
+                                                    f"embedding would crash the engine",
+                                            f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的 token id 会使引擎崩溃")
 
 
 def expected_tensors(cfg: dict[str, Any], lm_head: bool) -> dict[str, list[int]]:
@@ -448,10 +448,10 @@ def judge_weights(cfg: dict[str, Any], header: dict[str, dict[str, Any]]) -> Che
     want = _TORCH_TO_ST.get(str(cfg.get("torch_dtype")))
     if want and dtypes != [want]:
         return CHECKS["weights_match_config"].row("warn", f"{facts_en}; every name and shape the config implies, but config.json's torch_dtype "
-                                   f"is {cfg.get('torch_dtype')}",
-                           f"{facts_zh}；名称与形状均符合配置，但 config.json 的 torch_dtype 为 {cfg.get('torch_dtype')}")
+                                                          f"is {cfg.get('torch_dtype')}",
+                                                  f"{facts_zh}；名称与形状均符合配置，但 config.json 的 torch_dtype 为 {cfg.get('torch_dtype')}")
     return CHECKS["weights_match_config"].row("pass", f"{facts_en}; exactly the names and shapes the config implies",
-                       f"{facts_zh}；名称与形状恰为配置所推导")
+                                              f"{facts_zh}；名称与形状恰为配置所推导")
 
 
 def judge_max_model_len(max_model_len: int, cfg: dict[str, Any]) -> Check:
@@ -461,10 +461,10 @@ def judge_max_model_len(max_model_len: int, cfg: dict[str, Any]) -> Check:
     rope_zh = f"；此长度下 LongRoPE 使用 {'long' if rope['use_long'] else 'short'} 因子" if rope else ""
     if max_model_len <= maxpos:
         return CHECKS["max_model_len"].row("pass", f"configured {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_en}",
-                           f"配置 {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_zh}")
+                                           f"配置 {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_zh}")
     return CHECKS["max_model_len"].row("fail", f"configured {max_model_len:,} > max_position_embeddings {maxpos:,}: positions beyond "
-                               f"what the model was built for",
-                       f"配置 {max_model_len:,} > max_position_embeddings {maxpos:,}：超出模型的位置上限")
+                                               f"what the model was built for",
+                                       f"配置 {max_model_len:,} > max_position_embeddings {maxpos:,}：超出模型的位置上限")
 
 
 def weight_files(model_dir: Path) -> list[dict[str, Any]]:
@@ -499,7 +499,7 @@ def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_
     rule_en = f"{requested} asked for, EOS ignored" if ignore_eos else f"up to {requested}"
     rule_zh = f"请求 {requested} 个，忽略 EOS" if ignore_eos else f"最多 {requested} 个"
     return CHECKS["infer"].row("pass" if ok else "fail", f"{generated} tokens generated ({rule_en})",
-                     f"生成 {generated} 个 token（{rule_zh}）", item=which)
+                               f"生成 {generated} 个 token（{rule_zh}）", item=which)
 
 
 def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, max_num_seqs: int) -> Check:
@@ -513,7 +513,7 @@ def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, 
         return CHECKS["kv_capacity"].row("fail", en + ": not even one full-length request fits", zh + "：连一个满长请求都放不下", item=which)
     if conc < max_num_seqs:
         return CHECKS["kv_capacity"].row("warn", en + ": fewer full-length requests than max_num_seqs fit at once",
-                      zh + "：可同时容纳的满长请求少于 max_num_seqs", item=which)
+                                         zh + "：可同时容纳的满长请求少于 max_num_seqs", item=which)
     return CHECKS["kv_capacity"].row("pass", en, zh, item=which)
 
 
@@ -536,8 +536,8 @@ def judge_doc_tie(t: dict[str, Any], where: str) -> Check:
               + ("" if t["lm_head"] is None else f"，lm_head.weight {'存在' if t['lm_head'] else '不存在'}"))
     if tied:
         return CHECKS["doc_tie_word_embeddings"].row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
-                                   f"the embedding matrix",
-                           f"文件表明为绑定（{how_zh}）；原文的 False 有误：输出层即嵌入矩阵")
+                                                             f"the embedding matrix",
+                                                     f"文件表明为绑定（{how_zh}）；原文的 False 有误：输出层即嵌入矩阵")
     return CHECKS["doc_tie_word_embeddings"].row("pass", f"the files say untied ({how_en})", f"文件表明未绑定（{how_zh}）")
 
 
@@ -547,9 +547,9 @@ def judge_doc_architecture(cfg: dict[str, Any], where: str) -> Check:
         first = "; ".join(f"{k}: document {v!r}, files {got!r}" for k, v, got in diffs[:3])
         first_zh = "；".join(f"{k}：原文 {v!r}，文件 {got!r}" for k, v, got in diffs[:3])
         return CHECKS["doc_architecture"].row("fail", f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} values differ from {where}: {first}",
-                            f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 不符：{first_zh}")
+                                              f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 不符：{first_zh}")
     return CHECKS["doc_architecture"].row("pass", f"all {len(ORIGINAL_ARCHITECTURE)} values equal {where}",
-                        f"全部 {len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 一致")
+                                          f"全部 {len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 一致")
 
 
 # -- facts: model information, download, files, the engine's log ------------------------------------------------

@@ -245,14 +245,14 @@ def judge_inputs(prov: dict[str, Any]) -> Check:
     missing = [e["path"] for e in prov["inputs"] if e.get("missing")]
     if not prov["model_dir_exists"]:
         return CHECKS["inputs_hashed"].row("fail", f"model directory {prov['model_path']} not found: nothing to hash",
-                          f"模型目录 {prov['model_path']} 不存在，无法计算哈希")
+                                           f"模型目录 {prov['model_path']} 不存在，无法计算哈希")
     if not weights:
         return CHECKS["inputs_hashed"].row("fail", f"no weight files in {prov['model_path']}: the validated weights are unidentified",
-                          f"{prov['model_path']} 中没有权重文件：被验证的权重无法标识")
+                                           f"{prov['model_path']} 中没有权重文件：被验证的权重无法标识")
     if missing:
         return CHECKS["inputs_hashed"].row("fail", f"missing: {', '.join(missing)}", f"缺失：{'、'.join(missing)}")
     return CHECKS["inputs_hashed"].row("pass", f"{len(prov['inputs'])} file(s) hashed, {len(weights)} weight file(s)",
-                      f"已计算 {len(prov['inputs'])} 个文件的哈希，其中权重文件 {len(weights)} 个")
+                                       f"已计算 {len(prov['inputs'])} 个文件的哈希，其中权重文件 {len(weights)} 个")
 
 
 def judge_remote_code(prov: dict[str, Any]) -> Check:
@@ -260,18 +260,18 @@ def judge_remote_code(prov: dict[str, Any]) -> Check:
     trc = prov["remote_code"]["trust_remote_code"]
     if not sets:
         return CHECKS["remote_code_listed"].not_run(f"model directory {prov['model_path']} not found",
-                                   f"模型目录 {prov['model_path']} 不存在")
+                                                    f"模型目录 {prov['model_path']} 不存在")
     problems = [f"{s}: {m}" for s, rc in sets for m in rc["missing_targets"]]
     problems += [f"{s}: {x['reference']}" for s, rc in sets for x in rc["external"]]
     if problems and trc:
         p = ", ".join(problems)
         return CHECKS["remote_code_listed"].row("fail", f"auto_map targets the engine may execute are not in the model directory "
-                                       f"(unhashed): {p}", f"引擎可能执行的 auto_map 目标不在模型目录中（无法计算哈希）：{p}")
+                                                        f"(unhashed): {p}", f"引擎可能执行的 auto_map 目标不在模型目录中（无法计算哈希）：{p}")
     executed = [f"{r['set']}/{r['file']}" for r in remote_code_rows(prov) if r["executed"]]
     if executed:
         return CHECKS["remote_code_listed"].row("pass", f"{len(executed)} file(s) executed, each listed with its SHA-256: "
-                                       f"{', '.join(executed)}",
-                               f"执行了 {len(executed)} 个文件，均列出 SHA-256：{'、'.join(executed)}")
+                                                        f"{', '.join(executed)}",
+                                                f"执行了 {len(executed)} 个文件，均列出 SHA-256：{'、'.join(executed)}")
     why_en = "trust_remote_code is false" if not trc else "no auto_map in the model directories"
     why_zh = "trust_remote_code 为 false" if not trc else "模型目录没有 auto_map"
     return CHECKS["remote_code_listed"].row("pass", f"no remote code executed ({why_en})", f"未执行远程代码（{why_zh}）")

@@ -376,8 +376,8 @@ def judge_projections(tensors: Sequence[TensorInfo]) -> Check:
         return CHECKS["projections_ternary"].row("fail", "no projection weights found (q/k/v/o/gate/up/down)", "未找到投影权重（q/k/v/o/gate/up/down）")
     if bad:
         return CHECKS["projections_ternary"].row("fail", f"{len(proj) - len(bad)}/{len(proj)} projections ternary; first not ternary: "
-                                       f"{bad[0].name} {bad[0].violations}",
-                               f"{len(proj) - len(bad)}/{len(proj)} 个投影为三值；首个非三值：{bad[0].name}")
+                                                         f"{bad[0].name} {bad[0].violations}",
+                                                 f"{len(proj) - len(bad)}/{len(proj)} 个投影为三值；首个非三值：{bad[0].name}")
     return CHECKS["projections_ternary"].row("pass", f"{len(proj)}/{len(proj)} projections ternary", f"{len(proj)}/{len(proj)} 个投影为三值")
 
 
@@ -397,7 +397,7 @@ def judge_roundtrip(tensors: Sequence[TensorInfo]) -> Check:
     if not all(rt):
         bad = [t.name for t in tensors if t.ternary and not t.roundtrip]
         return CHECKS["roundtrip"].row("fail", f"{len(bad)}/{len(rt)} tensors do not rebuild bit-exactly, e.g. {bad[0]}",
-                             f"{len(bad)}/{len(rt)} 个张量无法逐位还原，例如 {bad[0]}")
+                                       f"{len(bad)}/{len(rt)} 个张量无法逐位还原，例如 {bad[0]}")
     return CHECKS["roundtrip"].row("pass", f"{len(rt)}/{len(rt)} ternary tensors rebuild bit-exactly", f"{len(rt)}/{len(rt)} 个三值张量逐位还原")
 
 
