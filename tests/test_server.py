@@ -241,3 +241,17 @@ def test_server_dies_with_a_killed_parent(tmp_path):
     parent.wait()
     gone, alive = psutil.wait_procs([child], timeout=10)
     assert child in gone
+
+
+def test_kv_tokens_from_the_servers_prometheus_metrics():
+    """Engine facts from the server's /metrics (vllm:cache_config_info), not from its log text (issue 13.4)."""
+    from bitcpm_validation.engine.server import kv_tokens_from_metrics
+
+    text = ('# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n'
+            '# TYPE vllm:cache_config_info gauge\n'
+            'vllm:cache_config_info{block_size="128",cache_dtype="auto",engine="0",num_gpu_blocks="4096"} 1.0\n'
+            '# HELP vllm:num_requests_running Number of requests.\n# TYPE vllm:num_requests_running gauge\n'
+            'vllm:num_requests_running{engine="0",model_name="m"} 0.0\n')
+    assert kv_tokens_from_metrics(text) == 524_288
+    assert kv_tokens_from_metrics(text.replace('engine="0"', 'engine="1"') + text.split("\n", 2)[2]) is not None
+    assert kv_tokens_from_metrics("vllm:num_requests_running 0.0\n") is None

@@ -480,7 +480,9 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
         fh.seek(mark)
         logged = parse_engine_log(fh.read().decode("utf-8", errors="replace"))
     eng.log_facts = logged
-    eng.kv_cache_tokens = logged.get("kv_cache_tokens") or (blocks * block if blocks and block else None)
+    # vLLM syncs the engine core's block count into the frontend's config; the log line is the fallback
+    eng.kv_cache_tokens = (blocks * block if blocks and block else None) or logged.get("kv_cache_tokens")
+    eng.log_facts["kv_cache_source"] = "vllm_config.cache_config" if blocks and block else "engine log"
     eng.max_concurrency = logged.get("max_concurrency") or (
         eng.kv_cache_tokens / kwargs["max_model_len"] if eng.kv_cache_tokens else None)
     return eng

@@ -191,6 +191,31 @@ def _install_handlers() -> None:
 # the server
 
 
+def kv_tokens_from_metrics(text: str) -> Optional[int]:
+    """KV-cache capacity in tokens from the server's Prometheus text (`vllm:cache_config_info`: num_gpu_blocks x
+    block_size, summed over engines), or None when the server does not expose it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0
+    for family in text_string_to_metric_families(text):
+        if family.name != "vllm:cache_config_info":
+            continue
+        for s in family.samples:
+            blocks, size = s.labels.get("num_gpu_blocks"), s.labels.get("block_size")
+            if blocks and size and blocks.isdigit() and size.isdigit():
+                total += int(blocks) * int(size)
+    return total or None
+
+
+def metrics_kv_tokens(base_url: str, timeout: float = 10.0) -> Optional[int]:
+    """KV-cache capacity of a running server, read from its /metrics (None if unreachable or absent)."""
+    try:
+        status, body = _http_get(base_url.rstrip("/").removesuffix("/v1") + "/metrics", timeout)
+    except OSError:
+        return None
+    return kv_tokens_from_metrics(body.decode("utf-8", errors="replace")) if status == 200 else None
+
+
 def _http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     req = urllib.request.Request(url, headers={"Authorization": "Bearer EMPTY"})
     try:

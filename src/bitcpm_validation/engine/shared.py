@@ -385,7 +385,9 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
         with open(log, "rb") as f:
             f.seek(srv.log_start)
             facts = parse_engine_log(f.read().decode("utf-8", errors="replace"))
-        kv = facts.get("kv_cache_tokens")
+        kv = server.metrics_kv_tokens(srv.base_url)  # the server's own /metrics; its log line as the fallback
+        facts["kv_cache_source"] = "server /metrics (vllm:cache_config_info)" if kv else "engine log"
+        kv = kv or facts.get("kv_cache_tokens")
         info = SharedInfo(
             base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=_normal(kwargs),
             command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
