@@ -60,7 +60,7 @@ def _cmd_render(a: argparse.Namespace) -> int:
     from bitcpm_validation.report.render import render
 
     try:
-        r = render(a.run_dir, lang=a.lang, pdf=not a.no_pdf)
+        render(a.run_dir, lang=a.lang, pdf=not a.no_pdf)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

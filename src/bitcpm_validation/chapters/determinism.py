@@ -93,12 +93,9 @@ def compare_all(ids: Sequence[str], runs: Sequence[Sequence[Sequence[int]]], *,
     if alone is not None:
         add("batch", "inside the batch vs alone", "批内与单独", alone)
     rows = [x for g in ("repeat", "restart", "batch") for x in groups[g]]
-    totals = {k: totals_of(v) for k, v in groups.items() if v}
-    totals["all"] = totals_of(rows)
-    return {"rows": rows, "totals": totals}
-
-
-totals_of = totals
+    sums = {k: totals(v) for k, v in groups.items() if v}
+    sums["all"] = totals(rows)
+    return {"rows": rows, "totals": sums}
 
 CHAPTER = "04_determinism"
 CHECKS = registered_checks("04_determinism")  # this chapter's entries of chapters/checks.yaml

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import corpus
 from .training_corpus import STAND_IN_DESCRIPTION, declare
 from .ternary_qat import GROUP, check_ternary, export_state_dict, ternarize
-from .tokenizer import FaithfulTokenizer, chatml
+from .tokenizer import FaithfulTokenizer
 from .writer import corpus_sp_model, read_config_from_dict, small_config, sp_piece_count, write_model_dir
 
 NOTE = ("STAND-IN trained by the bitcpm-validation project with ternary QAT on a tiny bilingual corpus; "

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from . import corpus
-from .tokenizer import ADDED_TOKENS, train_sentencepiece, write_tokenizer_files
+from .tokenizer import train_sentencepiece, write_tokenizer_files
 
 REMOTE_CODE = Path(__file__).parent / "remote_code"
 
@@ -225,7 +225,6 @@ def write_tiny_random_model(
         cfg = {"model_type": model_type, **cfg}
     if lm_head:
         cfg["tie_word_embeddings"] = False
-    from .config import read_config
     from .reference import MiniCPM
 
     full = read_config_from_dict(cfg)

@@ -64,11 +64,3 @@ def chapter(id_or_name: str) -> ChapterInfo:
             return c
     names = ", ".join(c.name for c in all_chapters())
     raise KeyError(f"unknown chapter {id_or_name!r}: choose from {names}")
-
-
-def select(requested: list[str]) -> list[ChapterInfo]:
-    """Chapters to run for a params `chapters:` list; the summary always runs (last, see runner)."""
-    if not requested or "all" in requested:
-        return all_chapters()
-    chosen = {chapter(r).id for r in requested} | {SUMMARY_ID}
-    return [c for c in all_chapters() if c.id in chosen]
