@@ -29,7 +29,7 @@ CASES = _cases()
 def test_registry_is_not_empty_and_scoped():
     assert SPECS, "no check is registered: list them in src/bitcpm_validation/chapters/checks.yaml"
     for s in SPECS:
-        assert s.scope in ("engine", "model", "document"), s
+        assert s.scope in ("engine", "model", "performance", "repository", "document"), s
         assert s.criterion_en and s.criterion_zh, f"{s.chapter}/{s.id}: state the criterion in both languages"
         assert s.worst == "fail" or s.worst_reason, f"{s.chapter}/{s.id}: a check whose worst is warn must say why"
 

@@ -53,7 +53,7 @@ def test_weights_match_config(tiny, tiny_untied):
     cfg = mcfg.read_config(tiny)
     h = loading.weight_header(tiny)
     row = loading.judge_weights(cfg, h)
-    assert row.scope == "engine" and row.status in ("pass", "warn"), row
+    assert row.scope == "repository" and row.status in ("pass", "warn"), row
     assert f"{len(h)} tensors" in row.detail_en
     # stored BF16 against config.json's torch_dtype: a mismatch is a warning, a match a pass
     assert row.status == ("pass" if cfg.get("torch_dtype") == "bfloat16" else "warn"), row

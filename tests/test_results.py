@@ -28,7 +28,7 @@ def test_roundtrip(tmp_path):
     assert back.to_dict() == sample().to_dict()
     assert back.metric("tok_s") == 12.5 and back.check("paris").mark == "✅"
     assert back.check("paris").scope == "model" and back.metrics[0].measured_on == "full size · dummy · CPU"
-    assert back.counts() == {"pass": 1, "warn": 0, "fail": 0, "not_run": 0}
+    assert back.counts() == {"pass": 1, "warn": 0, "fail": 0, "not_run": 0, "not_comparable": 0}
 
 
 def test_schema_rejects_bad_status():

@@ -84,7 +84,8 @@ def test_counts_leave_out_unscoped_rows_and_document_claims(run):
     c = S.verdict_counts(rows)
     # only the chapter-level rows count here: 02 failed, 04 interrupted, 05 unreadable (fail); the
     # checks in this fixture are legacy rows without a scope and count in no verdict
-    assert c == {"pass": 0, "warn": 0, "fail": 3, "not_run": sum(r.kind == "chapter" and r.status == "not_run" for r in rows)}
+    assert c == {"pass": 0, "warn": 0, "fail": 3, "not_run": sum(r.kind == "chapter" and r.status == "not_run" for r in rows),
+                 "not_comparable": 0}
     assert S.verdict(c) == "fail"
     assert S.verdict({"pass": 3, "warn": 0, "fail": 0, "not_run": 1}) == "pass"
     assert S.verdict({"pass": 3, "warn": 1, "fail": 0, "not_run": 0}) == "warn"
@@ -351,7 +352,7 @@ def test_summary_data_keys(tmp_path):
     d = S.summary_data(tmp_path, params(True), rows_specs)
     assert set(d) >= {"page_one", "scopes", "findings", "document", "matrix", "registry", "key_metrics", "timings",
                       "chapters"}
-    assert set(d["scopes"]) == {"engine", "model"} and d["scopes"]["engine"]["verdict"] == "pass"
+    assert set(d["scopes"]) == {"engine", "model", "performance", "repository"} and d["scopes"]["engine"]["verdict"] == "pass"
     assert d["registry"][0]["id"] == "kv" and d["registry"][0]["criterion"]["zh"] == "判据"
     R.validate({"chapter": "00_summary", "title_en": "s", "title_zh": "s", "data": d})  # JSON-ready
 

@@ -12,9 +12,11 @@ worst status and why); a chapter module takes its entries and judges with them:
 The notebook only records what the function returned (`ch.record(row)`): no status is ever written
 by hand. Scopes (see results.SCOPES):
 
-- engine:   does this engine on this device run this model faithfully?
-- model:    is the model good? (criteria under which noise fails)
-- document: are the original document's claims true? (findings, never part of a verdict)
+- engine:      does this engine on this device run this model faithfully?
+- performance: is it fast enough, relative to what? (a measurement on a busy host is not_comparable, never ❌)
+- repository:  are the model's own files consistent (config, tokenizer, chat template, remote code, weights)?
+- model:       is the model good? (criteria under which noise fails)
+- document:    are the original document's claims true? (findings, never part of a verdict)
 
 `worst` is the worst status a check can give: "fail" for nearly all; "warn" only where a failure is
 not the check's to call (the reason is stated in `worst_reason`, and the appendix prints it). Every
@@ -81,6 +83,11 @@ class CheckSpec:
     def not_run(self, reason_en: str, reason_zh: str, *, item: Optional[str] = None, **names: str) -> Check:
         """The check could not be made in this run: say why (shown as —, makes its scope incomplete)."""
         return self.row("not_run", reason_en, reason_zh, item=item, **names)
+
+    def not_comparable(self, reason_en: str, reason_zh: str, *, item: Optional[str] = None, **names: str) -> Check:
+        """Measured, but the measurement is invalid (a busy host, too few samples, no warm-up): say why and what
+        to re-run (shown as ⊘; its scope's verdict is "not comparable", never ❌)."""
+        return self.row("not_comparable", reason_en, reason_zh, item=item, **names)
 
 
 _SPECS: dict[tuple[str, str], CheckSpec] = {}

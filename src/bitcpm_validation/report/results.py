@@ -21,11 +21,16 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 SCHEMA_VERSION = 2
-CheckStatus = Literal["pass", "warn", "fail", "not_run"]
+# not_comparable: measured, but the measurement is not valid (a busy host, too few samples, no warm-up): its figure
+# cannot be compared with anything, so it is neither ✅ nor ❌; the reason says why and what to re-run.
+CheckStatus = Literal["pass", "warn", "fail", "not_run", "not_comparable"]
 ChapterStatus = Literal["running", "ok", "failed", "skipped"]
-Scope = Literal["engine", "model", "document"]
-SCOPES: tuple[Scope, ...] = ("engine", "model", "document")
-STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_run": "—"}
+# engine: does this engine on this device run this model faithfully; model: is the model good; performance: is it
+# fast enough, relative to what; repository: are the model's own files consistent; document: the original
+# document's claims (findings, never a verdict)
+Scope = Literal["engine", "model", "performance", "repository", "document"]
+SCOPES: tuple[Scope, ...] = ("engine", "model", "performance", "repository", "document")
+STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_run": "—", "not_comparable": "⊘"}
 
 _STRICT = ConfigDict(extra="forbid")
 ChapterId = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}_[a-z0-9_]+$")]
@@ -40,7 +45,7 @@ class Check:
     name_zh: str
     detail_en: str = ""
     detail_zh: str = ""
-    scope: Optional[Scope] = None  # engine | model | document (from the check's registry entry)
+    scope: Optional[Scope] = None  # engine | model | performance | repository | document (from the registry)
 
     @property
     def mark(self) -> str:

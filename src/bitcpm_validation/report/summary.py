@@ -7,14 +7,19 @@
     claims = document_claims(rows)                # the original document's claims (never in a verdict)
     page = page_one(run_dir, params, rows, specs) # everything page one shows, as JSON-ready data
 
-Verdicts, per scope (engine, model; see report.checks):
+Verdicts, per scope (engine, model, performance, repository; see report.checks), each answering one question,
+so that a slow host or a defect of the model's files never reads as "the engine is unfaithful":
 
-- fail:          a check of the scope failed;
-- incomplete:    else, a chapter with checks of the scope failed, was interrupted, skipped, missing or
-                 unreadable, a check of the scope is `not_run`, or a chapter recorded rows without a scope;
-- warn / pass:   else, the worst judged check;
-- not_assessed:  nothing of the scope was judged (every check not_run, e.g. the model scope on a stand-in
-                 trained on the probes) and no chapter of the scope failed: the reasons say why.
+- fail:            a check of the scope failed;
+- incomplete:      else, a chapter with checks of the scope failed or was interrupted, its results are
+                   unreadable, or a chapter recorded rows without a scope;
+- not_comparable:  else, a check of the scope measured on an invalid basis (a busy host: see
+                   chapters.performance and engine.hostload); the reasons say why, and page one says what to
+                   re-run (RERUN_PERFORMANCE);
+- incomplete:      else, where something was judged but a check is `not_run` or a chapter is skipped / missing;
+- warn / pass:     else, the worst judged check;
+- not_assessed:    nothing of the scope was judged (every check not_run, e.g. the model scope on a stand-in
+                   trained on the probes) and no chapter of the scope failed: the reasons say why.
 
 Document-scope rows (the original document's claims) are findings, never in a verdict. A row without a
 scope (results written before the registry) counts in no verdict; it makes its chapter's scopes
@@ -28,10 +33,12 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
   ({hub, repo_id, revision, commit} or None), "engine", "device", "device_kind", "profile",
   "first_line" (the assessed / not assessed sentence), "verdict" (overall), "next_command" (text or None:
   the highlighted box of a stand-in or CPU run), "document_line" (one line on the original document's
-  claims, or None)}
+  claims, or None), "performance_basis" (what the performance figures were judged against, from chapter 07's
+  data["judged_against"], or None), "rerun_performance" (the command, when the performance verdict is not
+  comparable, else None)}
 - data["scopes"]: {scope: {"verdict", "mark", "assessed", "counts" {pass, warn, fail, not_run},
   "reasons" [text: why incomplete / not assessed], "flagged" [text: the checks that gave a fail / warn
-  verdict], "chapters" [chapter ids]}} for engine and model
+  verdict], "chapters" [chapter ids]}} for engine, model, performance and repository
 - data["findings"]: [{"status", "mark", "scope" (engine | model | document | None), "chapter", "check_id",
   "what", "impact", "remedy", "line"}]: fail first, then warn
 - data["document"]: [{"chapter", "check_id", "status", "mark", "claim", "says"}]
@@ -44,7 +51,7 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
 - metrics "verdict" (the overall verdict: the worst assessed scope, fail > incomplete > warn > pass, else
   not_assessed), "verdict_engine", "verdict_model", "checks_<status>" (counts of the rows in a verdict)
 
-Verdict marks: ✅ pass, ⚠️ warn, ❌ fail, ◐ incomplete, — not assessed (VERDICT_MARK).
+Verdict marks: ✅ pass, ⚠️ warn, ❌ fail, ◐ incomplete, ⊘ not comparable, — not assessed (VERDICT_MARK).
 """
 from __future__ import annotations
 
@@ -62,14 +69,21 @@ from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapt
 from bitcpm_validation.report.display import T
 
 STATUS_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
-               "not_run": T("未运行", "not run")}
+               "not_run": T("未运行", "not run"), "not_comparable": T("不可比", "not comparable")}
 
-VERDICT_SCOPES = ("engine", "model")
-SCOPE_WORD = {"engine": T("引擎", "engine"), "model": T("模型", "model"), "document": T("原文档", "document")}
-VERDICT_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "incomplete": "◐", "not_assessed": "—"}
+# one question each: engine (runs this model faithfully), model (is good), performance (fast enough, relative to
+# what), repository (the model's own files are consistent); the document's claims are findings, never a verdict
+VERDICT_SCOPES = ("engine", "model", "performance", "repository")
+SCOPE_WORD = {"engine": T("引擎", "engine"), "model": T("模型", "model"), "performance": T("性能", "performance"),
+              "repository": T("模型文件", "repository"), "document": T("原文档", "document")}
+VERDICT_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "incomplete": "◐", "not_comparable": "⊘",
+                "not_assessed": "—"}
 VERDICT_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
-                "incomplete": T("不完整", "incomplete"), "not_assessed": T("未评估", "not assessed")}
-_VERDICT_ORDER = ("fail", "incomplete", "warn", "pass")  # worst first; not_assessed never decides
+                "incomplete": T("不完整", "incomplete"), "not_comparable": T("不可比", "not comparable"),
+                "not_assessed": T("未评估", "not assessed")}
+_VERDICT_ORDER = ("fail", "incomplete", "not_comparable", "warn", "pass")  # worst first; not_assessed never decides
+# what to run when a measurement was not comparable (a busy host): the performance chapter again, into the same run
+RERUN_PERFORMANCE = "make report RESUME=runs/{run} ONLY=performance"
 
 # chapter_status values of a chapter whose checks are (partly) missing
 CHAPTER_PROBLEMS = ("failed", "running", "unreadable", "skipped", "missing", "not_selected")
@@ -408,8 +422,12 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
         judged = counts["pass"] + counts["warn"] + counts["fail"]
         if counts["fail"]:
             v = "fail"
+        elif broken or legacy:
+            v = "incomplete"
+        elif counts["not_comparable"]:  # an invalid measurement (a busy host): neither ✅ nor ❌
+            v = "not_comparable"
         elif not judged:
-            v = "incomplete" if broken or legacy else "not_assessed"
+            v = "not_assessed"
             if not reasons:
                 reasons.append(T("本次运行没有记录此范围的检查项", "this run recorded no check of this scope"))
         elif reasons:
@@ -419,7 +437,9 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
         chapters = sorted(c for c, s in scopes.items() if scope in s)
         flagged: list[T] = []
         for r in mine:
-            if r.status == v:
+            if r.status == v == "not_comparable":  # the reason is what matters: "host busy: ..."
+                _add(flagged, T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+            elif r.status == v:
                 _add(flagged, T(f"{r.title.zh.split(' ')[0]} {r.name_t.zh}", f"{r.title.en.split(' ')[0]} {r.name_t.en}"))
         out[scope] = ScopeVerdict(scope, v, counts, reasons, chapters, flagged)
     return out
@@ -469,6 +489,14 @@ _IMPACT = {  # short: page one holds every finding
     ("engine", "warn"): T("引擎可运行，此项需复核", "engine runs; this needs a second look"),
     ("model", "fail"): T("模型未达判据，模型结论失败", "model misses the criterion: model verdict ❌"),
     ("model", "warn"): T("模型质量存疑", "model quality in doubt"),
+    ("performance", "fail"): T("在安静的主机上仍明显慢于该设备可达到的速度，性能结论失败（不影响引擎结论）",
+                               "slower than this device reaches, on a quiet host: performance verdict ❌ (the engine "
+                               "verdict is not affected)"),
+    ("performance", "warn"): T("速度低于该设备可达到的水平，需复核", "below what this device reaches; needs a second look"),
+    ("repository", "fail"): T("模型目录自身的文件不一致，模型文件结论失败（不影响引擎结论）",
+                              "the model's own files are inconsistent: repository verdict ❌ (the engine verdict is not "
+                              "affected)"),
+    ("repository", "warn"): T("模型目录的文件需复核", "the model's files need a second look"),
     ("document", "fail"): T("原文档的说法不成立（不计入结论）", "the document's claim does not hold (no verdict)"),
     ("document", "warn"): T("原文档的说法未完全证实（不计入结论）", "the document's claim is not fully borne out (no verdict)"),
 }
@@ -476,8 +504,8 @@ _IMPACT = {  # short: page one holds every finding
 
 @dataclass
 class Finding:
-    status: str  # fail | warn
-    scope: Optional[str]  # engine | model | document | None (a chapter, or a row without scope)
+    status: str  # fail | warn | not_comparable
+    scope: Optional[str]  # engine | model | performance | repository | document | None (a chapter, a row without scope)
     chapter: str
     check_id: str
     what: T
@@ -512,12 +540,13 @@ def _see_chapter(r: MatrixRow) -> T:
 
 
 def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Finding]:
-    """Each ❌ and ⚠️ of the run in one line (what, impact, what to do): failures first, then warnings;
-    chapter failures and rows without a scope included, document claims last within each status."""
+    """Each ❌, ⚠️ and ⊘ of the run in one line (what, impact, what to do): failures first, then warnings, then
+    measurements that are not comparable; chapter failures and rows without a scope included, document claims
+    last within each status."""
     index = _spec_index(specs)
     out: list[Finding] = []
     for r in rows:
-        if r.status not in ("fail", "warn"):
+        if r.status not in ("fail", "warn", "not_comparable"):
             continue
         what = T(f"{r.title.zh} {r.name_t.zh}：{short(r.reason_t.zh, 100).rstrip(_END)}",
                  f"{r.title.en} {r.name_t.en}: {short(r.reason_t.en, 100).rstrip(_END)}")
@@ -533,11 +562,18 @@ def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Fin
                                  "counts in no verdict"),
                                T("用当前版本重新运行该章", "re-run the chapter with this version")))
             continue
+        if r.status == "not_comparable":  # not a finding about the engine or the model: about the measurement
+            cmd = RERUN_PERFORMANCE.format(run="<id>")
+            out.append(Finding(r.status, r.scope, r.chapter, r.check_id, what,
+                               T("测量无效，数字不可比较（不是 ❌）", "invalid measurement: the figure cannot be compared "
+                                 "(not a ❌)"),
+                               T(f"在空闲主机上重新运行：{cmd}", f"re-run on a quiet host: {cmd}")))
+            continue
         spec = index.get((r.chapter, r.base_id))
         impact = T(spec.impact_zh, spec.impact_en) if spec and spec.impact_en else _IMPACT[(r.scope, r.status)]
         remedy = T(spec.remedy_zh, spec.remedy_en) if spec and spec.remedy_en else _see_chapter(r)
         out.append(Finding(r.status, r.scope, r.chapter, r.check_id, what, impact, remedy))
-    order = {"fail": 0, "warn": 1}
+    order = {"fail": 0, "warn": 1, "not_comparable": 2}
     return sorted(out, key=lambda f: (order[f.status], f.scope == "document"))
 
 
@@ -653,6 +689,7 @@ def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[Matrix
     other = (lambda w: "dummy" not in w) if weights == "dummy" else (lambda w: "dummy" in w or "random" in w)
     also = sorted(w for w in labels if w and w not in ("—", "-") and other(w))
     nxt = next_command(is_stand_in, kind)
+    perf = verdicts.get("performance")
     return {
         "model": params.model.name,
         "weights": weights,
@@ -667,7 +704,17 @@ def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[Matrix
         "verdict": overall(verdicts),
         "next_command": tdict(nxt) if nxt else None,
         "document_line": tdict(doc) if (doc := document_line(document_claims(rows))) else None,
+        "performance_basis": performance_basis(res.get("07_performance")),
+        "rerun_performance": (RERUN_PERFORMANCE.format(run=run_dir.name)
+                              if perf is not None and perf.verdict == "not_comparable" else None),
     }
+
+
+def performance_basis(perf: Optional[R.ChapterResult]) -> Optional[dict[str, str]]:
+    """What the performance figures were judged against (chapter 07's data["judged_against"]: {"zh", "en"}), so
+    that the performance verdict never reads as an absolute "fast" or "slow"."""
+    basis = (perf.data.get("judged_against") if perf is not None else None) or None
+    return {"zh": str(basis.get("zh", "")), "en": str(basis.get("en", ""))} if isinstance(basis, dict) else None
 
 
 # -- tables (cells are T: one language at a time, see report.display) ----------------------------------
@@ -713,17 +760,28 @@ def validated_line(page: dict[str, Any]) -> T:
              " · ".join(f"**{k.en}** {md_escape(v.en if isinstance(v, T) else v)}" for k, v in parts))
 
 
-def scopes_table(verdicts: dict[str, ScopeVerdict]) -> tuple[list[T], list[list[Any]]]:
+def scopes_table(verdicts: dict[str, ScopeVerdict], page: Optional[dict[str, Any]] = None
+                 ) -> tuple[list[T], list[list[Any]]]:
+    """One row per verdict scope. With `page` (page_one's data), the performance row says what its figures were
+    judged against and, when not comparable, the command that re-runs them."""
     headers = [T("范围", "Scope"), T("结论", "Verdict"), T("检查项", "Checks"), T("说明", "Why")]
     body = []
+    page = page or {}
     for v in verdicts.values():
         c = v.counts
         counts = "\u2002".join(f"{R.STATUS_MARK[k]}\u00a0{c[k]}" for k in R.STATUS_MARK if c[k]) or "—"
-        said = v.flagged if v.verdict in ("fail", "warn") else v.reasons  # what decided the verdict
+        said = v.flagged if v.verdict in ("fail", "warn", "not_comparable") else v.reasons  # what decided it
         why = said[:1]  # page one: the first (failures first); all of them are in data["scopes"]
         more = len(said) - len(why)
         why_t = T("；".join(short(r.zh, 70) for r in why) + (f"；另 {more} 项" if more else ""),
                   "; ".join(short(r.en, 70) for r in why) + (f"; {more} more" if more else ""))
+        if v.scope == "performance" and (page.get("performance_basis") or page.get("rerun_performance")):
+            basis, cmd = page.get("performance_basis"), page.get("rerun_performance")
+            zh = ([why_t.zh] if said else []) + ([f"相对于：{basis['zh']}"] if basis else []) + \
+                ([f"请在空闲主机上重新运行：{cmd}"] if cmd else [])
+            en = ([why_t.en] if said else []) + ([f"relative to: {basis['en']}"] if basis else []) + \
+                ([f"re-run on a quiet host: {cmd}"] if cmd else [])
+            why_t, said = T("；".join(zh), "; ".join(en)), True
         body.append([SCOPE_WORD[v.scope], T(f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].zh}",
                                             f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].en.replace(' ', chr(0xa0))}"),
                      counts, why_t if said else "—"])
