@@ -20,7 +20,7 @@ help:
 	@echo "make report [PARAMS=params/x.yaml] [RESUME=runs/<id>] [ONLY='chapter ...']   run + render the report"
 	@echo "make test                        unit, notebook and end-to-end tests"
 	@echo "make setup [PLATFORM=cpu|cuda|npu]  the environment ($(VENV)) with the engine stack (implicit in the others)"
-	@echo "make check-install [TARGETS='npu-aarch64 npu-x86_64 cuda cpu']  each platform's pins resolve (package index, no device)"
+	@echo "make check-install [TARGETS='npu-aarch64 npu-x86_64-cp310 cuda cpu']  each platform's pins resolve (package index, no device; npu: cp310 + cp311)"
 	@echo "make render [RUN=runs/<id>]      re-render a run's report.zh/en.html / .pdf and report.md"
 	@echo "make lab                         JupyterLab with the project's kernel"
 	@echo "make stand-in                    (re)train the small stand-in model into models/stand-in"
@@ -30,7 +30,7 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env scripts/vllm_source.py
+$(STAMP): pyproject.toml Makefile scripts/setup_env.sh scripts/pins.env scripts/vllm_source.py scripts/preflight.py
 	PLATFORM=$(PLATFORM) VENV=$(VENV) bash scripts/setup_env.sh
 	@mkdir -p $(dir $@) && rm -f $(dir $@)$(PLATFORM)* && touch $@
 

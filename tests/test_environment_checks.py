@@ -1,5 +1,9 @@
 """The environment chapter's checks judge what the probe found (issue 10): each can pass and fail."""
+from pathlib import Path
+
 from bitcpm_validation.chapters import environment as E
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 
@@ -29,9 +33,34 @@ def test_engine_stack_on_npu_needs_torch_npu_and_vllm_ascend():
 
 def test_cann_env_only_on_npu_and_names_the_command():
     assert E.judge_cann_env("cpu", {}) is None
-    assert E.judge_cann_env("npu", {"ASCEND_TOOLKIT_HOME": "/usr/local/Ascend/ascend-toolkit/latest"}).status == "pass"
+    both = {"ASCEND_TOOLKIT_HOME": "/usr/local/Ascend/ascend-toolkit/latest",
+            "ATB_HOME_PATH": "/usr/local/Ascend/nnal/atb/latest/atb/cxx_abi_1"}
+    assert E.judge_cann_env("npu", both).status == "pass"
     row = E.judge_cann_env("npu", {})
-    assert row.status == "fail" and "set_env.sh" in row.detail_en
+    assert row.status == "fail" and "ascend-toolkit/set_env.sh" in row.detail_en
+
+
+def test_cann_env_needs_nnal_atb_too():
+    """CANN alone is not enough: attention needs NNAL's libatb.so, whose set_env.sh sets ATB_HOME_PATH."""
+    row = E.judge_cann_env("npu", {"ASCEND_TOOLKIT_HOME": "/usr/local/Ascend/ascend-toolkit/latest", "ATB_HOME_PATH": None})
+    assert row.status == "fail"
+    assert "`source /usr/local/Ascend/nnal/atb/set_env.sh`" in row.detail_en and "ATB_HOME_PATH" in row.detail_en
+    assert "ascend-toolkit" not in row.detail_en  # the one command that is missing, not both
+
+
+def test_preexisting_pip_conflicts_are_read_from_the_environment(tmp_path):
+    """What the set-up recorded under the environment's prefix (scripts/setup_env.sh writes the same path)."""
+    assert E.preexisting_conflicts(str(tmp_path)) == []
+    note = tmp_path / E.PIP_CHECK_NOTE
+    note.parent.mkdir(parents=True)
+    line = ("vllm-ascend 0.18.0 has requirement opencv-python-headless<=4.11.0.86, but you have "
+            "opencv-python-headless 4.13.0.92.")
+    note.write_text(line + "\n\n")
+    assert E.preexisting_conflicts(str(tmp_path)) == [line]
+    assert "share/bitcpm-validation/pip-check-preexisting.txt" in (ROOT / "scripts/setup_env.sh").read_text()
+    facts = {"device": {"kind": "npu", "cuda_available": False, "npu_available": True, "devices": [], "name": "NPU"},
+             "tools": {}, "pip_check_preexisting": [line]}
+    assert line in E.evidence_text(facts)
 
 
 def test_engine_settings_rows_cover_real_and_dummy():

@@ -6,7 +6,9 @@
     evidence_text(facts)         # the raw tool outputs (npu-smi / nvidia-smi) and probe lines for the log
 
 Checks (engine scope): the device is the one the profile asked for; an accelerator is evidenced by torch and
-the vendor's tool; the engine stack for the device imports; on Ascend, the CANN environment is sourced.
+the vendor's tool; the engine stack for the device imports; on Ascend, CANN and NNAL (ATB) are sourced.
+A fact, not a check: the `pip check` conflicts the environment had before the set-up installed the project
+(the vllm-ascend image ships some of its own), as scripts/setup_env.sh recorded them.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,8 +30,23 @@ from bitcpm_validation.report.results import Check
 from bitcpm_validation.chapters import registered_checks
 
 # What the environment chapter records: the engine's watched variables plus the CANN markers
-HOST_ENV = ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "PYTHONHASHSEED", "TORCH_DETERMINISTIC", *WATCHED_ENV)
+HOST_ENV = ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ATB_HOME_PATH", "PYTHONHASHSEED", "TORCH_DETERMINISTIC", *WATCHED_ENV)
 ASCEND_ROOTS = ("/usr/local/Ascend", "/usr/local/Ascend/ascend-toolkit", os.environ.get("ASCEND_HOME_PATH", ""))
+
+
+# where scripts/setup_env.sh records, under the environment's prefix, what `pip check` reported before it
+# installed anything (kept there: it belongs to that environment, whichever checkout runs from it)
+PIP_CHECK_NOTE = Path("share") / "bitcpm-validation" / "pip-check-preexisting.txt"
+
+
+def preexisting_conflicts(prefix: Optional[str] = None) -> list[str]:
+    """The `pip check` lines the environment had before the set-up touched it and still has (the set-up
+    refreshes the file on every run); [] when none or never recorded."""
+    try:
+        text = (Path(prefix or sys.prefix) / PIP_CHECK_NOTE).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _run(cmd: list[str], timeout: float = 20) -> Optional[str]:
@@ -196,6 +214,7 @@ def probe(run_tools: bool = True) -> dict[str, Any]:
         "env": {k: os.environ.get(k) for k in HOST_ENV},
         "tools": {k: v for k, v in tools.items() if v is not None},
         "errors": {k: t[k] for k in ("error", "cuda_error", "npu_error") if k in t},
+        "pip_check_preexisting": preexisting_conflicts(),
     }
 
 
@@ -242,6 +261,9 @@ def evidence_text(facts: dict[str, Any]) -> str:
         lines += ["", f"# $ {tool}", out]
     if not facts.get("tools"):
         lines += ["", "# npu-smi / nvidia-smi: not installed on this host"]
+    pre = facts.get("pip_check_preexisting") or []
+    lines += ["", f"# pip check before the set-up installed the project (the environment's own): {len(pre)} conflict(s)",
+              *pre]
     return "\n".join(lines)
 
 
@@ -267,7 +289,8 @@ def card_markdown(facts: dict[str, Any]) -> str:
 CHAPTER = "01_environment"
 CHECKS = registered_checks("01_environment")  # this chapter's entries of chapters/checks.yaml
 
-CANN_SOURCE = "source /usr/local/Ascend/ascend-toolkit/set_env.sh && source /usr/local/Ascend/nnal/atb/set_env.sh"
+NNAL_SOURCE = "source /usr/local/Ascend/nnal/atb/set_env.sh"
+CANN_SOURCE = f"source /usr/local/Ascend/ascend-toolkit/set_env.sh && {NNAL_SOURCE}"
 
 
 def judge_platform(wanted: str, detected: str) -> Check:
@@ -306,10 +329,18 @@ def judge_engine_stack(versions: dict[str, Optional[str]], kind: str) -> Check:
 
 
 def judge_cann_env(kind: str, env: dict[str, Optional[str]]) -> Optional[Check]:
-    """None off NPU. On NPU the engine cannot find its operators unless CANN's set_env.sh was sourced."""
+    """None off NPU. On NPU the engine cannot find its operators unless CANN's set_env.sh was sourced, nor run
+    attention without NNAL's ATB (libatb.so; vLLM-Ascend's guide: "Required for libatb.so"), whose set_env.sh
+    sets ATB_HOME_PATH."""
     if kind != "npu":
         return None
-    if env.get("ASCEND_TOOLKIT_HOME") or env.get("ASCEND_HOME_PATH"):
-        return CHECKS["cann_env"].row("pass", f"ASCEND_TOOLKIT_HOME={env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
-    return CHECKS["cann_env"].row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
-                                  f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")
+    toolkit = env.get("ASCEND_TOOLKIT_HOME") or env.get("ASCEND_HOME_PATH")
+    if not toolkit:
+        return CHECKS["cann_env"].row("fail", f"CANN environment not sourced: run `{CANN_SOURCE}` before `make report`",
+                                      f"未加载 CANN 环境：请在 `make report` 前运行 `{CANN_SOURCE}`")
+    if not env.get("ATB_HOME_PATH"):
+        return CHECKS["cann_env"].row("fail", f"NNAL (ATB) environment not sourced (ATB_HOME_PATH unset; attention needs "
+                                              f"libatb.so): run `{NNAL_SOURCE}` before `make report`",
+                                      f"未加载 NNAL（ATB）环境（ATB_HOME_PATH 未设置；注意力算子需要 libatb.so）："
+                                      f"请在 `make report` 前运行 `{NNAL_SOURCE}`")
+    return CHECKS["cann_env"].row("pass", f"ASCEND_TOOLKIT_HOME={toolkit}, ATB_HOME_PATH={env['ATB_HOME_PATH']}")
