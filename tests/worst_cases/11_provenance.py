@@ -5,10 +5,17 @@ NO_WEIGHTS = {"model_path": "/m", "model_dir_exists": True,
 
 
 def _missing_target(tmp="/tmp/bitcpm-worst-provenance"):
+    """A model directory whose config.json's auto_map names modeling_minicpm.py, which it does not ship; the
+    chapter's own measurement (remote_code_files) finds what trust_remote_code would execute."""
+    import json
     from pathlib import Path
-    Path(tmp).mkdir(parents=True, exist_ok=True)
-    rc = {"model_dir": tmp, "trust_remote_code": True, "missing_targets": ["modeling_minicpm.py"], "external": [],
-          "files": []}
+    d = Path(tmp)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "modeling_minicpm.py").unlink(missing_ok=True)
+    (d / "config.json").write_text(json.dumps({"architectures": ["MiniCPMForCausalLM"],
+                                               "auto_map": {"AutoModelForCausalLM": "modeling_minicpm.MiniCPMForCausalLM"}}))
+    rc = P.remote_code_files(d, trust_remote_code=True)
+    assert rc["missing_targets"], rc
     return {"model_path": tmp, "remote_code": rc, "remote_code_dummy": None, "dummy_config_path": None}
 
 

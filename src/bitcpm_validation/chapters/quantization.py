@@ -185,11 +185,15 @@ def unpack_base3(data: bytes, n: int) -> torch.Tensor:
     return (torch.stack(out, dim=1).reshape(-1)[:n] - 1).to(torch.int8)
 
 
-def verify_roundtrip(w: torch.Tensor, label: str, g: int) -> bool:
-    """Pack at 2 bits and at base 3, unpack, rebuild with the scales: bit-exact equal to w?"""
+PACKERS = ((pack_2bit, unpack_2bit), (pack_base3, unpack_base3))
+
+
+def verify_roundtrip(w: torch.Tensor, label: str, g: int, packers: Sequence = PACKERS) -> bool:
+    """Pack at 2 bits and at base 3 (`packers`: (pack, unpack) pairs), unpack, rebuild with the scales: bit-exact
+    equal to w?"""
     codes, s = codes_and_scales(w, label, g)
     n = codes.numel()
-    for pack, unpack in ((pack_2bit, unpack_2bit), (pack_base3, unpack_base3)):
+    for pack, unpack in packers:
         back = unpack(pack(codes), n).reshape(codes.shape)
         if not torch.equal(back, codes):
             return False
@@ -199,7 +203,8 @@ def verify_roundtrip(w: torch.Tensor, label: str, g: int) -> bool:
 
 
 # -- one tensor, one directory ---------------------------------------------------------------------------------
-def analyze_tensor(name: str, w: torch.Tensor, group_sizes: Sequence[int], roundtrip: bool = True) -> TensorInfo:
+def analyze_tensor(name: str, w: torch.Tensor, group_sizes: Sequence[int], roundtrip: bool = True,
+                   packers: Sequence = PACKERS) -> TensorInfo:
     info = TensorInfo(name=name, shape=list(w.shape), dtype=str(w.dtype).replace("torch.", ""), numel=w.numel(),
                       stored_bytes=w.numel() * w.element_size(), role=role_of(name, w.dim()), ternary=False)
     label, g, viol = detect(w, group_sizes)
@@ -214,7 +219,7 @@ def analyze_tensor(name: str, w: torch.Tensor, group_sizes: Sequence[int], round
             info.scale_min, info.scale_max = float(nz.min()), float(nz.max())
             info.scale_median, info.scale_mean = float(nz.median()), float(nz.mean())
         if roundtrip:
-            info.roundtrip = verify_roundtrip(w, label, g)
+            info.roundtrip = verify_roundtrip(w, label, g, packers)
     else:
         info.violations = viol
         flat = w.detach().reshape(-1)
