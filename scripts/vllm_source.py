@@ -17,7 +17,6 @@ Used by scripts/setup_env.sh (PLATFORM=npu) and scripts/check_install.py (the sa
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
