@@ -44,11 +44,12 @@ def test_restart_difference_fails():
     assert _statuses(res)["determinism_restart"] == "fail"
 
 
-def test_lengths():
-    assert D.judge_lengths({"run 1": [[1, 2], [3, 4]], "restart": None}, 2).status == "pass"
-    c = D.judge_lengths({"run 1": [[1, 2], [3]]}, 2)
-    assert c.status == "fail" and "run 1 #2 has 1" in c.detail_en
-    assert D.judge_lengths({"run 1": None}, 2).status == "not_run"
+def test_lengths_are_a_fact():
+    full = D.lengths({"run 1": [[1, 2], [3, 4]], "restart": None}, 2)
+    assert (full["full"], full["total"], full["text"], full["first_short"]) == (2, 2, "2/2 × 2", None)
+    short = D.lengths({"run 1": [[1, 2], [3]]}, 2)
+    assert short["full"] == 1 and short["first_short"] == {"label": "run 1", "index": 1, "tokens": 1}
+    assert D.lengths({"run 1": None}, 2)["total"] == 0
 
 
 def test_env_rows_record_platform_vars(monkeypatch):

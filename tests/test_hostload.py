@@ -9,9 +9,10 @@ from bitcpm_validation.engine import hostload as H
 RUNNER, KERNEL, SERVER, BUSY, SHELL = 100, 101, 102, 200, 50
 
 
-def _stat(pid: int, comm: str, ppid: int, utime: int, stime: int) -> str:
-    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
-    return f"{pid} ({comm}) R {ppid} {pid} {pid} 0 -1 4194304 0 0 0 0 {utime} {stime} 0 0 20 0 1 0 1 0 0\n"
+def _stat(pid: int, comm: str, ppid: int, utime: int, stime: int, cutime: int = 0, cstime: int = 0) -> str:
+    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
+    return (f"{pid} ({comm}) R {ppid} {pid} {pid} 0 -1 4194304 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 "
+            f"1 0 0\n")
 
 
 def fake_proc(root: Path, procs: dict[int, tuple[str, int, int]], total: int, steal: int = 0, load: float = 1.0) -> Path:
@@ -39,6 +40,7 @@ def _pair(tmp_path, other_ticks_after: int, steal_after: int = 0, seconds: float
 
 def test_parse_stat_keeps_a_command_name_with_spaces_and_parentheses():
     assert H.parse_stat(_stat(7, "a (b) c", 3, 11, 4)) == (7, "a (b) c", 3, 15)
+    assert H.parse_stat(_stat(7, "x", 3, 11, 4, 100, 20)) == (7, "x", 3, 135)  # reaped children's time too
     assert H.parse_stat("garbage") is None
 
 
@@ -78,6 +80,23 @@ def test_a_process_started_during_the_window_counts_all_its_time(tmp_path):
     extra[300] = H.Proc(300, SHELL, "make", 500)  # not in the first snapshot: 5 s
     load = H.between(before, dataclasses.replace(after, procs=extra), roots=[RUNNER], cores=2)
     assert abs(load.other_cpu_s - 5.0) < 1e-9
+
+
+def test_a_short_lived_process_counts_through_the_parent_that_reaped_it(tmp_path):
+    before, after = _pair(tmp_path, other_ticks_after=0)
+    procs = dict(after.procs)
+    # the shell outside the run reaped a child that ran 6 s between the snapshots (gone from the second one)
+    procs[SHELL] = H.Proc(SHELL, 1, "bash", before.procs[SHELL].ticks + 600)
+    load = H.between(before, dataclasses.replace(after, procs=procs), roots=[RUNNER], cores=2)
+    assert abs(load.other_cpu_s - 6.0) < 1e-9 and not H.judge(load, 0.25, 0.05).comparable
+
+
+def test_kernel_threads_are_reported_apart(tmp_path):
+    before, after = _pair(tmp_path, other_ticks_after=0)
+    procs = dict(after.procs)
+    procs[42] = H.Proc(42, H.KTHREADD, "kworker/u8:2-writeback", 300)  # writeback of the files the run wrote
+    load = H.between(before, dataclasses.replace(after, procs=procs), roots=[RUNNER], cores=2)
+    assert load.other_cpu_s == 0 and abs(load.kernel_cpu_s - 3.0) < 1e-9 and H.judge(load, 0.25, 0.05).comparable
 
 
 def test_the_run_root_is_the_exported_runner_pid(monkeypatch):

@@ -192,6 +192,55 @@ def test_engine_fail_and_model_warn(tmp_path):
     assert table[0][2].zh == "引擎在此设备上未忠实运行该模型，引擎结论失败；见第 02 章"
 
 
+PERF_SPECS = SPECS + [spec("decode_of_limit", "07_performance", "performance"),
+                      spec("requests_completed", "07_performance", "engine"),
+                      spec("round_trip", "02_loading", "repository")]
+
+
+def test_a_slow_host_or_a_bad_file_never_makes_the_engine_fail(tmp_path):
+    """Issue 23: performance and the model's own files have verdicts of their own; the engine's stays the
+    faithfulness verdict."""
+    rows = scoped_run(tmp_path, GOOD | {
+        "02_loading": [chk("kv", "pass", "engine"), chk("round_trip", "fail", "repository", "the files lose 'k'")],
+        "07_performance": [chk("decode_of_limit", "fail", "performance", "3 tok/s is 7.5 % of 40 tok/s"),
+                           chk("requests_completed", "pass", "engine")]})
+    v = S.scope_verdicts(rows, PERF_SPECS)
+    assert list(v) == ["engine", "model", "performance", "repository"]
+    assert (v["engine"].verdict, v["performance"].verdict, v["repository"].verdict) == ("pass", "fail", "fail")
+    f = {x.check_id: x for x in S.findings(rows, PERF_SPECS)}
+    assert "the engine verdict is not affected" in f["decode_of_limit"].impact.en
+    assert "the engine verdict is not affected" in f["round_trip"].impact.en
+    line = S.first_line(v)
+    assert "engine ✅ pass" in line.en and "performance ❌ fail" in line.en and "repository ❌ fail" in line.en
+
+
+def test_a_busy_host_makes_performance_not_comparable_with_what_to_do(tmp_path):
+    busy = ("not comparable: host busy: other processes used 0.90 of 2 cores over 60 s (more than 0.25) (during the "
+            "benchmark sweep); re-run on a quiet host: make report RESUME=runs/<id> ONLY=performance")
+    rows = scoped_run(tmp_path, GOOD | {"07_performance": [chk("decode_of_limit", "not_comparable", "performance", busy),
+                                                           chk("requests_completed", "pass", "engine")]})
+    v = S.scope_verdicts(rows, PERF_SPECS)
+    assert v["performance"].verdict == "not_comparable" and v["performance"].mark == "⊘"
+    assert v["engine"].verdict == "pass" and S.overall(v) == "not_comparable"
+    assert "host busy: other processes used 0.90 of 2 cores" in v["performance"].flagged[0].en
+    f = [x for x in S.findings(rows, PERF_SPECS) if x.check_id == "decode_of_limit"]
+    assert f and f[0].mark == "⊘" and "ONLY=performance" in f[0].remedy.en and "不是 ❌" in f[0].impact.zh
+    # page one: the performance row says what to re-run and what its figures are relative to
+    perf = R.ChapterResult("07_performance", "Performance", "性能", status="ok",
+                           checks=[chk("decode_of_limit", "not_comparable", "performance", busy)],
+                           data={"judged_against": {"en": "decode 6.7 tok/s, what this device reaches",
+                                                    "zh": "解码 6.7 tok/s，本设备可达到的速度"}})
+    R.save(perf, tmp_path / "results" / "07_performance.json")
+    page = S.page_one(tmp_path, SimpleNamespace(model=SimpleNamespace(name="m", is_stand_in=True, source=None)),
+                      rows, PERF_SPECS)
+    assert page["rerun_performance"] == f"make report RESUME=runs/{tmp_path.name} ONLY=performance"
+    assert page["performance_basis"]["en"].startswith("decode 6.7 tok/s")
+    _, body = S.scopes_table(v, page)
+    row = next(r for r in body if r[0].en == "performance")
+    assert row[1].en.startswith("⊘") and "relative to: decode 6.7 tok/s" in row[3].en
+    assert f"make report RESUME=runs/{tmp_path.name} ONLY=performance" in row[3].en and "相对于" in row[3].zh
+
+
 def test_incomplete_when_a_chapter_of_the_scope_failed_or_was_skipped(tmp_path):
     rows = scoped_run(tmp_path, GOOD, {"06_precision": "failed"})
     v = S.scope_verdicts(rows, SPECS)

@@ -145,23 +145,40 @@ class PerformanceParams(_Section):
     input_len: int = Field(128, ge=1)
     output_len: int = Field(32, ge=1)
     num_iters: int = Field(3, ge=1)
-    num_iters_warmup: int = Field(1, ge=0)
+    num_iters_warmup: int = Field(1, ge=0, description="warm-up requests before the measured ones (0: the figures "
+                                                       "are not comparable)")
     concurrency: list[int] = Field(default_factory=lambda: [1, 4])
-    num_prompts: int = Field(4, ge=1, description="requests per concurrency level: at least this and two rounds")
+    num_prompts: int = Field(8, ge=1, description="requests per concurrency level: at least this and two rounds")
     throughput: bool = Field(False, description="also run `vllm bench throughput` (one more engine start)")
     bandwidth_mib: int = Field(512, ge=16, description="buffer size of the memory-bandwidth copy test")
     matmul_size: int = Field(2048, ge=64, description="n of the n x n matmul that measures the device's FLOP/s")
     timeout_s: float = Field(1800, gt=0, description="limit for each benchmark process")
+    # Thresholds are % of what a healthy device reaches for this model (a baseline run, the reference registered
+    # for the device, else the overhead floor measured in the run), not of a physical roof: batch-1 decode of a
+    # 0.5B model in eager mode is bound by launches, and the original document's 85 tok/s on a 910B3 is ~5 % of
+    # its bandwidth roof. Calibrated so that figure passes on a 910B3 (tests/test_performance.py).
     decode_pct_warn: DeviceThresholds = Field(
-        DeviceThresholds(cpu=40, cuda=30, npu=30),
-        description="batch-1 decode below this % of the bandwidth-bound limit is a warning (per device)")
+        DeviceThresholds(cpu=50, cuda=70, npu=70),
+        description="batch-1 decode below this % of what the device reaches for this model is a warning (per device)")
     decode_pct_fail: DeviceThresholds = Field(
-        DeviceThresholds(cpu=15, cuda=5, npu=5), description="... and below this % a failure")
+        DeviceThresholds(cpu=20, cuda=35, npu=35), description="... and below this % a failure")
     prefill_pct_warn: DeviceThresholds = Field(
-        DeviceThresholds(cpu=25, cuda=10, npu=10),
-        description="prefill below this % of the compute-bound limit (measured matmul FLOP/s) is a warning")
+        DeviceThresholds(cpu=40, cuda=40, npu=40),
+        description="prefill below this % of what the device reaches (overhead floor + the prompt's FLOPs at the "
+                    "measured matmul rate) is a warning")
     prefill_pct_fail: DeviceThresholds = Field(
-        DeviceThresholds(cpu=5, cuda=1, npu=1), description="... and below this % a failure")
+        DeviceThresholds(cpu=10, cuda=10, npu=10), description="... and below this % a failure")
+    busy_cores: float = Field(0.25, ge=0, description="the host is busy (figures not comparable) when processes "
+                                                      "outside the run used more than this many cores on average")
+    max_steal_share: float = Field(0.05, ge=0, le=1, description="... or the hypervisor stole more than this share "
+                                                                 "of the CPU time")
+    min_samples: int = Field(8, ge=1, description="requests behind each percentile at concurrency 1 below this: not "
+                                                  "comparable")
+    floor_tokens: int = Field(16, ge=2, description="tokens of the step-floor requests on the shared server")
+    references: str = Field("params/performance-references.yaml",
+                            description="what healthy devices reached for this model, by device (a registered basis)")
+    baseline: Optional[str] = Field(None, description="an earlier run (runs/<id>) on the same device: its batch-1 "
+                                                      "decode is the basis")
     min_concurrency_gain: float = Field(
         1.2, ge=1, description="output tok/s at the highest concurrency / at concurrency 1 below this: a warning "
                                "(below 1: a failure, batching makes it slower)")

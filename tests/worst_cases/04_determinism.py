@@ -8,5 +8,4 @@ CASES = {
     "determinism_restart": lambda: D.judge_restart(D.compare_all(["a", "b"], [_SAME, _SAME],
                                                                   restart=[[1, 9, 3], [4, 5, 6]])),
     "determinism_batch": lambda: D.judge_batch(D.compare_all(["a", "b"], [_SAME, _SAME], alone=[[1, 2, 3], [4, 7, 6]])),
-    "determinism_length": lambda: D.judge_lengths({"run 1": [[1, 2, 3], [4]]}, 3),
 }

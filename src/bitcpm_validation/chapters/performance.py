@@ -10,12 +10,25 @@ then `main`) so one import serves every concurrency level; the equivalent `vllm 
 recorded for the report. Their JSON outputs (`--save-result`, `--output-json`) are what the chapter
 parses; no measured figure is typed in by hand.
 
-Limits, both measured in the run with torch on the engine's device:
+Validity before verdict (MLPerf's run rules): every timing window records the host's other load
+(engine.hostload: CPU time of processes outside the run's tree, steal time, load average), the sample count
+behind each percentile, and the warm-up requests sent first. A measurement on a busy host, on too few samples
+or without warm-up is "not comparable" (⊘) with its reason, never ❌.
+
+What the figures are judged against (scope performance; `Basis`), the first available of:
+- a baseline run on the same device (performance.baseline);
+- a reference registered for this device (params/performance-references.yaml: the original document's
+  85 tok/s on a 910B3, eager, max_tokens 64);
+- what this device reaches for this model, measured in the run without another engine start: the decode
+  step of the model the run's shared server already serves (the per-step overhead floor), scaled to the
+  benchmarked shape's layer count, plus the time to read the extra weight bytes at the measured bandwidth
+  (decode) or to do the prompt's FLOPs at the measured matmul rate (prefill).
+The physical roofs stay as context, both measured in the run with torch on the engine's device:
 - decode is bandwidth-bound: B x bandwidth / (weight bytes + B x KV bytes read per step);
-- prefill is compute-bound: matmul FLOP/s / FLOPs per prompt token (2 x non-embedding parameters +
-  causal attention).
-Checks (scope engine) judge each figure's percent of its limit against per-device thresholds in params
-and name the causes the run can see (vector ISA, oneDNN fallback, allocator preloads, bound cores).
+- prefill is compute-bound: matmul FLOP/s (back-to-back large matmuls, >= 0.2 s of work, so that launch
+  latency does not count) / FLOPs per prompt token (2 x non-embedding parameters + causal attention).
+Thresholds are per device in params; the checks name the causes the run can see (vector ISA, oneDNN
+fallback, allocator preloads, bound cores).
 """
 from __future__ import annotations
 
@@ -30,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.engine import hostcpu
-from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, platform_env
+from bitcpm_validation.engine import hostcpu, hostload
+from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, one_line, platform_env
 from bitcpm_validation.engine import processes
 from bitcpm_validation.engine.server import serve_flags, tail
 from bitcpm_validation.params import Params
@@ -56,9 +69,77 @@ class BenchError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# the checks (scope engine: does this engine on this device run the model as fast as the device allows?)
+# the checks (scope performance: is it as fast as a healthy device gets for this model, relative to what?)
 
 CHECKS = registered_checks("07_performance")  # this chapter's entries of chapters/checks.yaml
+RERUN = "make report RESUME=runs/<id> ONLY=performance"
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What a figure is judged against: the tok/s a healthy device reaches for this model, and where it comes from."""
+
+    kind: str  # baseline | reference | floor | roof
+    tok_s: float
+    en: str
+    zh: str
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Whether a timing can be compared at all (a quiet host, enough samples, warm-up done), with the reason."""
+
+    comparable: bool
+    en: str
+    zh: str
+
+
+WINDOW_ZH = {"roofs and floor": "测量上限与下限期间", "benchmark sweep": "基准扫描期间",
+             "roofs after the sweep": "扫描后测量上限期间"}
+
+
+def validity(loads: dict[str, hostload.HostLoad], samples: Optional[int], warmups: int, busy_cores: float,
+             max_steal_share: float, min_samples: int) -> Validity:
+    """The run rules a benchmark must meet before its figures are judged: in every timing window (`loads`, by
+    name) the host's other load below `busy_cores` (and steal below `max_steal_share`), at least `min_samples`
+    requests behind each percentile at concurrency 1, at least one warm-up request first."""
+    problems_en, problems_zh, facts_en, facts_zh = [], [], [], []
+    for window, load in loads.items():
+        host = hostload.judge(load, busy_cores, max_steal_share)
+        if not host.comparable:
+            problems_en.append(f"{host.reason_en} (during the {window})")
+            problems_zh.append(f"{WINDOW_ZH.get(window, window)}{host.reason_zh}")
+    if loads and not problems_en:
+        worst = max(loads.values(), key=lambda x: x.other_cores)
+        facts_en.append(f"quiet host: other processes used at most {worst.other_cores:.2f} of {worst.cores} cores")
+        facts_zh.append(f"主机空闲：其他进程最多占用 {worst.cores} 个核心中的 {worst.other_cores:.2f} 个")
+    if samples is None or samples < min_samples:
+        problems_en.append(f"{samples or 0} requests behind each percentile at concurrency 1 (fewer than "
+                           f"performance.min_samples = {min_samples})")
+        problems_zh.append(f"并发 1 的每个百分位只有 {samples or 0} 个请求（少于 performance.min_samples = {min_samples}）")
+    else:
+        facts_en.append(f"{samples} requests per percentile")
+        facts_zh.append(f"每个百分位 {samples} 个请求")
+    if warmups < 1:
+        problems_en.append("no warm-up request before the measured ones (performance.num_iters_warmup: 0)")
+        problems_zh.append("测量前没有预热请求（performance.num_iters_warmup: 0）")
+    else:
+        facts_en.append(f"{warmups} warm-up request(s) first")
+        facts_zh.append(f"先发送 {warmups} 个预热请求")
+    if problems_en:
+        return Validity(False, "; ".join(problems_en), "；".join(problems_zh))
+    return Validity(True, "; ".join(facts_en), "；".join(facts_zh))
+
+
+def _not_comparable(spec: Any, v: Validity) -> Check:
+    return spec.not_comparable(f"not comparable: {v.en}; re-run on a quiet host: {RERUN}",
+                                           f"不可比：{v.zh}；请在空闲主机上重新运行：{RERUN}")
+
+
+def pick_basis(bases: Sequence[Optional[Basis]]) -> Optional[Basis]:
+    """The first available of (baseline, registered reference, floor measured in the run): the most specific
+    statement of what a healthy device reaches for this model."""
+    return next((b for b in bases if b is not None and b.tok_s and b.tok_s > 0), None)
 
 
 @dataclass(frozen=True)
@@ -80,42 +161,54 @@ def _causes_text(causes: Sequence[Cause]) -> tuple[str, str]:
             "。本次运行可见的原因：" + "；".join(c.zh for c in causes))
 
 
-def judge_decode(decode_tok_s: Optional[float], limit_tok_s: float, device: str, warn_pct: float, fail_pct: float,
-                 causes: Sequence[Cause] = ()) -> Check:
-    """Batch-1 decode against the bandwidth-bound limit (percent thresholds for this device)."""
-    if decode_tok_s is None or not limit_tok_s:
-        return CHECKS["decode_of_limit"].not_run("no TPOT at concurrency 1 (the sweep has no concurrency 1, or it produced no tokens)",
-                              "并发 1 没有 TPOT（扫描未含并发 1 或未生成 token）")
-    p = 100.0 * decode_tok_s / limit_tok_s
-    base_en = f"{decode_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s bandwidth limit on {device}"
-    base_zh = f"{decode_tok_s:,.1f} tok/s，为 {device} 带宽上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
-    if p > 100.0:
-        return CHECKS["decode_of_limit"].row("warn", base_en + ": above the limit, so the measured bandwidth is too low (a busy moment?)",
-                          base_zh + "：超过上限，说明实测带宽偏低（测量时机器繁忙？）")
+def _judge_against(spec: Any, what_en: str, what_zh: str, tok_s: Optional[float], bases: Sequence[Optional[Basis]],
+                   device: str, warn_pct: float, fail_pct: float, v: Optional[Validity], causes: Sequence[Cause],
+                   roof: Optional[Basis]) -> Check:
+    if v is not None and not v.comparable:
+        return _not_comparable(spec, v)
+    basis = pick_basis(bases)
+    if tok_s is None:
+        return spec.not_run(f"no {what_en} at concurrency 1 (the sweep has no concurrency 1, or it produced "
+                                        f"no tokens)", f"并发 1 没有{what_zh}（扫描未含并发 1 或未生成 token）")
+    if basis is None:
+        return spec.not_run(
+            f"{tok_s:,.1f} tok/s measured, but nothing to judge it against on {device}: no baseline run "
+            f"(performance.baseline), no reference registered for this device (performance.references) and no "
+            f"overhead floor (the run has no shared server)",
+            f"实测 {tok_s:,.1f} tok/s，但在 {device} 上没有可比较的对象：没有基线运行（performance.baseline）、"
+            f"没有为该设备登记的参考值（performance.references），也没有开销下限（本次运行没有共享服务）")
+    p = 100.0 * tok_s / basis.tok_s
+    ctx_en = ctx_zh = ""
+    if roof is not None and roof.tok_s:
+        ctx_en = f"; {100.0 * tok_s / roof.tok_s:.1f} % of the {roof.en} (context)"
+        ctx_zh = f"；为{roof.zh}的 {100.0 * tok_s / roof.tok_s:.1f} %（仅供参考）"
     status = _pct_status(p, warn_pct, fail_pct)
     ce, cz = _causes_text(causes) if status != "pass" else ("", "")
-    return CHECKS["decode_of_limit"].row(status, f"{base_en} (warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
-                      f"{base_zh}（低于 {warn_pct:g} % 警告，低于 {fail_pct:g} % 失败）{cz}")
+    valid_en = f" [{v.en}]" if v is not None else ""
+    valid_zh = f"［{v.zh}］" if v is not None else ""
+    return spec.row(
+        status, f"{tok_s:,.1f} tok/s is {p:.1f} % of {basis.tok_s:,.1f} tok/s, {basis.en} (warn below {warn_pct:g} %, "
+                f"fail below {fail_pct:g} %){ctx_en}{ce}{valid_en}",
+        f"{tok_s:,.1f} tok/s，为 {basis.tok_s:,.1f} tok/s（{basis.zh}）的 {p:.1f} %（低于 {warn_pct:g} % 警告，"
+        f"低于 {fail_pct:g} % 失败）{ctx_zh}{cz}{valid_zh}")
 
 
-def judge_prefill(prefill_tok_s: Optional[float], limit_tok_s: float, device: str, warn_pct: float, fail_pct: float,
-                  causes: Sequence[Cause] = ()) -> Check:
-    """Prefill (input_len / TTFT p50 at concurrency 1) against the compute-bound limit."""
-    if prefill_tok_s is None or not limit_tok_s:
-        return CHECKS["prefill_of_compute"].not_run("no TTFT at concurrency 1", "并发 1 没有 TTFT")
-    p = 100.0 * prefill_tok_s / limit_tok_s
-    if p > 100.0:
-        return CHECKS["prefill_of_compute"].row("warn", f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit "
-                                   f"on {device}: above it, so the measured matmul FLOP/s is too low (a busy moment?)",
-                           f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %："
-                           f"超过上限，说明实测矩阵乘 FLOP/s 偏低（测量时机器繁忙？）")
-    status = _pct_status(p, warn_pct, fail_pct)
-    ce, cz = _causes_text(causes) if status != "pass" else ("", "")
-    return CHECKS["prefill_of_compute"].row(
-        status, f"{prefill_tok_s:,.1f} tok/s is {p:.1f} % of the {limit_tok_s:,.1f} tok/s compute limit on {device} "
-                f"(warn below {warn_pct:g} %, fail below {fail_pct:g} %){ce}",
-        f"{prefill_tok_s:,.1f} tok/s，为 {device} 算力上限 {limit_tok_s:,.1f} tok/s 的 {p:.1f} %"
-        f"（低于 {warn_pct:g} % 警告，低于 {fail_pct:g} % 失败）{cz}")
+def judge_decode(decode_tok_s: Optional[float], bases: Sequence[Optional[Basis]], device: str, warn_pct: float,
+                 fail_pct: float, validity: Optional[Validity] = None, causes: Sequence[Cause] = (),
+                 roof: Optional[Basis] = None) -> Check:
+    """Batch-1 decode (1000 / TPOT p50) against what a healthy device reaches for this model (`pick_basis` of
+    `bases`), with the bandwidth roof as context; not comparable when the measurement is not valid."""
+    return _judge_against(CHECKS["decode_of_limit"], "TPOT", " TPOT", decode_tok_s, bases, device, warn_pct, fail_pct,
+                          validity, causes, roof)
+
+
+def judge_prefill(prefill_tok_s: Optional[float], bases: Sequence[Optional[Basis]], device: str, warn_pct: float,
+                  fail_pct: float, validity: Optional[Validity] = None, causes: Sequence[Cause] = (),
+                  roof: Optional[Basis] = None) -> Check:
+    """Prefill (input_len / TTFT p50 at concurrency 1) against what the device reaches (the overhead floor plus
+    the prompt's FLOPs at the measured matmul rate), with the compute roof as context."""
+    return _judge_against(CHECKS["prefill_of_compute"], "TTFT", " TTFT", prefill_tok_s, bases, device, warn_pct, fail_pct,
+                          validity, causes, roof)
 
 
 def judge_completed(parsed_by_concurrency: dict[int, dict[str, Any]]) -> Check:
@@ -135,8 +228,10 @@ def judge_completed(parsed_by_concurrency: dict[int, dict[str, Any]]) -> Check:
                          f"并发 {levels}：完成 {done:,} 个，失败 {failed} 个")
 
 
-def judge_scaling(sweep_rows: Sequence[dict[str, Any]], min_gain: float) -> Check:
+def judge_scaling(sweep_rows: Sequence[dict[str, Any]], min_gain: float, validity: Optional[Validity] = None) -> Check:
     """Output tok/s at the highest concurrency against concurrency 1 (figures()["sweep"])."""
+    if validity is not None and not validity.comparable:
+        return _not_comparable(CHECKS["scales_with_concurrency"], validity)
     rows = [r for r in sweep_rows if r.get("output_tok_s")]
     if len(rows) < 2:
         return CHECKS["scales_with_concurrency"].not_run("fewer than two concurrency levels with results (performance.concurrency)",
@@ -259,11 +354,15 @@ def decode_limit(bandwidth_gbs: float, weight_bytes: int, kv_bytes_per_token: in
     return batch * bandwidth_gbs * 1e9 / step_bytes
 
 
+def prefill_flops_per_token(arith: dict[str, Any], input_len: int) -> float:
+    """2 FLOPs per matmul weight per prompt token, plus causal attention (mean context input_len / 2); the LM head
+    runs for the last token only and is left out."""
+    return 2 * arith["matmul_params"] + arith["attn_flops_per_ctx_token"] * input_len / 2
+
+
 def prefill_limit(flops_per_s: float, arith: dict[str, Any], input_len: int) -> float:
-    """Compute-bound prompt tok/s: 2 FLOPs per matmul weight per token, plus causal attention (mean context
-    input_len / 2); the LM head runs for the last token only and is left out."""
-    per_token = 2 * arith["matmul_params"] + arith["attn_flops_per_ctx_token"] * input_len / 2
-    return flops_per_s / per_token
+    """Compute-bound prompt tok/s (the roof: no overhead at all)."""
+    return flops_per_s / prefill_flops_per_token(arith, input_len)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,17 +412,59 @@ def measure_bandwidth(platform: str = "cpu", size_mib: int = 512, repeats: int =
             "method": "torch: Tensor.copy_ (read + write) and Tensor.sum (read), best of each"}
 
 
-def measure_matmul(platform: str = "cpu", dtype: str = "bfloat16", n: int = 2048, repeats: int = 3) -> dict[str, Any]:
-    """Dense matmul throughput (n x n x n, the engine's dtype) on the engine's device, best of `repeats`."""
+def _timer(torch, dev: str, sync):
+    """A function timing `fn()` in seconds: device events on CUDA / NPU (what the device spent, not the host's
+    launch latency), perf_counter around a synchronise elsewhere."""
+    events = getattr(getattr(torch, dev, None), "Event", None) if dev in ("cuda", "npu") else None
+    if events is not None:
+        def timed(fn) -> float:
+            start, end = events(enable_timing=True), events(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        return timed
+
+    def timed_host(fn) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t0
+    return timed_host
+
+
+def measure_matmul(platform: str = "cpu", dtype: str = "bfloat16", n: int = 2048, repeats: int = 3,
+                   min_seconds: float = 0.2) -> dict[str, Any]:
+    """Dense matmul throughput (n x n x n, the engine's dtype) on the engine's device: k back-to-back matmuls
+    timed together, k doubled until they take `min_seconds`, so that one launch's latency does not count; best of
+    `repeats` such timings."""
     torch, dev, sync = _device(platform)
     tdt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     a = torch.randn(n, n, device=dev).to(tdt)
     b = torch.randn(n, n, device=dev).to(tdt)
-    t = _best_time(lambda: a @ b, sync, repeats)
-    del a, b
-    return {"device": dev, "dtype": dtype, "n": n, "repeats": repeats, "flops_per_s": 2 * n ** 3 / t,
+    out = torch.empty(n, n, device=dev, dtype=tdt)
+    timed = _timer(torch, dev, sync)
+
+    def run(k: int):
+        for _ in range(k):
+            torch.matmul(a, b, out=out)
+
+    run(1)  # warm-up: kernel selection, first-touch allocation
+    sync()
+    k, t = 1, timed(lambda: run(1))
+    while t < min_seconds and k < 1 << 16:
+        k *= 2
+        t = timed(lambda: run(k))
+    best = min([t] + [timed(lambda: run(k)) for _ in range(max(repeats - 1, 0))])
+    del a, b, out
+    return {"device": dev, "dtype": dtype, "n": n, "repeats": repeats, "matmuls_per_timing": k,
+            "seconds_per_timing": best, "flops_per_s": 2 * n ** 3 * k / best,
             "threads": torch.get_num_threads() if dev == "cpu" else None,
-            "method": f"torch: {n} x {n} @ {n} x {n} in {dtype}, 2n^3 FLOPs, best of {repeats}"}
+            "method": f"torch: {k} back-to-back {n} x {n} @ {n} x {n} in {dtype} per timing (>= {min_seconds:g} s of "
+                      f"work, {'device events' if dev in ('cuda', 'npu') else 'perf_counter around a sync'}), "
+                      f"2n^3 FLOPs each, best of {repeats}"}
 
 
 def combine_bandwidth(*measurements: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +477,218 @@ def combine_matmul(*measurements: dict[str, Any]) -> dict[str, Any]:
     """The same for the matmul FLOP/s."""
     best = max(measurements, key=lambda m: m["flops_per_s"])
     return {**best, "samples_gflops": [round(m["flops_per_s"] / 1e9, 1) for m in measurements]}
+
+
+# --------------------------------------------------------------------------------------------
+# what a healthy device reaches for this model: the overhead floor, registered references, a baseline run
+
+
+def measure_step_floor(base_url: str, model: str, prompt_ids: Sequence[int], tokens: int = 16,
+                       repeats: int = 3, timeout: float = 120.0) -> dict[str, Any]:
+    """The decode step time of the model a running server already serves (the run's shared server: no extra
+    engine start): greedy requests for 1 and for 1 + `tokens` tokens (EOS ignored) on the same prompt, the
+    difference over `tokens`, best of `repeats`. What one step of this engine on this device costs at least
+    (launches, scheduling, sampling, the API), whatever the model's size."""
+    import requests
+
+    url = base_url.rstrip("/") + "/completions"
+
+    def one(n: int) -> float:
+        t0 = time.perf_counter()
+        r = requests.post(url, json={"model": model, "prompt": list(prompt_ids), "max_tokens": n, "temperature": 0,
+                                     "ignore_eos": True}, timeout=timeout)
+        r.raise_for_status()
+        got = int(r.json()["usage"]["completion_tokens"])
+        if got != n:
+            raise BenchError(f"the step-floor request asked for {n} tokens and got {got}")
+        return time.perf_counter() - t0
+
+    one(1 + tokens)  # warm-up
+    short = min(one(1) for _ in range(repeats))
+    long = min(one(1 + tokens) for _ in range(repeats))
+    step_s = max(long - short, 1e-6) / tokens
+    return {"base_url": base_url, "model": model, "tokens": tokens, "repeats": repeats, "short_s": short,
+            "long_s": long, "step_ms": 1000.0 * step_s,
+            "method": f"greedy completions of 1 and {1 + tokens} tokens (EOS ignored) on the run's shared server, "
+                      f"best of {repeats} each: step = difference / {tokens}"}
+
+
+def floor_bases(step_ms: float, shared_arith: dict[str, Any], arith: dict[str, Any], bandwidth_gbs: float,
+                flops_per_s: float, input_len: int) -> tuple[Basis, Basis]:
+    """(decode, prefill) a healthy device reaches for the benchmarked shape, from the overhead floor measured on
+    the shared server's model: its step time scaled to the benchmarked layer count, plus reading the extra weight
+    bytes at the measured bandwidth (one decode step) or the prompt's FLOPs at the measured matmul rate (prefill)."""
+    overhead_ms = step_ms * arith["layers"] / max(shared_arith["layers"], 1)
+    extra_bytes = max(arith["weight_bytes"] - shared_arith["weight_bytes"], 0)
+    decode_ms = overhead_ms + 1000.0 * extra_bytes / (bandwidth_gbs * 1e9)
+    prefill_ms = overhead_ms + 1000.0 * input_len * prefill_flops_per_token(arith, input_len) / flops_per_s
+    en = (f"what this device reaches: the shared server's decode step {step_ms:,.2f} ms x {arith['layers']} / "
+          f"{shared_arith['layers']} layers")
+    zh = f"本设备可达到的速度：共享服务的解码步 {step_ms:,.2f} ms × {arith['layers']} / {shared_arith['layers']} 层"
+    return (Basis("floor", 1000.0 / decode_ms, en + f" + {extra_bytes / 1e9:.2f} GB of weights at {bandwidth_gbs:,.1f} GB/s",
+                  zh + f" + 以 {bandwidth_gbs:,.1f} GB/s 读取 {extra_bytes / 1e9:.2f} GB 权重"),
+            Basis("floor", input_len / (prefill_ms / 1000.0),
+                  en + f" + {input_len} prompt tokens at {flops_per_s / 1e9:,.0f} GFLOP/s",
+                  zh + f" + 以 {flops_per_s / 1e9:,.0f} GFLOP/s 计算 {input_len} 个提示 token"))
+
+
+REFERENCES_FILE = "params/performance-references.yaml"
+
+
+def load_references(path: Path) -> list[dict[str, Any]]:
+    """The registered references (performance.references): what a healthy device reached for this model."""
+    import yaml
+
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    class Reference(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        device: str = Field(description="matched against the device name, case and spaces ignored")
+        platform: str
+        model: str
+        decode_tok_s: float = Field(gt=0)
+        max_tokens: Optional[int] = None
+        mode: str = "eager"
+        weight_gb: Optional[float] = None
+        source: str
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return [Reference(**r).model_dump() for r in data.get("references", [])]
+    except (OSError, yaml.YAMLError, ValidationError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: cannot read the performance references ({one_line(e)}): fix the file") from None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower()).removeprefix("ascend")
+
+
+def reference_basis(references: Sequence[dict[str, Any]], device_name: str, platform: str) -> Optional[Basis]:
+    """The registered reference for this device (e.g. 'Ascend910B3' matches '910B3'), or None."""
+    have = _norm(device_name)
+    for r in references:
+        if r["platform"] == platform and _norm(r["device"]) and _norm(r["device"]) in have:
+            return Basis("reference", float(r["decode_tok_s"]),
+                         f"the reference registered for {r['device']} ({r['model']}, {r['mode']}, {r['source']})",
+                         f"为 {r['device']} 登记的参考值（{r['model']}，{r['mode']}，{r['source']}）")
+    return None
+
+
+def baseline_basis(baseline_run: Optional[str | Path], device_name: str) -> tuple[Optional[Basis], str]:
+    """(the batch-1 decode of a baseline run on the same device, "") or (None, why not: "" when none was given)."""
+    if not baseline_run:
+        return None, ""
+    from bitcpm_validation.report import results as R
+
+    path = Path(baseline_run) / "results" / f"{CHAPTER}.json"
+    try:
+        res = R.load(path)
+    except R.ResultsError as e:
+        return None, str(e)
+    tok_s = res.metric("decode_tok_s")
+    theirs = (res.data.get("setup") or {}).get("device_name") or ""
+    if not tok_s:
+        return None, f"{path}: no decode_tok_s metric"
+    if _norm(theirs) != _norm(device_name):
+        return None, f"the baseline ran on {theirs or 'an unknown device'}, this run on {device_name}"
+    return Basis("baseline", float(tok_s), f"the baseline run {Path(baseline_run).name} on the same device",
+                 f"同一设备上的基线运行 {Path(baseline_run).name}"), ""
+
+
+def floor_on_shared_server(params: Params, run_dir: Path, dtype: str, tokens: int
+                           ) -> tuple[Optional[dict[str, Any]], Optional[dict[str, Any]], str]:
+    """(step floor, the shared model's arithmetic, "") measured on the run's shared server (no engine start), or
+    (None, None, why not): outside a run (JupyterLab) or when the shared server does not answer."""
+    from bitcpm_validation.engine import prompting, shared
+
+    info = shared.read_info(Path(run_dir))
+    if info is None:
+        return None, None, "this run has no shared server (JupyterLab, or the runner did not start one)"
+    if not shared.alive(info):
+        return None, None, f"the shared server at {info.base_url} does not answer /health"
+    model_dir = Path(str(info.kwargs.get("model")))
+    try:
+        ids = prompting.prompt_ids("Hello, my name is", model_dir)
+        floor = measure_step_floor(info.base_url, info.model, ids, tokens=tokens)
+        return floor, model_arith(model_dir / "config.json", dtype), ""
+    except Exception as e:  # noqa: BLE001  the floor is one basis among others: say why it is missing
+        return None, None, f"the step-floor requests failed: {one_line(e, 200)}"
+
+
+def bases(params: Params, device: str, platform: str, arith: dict[str, Any], bw: dict[str, Any], mm: dict[str, Any],
+          floor: Optional[dict[str, Any]], shared_arith: Optional[dict[str, Any]], limit_b1: float,
+          prefill_roof: float) -> dict[str, Any]:
+    """Everything the figures are judged against: decode (baseline, registered reference, floor: first available
+    wins), prefill (floor), the roofs as context, and why a basis is missing."""
+    pp = params.performance
+    ref = reference_basis(load_references(params.resolve(pp.references)), device, platform)
+    base, base_why = baseline_basis(params.resolve(pp.baseline) if pp.baseline else None, device)
+    fl_decode = fl_prefill = None
+    if floor is not None and shared_arith is not None:
+        fl_decode, fl_prefill = floor_bases(floor["step_ms"], shared_arith, arith, bw["gb_s"], mm["flops_per_s"],
+                                            pp.input_len)
+    decode = [base, ref, fl_decode]
+    return {"decode": decode, "prefill": [fl_prefill],
+            "decode_roof": Basis("roof", limit_b1, f"bandwidth roof ({bw['gb_s']:,.1f} GB/s)",
+                                 f"带宽上限（{bw['gb_s']:,.1f} GB/s）"),
+            "prefill_roof": Basis("roof", prefill_roof, f"compute roof ({mm['flops_per_s'] / 1e9:,.0f} GFLOP/s)",
+                                  f"算力上限（{mm['flops_per_s'] / 1e9:,.0f} GFLOP/s）"),
+            "baseline_note": base_why,
+            "judged_against": judged_against(pick_basis(decode), fl_prefill, limit_b1, [b for b in decode if b])}
+
+
+def bases_data(b: dict[str, Any]) -> dict[str, Any]:
+    """bases() as JSON for the chapter's data."""
+    def one(x: Optional[Basis]) -> Optional[dict[str, Any]]:
+        return None if x is None else {"kind": x.kind, "tok_s": x.tok_s, "en": x.en, "zh": x.zh}
+
+    return {"decode": [one(x) for x in b["decode"]], "prefill": [one(x) for x in b["prefill"]],
+            "decode_roof": one(b["decode_roof"]), "prefill_roof": one(b["prefill_roof"]),
+            "baseline_note": b["baseline_note"]}
+
+
+def device_name(platform: str) -> str:
+    """The engine's device by name (torch's for CUDA / NPU, the CPU's model name)."""
+    try:
+        if platform == "cuda":
+            import torch
+
+            return torch.cuda.get_device_name(0)
+        if platform == "npu":
+            import torch
+            import torch_npu  # noqa: F401
+
+            return torch.npu.get_device_name(0)
+    except Exception as e:  # noqa: BLE001  a name is context; the platform still says which device kind
+        return f"{platform} ({one_line(e, 80)})"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def judged_against(decode: Optional[Basis], prefill: Optional[Basis], roof_tok_s: Optional[float],
+                   others: Sequence[Basis] = ()) -> dict[str, str]:
+    """One line per language saying what the performance figures were judged against (page one shows it)."""
+    if decode is None:
+        en, zh = "nothing (no baseline, no registered reference, no floor measured)", "无（没有基线、登记参考值或实测下限）"
+    else:
+        en = f"decode {decode.tok_s:,.1f} tok/s, {decode.en}"
+        zh = f"解码 {decode.tok_s:,.1f} tok/s，{decode.zh}"
+        if prefill is not None:
+            en += f"; prefill {prefill.tok_s:,.1f} tok/s, {prefill.en}"
+            zh += f"；预填充 {prefill.tok_s:,.1f} tok/s，{prefill.zh}"
+    for b in others:
+        if b is not decode:
+            en += f"; also {b.tok_s:,.1f} tok/s, {b.en}"
+            zh += f"；另有 {b.tok_s:,.1f} tok/s，{b.zh}"
+    if roof_tok_s:
+        en += f"; bandwidth roof {roof_tok_s:,.1f} tok/s as context"
+        zh += f"；带宽上限 {roof_tok_s:,.1f} tok/s 仅供参考"
+    return {"en": en, "zh": zh}
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,8 +746,17 @@ def host_rows(host: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def record_metrics(ch: Any, F: dict[str, Any], bw: dict[str, Any], mm: dict[str, Any], on: str) -> None:
-    """The chapter's metrics (Chapter.metric), key ones labelled with what they were measured on."""
+def record_metrics(ch: Any, F: dict[str, Any], bw: dict[str, Any], mm: dict[str, Any], on: str,
+                   loads: Optional[dict[str, hostload.HostLoad]] = None) -> None:
+    """The chapter's metrics (Chapter.metric), key ones labelled with what they were measured on; the host's other
+    load (the most any timing window saw) and the samples behind the batch-1 percentiles."""
+    if loads:
+        ch.metric("host_other_cores", round(max(x.other_cores for x in loads.values()), 3), "cores",
+                  "Other processes' load during the timings (most of any window)", "计时期间其他进程的负载（各窗口最大值）",
+                  timing=True)
+    if F.get("samples_c1") is not None:
+        ch.metric("samples_c1", F["samples_c1"], "requests", "Requests behind each batch-1 percentile",
+                  "单请求每个百分位背后的请求数")
     keys = {"decode_tok_s", "serve_b1_output_tok_s", "ttft_ms_p50", "tpot_ms_p50"}
     ch.metric("bandwidth_gbs", round(bw["gb_s"], 2), "GB/s", "Memory bandwidth (best observed in this run)",
               "内存带宽（本次运行观测最好值）", timing=True)
@@ -405,11 +767,10 @@ def record_metrics(ch: Any, F: dict[str, Any], bw: dict[str, Any], mm: dict[str,
             continue
         ch.metric(r["id"], round(r["value"], 3), r["unit"], r["name_en"], r["name_zh"], key=r["id"] in keys,
                   timing=True, measured_on=on if r["id"] in keys else "")
-        if r["pct"] is not None:
+        if r["pct"] is not None:  # the physical roof: context, not the verdict's basis (no key metric)
             kind_en, kind_zh = ("bandwidth", "带宽") if r["limit_kind"] == "bandwidth" else ("compute", "算力")
-            ch.metric(r["id"] + "_pct_of_limit", round(r["pct"], 2), "%", f"% of {kind_en}-bound limit: {r['name_en']}",
-                      f"占{kind_zh}上限百分比：{r['name_zh']}", key=r["id"] == "decode_tok_s", timing=True,
-                      measured_on=on if r["id"] == "decode_tok_s" else "")
+            ch.metric(r["id"] + "_pct_of_limit", round(r["pct"], 2), "%", f"% of {kind_en}-bound roof: {r['name_en']}",
+                      f"占{kind_zh}上限百分比：{r['name_zh']}", timing=True)
     ch.metric("decode_limit_b1", round(F["limit_b1"], 2), "tok/s", "Bandwidth-bound decode limit, batch 1",
               "带宽约束解码上限（批大小 1）", timing=True)
     ch.metric("prefill_limit", round(F["prefill_limit"], 2), "tok/s", "Compute-bound prefill limit",
@@ -422,7 +783,7 @@ def figure_rows(F: dict[str, Any]) -> list[list[Any]]:
 
     kinds = {"bandwidth": T("带宽", "bandwidth"), "compute": T("算力", "compute"), None: "—"}
     return [[T(r["name_zh"], r["name_en"]), fmt(r["value"]), r["unit"], fmt(r["limit"], 1), kinds[r["limit_kind"]],
-             fmt(r["pct"], 1), r["tool"]] for r in F["rows"]]
+             fmt(r["pct"], 1), "—" if r.get("samples") is None else f"{r['samples']:,}", r["tool"]] for r in F["rows"]]
 
 
 def sweep_rows_table(F: dict[str, Any]) -> list[list[Any]]:
@@ -550,10 +911,15 @@ def prompts_for(concurrency: int, num_prompts: int) -> int:
 def run_serve_sweep(params: Params, base_url_root: str, model: str, tokenizer: str, result_dir: Path,
                     evidence: Path, concurrency: Sequence[int], timeout: float = 1800,
                     prefix: str = "serve") -> list[dict[str, Any]]:
-    """`vllm bench serve` once per concurrency level (one child process); the tool's saved JSON per level."""
+    """`vllm bench serve` once per concurrency level (one child process), after `performance.num_iters_warmup`
+    warm-up requests of their own (a first level that is not parsed); the tool's saved JSON per level."""
     pp = params.performance
     result_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
+    warmup = []
+    if pp.num_iters_warmup:  # its own prompts (seed + 10007), not parsed: nothing measured is cached from it
+        warmup = [serve_args(base_url_root, model, tokenizer, pp.input_len, pp.output_len, pp.num_iters_warmup, 1,
+                             result_dir, f"{prefix}_warmup.json", params.engine.seed + 10007)]
     for c in concurrency:
         fname = f"{prefix}_c{c}.json"
         # each level its own random prompts (seed + c): none is served from the prefix cache of an earlier level
@@ -561,7 +927,7 @@ def run_serve_sweep(params: Params, base_url_root: str, model: str, tokenizer: s
                           prompts_for(c, pp.num_prompts), c, result_dir, fname, params.engine.seed + c)
         jobs.append((c, fname, args))
     spec = result_dir / f"{prefix}_jobs.json"
-    spec.write_text(json.dumps([a for _, _, a in jobs]), encoding="utf-8")
+    spec.write_text(json.dumps(warmup + [a for _, _, a in jobs]), encoding="utf-8")
     _run_child(bench_argv("serve-sweep", [str(spec)]), evidence, _env(params), timeout)
     out = []
     for c, fname, args in jobs:
@@ -619,39 +985,43 @@ def figures(sweep: Sequence[dict[str, Any]], bandwidth_gbs: float, flops_per_s: 
     pre_lim = prefill_limit(flops_per_s, arith, input_len)
     rows: list[dict[str, Any]] = []
 
-    def add(fid, en, zh, value, unit, limit, limit_kind, tool, note=""):
+    def add(fid, en, zh, value, unit, limit, limit_kind, tool, note="", samples=None):
         rows.append({"id": fid, "name_en": en, "name_zh": zh, "value": value, "unit": unit, "limit": limit,
                      "limit_kind": limit_kind, "pct": pct(value, limit) if limit else None, "tool": tool,
-                     "note": note})
+                     "note": note, "samples": samples})
 
     by_c = {int(s["concurrency"]): s for s in sweep}
     c1 = by_c.get(1)
     decode = prefill = None
+    samples_c1 = None
     if c1:
         s = c1["parsed"]
+        samples_c1 = s["completed"]  # requests behind each TTFT / TPOT percentile (ITL: one per token gap)
+        itl_n = s["completed"] * max(output_len - 1, 0)
         tpot, ttft = s["tpot_ms_p50"], s["ttft_ms_p50"]
         decode = 1000.0 / tpot if tpot else None
         prefill = input_len / (ttft / 1000.0) if ttft else None
         add("decode_tok_s", "Batch-1 decode tok/s = 1000 / TPOT p50", "单请求解码速度 = 1000 / TPOT 中位数",
-            decode, "tok/s", lim(1), "bandwidth", "bench serve c=1", "decode only, no prefill")
+            decode, "tok/s", lim(1), "bandwidth", "bench serve c=1", "decode only, no prefill", samples_c1)
         add("prefill_tok_s", "Prefill tok/s = input_len / TTFT p50", "预填充速度 = 输入长度 / TTFT 中位数",
-            prefill, "tok/s", pre_lim, "compute", "bench serve c=1", "compute-bound")
+            prefill, "tok/s", pre_lim, "compute", "bench serve c=1", "compute-bound", samples_c1)
         add("serve_b1_output_tok_s", "Batch-1 output tok/s (end to end)", "单请求输出速度（端到端）",
-            s["output_tok_s"], "tok/s", None, None, "bench serve c=1", "prefill included")
-        add("ttft_ms_p50", "TTFT p50", "首 token 时延 p50", ttft, "ms", None, None, "bench serve c=1")
-        add("ttft_ms_p99", "TTFT p99", "首 token 时延 p99", s["ttft_ms_p99"], "ms", None, None, "bench serve c=1")
-        add("tpot_ms_p50", "TPOT p50", "每输出 token 时间 p50", tpot, "ms", None, None, "bench serve c=1")
-        add("itl_ms_p50", "ITL p50", "token 间延迟 p50", s["itl_ms_p50"], "ms", None, None, "bench serve c=1")
-        add("itl_ms_p99", "ITL p99", "token 间延迟 p99", s["itl_ms_p99"], "ms", None, None, "bench serve c=1")
+            s["output_tok_s"], "tok/s", None, None, "bench serve c=1", "prefill included", samples_c1)
+        add("ttft_ms_p50", "TTFT p50", "首 token 时延 p50", ttft, "ms", None, None, "bench serve c=1", samples=samples_c1)
+        add("ttft_ms_p99", "TTFT p99", "首 token 时延 p99", s["ttft_ms_p99"], "ms", None, None, "bench serve c=1",
+            samples=samples_c1)
+        add("tpot_ms_p50", "TPOT p50", "每输出 token 时间 p50", tpot, "ms", None, None, "bench serve c=1", samples=samples_c1)
+        add("itl_ms_p50", "ITL p50", "token 间延迟 p50", s["itl_ms_p50"], "ms", None, None, "bench serve c=1", samples=itl_n)
+        add("itl_ms_p99", "ITL p99", "token 间延迟 p99", s["itl_ms_p99"], "ms", None, None, "bench serve c=1", samples=itl_n)
     for c, s in sorted(by_c.items()):
         add(f"serve_c{c}_output_tok_s", f"Output tok/s at concurrency {c}", f"并发 {c} 输出吞吐",
-            s["parsed"]["output_tok_s"], "tok/s", lim(c), "bandwidth", f"bench serve c={c}")
+            s["parsed"]["output_tok_s"], "tok/s", lim(c), "bandwidth", f"bench serve c={c}", samples=s["parsed"]["completed"])
     sweep_rows = [{"concurrency": c, "output_tok_s": s["parsed"]["output_tok_s"], "limit": lim(c),
                    "pct": pct(s["parsed"]["output_tok_s"], lim(c)), "tpot_ms_p50": s["parsed"]["tpot_ms_p50"],
                    "ttft_ms_p50": s["parsed"]["ttft_ms_p50"], "completed": s["parsed"]["completed"],
                    "failed": s["parsed"]["failed"]} for c, s in sorted(by_c.items())]
     return {"rows": rows, "sweep": sweep_rows, "context_tokens": ctx, "limit_b1": lim(1), "prefill_limit": pre_lim,
-            "decode_tok_s": decode, "prefill_tok_s": prefill}
+            "decode_tok_s": decode, "prefill_tok_s": prefill, "samples_c1": samples_c1}
 
 
 def plot_sweep(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith: dict[str, Any], context: float,

@@ -3,10 +3,13 @@
 A benchmark is comparable only if the machine ran little else meanwhile (MLPerf: a run whose run rules did not
 hold is invalid, not slow). Two snapshots of /proc, before and after, give:
 
-- the CPU time (utime + stime) of every process outside the run's own process tree, as far as this process's
-  PID namespace shows them: processes that exist in the second snapshot count their time since the first (all
-  of it when they started in between); the run's tree is every process descended from `roots` (the runner, or
-  the notebook kernel outside a run), whose waited-for children are accounted to it, not to others;
+- the CPU time of every process outside the run's own process tree, as far as this process's PID namespace
+  shows them: utime + stime, plus cutime + cstime (the time of children it reaped), so that a process that
+  started and ended between the snapshots still counts, through its parent; processes that exist in the second
+  snapshot count their time since the first (all of it when they started in between). The run's tree is every
+  process descended from `roots` (the runner, or the notebook kernel's parent outside a run). Kernel threads
+  (below kthreadd, pid 2) are reported apart and not counted: their work (writeback, memory scanning) is mostly
+  on behalf of the processes, the run's included;
 - the share of CPU time stolen by the hypervisor (/proc/stat `steal`, a VM's neighbours);
 - the 1-minute load average at the end (context only: it counts the run's own processes too).
 
@@ -25,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-# the runner exports its pid to every chapter kernel (report.runner), so a chapter knows the root of the run's tree
+# where a runner exports its pid, a chapter knows the root of the run's tree (else: the kernel's parent, the runner)
 RUN_ROOT_ENV = "BITCPM_RUN_PID"
+KTHREADD = 2  # the parent of every kernel thread
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Proc:
     pid: int
     ppid: int
     comm: str
-    ticks: int  # utime + stime, in clock ticks
+    ticks: int  # utime + stime + cutime + cstime (its own and its reaped children's CPU time), in clock ticks
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,14 @@ def _read(path: Path) -> Optional[str]:
 
 
 def parse_stat(text: str) -> Optional[tuple[int, str, int, int]]:
-    """(pid, comm, ppid, utime + stime) of one /proc/<pid>/stat line (comm may hold spaces and parentheses)."""
+    """(pid, comm, ppid, utime + stime + cutime + cstime) of one /proc/<pid>/stat line (comm may hold spaces and
+    parentheses)."""
     try:
         head, rest = text.split(" (", 1)
         comm, tail = rest.rsplit(") ", 1)
         f = tail.split()
-        # after comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-        return int(head), comm, int(f[1]), int(f[11]) + int(f[12])
+        # after comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+        return int(head), comm, int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     except (ValueError, IndexError):
         return None
 
@@ -135,20 +140,24 @@ class HostLoad:
     steal_share: Optional[float]  # share of all CPU time the hypervisor took (None: no /proc/stat)
     load_1min: Optional[float]
     busiest: list[tuple[str, int, float]] = field(default_factory=list)  # (comm, pid, CPU s), top 3 outside
+    kernel_cpu_s: float = 0.0  # kernel threads (not counted: mostly work on behalf of processes)
 
     def to_data(self) -> dict:
         return {"seconds": round(self.seconds, 2), "cores": self.cores, "other_cpu_s": round(self.other_cpu_s, 2),
                 "other_cores": round(self.other_cores, 3),
                 "steal_share": None if self.steal_share is None else round(self.steal_share, 4),
-                "load_1min": self.load_1min, "busiest": [list(b) for b in self.busiest]}
+                "load_1min": self.load_1min, "busiest": [list(b) for b in self.busiest],
+                "kernel_cpu_s": round(self.kernel_cpu_s, 2)}
 
 
 def between(before: Snapshot, after: Snapshot, roots: Iterable[int], cores: int) -> HostLoad:
     """The load of processes outside the run's tree (descendants of `roots` in either snapshot) between two snapshots."""
     roots = list(roots)
     mine = descendants(before.procs, roots) | descendants(after.procs, roots)
+    kernel = (descendants(before.procs, [KTHREADD]) | descendants(after.procs, [KTHREADD])) - {0}
     seconds = max(after.at - before.at, 1e-9)
     other: list[tuple[str, int, float]] = []
+    kernel_s = 0.0
     for pid, p in after.procs.items():
         if pid in mine:
             continue
@@ -156,14 +165,16 @@ def between(before: Snapshot, after: Snapshot, roots: Iterable[int], cores: int)
         # a pid reused by another program started in between: count the new one from zero
         start = old.ticks if old is not None and old.comm == p.comm and old.ticks <= p.ticks else 0
         cpu = (p.ticks - start) / after.hz
-        if cpu > 0:
+        if pid in kernel:
+            kernel_s += max(cpu, 0.0)
+        elif cpu > 0:
             other.append((p.comm, pid, cpu))
     other_s = sum(c for _, _, c in other)
     d_total = after.cpu_total - before.cpu_total
     steal = (after.cpu_steal - before.cpu_steal) / d_total if d_total > 0 else None
     busiest = sorted(other, key=lambda x: -x[2])[:3]
     return HostLoad(seconds, max(int(cores), 1), other_s, other_s / seconds, steal, after.load_1min,
-                    [(c, pid, round(s, 2)) for c, pid, s in busiest])
+                    [(c, pid, round(s, 2)) for c, pid, s in busiest], kernel_s)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from bitcpm_validation.engine.offline import EngineError, Generation, PromptInpu
 SHARED_FILE = "shared-engine.json"
 SHARED_LOG_NAME = "shared-engine.log"  # in run_dir/evidence/
 # Notebook source that starts an engine: the runner starts the shared server before the first such chapter.
-ENGINE_MARKERS = ("engine.start(", "offline.start(", "server.serving(", "server.start(")
+ENGINE_MARKERS = ("engine.start(", "offline.start(", "server.serving(", "server.start(", "on_shared_server(")
 
 
 @dataclass
