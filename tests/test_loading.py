@@ -100,9 +100,8 @@ def test_tie_and_vocab_and_max_len(tiny, tiny_untied, tmp_path):
     assert loading.judge_vocab(40, None).status == "not_run"
 
     full = json.loads((FULL / "config.json").read_text())
-    ok = loading.judge_max_model_len(2048, full)
-    assert ok.status == "pass" and "32,768" in ok.detail_en and "LongRoPE uses the short factors" in ok.detail_en
-    assert loading.judge_max_model_len(65536, full).status == "fail"
+    fact = loading.max_model_len_fact(2048, full)
+    assert fact["max_position_embeddings"] == 32768 and fact["text"] == "2,048 / 32,768 (LongRoPE short)"
 
 
 def test_kv_capacity_load_and_infer():
@@ -277,7 +276,7 @@ def _params_for(tmp_path, model, override="auto"):
     from bitcpm_validation.paths import PROJECT_ROOT
 
     y = {"profile": "test", "platform": "cpu", "prompts": str(PROJECT_ROOT / "params/prompts.yaml"),
-         "model": {"path": str(model), "is_stand_in": True, "dummy_config": str(PROJECT_ROOT / "models/bitcpm4-0.5b")},
+         "model": {"path": str(model), "dummy_config": str(PROJECT_ROOT / "models/bitcpm4-0.5b")},
          "engine": {"dtype": "float32", "max_model_len": 256, "tokenizer_override": override}}
     p = tmp_path / f"p-{override}.yaml"
     p.write_text(yaml.safe_dump(y))

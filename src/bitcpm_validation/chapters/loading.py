@@ -465,17 +465,15 @@ def judge_weights(cfg: dict[str, Any], header: dict[str, dict[str, Any]]) -> Che
                                               f"{facts_zh}；名称与形状恰为配置所推导")
 
 
-def judge_max_model_len(max_model_len: int, cfg: dict[str, Any]) -> Check:
+def max_model_len_fact(max_model_len: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    """engine.max_model_len beside config.json's max_position_embeddings (and which LongRoPE factors apply there).
+    A fact, not a check: vLLM itself refuses to start with a max_model_len above the model's limit, which the
+    load check then reports with vLLM's own message."""
     maxpos = int(cfg["max_position_embeddings"])
     rope = mcfg.longrope(cfg, max_model_len)
-    rope_en = f"; LongRoPE uses the {'long' if rope['use_long'] else 'short'} factors at this length" if rope else ""
-    rope_zh = f"；此长度下 LongRoPE 使用 {'long' if rope['use_long'] else 'short'} 因子" if rope else ""
-    if max_model_len <= maxpos:
-        return CHECKS["max_model_len"].row("pass", f"configured {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_en}",
-                                           f"配置 {max_model_len:,} <= max_position_embeddings {maxpos:,}{rope_zh}")
-    return CHECKS["max_model_len"].row("fail", f"configured {max_model_len:,} > max_position_embeddings {maxpos:,}: positions beyond "
-                                               f"what the model was built for",
-                                       f"配置 {max_model_len:,} > max_position_embeddings {maxpos:,}：超出模型的位置上限")
+    factors = ("long" if rope["use_long"] else "short") if rope else None
+    return {"configured": max_model_len, "max_position_embeddings": maxpos, "longrope_factors": factors,
+            "text": f"{max_model_len:,} / {maxpos:,}" + (f" (LongRoPE {factors})" if factors else "")}
 
 
 def weight_files(model_dir: Path) -> list[dict[str, Any]]:
