@@ -13,15 +13,23 @@ On a model directory that declares its training corpus (model.training_corpus; t
 the project's corpus), local task items whose question occurs verbatim in that corpus are removed
 before scoring (`task_contamination`): no score from memorised items.
 
-Checks (model scope): the task ran; its score beats chance by a margin significant given its stderr;
-for the real model, the score is within a stated relative tolerance of the published number
-(MiniCPM4 technical report, OpenCompass, whose prompts and answer extraction differ from lm-eval's).
+Sizing (report.stats, after TensorRT-LLM's accuracy suite): per task theta / alpha / beta / sigma give n; a
+group (ceval-valid, cmmlu, mmlu) is sampled stratified by subtask size with a fixed seed through lm-eval's
+`samples` mapping (recorded in artifacts/09_accuracy/samples/<task>.json) and scored weighted by subtask size.
+Per-item results (lm-eval's logged samples) go to artifacts/09_accuracy/items/<task>.jsonl (report.items).
+
+Checks (model scope): the task ran; its score beats chance by a margin significant given its stderr; against
+a registered reference (params/accuracy-references.yaml, same harness and settings) the score reaches the
+TensorRT-LLM threshold; against a baseline run, the exact McNemar test on the same items finds no significant
+loss. Document scope: the score against BitCPM4-0.5B's published number (MiniCPM4 technical report,
+OpenCompass, whose prompts and answer extraction differ from lm-eval's), the gap shown.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +43,7 @@ import yaml
 from bitcpm_validation.engine.offline import one_line
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 
+from bitcpm_validation.report import items, stats
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.tasks import TASKS_DIR
 from bitcpm_validation.chapters import registered_checks
@@ -68,6 +77,10 @@ class TaskResult:
     reason: Optional[str] = None
     seconds: float = 0.0
     output_file: Optional[str] = None
+    items_file: Optional[str] = None  # per-item results (report.items format)
+    samples_file: Optional[str] = None  # the items chosen (lm-eval --samples JSON), when not the whole dataset
+    score: Optional[dict[str, Any]] = None  # headline score from the items: points, se, ci, n, strata
+    command: Optional[str] = None  # the lm_eval command line that reproduces this task
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,13 +209,36 @@ def is_unreachable(err: BaseException, *, hub_offline: bool, base_url: str = "")
 
 
 def model_args(base_url: str, model: str, tokenizer: str, trust_remote_code: bool = True,
-               max_length: Optional[int] = None) -> dict[str, Any]:
+               max_length: Optional[int] = None, num_concurrent: int = 1) -> dict[str, Any]:
     args = {"model": model, "base_url": base_url, "tokenizer": str(tokenizer), "tokenizer_backend": "huggingface",
-            "tokenized_requests": True, "trust_remote_code": trust_remote_code, "num_concurrent": 1,
+            "tokenized_requests": True, "trust_remote_code": trust_remote_code, "num_concurrent": int(num_concurrent),
             "max_retries": 1, "timeout": 300}
     if max_length:
         args["max_length"] = max_length
     return args
+
+
+def lm_eval_command(task: str, args: dict[str, Any], *, num_fewshot: Optional[int], chat_template: bool, seed: int,
+                    samples_file: Optional[str] = None, limit: Optional[int] = None,
+                    include_path: Optional[str] = None, output_path: str = "lm_eval_out") -> str:
+    """The `lm_eval` command line that reproduces one task of the run (same model args, items and seeds)."""
+    import shlex
+
+    margs = ",".join(f"{k}={v}" for k, v in args.items())
+    cmd = ["lm_eval", "--model", "local-completions", "--model_args", margs, "--tasks", task]
+    if num_fewshot is not None:
+        cmd += ["--num_fewshot", str(num_fewshot)]
+    if chat_template:
+        cmd += ["--apply_chat_template"]
+    if include_path:
+        cmd += ["--include_path", include_path]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    cmd += ["--seed", str(seed), "--log_samples", "--output_path", output_path]
+    line = " ".join(shlex.quote(c) for c in cmd)
+    if samples_file:
+        line += f' --samples "$(cat {shlex.quote(samples_file)})"'
+    return line
 
 
 def rows_from_results(results: dict[str, Any], n_samples: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
@@ -223,63 +259,269 @@ def rows_from_results(results: dict[str, Any], n_samples: Optional[dict[str, Any
     return rows
 
 
+# ------------------------------------------------------------------------------------------------
+# sizing: which items, how many
+
+def task_manager(out_dir: Path, exclude: Optional[dict[str, set[str]]] = None):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(local_include_dir(out_dir, exclude)))
+
+
+def subtask_sizes(task: str, tm) -> dict[str, int]:
+    """Items in each leaf task's evaluation split (a group: its subtasks; a task: itself). Loads the data
+    (from the datasets cache the run resolved)."""
+    from lm_eval.tasks import get_task_dict
+
+    sizes: dict[str, int] = {}
+
+    def walk(d):
+        for v in d.values():
+            if isinstance(v, dict):
+                walk(v)
+            else:
+                sizes[v.config.task] = len(v.eval_docs)
+
+    walk(get_task_dict([task], tm))
+    return sizes
+
+
+def choose_items(sizes: dict[str, int], n: int, seed: int) -> dict[str, list[int]]:
+    """n items stratified by subtask size (report.stats.allocate), drawn per subtask with a generator seeded
+    by (seed, subtask name): the same choice on every host. Sorted (lm-eval maps positions back in order)."""
+    import zlib
+
+    import numpy as np
+
+    alloc = stats.allocate(sizes, max(n, len(sizes)))
+    out = {}
+    for sub, k in sorted(alloc.items()):
+        rng = np.random.default_rng([int(seed), zlib.crc32(sub.encode())])
+        out[sub] = sorted(int(i) for i in rng.choice(sizes[sub], size=k, replace=False))
+    return out
+
+
+@dataclass
+class TaskPlan:
+    """How a task is measured: the statistics that size it and the n it gets."""
+    task: str
+    theta: float
+    alpha: float
+    beta: float
+    sigma: float
+    sigma_from: str  # "params" | "reference p" | "p = 0.5 (largest)"
+    n_needed: int
+    available: int
+    n: int
+    capped_by: Optional[str]  # None | "dataset" | "time" | "limit" | "params n"
+    detectable_theta: float
+    reference: Optional[float] = None  # points
+    threshold: Optional[float] = None  # points
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_task(task: str, settings: dict[str, Any], available: int, *, reference: Optional[float] = None,
+              seconds_per_item: Optional[float] = None) -> TaskPlan:
+    """n from theta / alpha / beta / sigma (TensorRT-LLM), capped by the dataset, accuracy.limit, the task's
+    explicit n and its time limit; the theta that n can actually detect; the threshold when a reference exists."""
+    th, a, b = float(settings["theta"]), float(settings["alpha"]), float(settings["beta"])
+    if settings.get("sigma"):
+        sigma, src = float(settings["sigma"]), "params"
+    elif reference is not None:
+        sigma, src = stats.sigma_of(reference), "reference p"
+    else:
+        sigma, src = 50.0, "p = 0.5 (largest)"
+    need = stats.samples_needed(th, sigma, a, b)
+    n, cap = min(need, available), ("dataset" if available < need else None)
+    if settings.get("n") and settings["n"] < n:
+        n, cap = settings["n"], "params n"
+    if settings.get("limit") and settings["limit"] < n:
+        n, cap = settings["limit"], "limit"
+    if settings.get("time_limit_s") and seconds_per_item:
+        fit = max(1, int(settings["time_limit_s"] / seconds_per_item))
+        if fit < n:
+            n, cap = fit, "time"
+    thr = stats.threshold(reference, n, sigma, a) if reference is not None else None
+    return TaskPlan(task, th, a, b, sigma, src, need, available, n, cap, stats.detectable_theta(n, sigma, a, b),
+                    reference, thr)
+
+
+def score_from_items(records: list[dict[str, Any]], sizes: dict[str, int]) -> Optional[dict[str, Any]]:
+    """The headline score (points) from per-item results: a group weighted by subtask size (stratified),
+    with its standard error and 95 % interval (Wilson for one task, normal for a stratified group)."""
+    by_sub: dict[str, list[float]] = {}
+    for r in records:
+        by_sub.setdefault(r["subtask"], []).append(float(r["score"]))
+    if not by_sub:
+        return None
+    strata = []
+    for sub, xs in sorted(by_sub.items()):
+        m = sum(xs) / len(xs)
+        var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else m * (1 - m)
+        strata.append(stats.Stratum(sub, max(sizes.get(sub, len(xs)), len(xs)), len(xs), m, var))
+    n = sum(s.n for s in strata)
+    if len(strata) == 1:
+        s = strata[0]
+        correct = sum(1 for x in by_sub[s.name] if x >= 0.5)
+        lo, hi = stats.proportion_interval(correct, n)
+        score, se = 100.0 * s.mean, 100.0 * math.sqrt(s.var / n) if n else math.nan
+    else:
+        score, se = stats.stratified(strata)
+        lo, hi = score - stats.Z95 * se, score + stats.Z95 * se
+    return {"points": round(score, 3), "se": round(se, 3), "ci": [round(lo, 3), round(hi, 3)], "n": n,
+            "subtasks": len(strata), "weighted_by": "subtask size" if len(strata) > 1 else None,
+            "strata": [{"subtask": s.name, "size": s.size, "n": s.n, "mean": round(s.mean, 4)} for s in strata]}
+
+
+HEADLINE_PREFS = ("acc", "exact_match (strict-match)", "exact_match (flexible-extract)", "acc_norm", "exact_match")
+
+
+def _item_metric(samples: dict[str, list[dict[str, Any]]]) -> tuple[str, Optional[str]]:
+    """The per-item metric of the headline (acc; gsm8k: exact_match under strict-match)."""
+    ex = next((e for xs in samples.values() for e in xs), {})
+    names = ex.get("metrics") or []
+    filters = {e.get("filter") for xs in samples.values() for e in xs}
+    for m in ("acc", "exact_match"):
+        if m in names:
+            return m, ("strict-match" if "strict-match" in filters else None)
+    return (names[0] if names else "acc"), None
+
+
+# ------------------------------------------------------------------------------------------------
+# time: a request-rate probe before a task, the actual time after
+
+def measure_request_rate(base_url: str, model: str, *, concurrency: int, generate: bool, max_tokens: int = 256,
+                         prompt_words: int = 200, requests: Optional[int] = None) -> float:
+    """Requests per second the server answers at `concurrency` in flight: a few requests shaped like the
+    task's (log-likelihood: echo + logprobs, one token; generation: max_tokens greedy)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests as http
+
+    k = requests or max(2, 2 * concurrency)
+    prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * max(1, prompt_words // 9))
+    body = {"model": model, "prompt": prompt, "temperature": 0.0}
+    body.update({"max_tokens": max_tokens} if generate else {"max_tokens": 1, "echo": True, "logprobs": 1})
+
+    def one(_):
+        r = http.post(base_url, json=body, timeout=300)
+        r.raise_for_status()
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(k)))
+    return k / max(time.monotonic() - t0, 1e-6)
+
+
+def requests_per_item(task_kind: str, choices: int = 4) -> int:
+    """lm-eval requests one item costs: one per choice (log-likelihood), one (generation)."""
+    return 1 if task_kind == "generate_until" else choices
+
+
+def task_kind(task: str, tm) -> str:
+    """output_type of a task (a group: of its first leaf)."""
+    from lm_eval.tasks._index import Kind
+
+    e = tm._entry(task)
+    while e is not None and e.kind in (Kind.GROUP, Kind.TAG):
+        if e.kind == Kind.TAG:
+            e = next((x for x in tm.task_index.values() if task in x.tags), None)
+            break
+        first = (e.cfg or {}).get("task", [None])[0]
+        task = first if isinstance(first, str) else (first or {}).get("task")
+        e = tm._entry(task)
+    return ((e.cfg if e else None) or {}).get("output_type", "multiple_choice")
+
+
 def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path, out_dir: Path,
-                  num_fewshot: int = 0, limit: Optional[int] = None, trust_remote_code: bool = True,
+                  num_fewshot: Optional[int] = 0, limit: Optional[int] = None, trust_remote_code: bool = True,
                   max_length: Optional[int] = None, seed: int = 0, evidence: Optional[Path] = None,
-                  exclude: Optional[set[str]] = None) -> TaskResult:
+                  exclude: Optional[set[str]] = None, samples: Optional[dict[str, list[int]]] = None,
+                  sizes: Optional[dict[str, int]] = None, concurrency: int = 1, chat_template: bool = False,
+                  dataset_problem: Optional[str] = None) -> TaskResult:
     """One task through lm_eval.simple_evaluate(local-completions); never raises (failed / skipped carry
-    the reason). exclude: item ids of a local task left out (contaminated). With `evidence`, everything
-    lm-eval prints (progress bars, warnings) goes to that log instead."""
-    args = (task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length, seed,
-            exclude or set())
+    the reason). exclude: item ids of a local task left out (contaminated). samples: the chosen items per
+    leaf task (None: all). sizes: leaf task sizes (the group score's weights). dataset_problem: the run's
+    dataset resolution found this task's data missing (skipped with that line). With `evidence`, everything
+    lm-eval prints goes to that log instead."""
+    kw = dict(task=task, base_url=base_url, model=model, tokenizer=tokenizer, out_dir=out_dir,
+              num_fewshot=num_fewshot, limit=limit, trust_remote_code=trust_remote_code, max_length=max_length,
+              seed=seed, exclude=exclude or set(), samples=samples, sizes=sizes, concurrency=concurrency,
+              chat_template=chat_template)
+    if dataset_problem:
+        return TaskResult(task, "skipped", reason=dataset_problem)
     if evidence is None:
-        return _evaluate_task(*args)
+        return _evaluate_task(**kw)
     from bitcpm_validation.engine.offline import to_evidence
 
     with to_evidence(Path(evidence)):
         print(f"=== lm-eval {task} (local-completions, {base_url})", flush=True)
-        return _evaluate_task(*args)
+        return _evaluate_task(**kw)
 
 
-def _evaluate_task(task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length,
-                   seed, exclude) -> TaskResult:
+def _evaluate_task(*, task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length,
+                   seed, exclude, samples, sizes, concurrency, chat_template) -> TaskResult:
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     offline = False
+    args = model_args(base_url, model, str(tokenizer), trust_remote_code, max_length, concurrency)
+    samples_file = None
+    if samples is not None:
+        sf = out_dir / "samples" / f"{task}.json"
+        sf.parent.mkdir(parents=True, exist_ok=True)
+        sf.write_text(json.dumps(samples, sort_keys=True), encoding="utf-8")
+        samples_file = str(sf)
+    include = str(out_dir / "tasks")
+    command = lm_eval_command(task, args, num_fewshot=num_fewshot, chat_template=chat_template, seed=seed,
+                              samples_file=samples_file, limit=limit,
+                              include_path=include if task in LOCAL_TASKS else None,
+                              output_path=str(out_dir / "lm_eval_out"))
     try:
-        tm = TaskManager(include_path=str(local_include_dir(out_dir, {task: exclude} if exclude else None)))
+        tm = task_manager(out_dir, {task: exclude} if exclude else None)
         if task not in tm.all_tasks:
             return TaskResult(task, "failed", reason=f"task {task!r} is not known to lm-eval "
                                                      f"{getattr(lm_eval, '__version__', '')} nor a local task: "
                                                      f"check accuracy.tasks in the params (`lm_eval ls tasks`)",
-                              seconds=round(time.monotonic() - t0, 3))
-        offline = task not in LOCAL_TASKS and not hub_reachable()
+                              seconds=round(time.monotonic() - t0, 3), command=command)
+        # hub data is read from the datasets cache the run resolved (engine.datasets), never fetched mid-run
+        offline = task not in LOCAL_TASKS
         with hub_offline(offline):
             res = lm_eval.simple_evaluate(
-                model="local-completions",
-                model_args=model_args(base_url, model, str(tokenizer), trust_remote_code, max_length),
-                tasks=[task], num_fewshot=num_fewshot, limit=limit, task_manager=tm, log_samples=False,
-                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-                bootstrap_iters=1000,
+                model="local-completions", model_args=args, tasks=[task], num_fewshot=num_fewshot,
+                limit=None if samples is not None else limit, samples=samples, task_manager=tm, log_samples=True,
+                apply_chat_template=bool(chat_template), random_seed=seed, numpy_random_seed=seed,
+                torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=1000,
             )
     except Exception as err:
         secs = round(time.monotonic() - t0, 3)
         if is_unreachable(err, hub_offline=offline, base_url=base_url):
             return TaskResult(task, "skipped", reason=f"dataset unreachable (hub offline): {one_line(err)}",
-                              seconds=secs)
-        return TaskResult(task, "failed", reason=one_line(err), seconds=secs)
+                              seconds=secs, command=command)
+        return TaskResult(task, "failed", reason=one_line(err), seconds=secs, command=command)
     secs = round(time.monotonic() - t0, 3)
     if res is None:
-        return TaskResult(task, "failed", reason="lm-eval returned no results", seconds=secs)
+        return TaskResult(task, "failed", reason="lm-eval returned no results", seconds=secs, command=command)
     keep = {k: res.get(k) for k in ("results", "groups", "configs", "versions", "n-shot", "n-samples",
                                     "config", "git_hash", "date", "lm_eval_version")}
     path = out_dir / f"results_{task}.json"
     path.write_text(json.dumps(keep, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    return TaskResult(task, "ok", rows_from_results(res, res.get("n-samples")), seconds=secs, output_file=str(path))
+    logged = res.get("samples") or {}
+    metric, flt = _item_metric(logged)
+    records = items.records_from_samples(task, logged, metric)
+    ipath = items.write_items(out_dir / "items" / f"{task}.jsonl", records)
+    head = [r for r in records if flt is None or r["filter"] == flt]
+    if sizes is None:
+        sizes = {sub: len(xs) for sub, xs in logged.items()}
+    score = score_from_items(head, sizes)
+    if score is not None:
+        score.update({"metric": metric, "filter": flt})
+    return TaskResult(task, "ok", rows_from_results(res, res.get("n-samples")), seconds=secs, output_file=str(path),
+                      items_file=str(ipath), samples_file=samples_file, score=score, command=command)
 
 
 def headline(rows: list[dict[str, Any]], task: str) -> Optional[dict[str, Any]]:
@@ -366,3 +608,102 @@ def judge_published(task: str, value: Optional[float], rtol: float, *, fail_outs
           f"相对差 {c['rel_diff']:.3f}（容差 {rtol:g}）")
     status = "pass" if c["within"] else ("fail" if fail_outside else "warn")
     return CHECKS["published"].row(status, en, zh, item=task)
+
+
+# --------------------------------------------------------------------------------------------
+# references: a registry in the repository (unpaired, TensorRT-LLM's threshold), a baseline run (paired)
+
+def reference_key(params: Any, task: str, settings: dict[str, Any], lm_eval_version: str) -> dict[str, Any]:
+    """What a registered reference must match to be comparable with this run's task."""
+    src = params.model.source
+    return {"model": (src.repo_id if src else params.model.name),
+            "revision": (src.commit or src.revision) if src else None,
+            "task": task, "dtype": params.engine.dtype, "quantization": getattr(params.engine, "quantization", None),
+            "harness": f"lm-eval {lm_eval_version}", "num_fewshot": settings.get("num_fewshot"),
+            "chat_template": bool(settings.get("chat_template"))}
+
+
+MATCH_KEYS = ("model", "revision", "task", "dtype", "quantization", "harness", "num_fewshot", "chat_template")
+
+
+def load_references(path: Optional[str | Path]) -> list[dict[str, Any]]:
+    """The reference registry (a YAML list under `references:`); [] when absent."""
+    if not path:
+        return []
+    p = Path(path)
+    if not p.is_absolute():
+        from bitcpm_validation.paths import PROJECT_ROOT
+
+        p = PROJECT_ROOT / p
+    if not p.is_file():
+        return []
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    return list(data.get("references") or [])
+
+
+def find_reference(entries: list[dict[str, Any]], key: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The registered entry whose model, revision, task, dtype, quantisation, harness and settings equal this
+    run's (an entry without a revision matches any revision of the model)."""
+    for e in entries:
+        if all(e.get(k) == key.get(k) for k in MATCH_KEYS if not (k == "revision" and e.get(k) is None)):
+            return e
+    return None
+
+
+def candidate_entry(key: dict[str, Any], score: dict[str, Any], measured_on: str) -> dict[str, Any]:
+    """This run's entry for the registry (written to artifacts; a person copies it in after review)."""
+    return {**key, "value": score["points"], "n": score["n"], "measured_on": measured_on}
+
+
+def baseline_items(baseline_dir: Optional[str | Path], task: str) -> Optional[list[dict[str, Any]]]:
+    """A baseline run's per-item results of `task`; None when the run or the file is absent."""
+    if not baseline_dir:
+        return None
+    p = Path(baseline_dir)
+    if not p.is_absolute():
+        from bitcpm_validation.paths import PROJECT_ROOT
+
+        p = PROJECT_ROOT / p
+    f = items.items_file(p, task)
+    return items.read_items(f) if f.is_file() else None
+
+
+def judge_reference(task: str, score: Optional[dict[str, Any]], reference: Optional[dict[str, Any]], plan: TaskPlan) -> Check:
+    """TensorRT-LLM's unpaired test: the score (points) must reach reference + Phi^-1(alpha) sqrt(2 sigma^2 / n)."""
+    if reference is None:
+        return CHECKS["reference"].not_run("no reference: threshold not computed", "没有参考值：未计算阈值", item=task)
+    if score is None:
+        return CHECKS["reference"].not_run("the task produced no score", "该任务没有得分", item=task)
+    n = int(score["n"])
+    ref = float(reference["value"])
+    thr = stats.threshold(ref, n, plan.sigma, plan.alpha)
+    ok = score["points"] >= thr
+    en = (f"{score['points']:.2f} on {n} items vs reference {ref:.2f} (n {reference.get('n', '?')}, "
+          f"{reference.get('measured_on', '?')}): threshold {thr:.2f} (alpha {plan.alpha:g}, sigma {plan.sigma:.1f}, "
+          f"detects a drop of {stats.detectable_theta(n, plan.sigma, plan.alpha, plan.beta):.1f} points)")
+    zh = (f"{score['points']:.2f}（{n} 道题），参考值 {ref:.2f}（{reference.get('n', '?')} 道题，"
+          f"{reference.get('measured_on', '?')}）：阈值 {thr:.2f}（alpha {plan.alpha:g}，sigma {plan.sigma:.1f}，"
+          f"可检出 {stats.detectable_theta(n, plan.sigma, plan.alpha, plan.beta):.1f} 分的下降）")
+    return CHECKS["reference"].row("pass" if ok else "fail", en, zh, item=task)
+
+
+MIN_PAIRS = 10
+
+
+def judge_baseline(task: str, pairing: Optional[items.Pairing], alpha: float, baseline: str) -> Check:
+    """Paired against a baseline run on the same items: fail when the exact McNemar test (one-sided: more items
+    lost than won) is significant at alpha."""
+    if pairing is None:
+        return CHECKS["baseline"].not_run(f"baseline {baseline} has no per-item results of {task}",
+                                          f"基线 {baseline} 没有 {task} 的逐题结果", item=task)
+    refused = f", {len(pairing.refused)} pairs refused (doc / prompt / target differ)" if pairing.refused else ""
+    refused_zh = f"，{len(pairing.refused)} 对因题面 / 提示 / 答案不同被拒绝" if pairing.refused else ""
+    if pairing.n < MIN_PAIRS:
+        return CHECKS["baseline"].not_run(f"only {pairing.n} items pair with {baseline}{refused}: too few",
+                                          f"仅 {pairing.n} 道题与 {baseline} 配对{refused_zh}：太少", item=task)
+    r = stats.mcnemar([x >= 0.5 for x in pairing.candidate], [x >= 0.5 for x in pairing.baseline])
+    en = (f"{r.n} paired items vs {baseline}: {r.diff_points:+.2f} points [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}], "
+          f"won {r.candidate_only} / lost {r.baseline_only}, exact McNemar p(worse) {r.p_worse:.3g} (alpha {alpha:g}){refused}")
+    zh = (f"与 {baseline} 配对 {r.n} 道题：{r.diff_points:+.2f} 分 [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]，"
+          f"多对 {r.candidate_only} / 多错 {r.baseline_only}，精确 McNemar 检验 p(变差) {r.p_worse:.3g}（alpha {alpha:g}）{refused_zh}")
+    return CHECKS["baseline"].row("fail" if r.p_worse < alpha else "pass", en, zh, item=task)
