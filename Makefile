@@ -39,7 +39,7 @@ check-install:
 	$(if $(wildcard $(PY)),$(PY),python3) scripts/check_install.py $(TARGETS)
 
 report: $(STAMP)
-	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY)) $(if $(MODEL),--model $(MODEL))
+	$(PY) -m bitcpm_validation run $(if $(RESUME),--resume $(RESUME),--params $(PARAMS)) $(if $(ONLY),--only $(ONLY)) $(if $(MODEL),--model $(MODEL)) $(if $(filter 1 yes true,$(ALLOW_PLATFORM_MISMATCH)),--allow-platform-mismatch)
 
 render: $(STAMP)
 	$(PY) -m bitcpm_validation render $(RUN)

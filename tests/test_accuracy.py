@@ -126,7 +126,7 @@ def served(tmp_path_factory):
         from bitcpm_validation.model.writer import write_tiny_random_model
 
         model = write_tiny_random_model(tmp / "tiny")
-    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": {"path": str(model), "is_stand_in": True},
+    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": {"path": str(model)},
          "engine": {"max_model_len": 512}, "inference": {"max_tokens": 8}, "serving": {"startup_timeout_s": 600}}
     (tmp / "p.yaml").write_text(yaml.safe_dump(y))
     p = load_params(tmp / "p.yaml")

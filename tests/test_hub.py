@@ -116,7 +116,8 @@ def test_run_uses_the_resolved_snapshot_and_provenance_shows_the_commit(tmp_path
     saved = yaml.safe_load((run_dir / "params.yaml").read_text())
     assert saved["model"]["path"] == str(snap)
     assert saved["model"]["source"] == {"hub": "huggingface", "repo_id": REPO, "revision": COMMIT, "commit": COMMIT}
-    assert saved["model"]["name"] == REPO and saved["model"]["is_stand_in"] is False
+    # the snapshot holds the stand-in's files: its config.json declares it, whatever the repo id says
+    assert saved["model"]["name"] == REPO and saved["model"]["is_stand_in"] is True
     prov = json.loads((run_dir / "results" / "11_provenance.json").read_text())
     assert prov["data"]["provenance"]["model_source"]["commit"] == COMMIT
     assert {m["id"]: m["value"] for m in prov["metrics"]}["model_commit"] == COMMIT

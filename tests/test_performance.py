@@ -269,6 +269,41 @@ def test_bandwidth_and_matmul_measured():
     assert both["flops_per_s"] == 3 * mm["flops_per_s"] and len(both["samples_gflops"]) == 2
 
 
+def test_matmul_roof_on_an_accelerator_is_timed_with_device_events(monkeypatch):
+    """On CUDA / NPU the roof is k back-to-back matmuls timed with device events, k doubled until the work takes
+    min_seconds: one launch's latency cannot count (a fake device: 10 ms per matmul, by its events)."""
+    from types import SimpleNamespace as NS
+
+    done = [0]
+
+    class Event:
+        def __init__(self, enable_timing):
+            self.at = None
+
+        def record(self):
+            self.at = done[0]
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):  # ms between two recorded events: 10 ms per matmul in between
+            return 10.0 * (end.at - self.at)
+
+    class Tensor:
+        def to(self, dtype):
+            return self
+
+    def matmul(a, b, out=None):
+        done[0] += 1
+
+    fake = NS(bfloat16="bf16", float16="f16", float32="f32", randn=lambda *a, **k: Tensor(),
+              empty=lambda *a, **k: Tensor(), matmul=matmul, cuda=NS(Event=Event, synchronize=lambda: None))
+    monkeypatch.setattr(P, "_device", lambda platform: (fake, "cuda", lambda: None))
+    mm = P.measure_matmul("cuda", "bfloat16", n=1000, repeats=2, min_seconds=0.2)
+    assert mm["matmuls_per_timing"] == 32 and mm["seconds_per_timing"] == pytest.approx(0.32)  # first k >= 20
+    assert mm["flops_per_s"] == pytest.approx(2 * 1000 ** 3 / 0.010) and "device events" in mm["method"]
+
+
 # -- the host CPU settings (engine.hostcpu, engine.offline.engine_dtype / platform_env) -------------------
 
 CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n"

@@ -288,10 +288,13 @@ def test_engine_without_whole_rows_falls_back_to_exact_topk(three_way):
     assert eng_full is None and "no whole-vocabulary" in three_way["eng_impl"].full_error
     c = A.compare_bundles(three_way["golden"], eng_b)
     s = c["summary"]
-    assert s["kl_basis"] == "top-k" and s["positions"] == sum(len(it["tf_ids"]) - 1 for it in eng_b["items"])
-    # the engine's rows were scored with prompt_logprobs=k only: KL is computed only where it lists the golden's top-k
+    assert s["positions"] == sum(len(it["tf_ids"]) - 1 for it in eng_b["items"])
+    # the engine's rows were scored with prompt_logprobs=k only: the top-k KL exists only where it lists the
+    # golden's top-k; where it does not everywhere, the judged KL is the one over the support both rows list
     assert s["kl_topk_missing"] + sum(x is not None for p in c["per_prompt"] for x in p["teacher_forced"]["kl"]) \
         == s["positions"]
+    assert s["kl_basis"] == ("shared top-k support" if s["kl_topk_missing"] else "top-k")
+    assert s["mean_kl"] is not None and s["mean_kl"] >= 0
     assert s["max_abs_dlogprob"] > 0  # BF16 rounding is visible
 
 
@@ -305,3 +308,104 @@ def test_golden_rows_list_the_actual_token_and_topk(three_way):
     g = three_way["golden_full"][it["id"]]
     for i, r in enumerate(hf_it["tf_rows"]):  # a follower scores the golden's top-k tokens: exact top-k KL later
         assert set(A.full_topk(g[i], 5)) <= {t for t, _ in r}
+
+
+# -- families, ties, features (issue 19) ---------------------------------------------------------------------
+def _one_item_bundle(seq, rows, prompt_len, label):
+    return {"version": 1, "label": label, "k": 5, "items": [
+        {"id": "x", "prompt_ids": seq[:prompt_len], "tf_ids": seq, "tf_rows": [A.row_to_pairs(r) for r in rows],
+         "gen_ids": seq[prompt_len:], "gen_rows": [A.row_to_pairs(r) for r in rows[prompt_len - 1:]]}]}
+
+
+def test_a_flip_below_the_tie_margin_is_a_tie_and_flat_logits_cannot_pass():
+    seq = [0, 1, 1, 1, 1]
+    decisive = {1: math.log(0.9), 2: math.log(0.1)}
+    near_tie = {1: math.log(0.501), 2: math.log(0.499)}   # margin 0.004 nat
+    flipped = {1: math.log(0.499), 2: math.log(0.501)}
+    p = [decisive, decisive, decisive, near_tie]
+    q = [decisive, decisive, decisive, flipped]
+    c = A.compare_bundles(_one_item_bundle(seq, p, 3, "P"), _one_item_bundle(seq, q, 3, "Q"), tie_margin=0.05)
+    s = c["summary"]
+    assert s["ties"] == 1 and s["flips"] == 0 and s["top1_agreement_decisive"] == 1.0
+    assert c["per_prompt"][0]["teacher_forced"]["ties_at"] == [[4, pytest.approx(0.004, abs=1e-4)]]
+    assert s["decisive_share"] == 0.75
+    # prompt positions (1, 2) and generated ones (3, 4) apart
+    assert s["prompt_region"]["positions"] == 2 and s["generated_region"]["positions"] == 2
+    tol = P.Tolerances.engine(PP, "bfloat16")
+    assert P.judge_family("x", s, tol).status == "pass"
+    # the same flip with a decisive margin is a disagreement
+    assert A.compare_bundles(_one_item_bundle(seq, p, 3, "P"), _one_item_bundle(seq, q, 3, "Q"), tie_margin=0.001)["summary"]["flips"] == 1
+    # flat logits: every position a near-tie, so nothing is decisive and the comparison cannot pass
+    flat = A.compare_bundles(_one_item_bundle(seq, [near_tie] * 4, 3, "P"), _one_item_bundle(seq, [flipped] * 4, 3, "Q"), tie_margin=0.05)
+    row = P.judge_family("x", flat["summary"], tol)
+    assert row.status == "fail" and "decisive" in row.detail_en
+
+
+def test_kl_on_the_shared_support_is_exact_for_what_both_list():
+    p = {1: math.log(0.5), 2: math.log(0.3), 3: math.log(0.1)}
+    q = {1: math.log(0.25), 2: math.log(0.15), 9: math.log(0.5)}  # same ratio on {1, 2}
+    assert A.kl_shared(p, q) == pytest.approx(0.0, abs=1e-12)
+    assert A.kl_shared(p, {1: 0.0}) is None
+
+
+def test_a_perturbed_rope_short_factor_fails_the_long_family(tmp_path):
+    """The real config's long and short factors are equal and its original context is 32,768, so the long branch
+    never runs at 4,096: a wrong *short* factor (2 % off) is what the long family must catch."""
+    from bitcpm_validation.model.reference import ReferenceModel
+
+    if not list(STAND_IN.glob("*.safetensors")):
+        pytest.skip("models/stand-in has no weights: build it with `make stand-in`")
+    bad_dir = tmp_path / "model"
+    shutil.copytree(STAND_IN, bad_dir)
+    cfg = json.loads((bad_dir / "config.json").read_text(encoding="utf-8"))
+    assert cfg["rope_scaling"]["original_max_position_embeddings"] > 2048  # the short factors are the ones used
+    cfg["rope_scaling"]["short_factor"] = [f * 1.02 for f in cfg["rope_scaling"]["short_factor"]]
+    (bad_dir / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    ids = P.long_ids(STAND_IN, "en", 700)
+    rows_of = lambda m: P.topk_rows(m.logprobs(ids)[:-1].numpy(), ids, 20)  # noqa: E731
+    good = rows_of(ReferenceModel.from_pretrained(STAND_IN, max_model_len=2048))
+    bad = rows_of(ReferenceModel.from_pretrained(bad_dir, max_model_len=2048))
+    tol = P.Tolerances.engine(PP, "float32")
+    same = A.compare_bundles(_one_item_bundle(ids, good, 690, "P"), _one_item_bundle(ids, good, 690, "Q"), tie_margin=tol.tie_margin)
+    assert P.judge_family("long-700", same["summary"], tol).status == "pass"
+    c = A.compare_bundles(_one_item_bundle(ids, good, 690, "P"), _one_item_bundle(ids, bad, 690, "Q"), tie_margin=tol.tie_margin)
+    row = P.judge_family("long-700", c["summary"], tol)
+    assert row.status == "fail" and "mean |Δ logprob|" in row.detail_en
+
+
+def test_whole_vocab_probe_falls_back_when_refused_or_the_engine_dies():
+    from bitcpm_validation.engine.offline import EngineError
+
+    class Refusing:
+        def prompt_logprobs_full(self, prompts):
+            raise EngineError("shared engine answered HTTP 400: prompt_logprobs -1 exceeds the device's limit")
+
+    impl = P.EngineImpl(Refusing(), "refusing")
+    probe = P.probe_whole_vocab(impl, [1, 2, 3, 4], alive=lambda: False)
+    assert probe == {"ok": False, "error": impl.full_error, "engine_alive": False} and "HTTP 400" in probe["error"]
+    assert impl.score_full([[1, 2, 3]]) is None  # top-k from then on, without asking again
+    row = P.judge_whole_vocab(probe)
+    assert row.status == "warn" and "replaced" in row.detail_en
+
+    class Whole:
+        def prompt_logprobs_full(self, prompts):
+            return [np.zeros((len(p) - 1, 8), dtype=np.float32) for p in prompts]
+
+    ok = P.probe_whole_vocab(P.EngineImpl(Whole(), "whole"), [1, 2, 3, 4])
+    assert ok["ok"] and P.judge_whole_vocab(ok).status == "pass"
+
+
+def test_family_items_from_the_profile(tmp_path):
+    from bitcpm_validation.params import load_prompts
+
+    ps = load_prompts(ROOT / "params" / "prompts.yaml")
+    items = P.family_items(ps.prompts, PP, STAND_IN, 2048, 128, 32)
+    by = {it.id: it for it in items}
+    assert [n for n in (256, 1024, 2016) if f"long-{n}" in by] == [256, 1024, 2016]
+    assert all(len(by[f"kv-block-{n}"].ids) == n for n in (127, 128, 129))
+    assert {it.family for it in items} == {"zh", "chat", "long", "long_zh", "kv-block"}
+    assert by["long-2016"].ids[:256] == by["long-256"].ids and not by["long-2016"].whole_vocab
+    assert all(it.whole_vocab for it in items if it.family in ("zh", "chat"))
+    # a profile with a short max_model_len: lengths above max_model_len - new tokens are dropped
+    short = P.family_items(ps.prompts, PP, STAND_IN, 300, 128, 32)
+    assert max(len(it.ids) for it in short) <= 268

@@ -48,7 +48,9 @@ def model_dir(tmp_path_factory) -> Path:
 def _params(tmp: Path, model: Path, **precision) -> Path:
     p = yaml.safe_load((ROOT / "params" / "default.yaml").read_text(encoding="utf-8"))
     p["model"]["path"] = str(model)
-    p["precision"] = {"prompts": 2, "max_new_tokens": 8, "engine_float32": False, **precision}
+    # one long prompt above the engine's 512-token prefill budget (default.yaml) keeps the test short;
+    # the default report runs 256, 1,024 and max_model_len - new tokens
+    p["precision"] = {"prompts": 2, "max_new_tokens": 8, "engine_float32": False, "long_lengths": [600], **precision}
     out = tmp / "params.yaml"
     out.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
     return out
@@ -93,6 +95,30 @@ def test_precision_chapter(chapters_run):
     same = res.data["baselines"][0]["summary"]
     assert same["top1_agreement"] == 1.0 and same["max_abs_dlogprob"] == 0.0
     assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "abs_dlogprob.png").is_file()
+
+
+@pytest.mark.engine
+def test_precision_families_and_features(chapters_run):
+    """Issue 19: every family and length its own row, chunked prefill, prefix caching, a mixed batch."""
+    res = R.load(chapters_run["run_dir"] / "results" / "06_precision.json")
+    checks = {c.id: c for c in res.checks}
+    fam = res.data["families"]
+    assert fam["block_size"] and fam["lengths"]["long-600"] == [600]
+    bs = fam["block_size"]
+    for g in ("zh", "chat", "long-600", f"kv-block-{bs - 1}", f"kv-block-{bs}", f"kv-block-{bs + 1}"):
+        row = checks[f"family_agreement:{g}"]
+        assert row.status == "pass" and row.scope == "engine", (g, row.detail_en)
+        assert fam["groups"][g]["decisive_share"] >= 0.5
+    assert fam["whole_vocab"]["zh"] and not fam["whole_vocab"]["long-600"]
+    assert checks["whole_vocab"].status == "pass"
+    assert checks["chunked_prefill"].status == "pass", checks["chunked_prefill"].detail_en
+    assert "long-600" in res.data["features"]["chunked_prefill"]["prompts"]
+    pc = res.data["features"]["prefix_cache"]
+    assert checks["prefix_cache"].status == "pass", checks["prefix_cache"].detail_en
+    assert pc["cached_warm"] > 0 and pc["prompt_len"] > 2 * bs
+    assert checks["batch_mixed"].status in ("pass", "warn")
+    assert "long-600 600" in res.metric("compared_lengths")
+    assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "by_position.png").is_file()
 
 
 @pytest.mark.engine

@@ -199,8 +199,72 @@ def test_same_params_same_results_apart_from_timings(tmp_path):
 def test_cli_ascend_profile_without_its_model_is_one_line_error():
     """On a host without BitCPM4's files the Ascend profile stops at once with one line naming model.path
     (the profile's model path: a placeholder directory or a hub id with no local snapshot)."""
-    p = subprocess.run([sys.executable, "-m", "bitcpm_validation", "run", "--params", "params/ascend-910b3.yaml"],
+    p = subprocess.run([sys.executable, "-m", "bitcpm_validation", "run", "--params", "params/ascend-910b3.yaml",
+                        "--allow-platform-mismatch"],  # this CPU host: past the platform check to the model's
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     err = p.stderr.strip()
     assert err.count("\n") == 0 and "model.path" in err and "BitCPM4-0.5B" in err, err
+
+
+# -- the profile's platform, checked before anything starts (issue 22.8) ------------------------------------------
+def test_platform_check_rules(proj):
+    p = runner.load_params(proj["params"])  # platform: auto
+    assert runner.check_platform(p, detected=None) == {"profile": "auto", "detected": None, "mismatch": False,
+                                                       "allowed": False}  # auto: nothing detected, any host
+    npu = p.model_copy(update={"platform": "npu"})
+    assert runner.check_platform(npu, detected="npu")["mismatch"] is False
+    with pytest.raises(runner.RunError) as ei:
+        runner.check_platform(npu, detected="cpu")
+    assert str(ei.value) == ("the profile asks for npu but this host runs on cpu: run on an Ascend host, use "
+                             "params/default.yaml, or pass --allow-platform-mismatch (ALLOW_PLATFORM_MISMATCH=1 make report)")
+    assert runner.check_platform(npu, allow_mismatch=True, detected="cpu") == {
+        "profile": "npu", "detected": "cpu", "mismatch": True, "allowed": True}
+
+
+def test_cli_wrong_platform_stops_before_any_engine(tmp_path):
+    """`run --params params/ascend-910b3.yaml --model models/stand-in` on this CPU host: one line, exit 2, and
+    nothing made: no run directory (so no engine, no shared server, no chapter). The platform is vLLM's own
+    (current_platform), so the check imports vLLM's platform layer and nothing more."""
+    run_dir = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "bitcpm_validation", "run", "--params", "params/ascend-910b3.yaml",
+                        "--model", "models/stand-in", "--run-dir", str(run_dir)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.strip() == ("error: the profile asks for npu but this host runs on cpu: run on an Ascend host, use "
+                                "params/default.yaml, or pass --allow-platform-mismatch "
+                                "(ALLOW_PLATFORM_MISMATCH=1 make report)"), p.stderr
+    assert p.stdout == "" and not run_dir.exists()
+
+
+def test_platform_override_is_recorded_and_page_one_says_so(proj):
+    """With the override the run goes on (throwaway chapters: no engine), run.json records the mismatch and the
+    weights as the model directory declares them (the stand-in, whatever the Ascend profile says)."""
+    from bitcpm_validation.report import summary as S
+
+    out = io.StringIO()
+    oc = runner.run(ROOT / "params/ascend-910b3.yaml", model="models/stand-in", allow_platform_mismatch=True,
+                    notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out, only=["environment"])
+    assert [c.chapter for c in oc.chapters] == ["01_environment", "00_summary"]
+    assert "warning: the profile asks for npu but this host runs on cpu" in out.getvalue()
+    info = json.loads((oc.run_dir / "run.json").read_text())
+    assert info["platform_check"] == {"profile": "npu", "detected": "cpu", "mismatch": True, "allowed": True}
+    assert info["weights"] == "stand-in" and info["is_stand_in"] is True
+    note = S.platform_override(oc.run_dir)
+    assert note["en"] == "the profile asks for npu; this run ran on cpu (forced with --allow-platform-mismatch)"
+    page = S.page_one(oc.run_dir)
+    assert page["platform_override"] == note and page["weights"] == "stand-in"
+    assert "forced with --allow-platform-mismatch" in S.validated_line(page).en
+    # a later invocation on a matching profile keeps the record: chapters of this run ran past the mismatch
+    oc2 = runner.run(proj["params"], run_dir=oc.run_dir, only=["environment"], model="models/stand-in",
+                     notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=io.StringIO())  # platform: auto
+    assert json.loads((oc2.run_dir / "run.json").read_text())["platform_check"]["allowed"] is True
+
+
+def test_matching_or_auto_profile_records_no_override(proj):
+    oc, _ = run(proj, only=["environment"])
+    info = json.loads((oc.run_dir / "run.json").read_text())
+    assert info["platform_check"]["mismatch"] is False and info["weights"] == "real"
+    from bitcpm_validation.report import summary as S
+
+    assert S.platform_override(oc.run_dir) is None

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _params(tmp: Path, model: Path, **serving_kw):
     y = {"profile": "test", "platform": "cpu", "prompts": str(ROOT / "params/prompts.yaml"),
-         "model": {"path": str(model), "is_stand_in": True, "dummy_config": str(ROOT / "models/bitcpm4-0.5b")},
+         "model": {"path": str(model), "dummy_config": str(ROOT / "models/bitcpm4-0.5b")},
          "engine": {"dtype": "float32", "max_model_len": 256, "max_num_seqs": 4},
          "inference": {"max_tokens": 16},
          "serving": {"startup_timeout_s": 600, **serving_kw}}

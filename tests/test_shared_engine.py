@@ -213,7 +213,8 @@ def test_who_gets_an_engine_of_its_own(tmp_path, fake_server, monkeypatch):
     _info(run_dir, p, url)
     launched = _no_engine_start(monkeypatch)
     ev = run_dir / "evidence" / "06_precision.log"
-    assert offline.start(p, ev, dtype="float32") == "own-engine"            # an override changes the engine
+    other = "bfloat16" if offline.engine_dtype(p) == "float32" else "float32"  # not what auto resolved to here
+    assert offline.start(p, ev, dtype=other) == "own-engine"                # an override changes the engine
     assert offline.start(p, ev, fresh=True, why="restart") == "own-engine"  # deliberate
     assert offline.start(p, ev, "dummy") == "own-engine"                   # other weights
     assert isinstance(offline.start(p, ev, seed=p.engine.seed), shared.SharedClient)  # same value: shares
@@ -221,7 +222,7 @@ def test_who_gets_an_engine_of_its_own(tmp_path, fake_server, monkeypatch):
     assert [s.why for s in got][1] == "restart" and len(got) == 3 and all(s.kind == "offline" for s in got)
     assert "dtype" in got[0].why and got[0].why.startswith("not shareable") and "dummy" in got[2].why
     assert all(s.chapter == "06_precision" and s.ok for s in got)
-    assert launched[0] == ("real", {"dtype": "float32"})
+    assert launched[0] == ("real", {"dtype": other})
 
 
 def test_shared_server_leaves_room_on_an_accelerator(tmp_path):

@@ -2,6 +2,7 @@
 
     run    [--params P] [--model PATH|HUB_ID[@REV]] [--only CH ...] [--resume RUN_DIR] [--run-dir DIR] [--no-render]
            [--no-shared-engine]   every chapter starts its own engine (default: one shared `vllm serve`)
+           [--allow-platform-mismatch]  go on where the profile's platform is not this host's (run.json, page one say so)
     render RUN_DIR [--lang zh|en|both] [--no-pdf]
     summary RUN_DIR [--lang en|zh]  print the check matrix and key metrics
     env                      print the environment probe as JSON
@@ -37,7 +38,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     try:
         oc = runner.run(params, run_dir=run_dir, resume=bool(a.resume), only=a.only or None,
                         check_model=not a.no_model_check, timeout_s=a.cell_timeout,
-                        model=a.model, shared=not a.no_shared_engine)
+                        model=a.model, shared=not a.no_shared_engine,
+                        allow_platform_mismatch=a.allow_platform_mismatch)
     except (ParamsError, runner.RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -98,6 +100,26 @@ def _cmd_check(a: argparse.Namespace) -> int:
     return rc
 
 
+def _cmd_prefetch_datasets(a: argparse.Namespace) -> int:
+    """load_dataset for every config the profile's accuracy tasks need (a host with network; HF_ENDPOINT)."""
+    from bitcpm_validation.engine import datasets as D
+
+    try:
+        p = load_params(a.params)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    hub_tasks = [t for t in p.accuracy.tasks if t not in D.local_task_names()]
+    if not hub_tasks:
+        print(f"{a.params}: no hub dataset to fetch (accuracy.tasks: {', '.join(p.accuracy.tasks)})")
+        return 0
+    states = D.prefetch(D.task_needs(hub_tasks), dict(p.accuracy.datasets))
+    bad = [s for s in states.values() if s.status != "ok"]
+    print(f"{len(states) - len(bad)} of {len(states)} dataset(s) stored in {D.cache_dir()}"
+          + ("; copy that folder to the run host (HF_DATASETS_CACHE)" if len(bad) < len(states) else ""))
+    return 1 if bad else 0
+
+
 def _cmd_publish(a: argparse.Namespace) -> int:
     from bitcpm_validation.report import publish as P
 
@@ -143,6 +165,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--no-model-check", action="store_true", help="start even if model.path does not exist")
     r.add_argument("--no-shared-engine", action="store_true",
                    help="no shared vllm serve for the run: every chapter starts its own engine (slower)")
+    r.add_argument("--allow-platform-mismatch", action="store_true",
+                   help="run even where the profile's platform (npu, cuda, cpu) is not the one vLLM detects here; "
+                        "run.json records it and page one says so (make report ALLOW_PLATFORM_MISMATCH=1)")
     r.add_argument("--cell-timeout", type=float, default=None, help="seconds per notebook cell (default none)")
     r.set_defaults(fn=_cmd_run)
     d = sub.add_parser("render", help="render report.<lang>.html / report.<lang>.pdf (zh, en) and report.md of a run")
@@ -159,6 +184,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = sub.add_parser("check-params", help="validate params files")
     c.add_argument("paths", nargs="+")
     c.set_defaults(fn=_cmd_check)
+    pf = sub.add_parser("prefetch-datasets", help="store the datasets a profile's accuracy tasks need in the datasets cache")
+    pf.add_argument("params")
+    pf.set_defaults(fn=_cmd_prefetch_datasets)
     pb = sub.add_parser("publish", help="build a static site of runs (index, reports, SHA-256 manifest)")
     pb.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder of run directories (default runs/)")
     pb.add_argument("--site", default=str(PROJECT_ROOT / "site"), help="output folder (default site/)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
 from bitcpm_validation.paths import PROJECT_ROOT
 
@@ -37,11 +37,23 @@ class ModelParams(_Section):
     hub: Literal["auto", "huggingface", "modelscope"] = Field(
         "auto", description="where a hub id is fetched from; auto: modelscope when VLLM_USE_MODELSCOPE is true, as vLLM")
     name: str = Field(description="label and served model name; default: the hub id, or the directory's name")
-    is_stand_in: bool = Field(False, description="true when `path` is the project's trained stand-in, not BitCPM4")
     dummy_config: Optional[str] = Field(
         "models/bitcpm4-0.5b", description="directory with the full-size architecture (config + tokenizer, no weights)"
     )
     source: Optional[ModelSourceRecord] = Field(None, description="set by the run when `path` was a hub id")
+
+    @property
+    def weights_kind(self) -> str:
+        """stand-in | synthetic | real, as the model directory declares it (model.weights_kind), never the profile."""
+        from bitcpm_validation.model.weights_kind import weights_kind
+
+        return weights_kind(_project_path(self.path))
+
+    @computed_field  # type: ignore[prop-decorator]  (saved into the run's params.yaml: what the directory declared)
+    @property
+    def is_stand_in(self) -> bool:
+        """Whether `path` is the project's trained stand-in (not BitCPM4): read from the model directory."""
+        return self.weights_kind == "stand-in"
 
     @model_validator(mode="before")
     @classmethod
@@ -54,6 +66,29 @@ class ModelParams(_Section):
             hub_id = None if (local if local.is_absolute() else PROJECT_ROOT / local).is_dir() else parse_hub_id(path)
             data = {**data, "name": hub_id[0] if hub_id else (local.name or path)}
         return data
+
+
+def _project_path(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def _drop_stand_in_claim(data: object) -> object:
+    """`model.is_stand_in` is no longer read from a profile: the model directory says what its weights are. A value
+    that agrees with the directory (older profiles, the params.yaml a run saves) is dropped; one that contradicts
+    it is an error, since it would have labelled the report wrongly."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or "is_stand_in" not in model:
+        return data
+    from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
+
+    claim, path = model["is_stand_in"], model.get("path")
+    kind = weights_kind(_project_path(path)) if isinstance(path, str) else "real"
+    if bool(claim) != (kind == "stand-in"):
+        raise ValueError(f"key 'model.is_stand_in' ({claim}) is no longer read and contradicts the model directory "
+                         f"{path} (its config.json {WEIGHTS_KEY}: {kind}): remove the key; what the weights are is "
+                         f"read from the directory")
+    return {**data, "model": {k: v for k, v in model.items() if k != "is_stand_in"}}
 
 
 class EngineParams(_Section):
@@ -112,6 +147,11 @@ class PrecisionParams(_Section):
     top_k: int = Field(5, ge=1, le=20)
     max_new_tokens: int = Field(32, ge=1)
     prompts: int = Field(5, ge=1)
+    max_num_batched_tokens: Optional[int] = Field(
+        None, ge=1, description="tokens the scheduler computes per step (vLLM's max_num_batched_tokens); a prompt "
+                                "longer than this is prefilled in chunks (chunked prefill). null: vLLM's default "
+                                "(4,096 offline / 2,048 served on CPU, no prompt of a default run is chunked); the "
+                                "precision chapter compares the chunked positions with the golden")
     min_top1_agreement: float = Field(0.95, ge=0, le=1)
     max_mean_abs_dlogprob: float = Field(0.05, ge=0)
     max_kl: float = Field(0.05, ge=0)
@@ -145,6 +185,23 @@ class PerformanceParams(_Section):
     input_len: int = Field(128, ge=1)
     output_len: int = Field(32, ge=1)
     num_iters: int = Field(3, ge=1)
+    top_k_long: int = Field(20, ge=1, le=100, description="top-k rows of the long and feature families (whole-"
+                                                           "vocabulary rows only for the short ones)")
+    long_lengths: list[int] = Field(
+        default_factory=lambda: [256, 1024, -1],
+        description="prompt lengths (tokens) of the long family; -1: max_model_len - max_new_tokens; lengths above "
+                    "that are dropped")
+    block_boundaries: bool = Field(True, description="also prompts of block size - 1, block size, block size + 1 "
+                                                     "tokens (the engine's KV block size)")
+    family_prompts: int = Field(2, ge=1, description="prompts per short family (zh, chat)")
+    features: bool = Field(True, description="chunked prefill, prefix caching and a mixed-length batch")
+    tie_margin: dict[str, float] = Field(
+        default_factory=lambda: {"bfloat16": 0.05, "float16": 0.01, "float32": 0.001},
+        description="per engine dtype, nats: where the golden's top-1 margin (top-1 minus top-2 logprob) is below "
+                    "this rounding noise a top-1 flip is a tie, not a disagreement")
+    min_decisive_share: float = Field(
+        0.5, ge=0, le=1, description="a comparison counts only if at least this share of its positions are "
+                                     "decisive (margin ≥ tie_margin): flat logits cannot pass")
     num_iters_warmup: int = Field(1, ge=0, description="warm-up requests before the measured ones (0: the figures "
                                                        "are not comparable)")
     concurrency: list[int] = Field(default_factory=lambda: [1, 4])
@@ -243,9 +300,9 @@ class Params(_Section):
     def with_model(self, path: str) -> "Params":
         """These params with another model.path (the command line's --model / MODEL=), validated again."""
         data = self.model_dump(mode="json", exclude={"source"})
-        same = self.resolve(path).resolve() == self.model_path.resolve()  # the stand-in flag belongs to its directory
-        data["model"] = {k: v for k, v in data["model"].items() if k not in ("path", "name", "source")} | {
-            "path": path, "is_stand_in": self.model.is_stand_in and same}
+        # what the weights are belongs to the directory (model.is_stand_in is read from it)
+        data["model"] = {k: v for k, v in data["model"].items() if k not in ("path", "name", "source", "is_stand_in")} | {
+            "path": path}
         try:
             return Params.model_validate(data).model_copy(update={"source": self.source})
         except ValidationError as e:

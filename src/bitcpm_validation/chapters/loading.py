@@ -661,7 +661,7 @@ TIMELINE_EVENTS = (
     ("weights_start", "开始加载权重", "weight loading starts", r"Starting to load model"),
     ("model_init", "模型实例化完成（dummy 权重即随机初始化）", "model instantiated (dummy weights: randomly initialised)",
      r"Initializing model took"),
-    ("weights_done", "权重加载完成", "weights loaded", r"Loading weights took|Model loading took"),
+    ("weights_done", "权重加载完成", "weights loaded", r"Loading (?:model )?weights took|Model loading took"),
     ("kv_cache", "KV cache 分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),
     ("ready", "引擎就绪（性能剖析、KV cache、预热完成）", "engine ready (profile, KV cache, warm-up done)",
      r"init engine \(profile, create kv cache, warmup model\) took"),
@@ -722,6 +722,19 @@ KEY_LOG_LINES = (
     ("attention", "注意力后端", "attention backend", r"[Uu]sing \S+ (?:attention )?backend|attention backend"),
     ("dtype", "精度", "dtype", r"dtype=\S+|[Cc]asting torch\.\w+ to torch\.\w+"),
 )
+
+
+def platform_line(facts: dict[str, Any]) -> dict[str, str]:
+    """{key, zh, en, line}: the platform as vLLM reports it (engine.offline.platform_facts: current_platform), the
+    row of record. The log's "Automatically detected platform" is DEBUG on vLLM's built-in platforms (CPU, CUDA),
+    so it is only additional evidence where it was logged (vLLM-Ascend's "Platform plugin ascend is activated"
+    is INFO)."""
+    kind = "out-of-tree plugin" if facts.get("out_of_tree") else "built-in"
+    kind_zh = "外部插件" if facts.get("out_of_tree") else "内置"
+    line = (f"{facts.get('kind')}: {facts.get('class')} (device_type={facts.get('device_type')}, "
+            f"is_out_of_tree()={bool(facts.get('out_of_tree'))})")  # code names only: the same in both languages
+    return {"key": "platform_vllm", "zh": f"平台（vLLM current_platform，{kind_zh}）",
+            "en": f"platform (vLLM current_platform, {kind})", "line": line}
 
 
 def key_log_lines(section: str, per_key: int = 3, scrub: Optional[dict[str, str]] = None) -> list[dict[str, str]]:

@@ -41,10 +41,16 @@ def served_model_name(params: Params, which: str = "real") -> str:
     return params.model.name
 
 
+# What the model directory declares (model.weights_kind), as a "measured on" label.
+_WEIGHTS = {"stand-in": "trained ternary", "synthetic": "random weights", "real": "own weights"}
+
+
 def weights_label(params: Params, which: str = "real") -> str:
+    """dummy weights | trained ternary (the stand-in) | random weights (synthetic) | own weights: read from the
+    model directory, never from the profile."""
     if which == "dummy":
         return "dummy weights"
-    return "trained ternary" if params.model.is_stand_in else "own weights"
+    return _WEIGHTS[params.model.weights_kind]
 
 
 def device_label(platform: str) -> str:

@@ -61,14 +61,38 @@ class Generation:
     logprobs: Optional[list[dict[int, float]]] = None
     # per prompt position (first is None): {token_id: logprob}
     prompt_logprobs: Optional[list[Optional[dict[int, float]]]] = None
+    # prompt tokens whose KV came from the prefix cache (vLLM's RequestOutput.num_cached_tokens; None: not reported)
+    num_cached_tokens: Optional[int] = None
+
+
+def platform_kind(platform: Any) -> str:
+    """npu | cuda | cpu of a vLLM Platform object, from what vLLM itself says of it: `is_cpu()`,
+    `is_cuda_alike()` (CUDA, ROCm), else an out-of-tree plugin's `device_type` (vLLM-Ascend: "npu";
+    vllm/platforms/interface.py@v0.18.0, vllm_ascend/platform.py@v0.18.0 `NPUPlatform`)."""
+    if platform.is_cpu():
+        return "cpu"
+    if platform.is_cuda_alike():
+        return "cuda"
+    dev = str(getattr(platform, "device_type", "") or getattr(platform, "device_name", ""))
+    return dev or "unknown"
+
+
+def platform_facts() -> dict[str, Any]:
+    """What vLLM's platform layer reports (`vllm.platforms.current_platform`), JSON-ready: kind (npu | cuda |
+    cpu), the class, device_type, whether it is an out-of-tree plugin. This is the platform of record: vLLM logs
+    "Automatically detected platform ..." at DEBUG on its built-in platforms (vllm/platforms/__init__.py@v0.18.0,
+    line 248), so that log line is only additional evidence where it is present."""
+    from vllm.platforms import current_platform as cp
+
+    return {"kind": platform_kind(cp), "class": type(cp).__name__, "device_type": str(getattr(cp, "device_type", "")),
+            "out_of_tree": bool(cp.is_out_of_tree()), "source": "vllm.platforms.current_platform"}
 
 
 def detect_platform() -> str:
     """npu | cuda | cpu, as vLLM's platform layer sees it (the build decides, not params)."""
     from vllm.platforms import current_platform
 
-    dev = str(getattr(current_platform, "device_type", "") or getattr(current_platform, "device_name", ""))
-    return {"npu": "npu", "cuda": "cuda", "cpu": "cpu"}.get(dev, dev or "unknown")
+    return platform_kind(current_platform)
 
 
 def run_dir_of(evidence_path: Path) -> Path:
@@ -95,7 +119,7 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
     kw: dict[str, Any] = dict(
         model=str(model),
         trust_remote_code=params.trust_remote_code,
-        dtype=engine_dtype(params),
+        dtype=engine_dtype(params, which),
         max_model_len=e.max_model_len,
         enforce_eager=e.enforce_eager,
         gpu_memory_utilization=e.gpu_memory_utilization,
@@ -107,6 +131,8 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
         # only a cap, nothing else about the engine changes
         max_logprobs=-1,
     )
+    if e.max_num_batched_tokens:  # chunked prefill below the long prompts (the precision chapter compares them)
+        kw["max_num_batched_tokens"] = e.max_num_batched_tokens
     if run_dir is not None and "tokenizer" not in overrides:
         from bitcpm_validation.engine.prompting import engine_tokenizer
 
@@ -182,11 +208,31 @@ def cpu_choices(params: Params) -> list[hostcpu.Choice]:
             hostcpu.choose_binding(params.engine.cpu_threads_bind)]
 
 
-def engine_dtype(params: Params) -> str:
-    """engine.dtype as the engine gets it: `auto` on a CPU is decided by its ISA (engine.hostcpu)."""
-    if params.engine.dtype != "auto" or engine_platform() != "cpu":
+# vLLM's `auto` on an accelerator (vllm/config/model.py@v0.18.0, _resolve_auto_dtype): the config's dtype,
+# a float32 model downcast to the platform's first supported dtype (bfloat16 on CUDA >= sm80 and on NPU).
+_AUTO_DTYPE = {"bfloat16": "bfloat16", "float16": "float16", "float32": "bfloat16"}
+
+
+def model_dtype(model_dir: Optional[Path]) -> str:
+    """The dtype `auto` means for this model on CUDA / NPU: config.json's torch_dtype (transformers 5 writes
+    `dtype`), as vLLM's auto resolves it; bfloat16 where the config names none or cannot be read."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")) if model_dir else {}
+    except (OSError, ValueError):
+        cfg = {}
+    named = str(cfg.get("torch_dtype") or cfg.get("dtype") or "").removeprefix("torch.") if isinstance(cfg, dict) else ""
+    return _AUTO_DTYPE.get(named, "bfloat16")
+
+
+def engine_dtype(params: Params, which: Which = "real", platform: Optional[str] = None) -> str:
+    """engine.dtype as the engine gets it, never `auto`: the profile's value when it names one; `auto` on a CPU
+    is decided by its ISA (engine.hostcpu), on CUDA / NPU it is the model's dtype (model_dtype). The one resolver
+    for every reader: engine kwargs (and so the server's argv, the settings tables), the performance chapter."""
+    if params.engine.dtype != "auto":
         return params.engine.dtype
-    return hostcpu.choose_dtype("auto", hostcpu.cpu_flags()).chosen
+    if (platform or engine_platform()) == "cpu":
+        return hostcpu.choose_dtype("auto", hostcpu.cpu_flags()).chosen
+    return model_dtype(params.dummy_config_path if which == "dummy" else params.model_path)
 
 
 def platform_env(params: Params) -> dict[str, str]:
@@ -242,11 +288,17 @@ def _logging_config(evidence: Path) -> Path:
 
 _KV_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
 _CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
-# Timings and sizes the engine logs (vLLM 0.1x-0.3x wording; CPU, CUDA and vLLM-Ascend share them).
+# Timings and sizes the engine logs (CPU, CUDA and vLLM-Ascend share the weight loader's line). Sources:
+# vllm/model_executor/model_loader/default_loader.py@v0.18.0 "Loading weights took %.2f seconds";
+# vllm/v1/worker/gpu_model_runner.py@v0.18.0 "Model loading took %s GiB memory and %.6f seconds" (and
+# vllm/v1/worker/gpu/model_runner.py "... %s GiB and %.6f seconds"); vLLM-Ascend overrides load_model:
+# vllm_ascend/worker/model_runner_v1.py@v0.18.0 "Loading model weights took %.4f GB" (bytes / 2**30: GiB,
+# no seconds there; the loader's line gives them), vllm_ascend/model_loader/rfork/rfork_loader.py@v0.18.0
+# "Loading model weights took %.2f seconds".
 _FLOAT_RES = {
-    "weights_load_s": re.compile(r"Loading weights took ([\d.]+) s"),
+    "weights_load_s": re.compile(r"Loading (?:model )?weights took ([\d.]+) s"),
     "model_init_s": re.compile(r"Initializing model took ([\d.]+) s"),
-    "model_load_gib": re.compile(r"Model loading took ([\d.]+) ?GiB"),
+    "model_load_gib": re.compile(r"Model loading took ([\d.]+) ?GiB|Loading model weights took ([\d.]+) ?GB\b"),
     "model_load_s": re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s"),
     "engine_core_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
     "checkpoint_gib": re.compile(r"Checkpoint size: ([\d.]+) GiB"),
@@ -278,6 +330,8 @@ def settings_of(kwargs: dict[str, Any], platform: str, env: dict[str, str]) -> d
     s = {k: kwargs.get(k) for k in keys}
     if kwargs.get("tokenizer"):
         s["tokenizer"] = kwargs["tokenizer"]
+    if kwargs.get("max_num_batched_tokens"):
+        s["max_num_batched_tokens"] = kwargs["max_num_batched_tokens"]
     s["mode"] = "eager" if kwargs.get("enforce_eager") else "graph"
     s["platform"] = platform
     s.update(env)
@@ -401,6 +455,7 @@ def _to_generation(o: Any) -> Generation:
         finish_reason=c.finish_reason,
         logprobs=[_lp_dict(d) for d in c.logprobs] if c.logprobs is not None else None,
         prompt_logprobs=[_lp_dict(d) for d in o.prompt_logprobs] if o.prompt_logprobs is not None else None,
+        num_cached_tokens=getattr(o, "num_cached_tokens", None),
     )
 
 

@@ -244,6 +244,26 @@ class SharedClient:
             self._copy_log()
         return out
 
+    def metrics(self) -> dict[str, float]:
+        """The server's Prometheus counters and gauges (/metrics), summed over label sets, by sample name
+        (e.g. vllm:prefix_cache_hits_total); labels of vllm:cache_config_info as `cache_config.<label>`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        import requests
+
+        try:
+            r = self._session.get(self.info.base_url.removesuffix("/v1") + "/metrics", timeout=10)
+        except requests.RequestException as err:
+            raise EngineError(f"shared engine /metrics unreachable ({type(err).__name__})") from None
+        out: dict[str, float] = {}
+        for fam in text_string_to_metric_families(r.text):
+            for smp in fam.samples:
+                if fam.name == "vllm:cache_config_info":
+                    out.update({f"cache_config.{k}": v for k, v in smp.labels.items()})
+                    continue
+                out[smp.name] = out.get(smp.name, 0.0) + float(smp.value)
+        return out
+
     def _vocab_size(self) -> int:
         cfg = Path(self.kwargs["model"]) / "config.json"
         try:
@@ -360,8 +380,11 @@ def parse_completion(resp: dict[str, Any]) -> Generation:
     if c.get("prompt_logprobs") is not None:
         plp = [None if d is None else {_token_id(k): _lp(v) for k, v in d.items()}
                for d in c["prompt_logprobs"]]
+    details = (resp.get("usage") or {}).get("prompt_tokens_details") or {}  # with --enable-prompt-tokens-details
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Generation(prompt_token_ids=prompt_ids, token_ids=token_ids, text=c.get("text", ""),
-                      finish_reason=c.get("finish_reason"), logprobs=lp, prompt_logprobs=plp)
+                      finish_reason=c.get("finish_reason"), logprobs=lp, prompt_logprobs=plp,
+                      num_cached_tokens=int(cached) if cached is not None else None)
 
 
 def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:

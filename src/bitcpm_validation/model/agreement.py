@@ -96,6 +96,27 @@ def kl_topk(p: Row, q: Row, k: int) -> Optional[float]:
     return max(0.0, sum(math.exp(a) * (a - b) for a, b in zip(lp, lq)))
 
 
+def kl_shared(p: Row, q: Row) -> Optional[float]:
+    """KL(P‖Q) over the tokens both rows list, both renormalised there: exact for the two distributions
+    conditioned on that shared support (the basis when neither side gave whole rows nor lists the other's
+    top-k, e.g. top-k prompt logprobs from an engine that refuses whole-vocabulary rows); None when the
+    rows share fewer than two tokens."""
+    s = sorted(set(p) & set(q))
+    if len(s) < 2:
+        return None
+    lp, lq = log_normalise([p[t] for t in s]), log_normalise([q[t] for t in s])
+    return max(0.0, sum(math.exp(a) * (a - b) for a, b in zip(lp, lq)))
+
+
+def top1_margin(row: Optional[Row]) -> Optional[float]:
+    """logprob(top-1) - logprob(top-2) of a row, in nats (None with fewer than two entries): below the
+    dtype's rounding noise a top-1 flip is a tie, not a disagreement."""
+    if not row or len(row) < 2:
+        return None
+    a, b = sorted(row.values(), reverse=True)[:2]
+    return float(a - b)
+
+
 def full_kl(p: np.ndarray, q: np.ndarray) -> list[float]:
     """KL(P‖Q) over the whole vocabulary, per row, from log-probabilities [positions, vocab] (float64 sum)."""
     p = np.asarray(p, dtype=np.float64)
@@ -111,9 +132,12 @@ def full_kl(p: np.ndarray, q: np.ndarray) -> list[float]:
 
 # -- comparisons ----------------------------------------------------------------------------------------------
 def teacher_forced(seq: Sequence[int], p_rows: Sequence[Optional[Row]], q_rows: Sequence[Optional[Row]], k: int,
-                   prompt_len: Optional[int] = None) -> dict[str, Any]:
-    """Rows are per position t = 1..len(seq)-1 (row i is about seq[i+1]); None rows are skipped."""
-    agree, dabs, kls, pos = [], [], [], []
+                   prompt_len: Optional[int] = None, tie_margin: float = 0.0) -> dict[str, Any]:
+    """Rows are per position t = 1..len(seq)-1 (row i is about seq[i+1]); None rows are skipped.
+
+    A position is *decisive* where P's top-1 margin (top1_margin) is at least `tie_margin` (the dtype's
+    rounding noise); a top-1 flip elsewhere is a tie, counted apart from the flips (`ties_at`)."""
+    agree, dabs, kls, klsh, pos, margins = [], [], [], [], [], []
     for i, (p, q) in enumerate(zip(p_rows, q_rows)):
         if not p or not q:
             continue
@@ -121,16 +145,24 @@ def teacher_forced(seq: Sequence[int], p_rows: Sequence[Optional[Row]], q_rows: 
         agree.append(top1(p) == top1(q))
         dabs.append(abs(p[tok] - q[tok]) if tok in p and tok in q else None)
         kls.append(kl_topk(p, q, k))
+        klsh.append(kl_shared(p, q))
         pos.append(i + 1)
+        margins.append(top1_margin(p))
     d = [x for x in dabs if x is not None]
     kl = [x for x in kls if x is not None]
+    decisive = [m is not None and m >= tie_margin for m in margins]
     return {
         "positions": len(agree), "position_index": pos, "prompt_len": prompt_len,
         "top1_agree": sum(agree), "top1_agreement": (sum(agree) / len(agree)) if agree else None,
         "disagree_at": [p for p, a in zip(pos, agree) if not a],
+        # flips where P's margin is at least the tie margin, and ties (flips below it), with P's margin
+        "flips_at": [p for p, a, dc in zip(pos, agree, decisive) if not a and dc],
+        "ties_at": [[p, round(m, 6) if m is not None else None]
+                    for p, a, dc, m in zip(pos, agree, decisive, margins) if not a and not dc],
+        "decisive": decisive, "tie_margin": tie_margin,
         "abs_dlogprob": dabs, "max_abs_dlogprob": max(d) if d else None,
         "mean_abs_dlogprob": (sum(d) / len(d)) if d else None,
-        "kl": kls, "kl_missing": len(kls) - len(kl),
+        "kl": kls, "kl_missing": len(kls) - len(kl), "kl_shared": klsh,
         "mean_kl": (sum(kl) / len(kl)) if kl else None, "max_kl": max(kl) if kl else None,
     }
 
@@ -159,9 +191,10 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def compare_bundles(a: dict, b: dict, k: Optional[int] = None,
-                    full: Optional[tuple[FullRows, FullRows]] = None) -> dict[str, Any]:
+                    full: Optional[tuple[FullRows, FullRows]] = None, tie_margin: float = 0.0) -> dict[str, Any]:
     """Bundle a (baseline P) vs bundle b (under test Q): per prompt and summary. `full` = (P's, Q's)
-    whole-vocabulary rows per prompt id on P's tf_ids: the KL is then over the full vocabulary."""
+    whole-vocabulary rows per prompt id on P's tf_ids: the KL is then over the full vocabulary.
+    `tie_margin` (nats): P's top-1 margin below which a flip is a tie (teacher_forced)."""
     k = k or min(int(a.get("k", 5)), int(b.get("k", 5)))
     bi = {it["id"]: it for it in b["items"]}
     per: list[dict[str, Any]] = []
@@ -175,7 +208,7 @@ def compare_bundles(a: dict, b: dict, k: Optional[int] = None,
         rows_n = max(0, n - 1)
         pa = [row_from_pairs(r) for r in ia["tf_rows"][:rows_n]]
         pb = [row_from_pairs(r) for r in ib["tf_rows"][:rows_n]]
-        tf = teacher_forced(ia["tf_ids"][:n], pa, pb, k, prompt_len=len(ia["prompt_ids"]))
+        tf = teacher_forced(ia["tf_ids"][:n], pa, pb, k, prompt_len=len(ia["prompt_ids"]), tie_margin=tie_margin)
         tf["same_sequence"] = list(ia["tf_ids"]) == list(ib["tf_ids"])
         if full is not None and ia["id"] in full[0] and ia["id"] in full[1]:
             fk = full_kl(full[0][ia["id"]][:rows_n], full[1][ia["id"]][:rows_n])
@@ -187,25 +220,67 @@ def compare_bundles(a: dict, b: dict, k: Optional[int] = None,
             "summary": summarize(per)}
 
 
+def region_stats(per: list[dict[str, Any]], keep) -> dict[str, Any]:
+    """top-1 (decisive positions), |Δ| and KL over the positions `keep(position, prompt_len)` selects."""
+    agree = dec = n = 0
+    d: list[float] = []
+    for p in per:
+        tf = p["teacher_forced"]
+        dec_list = tf.get("decisive") or [True] * tf["positions"]
+        flips = set(tf.get("flips_at", tf["disagree_at"]))
+        for j, pos in enumerate(tf["position_index"]):
+            if not keep(pos, tf.get("prompt_len") or 0):
+                continue
+            n += 1
+            if dec_list[j]:
+                dec += 1
+                agree += pos not in flips
+            if tf["abs_dlogprob"][j] is not None:
+                d.append(tf["abs_dlogprob"][j])
+    return {"positions": n, "decisive": dec, "top1_agreement": agree / dec if dec else None,
+            "mean_abs_dlogprob": sum(d) / len(d) if d else None, "max_abs_dlogprob": max(d) if d else None}
+
+
 def summarize(per: list[dict[str, Any]]) -> dict[str, Any]:
     agree = sum(p["teacher_forced"]["top1_agree"] for p in per)
     npos = sum(p["teacher_forced"]["positions"] for p in per)
     d = [x for p in per for x in p["teacher_forced"]["abs_dlogprob"] if x is not None]
     kl = [x for p in per for x in p["teacher_forced"]["kl"] if x is not None]
+    kl_missing = sum(p["teacher_forced"]["kl_missing"] for p in per)
+    klsh = [x for p in per for x in p["teacher_forced"].get("kl_shared", []) if x is not None]
     full = per and all("kl_full" in p["teacher_forced"] for p in per)
     klf = [x for p in per for x in p["teacher_forced"].get("kl_full", [])] if full else []
     fr = [p["free_running"] for p in per]
+    decisive = sum(sum(p["teacher_forced"].get("decisive") or [True] * p["teacher_forced"]["positions"]) for p in per)
+    flips = sum(len(p["teacher_forced"].get("flips_at", p["teacher_forced"]["disagree_at"])) for p in per)
+    ties = sum(len(p["teacher_forced"].get("ties_at", [])) for p in per)
+    # the KL the checks judge: whole vocabulary where both rows were whole; else P's top-k where Q lists all of
+    # it at every position; else the support both rows list (kl_shared), each exact for what it covers
+    if klf:
+        basis, kls = "full", klf
+    elif kl and not kl_missing:
+        basis, kls = "top-k", kl
+    elif klsh:
+        basis, kls = "shared top-k support", klsh
+    else:
+        basis, kls = ("top-k" if kl else None), kl
     return {
         "prompts": len(per), "positions": npos,
         "top1_agreement": agree / npos if npos else None,
+        # top-1 agreement over the decisive positions (P's margin ≥ the tie margin), and their share
+        "decisive_positions": decisive, "decisive_share": decisive / npos if npos else None,
+        "top1_agreement_decisive": (decisive - flips) / decisive if decisive else None,
+        "flips": flips, "ties": ties,
         "max_abs_dlogprob": max(d) if d else None, "mean_abs_dlogprob": sum(d) / len(d) if d else None,
         "mean_kl_topk": sum(kl) / len(kl) if kl else None, "max_kl_topk": max(kl) if kl else None,
-        "kl_topk_missing": sum(p["teacher_forced"]["kl_missing"] for p in per),
+        "kl_topk_missing": kl_missing,
         "mean_kl_full": sum(klf) / len(klf) if klf else None, "max_kl_full": max(klf) if klf else None,
-        # the KL the checks judge: the full-vocabulary one where both rows were whole, else the exact top-k one
-        "kl_basis": "full" if klf else ("top-k" if kl else None),
-        "mean_kl": (sum(klf) / len(klf)) if klf else (sum(kl) / len(kl) if kl else None),
-        "max_kl": max(klf) if klf else (max(kl) if kl else None),
+        "mean_kl_shared": sum(klsh) / len(klsh) if klsh else None,
+        "kl_basis": basis,
+        "mean_kl": (sum(kls) / len(kls)) if kls else None,
+        "max_kl": max(kls) if kls else None,
+        "prompt_region": region_stats(per, lambda pos, pl: pos < pl),
+        "generated_region": region_stats(per, lambda pos, pl: pos >= pl),
         "exact_match_lens": [f["match_len"] for f in fr],
         "gen_lens": [max(f["len_a"], f["len_b"]) for f in fr],
         "full_matches": sum(1 for f in fr if f["full_match"]),
@@ -272,7 +347,8 @@ def fmt_small(x: Optional[float], digits: int = 4) -> str:
         return "0"
     if abs(x) >= 10 ** -digits:
         return f"{x:,.{digits}f}"
-    return f"{x:.{digits + 4}f}".rstrip("0")
+    text = f"{x:.{digits + 4}f}".rstrip("0").rstrip(".")
+    return text if text != "0" else f"< {10 ** -(digits + 4):.{digits + 4}f}"  # non-zero, below the digits shown
 
 
 def summary_cells(s: dict[str, Any]) -> list[str]:

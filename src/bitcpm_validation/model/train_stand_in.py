@@ -22,6 +22,7 @@ from . import corpus
 from .training_corpus import STAND_IN_DESCRIPTION, declare
 from .ternary_qat import GROUP, check_ternary, export_state_dict, ternarize
 from .tokenizer import FaithfulTokenizer
+from .weights_kind import WEIGHTS_KEY
 from .writer import corpus_sp_model, read_config_from_dict, small_config, sp_piece_count, write_model_dir
 
 NOTE = ("STAND-IN trained by the bitcpm-validation project with ternary QAT on a tiny bilingual corpus; "
@@ -106,6 +107,7 @@ def train(out: str | Path, seed: int = 0, steps: int = 500, batch: int = 32, lr:
     cfg = small_config(vocab_size=n + 8, eos_token_id=[2, n])
     cfg["_name_or_path"] = "bitcpm-validation/stand-in"
     cfg["stand_in_note"] = NOTE
+    cfg[WEIGHTS_KEY] = "stand-in"  # the directory declares what it is (model.weights_kind); no effect on the weights
     # Tokenizer files first (the faithful tokenizer reads them).
     write_model_dir(out, cfg, None, sp_model=sp_path)
     tok = FaithfulTokenizer(out)

@@ -19,6 +19,7 @@ import torch
 
 from . import corpus
 from .tokenizer import train_sentencepiece, write_tokenizer_files
+from .weights_kind import WEIGHTS_KEY
 
 REMOTE_CODE = Path(__file__).parent / "remote_code"
 
@@ -221,6 +222,8 @@ def write_tiny_random_model(
     overrides.setdefault("vocab_size", n + 8)
     overrides.setdefault("eos_token_id", [2, n])
     cfg = small_config(**overrides)
+    if WEIGHTS_KEY not in overrides:  # random weights: the directory says so (model.weights_kind)
+        cfg[WEIGHTS_KEY] = "synthetic"
     if model_type:
         cfg = {"model_type": model_type, **cfg}
     if lm_head:

@@ -39,6 +39,7 @@ from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.engine import hub, processes
+from bitcpm_validation.model.weights_kind import weights_kind
 from bitcpm_validation.params import ModelSourceRecord, Params, load_params
 from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
 from bitcpm_validation.report.textsafe import one_line, term_safe
@@ -66,6 +67,7 @@ class RunOutcome:
     interrupted: bool = False
     run_failed: list[str] = field(default_factory=list)  # every failed chapter of the run (resumed runs too)
     shared_engine: Optional[dict] = None  # url, pid, settings, startup_s; or {"ok": False, "error": ...}
+    platform_check: Optional[dict] = None  # check_platform's record: profile, detected, mismatch, allowed
 
     @property
     def failed(self) -> list[ChapterOutcome]:
@@ -135,6 +137,38 @@ def check_inputs(params: Params) -> None:
             f"{src}: key 'model.path': model directory {params.model.path} not found: "
             f"point it at a local copy of {params.model.name} (e.g. git lfs clone https://huggingface.co/{params.model.name})"
         )
+
+
+# Where each platform runs, for the mismatch line.
+_HOST = {"npu": "an Ascend host", "cuda": "an NVIDIA GPU host", "cpu": "a CPU-only host"}
+ALLOW_MISMATCH_HINT = "--allow-platform-mismatch (ALLOW_PLATFORM_MISMATCH=1 make report)"
+
+
+def check_platform(params: Params, allow_mismatch: bool = False, detected: Optional[str] = None) -> dict[str, Any]:
+    """The profile's `platform` against the one vLLM detects (`current_platform`), before any engine starts.
+    `auto` accepts any host (nothing is detected here). A mismatch raises RunError (one line) unless
+    `allow_mismatch`; the returned record goes into run.json (and page one says so)."""
+    wanted = params.platform
+    if wanted == "auto":
+        return {"profile": "auto", "detected": None, "mismatch": False, "allowed": False}
+    if detected is None:
+        from bitcpm_validation.engine.offline import detect_platform
+
+        try:
+            detected = detect_platform()
+        except Exception as err:  # noqa: BLE001  (vLLM missing or broken: say so, do not guess)
+            raise RunError(f"{params.source or 'params'}: key 'platform': the profile asks for {wanted} but vLLM's "
+                           f"platform could not be read ({one_line(f'{type(err).__name__}: {err}', 160)}): "
+                           f"run make setup, or pass {ALLOW_MISMATCH_HINT}") from None
+    record = {"profile": wanted, "detected": detected, "mismatch": detected != wanted, "allowed": False}
+    if not record["mismatch"]:
+        return record
+    if not allow_mismatch:
+        raise RunError(f"the profile asks for {wanted} but this host runs on {detected}: run on "
+                       f"{_HOST.get(wanted, 'a ' + wanted + ' host')}, use params/default.yaml, or pass "
+                       f"{ALLOW_MISMATCH_HINT}")
+    record["allowed"] = True
+    return record
 
 
 # -- processes ------------------------------------------------------------------------------------------
@@ -356,7 +390,9 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
         "lang": params.lang,
         "model": params.model.name,
         "model_path": str(params.model_path),
-        "is_stand_in": params.model.is_stand_in,
+        "is_stand_in": params.model.is_stand_in,  # from the model directory (model.weights_kind), not the profile
+        "weights": weights_kind(params.model_path),
+        "platform_check": _platform_record(outcome.platform_check, prev.get("platform_check")),
         "started": prev.get("started", started),
         "finished": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
         "git_commit": (lambda g: g["commit"] and g["commit"] + ("-dirty" if g["dirty"] else ""))(git_info()),
@@ -376,6 +412,14 @@ def _write_run_json(run_dir: Path, params: Params, params_path: Path, outcome: R
             pass
 
 
+def _platform_record(now: Optional[dict], before: Optional[dict]) -> Optional[dict]:
+    """This invocation's platform check, unless an earlier one of the run went on past a mismatch (its
+    chapters stay in the run: the report keeps saying so)."""
+    if before and before.get("allowed") and not (now and now.get("allowed")):
+        return before
+    return now or before
+
+
 def _tree(pid: Optional[int]) -> set[int]:
     """Pids of every live descendant of `pid`."""
     try:
@@ -384,6 +428,12 @@ def _tree(pid: Optional[int]) -> set[int]:
         return {c.pid for c in psutil.Process(pid).children(recursive=True)} if pid else set()
     except Exception:  # noqa: BLE001  (psutil missing, process gone)
         return set()
+
+
+def _shared_answers(srv: Any, run_dir: Path) -> bool:
+    """The shared server's process runs and its /health answers 200."""
+    info = shared_engine.read_info(run_dir)
+    return bool(srv.alive()) and info is not None and shared_engine.alive(info)
 
 
 def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome):
@@ -481,7 +531,8 @@ def _to_resume(run_dir: Path, planned: list[Path]) -> list[Path]:
 def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume: bool = False,
         only: Optional[Sequence[str]] = None, notebooks_dir: Path = NOTEBOOKS_DIR, runs_dir: Path = RUNS_DIR,
         out: IO[str] = sys.stdout, kernel: Optional[str] = None, check_model: bool = True,
-        shared: bool = True, timeout_s: Optional[float] = None, model: Optional[str] = None) -> RunOutcome:
+        shared: bool = True, timeout_s: Optional[float] = None, model: Optional[str] = None,
+        allow_platform_mismatch: bool = False) -> RunOutcome:
     """Run the chapters a params file selects. Returns the outcome (exit_code: 0 ok, 1 a chapter failed,
     130 interrupted). Raises RunError / ParamsError (one line) when the run cannot start.
     shared: start the run's shared engine before the first chapter that needs one (False: every chapter
@@ -490,22 +541,28 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     run_dir: an existing run to re-run chapters into (with `only`, or `resume=True` for the failed ones);
     default a new runs/<timestamp>-<profile>/. model: another model.path (local dir or hub id[@revision]).
     The model is resolved once (engine.hub) and the chapters read the run's own params.yaml.
+    The profile's `platform` is checked first (check_platform): a mismatch raises RunError before the model is
+    resolved, the shared engine starts or a chapter runs, unless allow_platform_mismatch (recorded in run.json).
     """
     params_path = Path(params_path)
     if not params_path.is_absolute():
         params_path = (Path.cwd() / params_path) if (Path.cwd() / params_path).exists() else PROJECT_ROOT / params_path
     saved = Path(run_dir).resolve() / "params.yaml" if run_dir is not None else None
-    if saved is not None and saved.is_file() and (resume or only) and model is None:
-        params = load_params(saved)  # re-running chapters of a run: the model it resolved, the values it used
-    else:
-        params = load_params(params_path)
-        if model:
-            params = params.with_model(model)
-        if check_model:
-            params = resolve_model(params)
+    rerun = saved is not None and saved.is_file() and (resume or only) and model is None
+    # re-running chapters of a run: the model it resolved, the values it used
+    params = load_params(saved) if rerun else load_params(params_path)
+    if model:
+        params = params.with_model(model)
+    platform_record = check_platform(params, allow_platform_mismatch)  # before a hub download or any engine
+    if not rerun and check_model:
+        params = resolve_model(params)
     if check_model:
         check_inputs(params)
     todo = plan(params, notebooks_dir, only)
+    if not rerun and any(p.stem == "09_accuracy" for p in todo):  # benchmark datasets: resolved once, like the model
+        from bitcpm_validation.engine import datasets as bench_datasets
+
+        params = bench_datasets.with_resolution(params, say=lambda m: print(m, file=out, flush=True))
     if run_dir is None:
         if resume:
             raise RunError("--resume needs a run directory")
@@ -528,9 +585,13 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     processes.become_subreaper()  # orphans of the chapters' kernels are re-parented to us
 
     started = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-    outcome = RunOutcome(run_dir)
+    outcome = RunOutcome(run_dir, platform_check=platform_record)
     print(f"run  {run_dir}", file=out)
     print(f"params {params_path}  (profile {params.profile}, {len(todo)} chapter(s))", file=out, flush=True)
+    if platform_record["allowed"]:
+        print(f"warning: the profile asks for {platform_record['profile']} but this host runs on "
+              f"{platform_record['detected']}: going on as --allow-platform-mismatch asks (recorded in run.json; "
+              f"page one says so)", file=out, flush=True)
     t_all = time.monotonic()
     n = len(todo)
     pre_existing = descendants()  # never touched: only what the chapters start is stopped
@@ -562,6 +623,15 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 want_shared = False
                 shared_srv = _start_shared(run_dir, params, out, outcome)
                 if shared_srv is not None:  # its processes outlive the chapters: the per-chapter cleanup keeps them
+                    pre_existing |= {shared_srv.pid, *_tree(shared_srv.pid)}
+            elif shared_srv is not None and shared_engine.needs_engine(nb) and not _shared_answers(shared_srv, run_dir):
+                # a chapter's request killed it (e.g. a device refusing whole-vocabulary logprobs): the later
+                # chapters get a new one, never a lost run
+                print(f"[shared] the shared engine (pid {shared_srv.pid}) stopped answering: restarting it",
+                      file=out, flush=True)
+                shared_srv.stop(timeout=5.0)
+                shared_srv = _start_shared(run_dir, params, out, outcome)
+                if shared_srv is not None:
                     pre_existing |= {shared_srv.pid, *_tree(shared_srv.pid)}
             ev = run_dir / "evidence" / f"{nb.stem}.log"
             if ev.exists() and ev.stat().st_size:

@@ -669,6 +669,16 @@ def _params_from_run_json(run_dir: Path) -> Any:
     return SimpleNamespace(model=model, profile=info.get("profile"))
 
 
+def platform_override(run_dir: Path) -> Optional[dict[str, str]]:
+    """Page one's note where the run went on past a platform mismatch (run.json platform_check, --allow-platform-mismatch)."""
+    c = run_info(run_dir).get("platform_check") or {}
+    if not c.get("allowed"):
+        return None
+    return tdict(T(f"配置要求 {c.get('profile')}，本次运行在 {c.get('detected')} 上（--allow-platform-mismatch 强制继续）",
+                   f"the profile asks for {c.get('profile')}; this run ran on {c.get('detected')} "
+                   f"(forced with --allow-platform-mismatch)"))
+
+
 def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[MatrixRow]] = None,
              specs: Iterable[CheckSpec] = ()) -> dict[str, Any]:
     """What page one shows (JSON-ready; texts as {"zh", "en"}): see data["page_one"] in the module docstring.
@@ -704,6 +714,7 @@ def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[Matrix
         "verdict": overall(verdicts),
         "next_command": tdict(nxt) if nxt else None,
         "document_line": tdict(doc) if (doc := document_line(document_claims(rows))) else None,
+        "platform_override": platform_override(run_dir),
         "performance_basis": performance_basis(res.get("07_performance")),
         "rerun_performance": (RERUN_PERFORMANCE.format(run=run_dir.name)
                               if perf is not None and perf.verdict == "not_comparable" else None),
@@ -745,6 +756,8 @@ def validated_table(page: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
     if src and src.get("repo_id"):
         rev = src.get("commit") or src.get("revision") or "—"
         rows.append([T("来源", "Source"), f"{src.get('hub')}: {src['repo_id']} @ {str(rev)[:12]}"])
+    if page.get("platform_override"):
+        rows.append([T("⚠️ 平台", "⚠️ Platform"), t(page["platform_override"])])
     rows += [[T("引擎", "Engine"), t(page["engine"])], [T("设备", "Device"), t(page["device"])],
              [T("配置", "Profile"), page.get("profile") or "—"]]
     return [T("项目", "Item"), T("内容", "Value")], rows
