@@ -190,6 +190,18 @@ def test_step_floor_from_two_request_lengths(monkeypatch):
     assert f["step_ms"] == pytest.approx(4.0)
 
 
+def test_no_floor_outside_a_run_and_nothing_to_judge_against_says_why(tmp_path):
+    p = _params(tmp_path)
+    floor, shared_arith, why = P.floor_on_shared_server(p, tmp_path, "float32", 16)
+    assert floor is None and shared_arith is None and "no shared server" in why
+    a = P.model_arith(FULL, "float32")
+    bw, mm = {"gb_s": 20.0}, {"flops_per_s": 100e9}
+    B = P.bases(p, "AMD EPYC", "cpu", a, bw, mm, None, None, 8.0, 90.0)
+    assert B["decode"] == [None, None, None] and B["prefill"] == [None]
+    assert B["judged_against"]["en"].startswith("nothing") and "bandwidth roof 8.0 tok/s as context" in B["judged_against"]["en"]
+    assert P.judge_decode(5.0, B["decode"], "cpu", 50, 20, QUIET).status == "not_run"
+
+
 def test_baseline_basis_same_device_only(tmp_path):
     from bitcpm_validation.report import results as R
 
