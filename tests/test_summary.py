@@ -218,13 +218,15 @@ def test_a_busy_host_makes_performance_not_comparable_with_what_to_do(tmp_path):
     busy = ("not comparable: host busy: other processes used 0.90 of 2 cores over 60 s (more than 0.25) (during the "
             "benchmark sweep); re-run on a quiet host: make report RESUME=runs/<id> ONLY=performance")
     rows = scoped_run(tmp_path, GOOD | {"07_performance": [chk("decode_of_limit", "not_comparable", "performance", busy),
+                                                           chk("prefill", "not_comparable", "performance", busy),
                                                            chk("requests_completed", "pass", "engine")]})
     v = S.scope_verdicts(rows, PERF_SPECS)
     assert v["performance"].verdict == "not_comparable" and v["performance"].mark == "⊘"
     assert v["engine"].verdict == "pass" and S.overall(v) == "not_comparable"
     assert "host busy: other processes used 0.90 of 2 cores" in v["performance"].flagged[0].en
-    f = [x for x in S.findings(rows, PERF_SPECS) if x.check_id == "decode_of_limit"]
-    assert f and f[0].mark == "⊘" and "ONLY=performance" in f[0].remedy.en and "不是 ❌" in f[0].impact.zh
+    f = [x for x in S.findings(rows, PERF_SPECS) if x.status == "not_comparable"]
+    assert len(f) == 1 and f[0].mark == "⊘" and "ONLY=performance" in f[0].remedy.en and "不是 ❌" in f[0].impact.zh
+    assert f[0].what.en.startswith("07 Performance decode_of_limit, prefill: not comparable: host busy")  # one line
     # page one: the performance row says what to re-run and what its figures are relative to
     perf = R.ChapterResult("07_performance", "Performance", "性能", status="ok",
                            checks=[chk("decode_of_limit", "not_comparable", "performance", busy)],

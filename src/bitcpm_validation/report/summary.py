@@ -562,10 +562,16 @@ def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Fin
                                  "counts in no verdict"),
                                T("用当前版本重新运行该章", "re-run the chapter with this version")))
             continue
-        if r.status == "not_comparable":  # not a finding about the engine or the model: about the measurement
+        if r.status == "not_comparable":  # about the measurement, not the engine: one line per chapter
+            same = [x for x in rows if x.chapter == r.chapter and x.status == "not_comparable"]
+            if same[0] is not r:
+                continue
+            if len(same) > 1:
+                what = T(f"{r.title.zh} {'、'.join(x.name_t.zh for x in same)}：{short(r.reason_t.zh, 100).rstrip(_END)}",
+                         f"{r.title.en} {', '.join(x.name_t.en for x in same)}: {short(r.reason_t.en, 100).rstrip(_END)}")
             cmd = RERUN_PERFORMANCE.format(run="<id>")
             out.append(Finding(r.status, r.scope, r.chapter, r.check_id, what,
-                               T("测量无效，数字不可比较（不是 ❌）", "invalid measurement: the figure cannot be compared "
+                               T("测量无效，数字不可比较（不是 ❌）", "invalid measurement: the figures cannot be compared "
                                  "(not a ❌)"),
                                T(f"在空闲主机上重新运行：{cmd}", f"re-run on a quiet host: {cmd}")))
             continue
