@@ -371,7 +371,8 @@ def test_engine_gets_the_host_settings(tmp_path, monkeypatch):
     assert len(P.host_rows(host)) >= 4
     assert p.performance.decode_pct_warn.of("npu") == 20 and p.performance.decode_pct_fail.of("cpu") == 20
     monkeypatch.setattr(offline, "engine_platform", lambda: "cuda")
-    assert offline.engine_dtype(p) == "auto" and "VLLM_CPU_OMP_THREADS_BIND" not in offline.platform_env(p)
+    # on an accelerator `auto` is the model's own dtype (the stand-in's config.json: bfloat16), as vLLM resolves it
+    assert offline.engine_dtype(p) == "bfloat16" and "VLLM_CPU_OMP_THREADS_BIND" not in offline.platform_env(p)
 
 
 def test_bad_thread_binding_is_one_line(tmp_path):
