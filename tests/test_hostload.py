@@ -39,8 +39,10 @@ def _pair(tmp_path, other_ticks_after: int, steal_after: int = 0, seconds: float
 
 
 def test_parse_stat_keeps_a_command_name_with_spaces_and_parentheses():
-    assert H.parse_stat(_stat(7, "a (b) c", 3, 11, 4)) == (7, "a (b) c", 3, 15)
-    assert H.parse_stat(_stat(7, "x", 3, 11, 4, 100, 20)) == (7, "x", 3, 135)  # reaped children's time too
+    assert H.parse_stat(_stat(7, "a (b) c", 3, 11, 4)) == (7, "a (b) c", 3, 15, False)
+    assert H.parse_stat(_stat(7, "x", 3, 11, 4, 100, 20)) == (7, "x", 3, 135, False)  # reaped children's time too
+    kthread = _stat(42, "kworker/u8:2", 2, 5, 5).replace(" 4194304 ", f" {H.PF_KTHREAD | 0x40} ")
+    assert H.parse_stat(kthread)[4] is True
     assert H.parse_stat("garbage") is None
 
 
@@ -94,7 +96,7 @@ def test_a_short_lived_process_counts_through_the_parent_that_reaped_it(tmp_path
 def test_kernel_threads_are_reported_apart(tmp_path):
     before, after = _pair(tmp_path, other_ticks_after=0)
     procs = dict(after.procs)
-    procs[42] = H.Proc(42, H.KTHREADD, "kworker/u8:2-writeback", 300)  # writeback of the files the run wrote
+    procs[42] = H.Proc(42, 2, "kworker/u8:2-writeback", 300, kernel=True)  # writeback of the files the run wrote
     load = H.between(before, dataclasses.replace(after, procs=procs), roots=[RUNNER], cores=2)
     assert load.other_cpu_s == 0 and abs(load.kernel_cpu_s - 3.0) < 1e-9 and H.judge(load, 0.25, 0.05).comparable
 

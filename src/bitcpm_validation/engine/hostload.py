@@ -8,8 +8,8 @@ hold is invalid, not slow). Two snapshots of /proc, before and after, give:
   started and ended between the snapshots still counts, through its parent; processes that exist in the second
   snapshot count their time since the first (all of it when they started in between). The run's tree is every
   process descended from `roots` (the runner, or the notebook kernel's parent outside a run). Kernel threads
-  (below kthreadd, pid 2) are reported apart and not counted: their work (writeback, memory scanning) is mostly
-  on behalf of the processes, the run's included;
+  (PF_KTHREAD in /proc/<pid>/stat's flags) are reported apart and not counted: their work (writeback, memory
+  scanning) is mostly on behalf of the processes, the run's included;
 - the share of CPU time stolen by the hypervisor (/proc/stat `steal`, a VM's neighbours);
 - the 1-minute load average at the end (context only: it counts the run's own processes too).
 
@@ -30,7 +30,7 @@ from typing import Iterable, Optional
 
 # where a runner exports its pid, a chapter knows the root of the run's tree (else: the kernel's parent, the runner)
 RUN_ROOT_ENV = "BITCPM_RUN_PID"
-KTHREADD = 2  # the parent of every kernel thread
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Proc:
     ppid: int
     comm: str
     ticks: int  # utime + stime + cutime + cstime (its own and its reaped children's CPU time), in clock ticks
+    kernel: bool = False  # a kernel thread (PF_KTHREAD)
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,16 @@ def _read(path: Path) -> Optional[str]:
         return None
 
 
-def parse_stat(text: str) -> Optional[tuple[int, str, int, int]]:
-    """(pid, comm, ppid, utime + stime + cutime + cstime) of one /proc/<pid>/stat line (comm may hold spaces and
-    parentheses)."""
+def parse_stat(text: str) -> Optional[tuple[int, str, int, int, bool]]:
+    """(pid, comm, ppid, utime + stime + cutime + cstime, is a kernel thread) of one /proc/<pid>/stat line (comm
+    may hold spaces and parentheses)."""
     try:
         head, rest = text.split(" (", 1)
         comm, tail = rest.rsplit(") ", 1)
         f = tail.split()
         # after comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
-        return int(head), comm, int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        return (int(head), comm, int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]),
+                bool(int(f[6]) & PF_KTHREAD))
     except (ValueError, IndexError):
         return None
 
@@ -81,8 +83,8 @@ def snapshot(proc: str | Path = "/proc") -> Snapshot:
         text = _read(d / "stat")
         parsed = parse_stat(text) if text else None
         if parsed:
-            pid, comm, ppid, ticks = parsed
-            procs[pid] = Proc(pid, ppid, comm, ticks)
+            pid, comm, ppid, ticks, kernel = parsed
+            procs[pid] = Proc(pid, ppid, comm, ticks, kernel)
     total = steal = 0
     for line in (_read(root / "stat") or "").splitlines():
         if line.startswith("cpu "):
@@ -154,7 +156,6 @@ def between(before: Snapshot, after: Snapshot, roots: Iterable[int], cores: int)
     """The load of processes outside the run's tree (descendants of `roots` in either snapshot) between two snapshots."""
     roots = list(roots)
     mine = descendants(before.procs, roots) | descendants(after.procs, roots)
-    kernel = (descendants(before.procs, [KTHREADD]) | descendants(after.procs, [KTHREADD])) - {0}
     seconds = max(after.at - before.at, 1e-9)
     other: list[tuple[str, int, float]] = []
     kernel_s = 0.0
@@ -165,7 +166,7 @@ def between(before: Snapshot, after: Snapshot, roots: Iterable[int], cores: int)
         # a pid reused by another program started in between: count the new one from zero
         start = old.ticks if old is not None and old.comm == p.comm and old.ticks <= p.ticks else 0
         cpu = (p.ticks - start) / after.hz
-        if pid in kernel:
+        if p.kernel:
             kernel_s += max(cpu, 0.0)
         elif cpu > 0:
             other.append((p.comm, pid, cpu))
