@@ -268,3 +268,28 @@ def test_matching_or_auto_profile_records_no_override(proj):
     from bitcpm_validation.report import summary as S
 
     assert S.platform_override(oc.run_dir) is None
+
+
+def test_chapter_kernels_print_nothing_onto_the_progress_lines(tmp_path, monkeypatch):
+    """The kernels' stderr is the runner's terminal: through start, an idle interrupt (jupyter_client sends
+    SIGINT at every shutdown) and shutdown, a kernel with the runner's IPython profile prints nothing there."""
+    import tempfile
+
+    from jupyter_client import KernelManager
+
+    monkeypatch.setattr(runner, "RUNS_DIR", tmp_path)
+    env = dict(os.environ, IPYTHONDIR=str(runner._ipython_dir()))
+    with tempfile.TemporaryFile() as err:
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(env=env, stderr=err)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            km.interrupt_kernel()
+            time.sleep(0.5)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        err.seek(0)
+        assert err.read().decode().strip() == ""

@@ -248,13 +248,18 @@ def _reap(pids: Iterable[int]) -> None:
             pass
 
 
+# jupyter_client sends the kernel SIGINT at every shutdown, which the kernel logs at ERROR ("KeyboardInterrupt
+# caught in kernel") onto the run's progress lines; a chapter's own errors reach the report through papermill.
+KERNEL_CONFIG = "c = get_config()  # noqa\nc.IPKernelApp.log_level = 'CRITICAL'\nc.Application.log_level = 'CRITICAL'\n"
+
+
 def _ipython_dir() -> Path:
-    """An IPython profile whose kernel logs only errors (silences the kernel's TCP/connection warnings)."""
+    """An IPython profile whose kernel logs only critical errors (its TCP warnings, the shutdown interrupt)."""
     d = RUNS_DIR / ".ipython"
     cfg = d / "profile_default" / "ipython_kernel_config.py"
-    if not cfg.is_file():
+    if not cfg.is_file() or cfg.read_text() != KERNEL_CONFIG:
         cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text("c = get_config()  # noqa\nc.IPKernelApp.log_level = 'ERROR'\nc.Application.log_level = 'ERROR'\n")
+        cfg.write_text(KERNEL_CONFIG)
     return d
 
 
