@@ -93,6 +93,18 @@ def test_a_short_lived_process_counts_through_the_parent_that_reaped_it(tmp_path
     assert abs(load.other_cpu_s - 6.0) < 1e-9 and not H.judge(load, 0.25, 0.05).comparable
 
 
+def test_a_process_that_ended_counts_only_its_time_inside_the_window(tmp_path):
+    before, after = _pair(tmp_path, other_ticks_after=0)
+    # a job outside the run had used 100 s before the window and 2 s inside it when it ended; its parent, the
+    # shell, reaped it: the shell's cutime grows by the job's whole life (102 s)
+    b = dict(before.procs)
+    b[400] = H.Proc(400, SHELL, "make", 10_000)
+    a = dict(after.procs)
+    a[SHELL] = H.Proc(SHELL, 1, "bash", before.procs[SHELL].ticks + 10_200)
+    load = H.between(dataclasses.replace(before, procs=b), dataclasses.replace(after, procs=a), roots=[RUNNER], cores=2)
+    assert abs(load.other_cpu_s - 2.0) < 1e-9 and H.judge(load, 0.25, 0.05).comparable  # 0.2 of a core
+
+
 def test_kernel_threads_are_reported_apart(tmp_path):
     before, after = _pair(tmp_path, other_ticks_after=0)
     procs = dict(after.procs)

@@ -6,7 +6,9 @@ hold is invalid, not slow). Two snapshots of /proc, before and after, give:
 - the CPU time of every process outside the run's own process tree, as far as this process's PID namespace
   shows them: utime + stime, plus cutime + cstime (the time of children it reaped), so that a process that
   started and ended between the snapshots still counts, through its parent; processes that exist in the second
-  snapshot count their time since the first (all of it when they started in between). The run's tree is every
+  snapshot count their time since the first (all of it when they started in between), and the time a process
+  that ended in between had already used at the first snapshot is taken off again (its parent's cutime brings
+  its whole life in). The run's tree is every
   process descended from `roots` (the runner, or the notebook kernel's parent outside a run). Kernel threads
   (PF_KTHREAD in /proc/<pid>/stat's flags) are reported apart and not counted: their work (writeback, memory
   scanning) is mostly on behalf of the processes, the run's included;
@@ -141,7 +143,7 @@ class HostLoad:
     other_cores: float  # ... per second of wall time: how many cores they kept busy on average
     steal_share: Optional[float]  # share of all CPU time the hypervisor took (None: no /proc/stat)
     load_1min: Optional[float]
-    busiest: list[tuple[str, int, float]] = field(default_factory=list)  # (comm, pid, CPU s), top 3 outside
+    busiest: list[tuple[str, int, float]] = field(default_factory=list)  # (comm, pid, CPU s incl. children it reaped), top 3
     kernel_cpu_s: float = 0.0  # kernel threads (not counted: mostly work on behalf of processes)
 
     def to_data(self) -> dict:
@@ -170,7 +172,11 @@ def between(before: Snapshot, after: Snapshot, roots: Iterable[int], cores: int)
             kernel_s += max(cpu, 0.0)
         elif cpu > 0:
             other.append((p.comm, pid, cpu))
-    other_s = sum(c for _, _, c in other)
+    # a process seen at the first snapshot and gone at the second came back in full through its reaper's cutime:
+    # its time before the window is not the window's
+    gone = sum(p.ticks for pid, p in before.procs.items()
+               if pid not in after.procs and pid not in mine and not p.kernel) / after.hz
+    other_s = max(sum(c for _, _, c in other) - gone, 0.0)
     d_total = after.cpu_total - before.cpu_total
     steal = (after.cpu_steal - before.cpu_steal) / d_total if d_total > 0 else None
     busiest = sorted(other, key=lambda x: -x[2])[:3]
