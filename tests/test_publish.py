@@ -208,3 +208,16 @@ def test_history_without_summary_data_falls_back_to_check_counts(tmp_path):
     make_run(runs, "20261127-100000-a")
     _, entries, _ = P.build_site(runs, tmp_path / "site")
     assert entries[0].scopes == {"engine": "warn", "model": "warn"} and entries[0].metrics
+
+
+def test_site_shows_every_verdict_scope_including_not_comparable(tmp_path):
+    runs = tmp_path / "runs"
+    data = summary_data("pass", "warn", "16,898.6 ms")
+    data["scopes"].update({"performance": {"verdict": "not_comparable"}, "repository": {"verdict": "fail"}})
+    make_run(runs, "20261127-100000-a", summary=data)
+    site, entries, _ = P.build_site(runs, tmp_path / "site")
+    assert entries[0].scopes == {"engine": "pass", "model": "warn", "performance": "not_comparable",
+                                 "repository": "fail"}
+    html, zh = (site / "index.html").read_text(), (site / "index.zh.html").read_text()
+    assert "Performance verdict" in html and "Repository verdict" in html and ">not comparable</td>" in html
+    assert "性能结论" in zh and "模型文件结论" in zh and ">不可比</td>" in zh

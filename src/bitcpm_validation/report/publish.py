@@ -40,7 +40,8 @@ SITE_DIR = PROJECT_ROOT / "site"
 TEMPLATES = REPORT_DIR / "publish"
 REPORT_FILES = ("report.zh.html", "report.en.html", "report.zh.pdf", "report.en.pdf", "report.md",
                 "report.html", "report.pdf")  # the last two: runs rendered before one-language reports
-SCOPES = ("engine", "model")
+SCOPES = S.VERDICT_SCOPES
+LEGACY_SCOPES = ("engine", "model")  # runs summarised before performance and repository had verdicts
 INDEX = {"en": "index.html", "zh": "index.zh.html"}
 GROUP_IDS = ("results", "evidence", "notebooks", "artifacts")
 
@@ -52,9 +53,11 @@ WORDS: dict[str, dict[str, Any]] = {
            "all_runs": "All runs", "verify": "Verify",
            "verify_text": "Every file's SHA-256 is in the manifest; check it with",
            "changed_note": "Highlighted: differs from the previous run of the same profile.",
-           "scope": {"engine": "Engine verdict", "model": "Model verdict"},
+           "scope": {"engine": "Engine verdict", "model": "Model verdict", "performance": "Performance verdict",
+                     "repository": "Repository verdict"},
            "verdict": {"pass": "pass", "warn": "warn", "fail": "fail", "incomplete": "incomplete",
-                       "not_assessed": "not assessed", "not_run": "not run"},
+                       "not_assessed": "not assessed", "not_run": "not run",
+                       "not_comparable": "not comparable"},
            "groups": {"results": "Results", "evidence": "Evidence logs", "notebooks": "Executed notebooks",
                       "artifacts": "Artifacts", "other": "Other"}},
     "zh": {"title": "BitCPM4-0.5B 验证报告", "colon": "：", "runs_built": "%d 次运行 · 生成于 %s", "profile": "配置",
@@ -63,9 +66,10 @@ WORDS: dict[str, dict[str, Any]] = {
            "measured_on": "测量对象", "chapters": "章节", "all_runs": "所有运行", "verify": "校验",
            "verify_text": "每个文件的 SHA-256 记录在清单中，校验命令：",
            "changed_note": "高亮：与同一配置的上一次运行不同。",
-           "scope": {"engine": "引擎结论", "model": "模型结论"},
+           "scope": {"engine": "引擎结论", "model": "模型结论", "performance": "性能结论", "repository": "模型文件结论"},
            "verdict": {"pass": "通过", "warn": "注意", "fail": "失败", "incomplete": "不完整",
-                       "not_assessed": "未评估", "not_run": "未运行"},
+                       "not_assessed": "未评估", "not_run": "未运行",
+                       "not_comparable": "不可比"},
            "groups": {"results": "结果文件", "evidence": "证据日志", "notebooks": "已执行的 notebooks",
                       "artifacts": "工具输出", "other": "其他"}},
 }
@@ -167,8 +171,8 @@ def run_entry(run_dir: str | Path) -> RunEntry:
         v = scopes.get(scope)
         if isinstance(v, dict) and v.get("verdict"):
             e.scopes[scope] = str(v["verdict"])
-    if not e.scopes and e.counts:  # no summary data: one verdict from all rows, shown for both scopes
-        e.scopes = {scope: e.verdict for scope in SCOPES}
+    if not e.scopes and e.counts:  # no summary data (an old run): one verdict from all rows, for its two scopes
+        e.scopes = {scope: e.verdict for scope in LEGACY_SCOPES}
     page = summary.get("page_one") if isinstance(summary.get("page_one"), dict) else {}
     if page.get("device") and e.device == "?":
         e.device = _text(page["device"])
