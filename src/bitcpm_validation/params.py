@@ -254,13 +254,65 @@ class ServingParams(_Section):
     greedy_prompts: int = Field(3, ge=1, description="prompts compared token by token: server vs offline engine")
 
 
+class TaskSettings(_Section):
+    """One lm-eval task's settings (accuracy.settings.<task>); unset keys take accuracy's own."""
+    num_fewshot: Optional[int] = Field(None, ge=0, description="few-shot examples; default: accuracy.num_fewshot, "
+                                       "else the task's own (gsm8k: 5)")
+    chat_template: Optional[bool] = Field(None, description="apply the model's chat template (lm-eval apply_chat_template)")
+    concurrency: Optional[int] = Field(None, ge=1, description="requests in flight (lm-eval local-completions num_concurrent)")
+    theta: Optional[float] = Field(None, gt=0, le=100, description="minimum detectable drop, points")
+    alpha: Optional[float] = Field(None, gt=0, lt=0.5, description="false-alarm rate")
+    beta: Optional[float] = Field(None, gt=0, lt=0.5, description="miss rate")
+    sigma: Optional[float] = Field(None, gt=0, le=100, description="per-item score spread, points; default "
+                                   "100*sqrt(p(1-p)) from the reference score, else 50 (p = 0.5, the largest)")
+    n: Optional[int] = Field(None, ge=1, description="items to score (default: from theta, alpha, beta, sigma)")
+    time_limit_s: Optional[float] = Field(None, gt=0, description="cap n so that the estimated time fits")
+
+
+class DatasetResolution(_Section):
+    """Written by the run into its saved params.yaml (engine.datasets.resolve); not set by hand."""
+    datasets: dict[str, dict] = Field(default_factory=dict)
+    tasks: dict[str, Optional[str]] = Field(default_factory=dict)
+
+
 class AccuracyParams(_Section):
     tasks: list[str] = Field(default_factory=lambda: ["bitcpm_probe_mc"])
-    num_fewshot: int = Field(0, ge=0)
-    limit: Optional[int] = Field(None, ge=1)
+    num_fewshot: Optional[int] = Field(None, ge=0, description="few-shot examples for every task (overrides each "
+                                       "task's own default; accuracy.settings.<task>.num_fewshot overrides this)")
+    limit: Optional[int] = Field(None, ge=1, description="at most this many items per task (caps n)")
     rtol: float = Field(0.05, ge=0, description="relative tolerance against published numbers")
-    fail_outside_rtol: bool = Field(False, description="a score outside rtol is a failure (default: a warning, "
-                                    "since OpenCompass and lm-eval prompts differ)")
+    fail_outside_rtol: bool = Field(False, description="a score outside rtol is a failure of the document finding "
+                                    "(default: a warning, since OpenCompass and lm-eval prompts differ)")
+    theta: float = Field(3.0, gt=0, le=100, description="minimum detectable drop, points (TensorRT-LLM's sizing)")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="false-alarm rate")
+    beta: float = Field(0.2, gt=0, lt=0.5, description="miss rate")
+    chat_template: bool = Field(False, description="apply the model's chat template (base-model benchmarks: off)")
+    concurrency: int = Field(1, ge=1, description="requests in flight (lm-eval local-completions num_concurrent)")
+    seed: int = Field(0, description="seed of the stratified item choice and of lm-eval")
+    settings: dict[str, TaskSettings] = Field(default_factory=dict, description="per-task settings, by task name")
+    baseline: Optional[str] = Field(None, description="a run directory (runs/<id>) whose per-item results are "
+                                    "paired with this run's on the same items")
+    references: Optional[str] = Field("params/accuracy-references.yaml",
+                                      description="reference registry (unpaired threshold test)")
+    datasets: dict[str, str] = Field(default_factory=dict, description="pinned dataset revisions: {hub path: commit}")
+    resolved: Optional[DatasetResolution] = Field(None, description="set by the run: dataset commits it reads")
+
+    @model_validator(mode="after")
+    def _settings_name_tasks(self) -> "AccuracyParams":
+        unknown = sorted(set(self.settings) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"accuracy.settings names {', '.join(unknown)}, not in accuracy.tasks "
+                             f"({', '.join(self.tasks)}): add the task or remove its settings")
+        return self
+
+    def for_task(self, task: str) -> dict:
+        """The effective settings of one task (its own, else accuracy's)."""
+        own = self.settings.get(task, TaskSettings())
+        pick = lambda k: getattr(own, k) if getattr(own, k) is not None else getattr(self, k, None)  # noqa: E731
+        return {"num_fewshot": pick("num_fewshot"), "chat_template": pick("chat_template"),
+                "concurrency": pick("concurrency"), "theta": pick("theta"), "alpha": pick("alpha"),
+                "beta": pick("beta"), "sigma": own.sigma, "n": own.n, "time_limit_s": own.time_limit_s,
+                "limit": self.limit}
 
 
 class Params(_Section):

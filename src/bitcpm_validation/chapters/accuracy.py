@@ -268,22 +268,30 @@ def task_manager(out_dir: Path, exclude: Optional[dict[str, set[str]]] = None):
     return TaskManager(include_path=str(local_include_dir(out_dir, exclude)))
 
 
+def leaf_tasks(task: str, tm) -> dict[str, Any]:
+    """lm-eval's Task objects of a task's leaves (a group: its subtasks; a task: itself), by name. Loads the
+    data (from the datasets cache the run resolved)."""
+    return dict(sorted(tm.load([task])["tasks"].items()))
+
+
 def subtask_sizes(task: str, tm) -> dict[str, int]:
-    """Items in each leaf task's evaluation split (a group: its subtasks; a task: itself). Loads the data
-    (from the datasets cache the run resolved)."""
-    from lm_eval.tasks import get_task_dict
+    """Items in each leaf task's evaluation split."""
+    return {name: len(t.eval_docs) for name, t in leaf_tasks(task, tm).items()}
 
-    sizes: dict[str, int] = {}
 
-    def walk(d):
-        for v in d.values():
-            if isinstance(v, dict):
-                walk(v)
-            else:
-                sizes[v.config.task] = len(v.eval_docs)
-
-    walk(get_task_dict([task], tm))
-    return sizes
+def example_prompts(leaves: dict[str, Any], k: int = 4, num_fewshot: Optional[int] = None) -> list[str]:
+    """A few of the task's own prompts (the first document of the first subtasks), lengthened by the few-shot
+    examples, for the request-rate probe: a rate measured on prompts of the task's own size."""
+    out = []
+    for t in list(leaves.values())[:k]:
+        try:
+            doc = next(iter(t.eval_docs))
+            text = str(t.doc_to_text(doc))
+            shots = num_fewshot if num_fewshot is not None else (t.config.num_fewshot or 0)
+            out.append("\n\n".join([text] * (int(shots) + 1)))
+        except Exception:  # a task whose prompt needs more than doc_to_text: the probe's default prompt
+            continue
+    return out
 
 
 def choose_items(sizes: dict[str, int], n: int, seed: int) -> dict[str, list[int]]:
@@ -393,7 +401,7 @@ def _item_metric(samples: dict[str, list[dict[str, Any]]]) -> tuple[str, Optiona
 # time: a request-rate probe before a task, the actual time after
 
 def measure_request_rate(base_url: str, model: str, *, concurrency: int, generate: bool, max_tokens: int = 256,
-                         prompt_words: int = 200, requests: Optional[int] = None) -> float:
+                         prompts: Optional[list[str]] = None, requests: Optional[int] = None) -> float:
     """Requests per second the server answers at `concurrency` in flight: a few requests shaped like the
     task's (log-likelihood: echo + logprobs, one token; generation: max_tokens greedy)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -401,11 +409,11 @@ def measure_request_rate(base_url: str, model: str, *, concurrency: int, generat
     import requests as http
 
     k = requests or max(2, 2 * concurrency)
-    prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * max(1, prompt_words // 9))
-    body = {"model": model, "prompt": prompt, "temperature": 0.0}
-    body.update({"max_tokens": max_tokens} if generate else {"max_tokens": 1, "echo": True, "logprobs": 1})
+    prompts = prompts or [" ".join(["The quick brown fox jumps over the lazy dog."] * 20)]
+    extra = {"max_tokens": max_tokens} if generate else {"max_tokens": 1, "echo": True, "logprobs": 1}
 
-    def one(_):
+    def one(i):
+        body = {"model": model, "prompt": prompts[i % len(prompts)], "temperature": 0.0, **extra}
         r = http.post(base_url, json=body, timeout=300)
         r.raise_for_status()
 
@@ -440,7 +448,7 @@ def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path
                   max_length: Optional[int] = None, seed: int = 0, evidence: Optional[Path] = None,
                   exclude: Optional[set[str]] = None, samples: Optional[dict[str, list[int]]] = None,
                   sizes: Optional[dict[str, int]] = None, concurrency: int = 1, chat_template: bool = False,
-                  dataset_problem: Optional[str] = None) -> TaskResult:
+                  dataset_problem: Optional[str] = None, tm=None) -> TaskResult:
     """One task through lm_eval.simple_evaluate(local-completions); never raises (failed / skipped carry
     the reason). exclude: item ids of a local task left out (contaminated). samples: the chosen items per
     leaf task (None: all). sizes: leaf task sizes (the group score's weights). dataset_problem: the run's
@@ -449,7 +457,7 @@ def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path
     kw = dict(task=task, base_url=base_url, model=model, tokenizer=tokenizer, out_dir=out_dir,
               num_fewshot=num_fewshot, limit=limit, trust_remote_code=trust_remote_code, max_length=max_length,
               seed=seed, exclude=exclude or set(), samples=samples, sizes=sizes, concurrency=concurrency,
-              chat_template=chat_template)
+              chat_template=chat_template, tm=tm)
     if dataset_problem:
         return TaskResult(task, "skipped", reason=dataset_problem)
     if evidence is None:
@@ -462,7 +470,7 @@ def evaluate_task(task: str, *, base_url: str, model: str, tokenizer: str | Path
 
 
 def _evaluate_task(*, task, base_url, model, tokenizer, out_dir, num_fewshot, limit, trust_remote_code, max_length,
-                   seed, exclude, samples, sizes, concurrency, chat_template) -> TaskResult:
+                   seed, exclude, samples, sizes, concurrency, chat_template, tm=None) -> TaskResult:
     import lm_eval
 
     out_dir = Path(out_dir)
@@ -482,7 +490,7 @@ def _evaluate_task(*, task, base_url, model, tokenizer, out_dir, num_fewshot, li
                               include_path=include if task in LOCAL_TASKS else None,
                               output_path=str(out_dir / "lm_eval_out"))
     try:
-        tm = task_manager(out_dir, {task: exclude} if exclude else None)
+        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None)  # building one takes seconds
         if task not in tm.all_tasks:
             return TaskResult(task, "failed", reason=f"task {task!r} is not known to lm-eval "
                                                      f"{getattr(lm_eval, '__version__', '')} nor a local task: "
@@ -707,3 +715,109 @@ def judge_baseline(task: str, pairing: Optional[items.Pairing], alpha: float, ba
     zh = (f"与 {baseline} 配对 {r.n} 道题：{r.diff_points:+.2f} 分 [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]，"
           f"多对 {r.candidate_only} / 多错 {r.baseline_only}，精确 McNemar 检验 p(变差) {r.p_worse:.3g}（alpha {alpha:g}）{refused_zh}")
     return CHECKS["baseline"].row("fail" if r.p_worse < alpha else "pass", en, zh, item=task)
+
+
+# --------------------------------------------------------------------------------------------
+# one task measured: planned, timed, evaluated (the notebook calls this per task)
+
+def lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+@dataclass
+class Measured:
+    result: TaskResult
+    plan: Optional[TaskPlan]
+    settings: dict[str, Any]
+    estimate_s: Optional[float]  # before: n x requests per item / measured request rate
+    rate_rps: Optional[float]  # requests per second measured at the task's concurrency
+    reference: Optional[dict[str, Any]] = None  # the registry entry used, if any
+    key: Optional[dict[str, Any]] = None  # what a registry entry must match
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result.as_dict(), "plan": self.plan.as_dict() if self.plan else None,
+                "settings": self.settings, "estimate_s": self.estimate_s, "rate_rps": self.rate_rps,
+                "reference": self.reference, "key": self.key}
+
+
+def measure_task(task: str, params: Any, *, base_url: str, model: str, out_dir: Path, evidence: Optional[Path],
+                 exclude: Optional[set[str]] = None, references: Optional[list[dict[str, Any]]] = None,
+                 dataset_problem: Optional[str] = None, rates: Optional[dict[tuple[str, int], float]] = None,
+                 say=print, tm=None) -> Measured:
+    """Plan (n from theta / alpha / beta / sigma, capped by dataset and time), say the estimate, evaluate
+    (stratified items through lm-eval's samples mapping), say the actual time. Never raises."""
+    ap = params.accuracy
+    st = ap.for_task(task)
+    if dataset_problem:
+        return Measured(TaskResult(task, "skipped", reason=dataset_problem), None, st, None, None)
+    out_dir = Path(out_dir)
+    try:
+        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None)
+        if task not in tm.all_tasks:  # evaluate_task says so in one line
+            raise LookupError(task)
+        with hub_offline(task not in LOCAL_TASKS):
+            leaves = leaf_tasks(task, tm)
+        sizes = {name: len(t.eval_docs) for name, t in leaves.items()}
+        kind = task_kind(task, tm)
+        prompts = example_prompts(leaves, num_fewshot=st["num_fewshot"])
+    except LookupError:
+        return Measured(evaluate_task(task, base_url=base_url, model=model, tokenizer=params.model_path,
+                                      out_dir=out_dir), None, st, None, None)
+    except Exception as err:  # data that cannot be read: one line, the other tasks go on
+        return Measured(TaskResult(task, "skipped", reason=f"{task}: its data could not be loaded: {one_line(err)}"),
+                        None, st, None, None)
+    choices = 1
+    if kind != "generate_until":
+        its = local_items(task)
+        choices = round(sum(len(i["choices"]) for i in its) / len(its)) if its else 4
+    per_item = requests_per_item(kind, choices)
+    rate = None
+    rates = {} if rates is None else rates
+    rk = (task, int(st["concurrency"]))  # per task: its own prompt lengths
+    try:
+        if rk not in rates:
+            rates[rk] = measure_request_rate(base_url, model, concurrency=int(st["concurrency"]),
+                                             generate=kind == "generate_until", prompts=prompts)
+        rate = rates[rk]
+    except Exception as err:  # the estimate is lost, not the task
+        say(f"{task}: request rate not measured ({one_line(err)}); no time estimate")
+    key = reference_key(params, task, st, lm_eval_version())
+    ref = find_reference(references or [], key)
+    available = sum(sizes.values())
+    plan = plan_task(task, st, available, reference=float(ref["value"]) if ref else None,
+                     seconds_per_item=per_item / rate if rate else None)
+    samples = choose_items(sizes, plan.n, ap.seed) if plan.n < available else None
+    n_run = sum(len(v) for v in samples.values()) if samples else available
+    estimate = round(n_run * per_item / rate, 1) if rate else None
+    say(f"{task}: {n_run} of {available} items ({len(sizes)} subtask(s)), {n_run * per_item} requests at "
+        f"concurrency {st['concurrency']}" + (f": about {estimate:.0f} s at {rate:.1f} requests/s" if estimate else ""))
+    r = evaluate_task(task, base_url=base_url, model=model, tokenizer=params.model_path, out_dir=out_dir,
+                      num_fewshot=st["num_fewshot"], limit=None, trust_remote_code=params.trust_remote_code,
+                      max_length=params.engine.max_model_len, seed=ap.seed, evidence=evidence, exclude=exclude,
+                      samples=samples, sizes=sizes, concurrency=int(st["concurrency"]),
+                      chat_template=bool(st["chat_template"]), tm=tm)
+    say(f"{task}: {r.status} in {r.seconds:.0f} s" + (f" (estimated {estimate:.0f} s)" if estimate else ""))
+    return Measured(r, plan, st, estimate, round(rate, 3) if rate else None, ref, key)
+
+
+def verdict_line(m: Measured) -> tuple[str, str]:
+    """(en, zh) one line of what the run can tell for a task: n, the theta it detects, whether it was capped."""
+    p = m.plan
+    if p is None:
+        return ("", "")
+    n = (m.result.score or {}).get("n", p.n)
+    det = stats.detectable_theta(int(n), p.sigma, p.alpha, p.beta)
+    cap = {"dataset": "the dataset's size", "time": "the time limit", "limit": "accuracy.limit",
+           "params n": "the task's n"}.get(p.capped_by or "", "")
+    cap_zh = {"dataset": "数据集大小", "time": "时间上限", "limit": "accuracy.limit", "params n": "任务的 n"}.get(p.capped_by or "", "")
+    en = f"{m.result.task}: {n} items detect a drop of {det:.1f} points (alpha {p.alpha:g}, beta {p.beta:g})"
+    zh = f"{m.result.task}：{n} 道题可检出 {det:.1f} 分的下降（alpha {p.alpha:g}，beta {p.beta:g}）"
+    if det > p.theta:
+        en += f", not the {p.theta:g} asked" + (f" (n capped by {cap}; {p.n_needed} needed)" if cap else "")
+        zh += f"，达不到要求的 {p.theta:g} 分" + (f"（n 受{cap_zh}限制；需要 {p.n_needed} 道）" if cap_zh else "")
+    if det >= 20:
+        en += ": it can only detect gross breakage"
+        zh += "：只能发现严重损坏"
+    return (en + ".", zh + "。")

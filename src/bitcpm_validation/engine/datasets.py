@@ -86,13 +86,14 @@ def hub_online(timeout: float = 3.0) -> bool:
         return False
 
 
-def task_needs(tasks: list[str], include_path: Optional[str] = None) -> dict[str, list[Need]]:
+def task_needs(tasks: list[str], include_path: Optional[str] = None, tm=None) -> dict[str, list[Need]]:
     """Per task of the profile, the hub dataset configs its leaf tasks load (lm-eval's task index, no data
     loaded). Local tasks (data files) and unknown names need none."""
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._index import Kind
 
-    tm = TaskManager(include_path=include_path) if include_path else TaskManager()
+    if tm is None:  # building lm-eval's task index takes seconds: pass one in where it exists
+        tm = TaskManager(include_path=include_path) if include_path else TaskManager()
 
     def leaves(name: str) -> list[str]:
         e = tm._entry(name)
@@ -202,9 +203,9 @@ def inspect_cache(path: str, configs: list[Optional[str]], pin: Optional[str], *
 
 def resolve(tasks: list[str], pins: dict[str, str], *, params_source: Optional[str] = None,
             include_path: Optional[str] = None, online: Optional[bool] = None,
-            say: Callable[[str], None] = print) -> dict[str, Any]:
+            say: Callable[[str], None] = print, tm=None) -> dict[str, Any]:
     """The run's dataset resolution: {"datasets": {path: state}, "tasks": {task: reason or None}}."""
-    needs = task_needs(tasks, include_path)
+    needs = task_needs(tasks, include_path, tm)
     hint = prefetch_hint(params_source)
     if online is None:
         online = any(needs.values()) and hub_online()

@@ -92,6 +92,7 @@ def stratified(strata: Sequence[Stratum]) -> tuple[float, float]:
 def allocate(sizes: dict[str, int], n: int) -> dict[str, int]:
     """n items split over subtasks in proportion to their sizes (largest remainder; at least one item per
     subtask while n allows; never more than a subtask has)."""
+    sizes = dict(sorted(sizes.items()))  # the same split whatever order the subtasks come in
     total = sum(sizes.values())
     if n >= total:
         return dict(sizes)
@@ -102,7 +103,7 @@ def allocate(sizes: dict[str, int], n: int) -> dict[str, int]:
             if out[k] == 0 and sizes[k] > 0:
                 out[k] = 1
     left = n - sum(out.values())
-    for k in sorted(raw, key=lambda k: (raw[k] - math.floor(raw[k]), sizes[k]), reverse=True):
+    for k in sorted(raw, key=lambda k: (-(raw[k] - math.floor(raw[k])), -sizes[k], k)):
         if left <= 0:
             break
         if out[k] < sizes[k]:
