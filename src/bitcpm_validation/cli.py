@@ -120,26 +120,6 @@ def _cmd_prefetch_datasets(a: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _cmd_prefetch_datasets(a: argparse.Namespace) -> int:
-    """load_dataset for every config the profile's accuracy tasks need (a host with network; HF_ENDPOINT)."""
-    from bitcpm_validation.engine import datasets as D
-
-    try:
-        p = load_params(a.params)
-    except ParamsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    hub_tasks = [t for t in p.accuracy.tasks if t not in D.local_task_names()]
-    if not hub_tasks:
-        print(f"{a.params}: no hub dataset to fetch (accuracy.tasks: {', '.join(p.accuracy.tasks)})")
-        return 0
-    states = D.prefetch(D.task_needs(hub_tasks), dict(p.accuracy.datasets))
-    bad = [s for s in states.values() if s.status != "ok"]
-    print(f"{len(states) - len(bad)} of {len(states)} dataset(s) stored in {D.cache_dir()}"
-          + ("; copy that folder to the run host (HF_DATASETS_CACHE)" if len(bad) < len(states) else ""))
-    return 1 if bad else 0
-
-
 def _cmd_publish(a: argparse.Namespace) -> int:
     from bitcpm_validation.report import publish as P
 
@@ -204,9 +184,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     c = sub.add_parser("check-params", help="validate params files")
     c.add_argument("paths", nargs="+")
     c.set_defaults(fn=_cmd_check)
-    pf = sub.add_parser("prefetch-datasets", help="store the datasets a profile's accuracy tasks need in the datasets cache")
-    pf.add_argument("params")
-    pf.set_defaults(fn=_cmd_prefetch_datasets)
     pf = sub.add_parser("prefetch-datasets", help="store the datasets a profile's accuracy tasks need in the datasets cache")
     pf.add_argument("params")
     pf.set_defaults(fn=_cmd_prefetch_datasets)
