@@ -119,6 +119,13 @@ def test_precision_families_and_features(chapters_run):
     assert checks["batch_mixed"].status in ("pass", "warn")
     assert "long-600 600" in res.metric("compared_lengths")
     assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "by_position.png").is_file()
+    # the full 0.5B shape: a synthetic checkpoint vs the fp32 reference, a short and a 1,024-token prompt
+    full = res.data["full_shape"]
+    assert full["shape"]["vocab_size"] == 73448 and full["shape"]["num_hidden_layers"] == 24
+    assert full["lengths"]["full-shape/long-1024"] == [1024]
+    for g in ("full-shape/short", "full-shape/long-1024"):
+        assert checks[f"family_agreement:{g}"].status == "pass", (g, checks[f"family_agreement:{g}"].detail_en)
+    assert "synthetic" in res.metric("compared_lengths") and "vocab 73,448" in res.metric("compared_lengths")
 
 
 @pytest.mark.engine

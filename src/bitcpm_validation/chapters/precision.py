@@ -238,13 +238,15 @@ class TransformersImpl:
 class EngineImpl:
     """A vLLM engine (offline, or the run's shared one): whole-vocabulary scoring where it offers it."""
 
-    def __init__(self, eng: Any, label: str):
+    def __init__(self, eng: Any, label: str, ids_only: bool = False):
         self.eng = eng
         self.label = label
         self.full_error: Optional[str] = None  # why whole-vocabulary rows were not available
+        # token ids only (a synthetic checkpoint: its head scores ids its tokenizer cannot decode; offline engine)
+        self.ids_only: dict[str, Any] = {"detokenize": False} if ids_only else {}
 
     def greedy(self, prompts, max_new_tokens, k):
-        gens = self.eng.generate([list(p) for p in prompts], max_tokens=max_new_tokens, logprobs=k)
+        gens = self.eng.generate([list(p) for p in prompts], max_tokens=max_new_tokens, logprobs=k, **self.ids_only)
         return [(list(g.token_ids), [dict(r) for r in (g.logprobs or [])]) for g in gens]
 
     def score_full(self, seqs):
@@ -263,7 +265,7 @@ class EngineImpl:
             return None
 
     def score_topk(self, seqs, k):
-        gens = self.eng.generate([list(s) for s in seqs], max_tokens=1, prompt_logprobs=k)
+        gens = self.eng.generate([list(s) for s in seqs], max_tokens=1, prompt_logprobs=k, **self.ids_only)
         return [[dict(r) for r in (g.prompt_logprobs or [])[1:]] for g in gens]
 
 
@@ -860,3 +862,44 @@ def plot_abs_delta(cmp: dict[str, Any], path: Optional[str | Path] = None, title
     if path:
         fig.savefig(path)
     return fig
+
+
+# -- the full shape on every host ---------------------------------------------------------------------------
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+              "vocab_size")
+
+
+def shape_of(model_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        c = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: c.get(k) for k in SHAPE_KEYS}
+
+
+def full_shape_plan(model_dir: Path, dummy_config: Optional[Path], enabled: bool) -> tuple[bool, str, str]:
+    """(run the synthetic full-shape comparison?, why en, why zh): where the model is smaller than the profile's
+    full-size architecture (the stand-in) and precision.full_shape is on."""
+    if not enabled:
+        return False, "precision.full_shape is false", "precision.full_shape 为 false"
+    if dummy_config is None or not (Path(dummy_config) / "config.json").is_file():
+        return False, "model.dummy_config names no architecture directory", "model.dummy_config 没有指向架构目录"
+    if shape_of(model_dir) == shape_of(dummy_config):
+        return False, "the model itself is at the full shape", "模型本身就是完整形状"
+    return True, f"the model is smaller than {Path(dummy_config).name}", f"模型小于 {Path(dummy_config).name}"
+
+
+def full_shape_items(prompts: Sequence[Any], full_dir: Path, n_long: int, max_model_len: int,
+                     max_new_tokens: int) -> list[FamilyItem]:
+    """Two short English prompts (whole-vocabulary rows) and one long prompt of n_long tokens (top-k), encoded by
+    the synthetic directory's own tokenizer."""
+    from bitcpm_validation.engine import prompting
+
+    raw = [p for p in prompts if not getattr(p, "chat", False) and p.lang == "en"][:2]
+    out = [FamilyItem(f"full-{p.id}", "full-shape/short", "short", list(prompting.prompt_ids(p, full_dir)), True)
+           for p in raw]
+    n = min(n_long, max_model_len - max_new_tokens)
+    out.append(FamilyItem(f"full-long-{n}", f"full-shape/long-{n}", "long", long_ids(full_dir, "en", n), False))
+    return out

@@ -383,12 +383,13 @@ class Engine:
 
     def generate(self, prompts: Sequence[PromptInput], *, max_tokens: int, temperature: float = 0.0,
                  logprobs: Optional[int] = None, prompt_logprobs: Optional[int] = None,
-                 seed: Optional[int] = None, ignore_eos: bool = False) -> list[Generation]:
-        """Generate for text prompts or token-id prompts (token ids skip the engine's tokenizer)."""
+                 seed: Optional[int] = None, ignore_eos: bool = False, detokenize: bool = True) -> list[Generation]:
+        """Generate for text prompts or token-id prompts (token ids skip the engine's tokenizer). detokenize=False:
+        ids only (a synthetic checkpoint's head scores ids its tokenizer cannot decode)."""
         from vllm import SamplingParams
 
         sp = SamplingParams(temperature=temperature, max_tokens=max_tokens, logprobs=logprobs,
-                            prompt_logprobs=prompt_logprobs, seed=seed, ignore_eos=ignore_eos)
+                            prompt_logprobs=prompt_logprobs, seed=seed, ignore_eos=ignore_eos, detokenize=detokenize)
         inputs = [p if isinstance(p, str) else {"prompt_token_ids": list(p)} for p in prompts]
         outs = self.llm.generate(inputs, sp, use_tqdm=False)
         return [_to_generation(o) for o in outs]
