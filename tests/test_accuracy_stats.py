@@ -118,3 +118,31 @@ def test_reference_registry_matching_and_threshold():
     none = A.judge_reference("mmlu", {"points": 50.0, "n": 3435}, None, plan)
     assert none.status == "not_run" and none.detail_en == "no reference: threshold not computed"
     assert A.load_references("params/accuracy-references.yaml") == []  # measured values only: none yet
+
+
+def test_task_settings_take_precedence_and_bad_ones_are_one_line(tmp_path):
+    from bitcpm_validation.chapters import provenance
+    from bitcpm_validation.params import AccuracyParams, DatasetResolution, ParamsError, load_params
+
+    ap = AccuracyParams(tasks=["gsm8k", "mmlu"], settings={"gsm8k": {"num_fewshot": 3, "concurrency": 16, "theta": 5}})
+    assert ap.for_task("mmlu")["num_fewshot"] is None  # the task's own default (lm-eval: gsm8k 5-shot)
+    assert (ap.for_task("gsm8k")["num_fewshot"], ap.for_task("gsm8k")["concurrency"], ap.for_task("gsm8k")["theta"]) == (3, 16, 5)
+    glob = AccuracyParams(tasks=["gsm8k"], num_fewshot=0)
+    assert glob.for_task("gsm8k")["num_fewshot"] == 0  # a global number overrides the task's default
+    y = tmp_path / "p.yaml"
+    y.write_text("profile: t\nmodel: {path: models/stand-in}\naccuracy: {tasks: [mmlu], settings: {gsm8k: {theta: 2}}}\n")
+    with pytest.raises(ParamsError) as e:
+        load_params(y)
+    assert "gsm8k" in str(e.value) and "\n" not in str(e.value)
+    y.write_text("profile: t\nmodel: {path: models/stand-in}\naccuracy: {tasks: [mmlu], alpha: 0.7}\n")
+    with pytest.raises(ParamsError):
+        load_params(y)
+    y.write_text("profile: t\nmodel: {path: models/stand-in}\naccuracy: {tasks: [mmlu]}\n")
+    p = load_params(y)
+    assert provenance.dataset_sources(p) == {}
+    res = DatasetResolution(datasets={"cais/mmlu": {"revision": "abc", "pinned": None, "configs": 57, "status": "ok"}},
+                            tasks={"mmlu": None})
+    p2 = p.model_copy(update={"accuracy": p.accuracy.model_copy(update={"resolved": res})})
+    assert provenance.dataset_sources(p2) == {"cais/mmlu": {"revision": "abc", "pinned": None, "configs": 57, "status": "ok"}}
+    # the run's params.yaml carries the resolution (like model.source)
+    assert "cais/mmlu" in p2.to_yaml() and load_params  # noqa

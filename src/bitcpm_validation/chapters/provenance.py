@@ -174,6 +174,15 @@ def model_source(params: Any) -> dict[str, Any]:
             "path": str(params.model_path)}
 
 
+def dataset_sources(params: Any) -> dict[str, Any]:
+    """The benchmark datasets the run read: hub path -> the commit in the datasets cache (engine.datasets,
+    recorded by the run in its params.yaml), its pin and state; {} when the run used no hub dataset."""
+    res = params.accuracy.resolved
+    if res is None:
+        return {}
+    return {path: {k: d.get(k) for k in ("revision", "pinned", "configs", "status")} for path, d in res.datasets.items()}
+
+
 # -- everything -----------------------------------------------------------------------------------------------
 def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]:
     """The run's provenance as a JSON-ready dict. Never starts an engine; never raises for a missing
@@ -205,6 +214,7 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
         "remote_code": rc,
         "remote_code_dummy": rc_dummy,
         "model_source": model_source(params),
+        "dataset_sources": dataset_sources(params),
         "git": git_info(),
         "versions": environment.package_versions(VERSION_DISTS),
         "host": host_info(),
