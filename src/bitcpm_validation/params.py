@@ -112,6 +112,11 @@ class EngineParams(_Section):
     max_num_seqs: int = Field(8, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     seed: int = 0
+    max_num_batched_tokens: Optional[int] = Field(
+        None, ge=1, description="tokens the scheduler computes per step (vLLM's max_num_batched_tokens); a prompt "
+                                "longer than this is prefilled in chunks (chunked prefill). null: vLLM's default "
+                                "(4,096 offline / 2,048 served on CPU, no prompt of a default run is chunked); the "
+                                "precision chapter compares the chunked positions with the golden")
     tokenizer_override: Literal["auto", "off"] = Field(
         "auto",
         description="auto: where the model directory's engine tokenizer (AutoTokenizer, as vLLM loads it) encodes "
@@ -147,9 +152,6 @@ class PrecisionParams(_Section):
     top_k: int = Field(5, ge=1, le=20)
     max_new_tokens: int = Field(32, ge=1)
     prompts: int = Field(5, ge=1)
-    max_num_batched_tokens: Optional[int] = Field(
-        None, ge=1, description="tokens the scheduler computes per step (vLLM's max_num_batched_tokens); a prompt "
-                                "longer than this is prefilled in chunks (chunked prefill). null: vLLM's default "
     top_k_long: int = Field(20, ge=1, le=100, description="top-k rows of the long and feature families (whole-"
                                                            "vocabulary rows only for the short ones)")
     long_lengths: list[int] = Field(
@@ -172,8 +174,6 @@ class PrecisionParams(_Section):
     min_decisive_share: float = Field(
         0.5, ge=0, le=1, description="a comparison counts only if at least this share of its positions are "
                                      "decisive (margin ≥ tie_margin): flat logits cannot pass")
-                                "(4,096 offline / 2,048 served on CPU, no prompt of a default run is chunked); the "
-                                "precision chapter compares the chunked positions with the golden")
     min_top1_agreement: float = Field(0.95, ge=0, le=1)
     max_mean_abs_dlogprob: float = Field(0.05, ge=0)
     max_kl: float = Field(0.05, ge=0)
@@ -207,23 +207,6 @@ class PerformanceParams(_Section):
     input_len: int = Field(128, ge=1)
     output_len: int = Field(32, ge=1)
     num_iters: int = Field(3, ge=1)
-    top_k_long: int = Field(20, ge=1, le=100, description="top-k rows of the long and feature families (whole-"
-                                                           "vocabulary rows only for the short ones)")
-    long_lengths: list[int] = Field(
-        default_factory=lambda: [256, 1024, -1],
-        description="prompt lengths (tokens) of the long family; -1: max_model_len - max_new_tokens; lengths above "
-                    "that are dropped")
-    block_boundaries: bool = Field(True, description="also prompts of block size - 1, block size, block size + 1 "
-                                                     "tokens (the engine's KV block size)")
-    family_prompts: int = Field(2, ge=1, description="prompts per short family (zh, chat)")
-    features: bool = Field(True, description="chunked prefill, prefix caching and a mixed-length batch")
-    tie_margin: dict[str, float] = Field(
-        default_factory=lambda: {"bfloat16": 0.05, "float16": 0.01, "float32": 0.001},
-        description="per engine dtype, nats: where the golden's top-1 margin (top-1 minus top-2 logprob) is below "
-                    "this rounding noise a top-1 flip is a tie, not a disagreement")
-    min_decisive_share: float = Field(
-        0.5, ge=0, le=1, description="a comparison counts only if at least this share of its positions are "
-                                     "decisive (margin ≥ tie_margin): flat logits cannot pass")
     num_iters_warmup: int = Field(1, ge=0, description="warm-up requests before the measured ones (0: the figures "
                                                        "are not comparable)")
     concurrency: list[int] = Field(default_factory=lambda: [1, 4])
