@@ -475,3 +475,31 @@ def test_shared_server_matches_offline_engine(tmp_path):
     kinds = [(s.chapter, s.kind, s.why) for s in starts.load(run_dir)]
     assert kinds == [("runner", "shared-server", "the run's shared engine (every chapter that can share it)"),
                      ("03_inference", "offline", "reference")]
+
+
+KILLS_SHARED = HEAD + textwrap.dedent('''\
+    import json, os, pathlib, signal, time
+    info = json.loads((pathlib.Path(run_dir) / "shared-engine.json").read_text())
+    ch.data["pid"] = info["pid"]
+    os.killpg(info["pid"], signal.SIGKILL)  # a request that kills the engine (a device refusing a request)
+    # engine.start( : this chapter needs an engine
+    ch.finish()''')
+
+
+def test_runner_restarts_a_shared_server_that_died_during_a_chapter(proj, monkeypatch):
+    """Issue 22.7: a chapter whose request killed the shared engine costs that chapter's comparison only; the
+    later chapters get a new shared server (counted), never a lost run."""
+    monkeypatch.setattr(shared, "start_shared", _fake_start_shared)
+    notebook(proj["nbs"], "02_loading", KILLS_SHARED)
+    out = io.StringIO()
+    oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out)
+    text = out.getvalue()
+    assert [c.status for c in oc.chapters] == ["ok", "ok", "ok"], text
+    assert "stopped answering: restarting it" in text
+    from bitcpm_validation.report import results as R
+
+    first = R.load(oc.run_dir / "results" / "02_loading.json").data["pid"]
+    second = R.load(oc.run_dir / "results" / "03_inference.json").data["pid"]
+    assert first != second
+    run = json.loads((oc.run_dir / "run.json").read_text())
+    assert run["engine_starts"]["count"] == 2

@@ -436,9 +436,9 @@ def _tree(pid: Optional[int]) -> set[int]:
 
 
 def _shared_answers(srv: Any, run_dir: Path) -> bool:
-    """The shared server's process runs and its /health answers 200."""
-    info = shared_engine.read_info(run_dir)
-    return bool(srv.alive()) and info is not None and shared_engine.alive(info)
+    """The shared server's process still runs (vLLM's API server exits when its engine core dies: the launcher's
+    terminate_if_errored, unless VLLM_KEEP_ALIVE_ON_ENGINE_DEATH) and its shared-engine.json is in place."""
+    return bool(srv.alive()) and shared_engine.read_info(run_dir) is not None
 
 
 def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome):
