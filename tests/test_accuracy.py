@@ -144,6 +144,14 @@ def test_local_task_through_server(served):
     assert h["metric"] == "acc" and 0.0 <= h["value"] <= 1.0 and h["stderr"] is not None and h["n"] == 32
     saved = json.loads(Path(r.output_file).read_text())
     assert "bitcpm_probe_mc" in saved["results"]
+    # per-item results kept, pairable: one line per item with lm-eval's hashes; the score carries its n
+    from bitcpm_validation.report import items
+
+    recs = items.read_items(r.items_file)
+    assert len(recs) == 32 and {x["doc_id"] for x in recs} == set(range(32)) and all(x["prompt_hash"] for x in recs)
+    assert r.score["n"] == 32 and r.score["points"] == pytest.approx(100 * h["value"], abs=1e-3)
+    assert r.score["ci"][0] <= r.score["points"] <= r.score["ci"][1]
+    assert "--tasks bitcpm_probe_mc" in r.command and "--include_path" in r.command and "--samples" not in r.command
 
 
 @pytest.mark.engine

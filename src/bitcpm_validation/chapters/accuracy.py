@@ -408,7 +408,7 @@ def measure_request_rate(base_url: str, model: str, *, concurrency: int, generat
 
     import requests as http
 
-    k = requests or max(2, 2 * concurrency)
+    k = requests or max(4, 2 * concurrency)
     prompts = prompts or [" ".join(["The quick brown fox jumps over the lazy dog."] * 20)]
     extra = {"max_tokens": max_tokens} if generate else {"max_tokens": 1, "echo": True, "logprobs": 1}
 
@@ -417,8 +417,9 @@ def measure_request_rate(base_url: str, model: str, *, concurrency: int, generat
         r = http.post(base_url, json=body, timeout=300)
         r.raise_for_status()
 
-    t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(concurrency)))  # warm-up, untimed: a fresh server's first requests are slow
+        t0 = time.monotonic()
         list(pool.map(one, range(k)))
     return k / max(time.monotonic() - t0, 1e-6)
 
