@@ -137,7 +137,8 @@ def test_precision_names_a_remote_code_error_and_still_compares(tmp_path, model_
     d = tmp_path / "model"
     shutil.copytree(model_dir, d)
     (d / "modeling_minicpm.py").write_text("raise ImportError('needs flash_attn (missing here)')\n")
-    params = _params(tmp_path, d, prompts=1, max_new_tokens=4)
+    params = _params(tmp_path, d, prompts=1, max_new_tokens=4, full_shape=False, features=False,
+                     block_boundaries=False, long_lengths=[64])
     o = runner.run_chapter(ROOT / "notebooks" / "06_precision.ipynb", tmp_path / "run", params)
     assert o.status == "ok", o.error
     res = R.load(tmp_path / "run" / "results" / "06_precision.json")
