@@ -146,3 +146,25 @@ def test_task_settings_take_precedence_and_bad_ones_are_one_line(tmp_path):
     assert provenance.dataset_sources(p2) == {"cais/mmlu": {"revision": "abc", "pinned": None, "configs": 57, "status": "ok"}}
     # the run's params.yaml carries the resolution (like model.source)
     assert "cais/mmlu" in p2.to_yaml() and load_params  # noqa
+
+
+def test_two_runs_pair_item_by_item_in_compare(tmp_path):
+    from bitcpm_validation.report import compare
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = _records([1] * 150 + [0] * 50)
+    items.write_items(items.items_file(a, "mmlu"), base)
+    items.write_items(items.items_file(b, "mmlu"), _records([0] * 30 + [1] * 120 + [0] * 50))
+    items.write_items(items.items_file(a, "gsm8k"), base)  # only in one run: not paired
+    rows = items.paired_runs(a, b)
+    assert [r["task"] for r in rows] == ["mmlu"]
+    r = rows[0]
+    assert (r["n"], r["b_won"], r["b_lost"], r["diff_points"]) == (200, 0, 30, -15.0)
+    assert r["p_two_sided"] == pytest.approx(binomtest(30, 30, 0.5).pvalue)
+    c = {"runs": [{"name": n, "path": str(d), "env": {}, "bundle_error": None, "model": None, "profile": None}
+                  for n, d in (("a", a), ("b", b))],
+         "pairs": [{"a": "a", "b": "b", "error": "no bundle", "accuracy": rows}], "engine_vs_own_reference": {},
+         "metrics": []}
+    for lang in ("en", "zh"):
+        md = compare.to_markdown(c, lang)
+        assert "15.00" in md and "0 / 30" in md and "| mmlu | 200 | 0 |" in md

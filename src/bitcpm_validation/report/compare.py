@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.model import agreement as A
-from bitcpm_validation.report import results as R
+from bitcpm_validation.report import items, results as R
 from bitcpm_validation.paths import PROJECT_ROOT
 from bitcpm_validation.report.display import T, in_lang
 from bitcpm_validation.report.textsafe import md_escape, md_table
@@ -117,6 +117,7 @@ def compare_runs(paths: Sequence[str | Path]) -> dict[str, Any]:
             row["same_model"] = (a.get("model") or {}).get("weights_sha256") == (b.get("model") or {}).get("weights_sha256")
         else:
             row["error"] = a["bundle_error"] or b["bundle_error"]
+        row["accuracy"] = items.paired_runs(Path(a["path"]), Path(b["path"]))  # benchmark items, paired
         pairs.append(row)
     self_ref = {}
     for r in runs:
@@ -156,6 +157,15 @@ WORDS = {  # compare's own words, one language per file
                           "mean |Δ logprob|", "mean KL", T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
                           T("接近", "close")],
 }
+WORDS.update({
+    "accuracy": T("精度：逐题配对", "Accuracy, item by item"),
+    "accuracy_note": T("同一批题目（子任务、doc_id、过滤器相同，且题面 / 提示 / 答案哈希一致）上，第二个运行相对第一个的差（分）与 95% 区间；精确 McNemar 检验（不一致题目上的二项检验）。",
+                       "On the same items (subtask, doc_id and filter equal, doc / prompt / target hashes equal): the second "
+                       "run minus the first, in points, with its 95 % interval; exact McNemar test (binomial test on the "
+                       "discordant items)."),
+    "accuracy_headers": [T("对比", "Comparison"), T("任务", "Task"), T("配对题数", "paired items"), T("拒绝", "refused"),
+                         T("差（分）", "difference (points)"), T("多对 / 多错", "won / lost"), "p (McNemar)"],
+})
 LANGS = ("en", "zh")
 
 
@@ -189,6 +199,13 @@ def to_markdown(c: dict[str, Any], lang: str = "en") -> str:
     for n, s in c["engine_vs_own_reference"].items():
         rows.append(summary_row(f"{n}{sep}{w('own_ref')}", s))
     out += [md_table([in_lang(h, lang) for h in WORDS["agreement_headers"]], rows), ""]
+    acc = [[f"{p['a']} vs {p['b']}", md_escape(r["task"]), r["n"], r["refused"],
+            f"{r['diff_points']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" if "diff_points" in r else "—",
+            f"{r['b_won']} / {r['b_lost']}" if "b_won" in r else "—", _fmt(r.get("p_two_sided"))]
+           for p in c["pairs"] for r in p.get("accuracy") or []]
+    if acc:
+        out += [f"## {w('accuracy')}", "", w("accuracy_note"), "",
+                md_table([in_lang(h, lang) for h in WORDS["accuracy_headers"]], acc), ""]
     out += [f"## {w('metrics')}", "", w("ratios").format(first=md_escape(names[0])), ""]
     rows = []
     for m in c["metrics"]:

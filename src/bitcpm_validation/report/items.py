@@ -95,3 +95,36 @@ def pair(candidate: list[dict[str, Any]], baseline: list[dict[str, Any]], metric
         out.baseline.append(float(b["score"]))
     out.only_baseline = len(set(base) - seen)
     return out
+
+
+def headline_filter(records: list[dict[str, Any]]) -> Optional[str]:
+    """The filter a task's headline is scored under (gsm8k: strict-match; others: their only one)."""
+    filters = {r.get("filter") for r in records}
+    return "strict-match" if "strict-match" in filters else (next(iter(filters)) if len(filters) == 1 else None)
+
+
+def paired_runs(run_a: Path, run_b: Path) -> list[dict[str, Any]]:
+    """Every task both runs kept per-item results of, paired item by item (a = baseline, b = candidate):
+    items, refused pairs, the difference in points with its 95 % interval and the exact McNemar p values."""
+    from bitcpm_validation.report import stats
+
+    out = []
+    da, db = Path(run_a) / ITEMS_DIR, Path(run_b) / ITEMS_DIR
+    if not (da.is_dir() and db.is_dir()):
+        return out
+    for fa in sorted(da.glob("*.jsonl")):
+        fb = db / fa.name
+        if not fb.is_file():
+            continue
+        base, cand = read_items(fa), read_items(fb)
+        flt = headline_filter(cand)
+        p = pair(cand, base, filter_=flt)
+        row: dict[str, Any] = {"task": fa.stem, "filter": flt, "n": p.n, "refused": len(p.refused),
+                               "only_a": p.only_baseline, "only_b": p.only_candidate}
+        if p.n:
+            r = stats.mcnemar([x >= 0.5 for x in p.candidate], [x >= 0.5 for x in p.baseline])
+            row.update({"diff_points": round(r.diff_points, 3), "ci": [round(r.ci[0], 3), round(r.ci[1], 3)],
+                        "b_won": r.candidate_only, "b_lost": r.baseline_only, "p_worse": r.p_worse,
+                        "p_two_sided": r.p_two_sided})
+        out.append(row)
+    return out
