@@ -151,7 +151,7 @@ def test_provenance_chapter_notebook(tmp_path):
     assert res.status == "ok"
     checks = {c.id: c.status for c in res.checks}
     assert checks == {"inputs_hashed": "pass", "remote_code_listed": "pass"}  # facts (commit, flags) are not checks
-    assert all(c.scope == "engine" for c in res.checks)
+    assert all(c.scope == "repository" for c in res.checks)  # the model directory's own files (issue 23.1)
     assert res.metric("remote_code_files") == 2 and res.metric("git_commit")
     md = res.card[0]["markdown"]
     assert _sha(d / "modeling_minicpm.py") in md and _sha(d / "model.safetensors") in md
