@@ -195,3 +195,11 @@ def test_a_missing_dataset_is_skipped_with_its_line_and_the_others_run(bench):
     m = A.measure_task("mmlu", p, base_url=bench["url"], model="m", out_dir=bench["tmp"] / "out_m", evidence=None,
                        dataset_problem="dataset cais/mmlu is not in the datasets cache X: run `python -m ...`")
     assert m.result.status == "skipped" and A.judge_task(m.result).status == "not_run"
+
+
+def test_an_unknown_task_fails_in_one_line(bench):
+    p = _params(bench["tmp"], {"tasks": ["ceval-valdi"]})
+    m = A.measure_task("ceval-valdi", p, base_url=bench["url"], model="m", out_dir=bench["tmp"] / "out_u",
+                       evidence=None, tm=bench["tm"])
+    assert m.result.status == "failed" and "ceval-valdi" in m.result.reason and "accuracy.tasks" in m.result.reason
+    assert A.judge_task(m.result).status == "fail" and m.plan is None

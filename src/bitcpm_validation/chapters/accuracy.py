@@ -691,7 +691,7 @@ def judge_reference(task: str, score: Optional[dict[str, Any]], reference: Optio
           f"{reference.get('measured_on', '?')}): threshold {thr:.2f} (alpha {plan.alpha:g}, sigma {plan.sigma:.1f}, "
           f"detects a drop of {stats.detectable_theta(n, plan.sigma, plan.alpha, plan.beta):.1f} points)")
     zh = (f"{score['points']:.2f}（{n} 道题），参考值 {ref:.2f}（{reference.get('n', '?')} 道题，"
-          f"{reference.get('measured_on', '?')}）：阈值 {thr:.2f}（alpha {plan.alpha:g}，sigma {plan.sigma:.1f}，"
+          f"{reference.get('measured_on', '?')}）：阈值 {thr:.2f}（α {plan.alpha:g}，σ {plan.sigma:.1f}，"
           f"可检出 {stats.detectable_theta(n, plan.sigma, plan.alpha, plan.beta):.1f} 分的下降）")
     return CHECKS["reference"].row("pass" if ok else "fail", en, zh, item=task)
 
@@ -714,7 +714,7 @@ def judge_baseline(task: str, pairing: Optional[items.Pairing], alpha: float, ba
     en = (f"{r.n} paired items vs {baseline}: {r.diff_points:+.2f} points [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}], "
           f"won {r.candidate_only} / lost {r.baseline_only}, exact McNemar p(worse) {r.p_worse:.3g} (alpha {alpha:g}){refused}")
     zh = (f"与 {baseline} 配对 {r.n} 道题：{r.diff_points:+.2f} 分 [{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]，"
-          f"多对 {r.candidate_only} / 多错 {r.baseline_only}，精确 McNemar 检验 p(变差) {r.p_worse:.3g}（alpha {alpha:g}）{refused_zh}")
+          f"多对 {r.candidate_only} / 多错 {r.baseline_only}，精确 McNemar 检验 p(变差) {r.p_worse:.3g}（α {alpha:g}）{refused_zh}")
     return CHECKS["baseline"].row("fail" if r.p_worse < alpha else "pass", en, zh, item=task)
 
 
@@ -765,7 +765,7 @@ def measure_task(task: str, params: Any, *, base_url: str, model: str, out_dir: 
         prompts = example_prompts(leaves, num_fewshot=st["num_fewshot"])
     except LookupError:
         return Measured(evaluate_task(task, base_url=base_url, model=model, tokenizer=params.model_path,
-                                      out_dir=out_dir), None, st, None, None)
+                                      out_dir=out_dir, tm=tm), None, st, None, None)
     except Exception as err:  # data that cannot be read: one line, the other tasks go on
         return Measured(TaskResult(task, "skipped", reason=f"{task}: its data could not be loaded: {one_line(err)}"),
                         None, st, None, None)
@@ -814,7 +814,7 @@ def verdict_line(m: Measured) -> tuple[str, str]:
            "params n": "the task's n"}.get(p.capped_by or "", "")
     cap_zh = {"dataset": "数据集大小", "time": "时间上限", "limit": "accuracy.limit", "params n": "任务的 n"}.get(p.capped_by or "", "")
     en = f"{m.result.task}: {n} items detect a drop of {det:.1f} points (alpha {p.alpha:g}, beta {p.beta:g})"
-    zh = f"{m.result.task}：{n} 道题可检出 {det:.1f} 分的下降（alpha {p.alpha:g}，beta {p.beta:g}）"
+    zh = f"{m.result.task}：{n} 道题可检出 {det:.1f} 分的下降（α {p.alpha:g}，β {p.beta:g}）"
     if det > p.theta:
         en += f", not the {p.theta:g} asked" + (f" (n capped by {cap}; {p.n_needed} needed)" if cap else "")
         zh += f"，达不到要求的 {p.theta:g} 分" + (f"（n 受{cap_zh}限制；需要 {p.n_needed} 道）" if cap_zh else "")
