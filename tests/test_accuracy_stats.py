@@ -168,3 +168,23 @@ def test_two_runs_pair_item_by_item_in_compare(tmp_path):
     for lang in ("en", "zh"):
         md = compare.to_markdown(c, lang)
         assert "15.00" in md and "0 / 30" in md and "| mmlu | 200 | 0 |" in md
+
+
+def test_a_bad_registry_is_one_line(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("references:\n  - {model: m, task: mmlu, value: high}\n")
+    with pytest.raises(ValueError) as e:
+        A.load_references(bad)
+    assert "entry 1" in str(e.value) and "n" in str(e.value) and "\n" not in str(e.value)
+    bad.write_text("references: [\n")
+    with pytest.raises(ValueError):
+        A.load_references(bad)
+    assert A.load_references(tmp_path / "absent.yaml") == []
+
+
+def test_graded_scores_get_a_normal_interval():
+    recs = _records([0.5, 0.25, 1.0, 0.75] * 5)
+    s = A.score_from_items(recs, {"s": 20})
+    mean = sum(r["score"] for r in recs) / 20
+    assert s["points"] == pytest.approx(100 * mean, abs=1e-3)
+    assert s["ci"][1] - s["points"] == pytest.approx(s["points"] - s["ci"][0], abs=1e-2)

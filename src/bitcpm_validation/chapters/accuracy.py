@@ -370,11 +370,14 @@ def score_from_items(records: list[dict[str, Any]], sizes: dict[str, int]) -> Op
         var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else m * (1 - m)
         strata.append(stats.Stratum(sub, max(sizes.get(sub, len(xs)), len(xs)), len(xs), m, var))
     n = sum(s.n for s in strata)
+    binary = all(x in (0.0, 1.0) for xs in by_sub.values() for x in xs)
     if len(strata) == 1:
         s = strata[0]
-        correct = sum(1 for x in by_sub[s.name] if x >= 0.5)
-        lo, hi = stats.proportion_interval(correct, n)
         score, se = 100.0 * s.mean, 100.0 * math.sqrt(s.var / n) if n else math.nan
+        if binary:  # Wilson: honest at small n and near 0 or 1
+            lo, hi = stats.proportion_interval(int(sum(by_sub[s.name])), n)
+        else:  # a graded score (e.g. F1): normal interval on the item scores
+            lo, hi = score - stats.Z95 * se, score + stats.Z95 * se
     else:
         score, se = stats.stratified(strata)
         lo, hi = score - stats.Z95 * se, score + stats.Z95 * se
@@ -646,8 +649,19 @@ def load_references(path: Optional[str | Path]) -> list[dict[str, Any]]:
         p = PROJECT_ROOT / p
     if not p.is_file():
         return []
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    return list(data.get("references") or [])
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML ({one_line(e)}): fix the reference registry") from None
+    entries = data.get("references") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"{p}: needs a list under `references:` (see the comment at its top)")
+    for i, e in enumerate(entries):
+        missing = [k for k in ("model", "task", "value", "n", "measured_on") if not isinstance(e, dict) or e.get(k) is None]
+        if missing or not isinstance(e.get("value"), (int, float)) or not isinstance(e.get("n"), int):
+            raise ValueError(f"{p}: entry {i + 1} needs model, task, a numeric value (points), an integer n and "
+                             f"measured_on" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return entries
 
 
 def find_reference(entries: list[dict[str, Any]], key: dict[str, Any]) -> Optional[dict[str, Any]]:
