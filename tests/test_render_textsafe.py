@@ -90,3 +90,31 @@ def test_long_tokens_in_table_cells_may_wrap_but_words_and_numbers_not():
     evil = cell_html("<b>" + "x" * 30)  # escaped first: untrusted text never becomes markup
     assert "<b>" not in evil and "&lt;b&gt;" in evil and evil.startswith('<span class="bv-long">')
     assert '<span class="bv-long">' in html_table(["SHA-256"], [[sha]])
+
+
+def test_identifiers_wrap_only_after_separators():
+    from bitcpm_validation.report.render import wrap_points
+    from bitcpm_validation.report.textsafe import break_points, cell_html
+
+    assert break_points("--enforce-eager") == "--enforce-<wbr>eager"  # never after the leading "--"
+    assert break_points("VLLM_CPU_OMP") == "VLLM_<wbr>CPU_<wbr>OMP" and break_points("AutoModelForCausalLM") == "AutoModelForCausalLM"
+    assert break_points('<code class="a-b">x=1</code>') == '<code class="a-b">x=<wbr>1</code>'  # tags untouched
+    assert break_points("a &amp;-b") == "a &amp;-b"
+    assert cell_html("runs/20261203-081856-default/x.pdf").startswith('<span class="bv-path">runs/<wbr>')
+    assert cell_html("a" * 64).startswith('<span class="bv-long">')  # a hash: no separator, may break anywhere
+    html = '<p>stand-in</p><code>models/stand-in</code><pre>vllm serve --enforce-eager</pre><span class="bv-long">a/bbbbbbbbbbbbbbbbbbbbbbbbbbbb</span>'
+    assert wrap_points(html) == ('<p>stand-in</p><code>models/<wbr>stand-<wbr>in</code><pre>vllm serve --enforce-<wbr>eager</pre>'
+                                 '<span class="bv-path">a/<wbr>bbbbbbbbbbbbbbbbbbbbbbbbbbbb</span>')
+
+
+def test_appendix_goes_after_the_chapters():
+    import nbformat
+
+    from bitcpm_validation.report.render import split_appendix
+
+    md = nbformat.v4.new_markdown_cell
+    cells = [md("## Findings"), md("## Appendix: check registry\n\ntext"), nbformat.v4.new_code_cell("x"), md("## More"),
+             md("## 附录：登记表")]
+    keep, moved = split_appendix(cells)
+    assert [c.source[:9] for c in keep] == ["## Findin", "## More"]
+    assert [c.cell_type for c in moved] == ["markdown", "code", "markdown"]

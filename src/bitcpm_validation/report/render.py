@@ -43,7 +43,7 @@ from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.report.display import LANG_KEY, LANGS, T, in_lang
-from bitcpm_validation.report.textsafe import html_escape, md_escape, md_table, visible_controls
+from bitcpm_validation.report.textsafe import break_points, html_escape, md_escape, md_table, visible_controls
 
 TEMPLATE = "bitcpm"
 REPORT_TITLE = T("BitCPM4-0.5B 验证报告", "BitCPM4-0.5B validation report")
@@ -222,6 +222,27 @@ def _header(run_dir: Path, lang: str) -> str:
             f'<nav class="bv-toc"><b>{t("contents")}</b><ol>{toc}</ol></nav></div>')
 
 
+_APPENDIX_HEAD = re.compile(r"^\s*(?:<a [^>]*></a>\s*)?##\s+(?:附录|Appendix)\b")
+_H1_H2 = re.compile(r"^\s*(?:<a [^>]*></a>\s*)?#{1,2}\s", re.M)
+
+
+def split_appendix(cells: list[Any]) -> tuple[list[Any], list[Any]]:
+    """A chapter's cells without its appendices, and the appendices (a `## 附录…` / `## Appendix…` section or a
+    cell tagged `bv-appendix`, up to the next level-1/2 heading): the report puts them after the chapters."""
+    keep: list[Any] = []
+    moved: list[Any] = []
+    inside = False
+    for c in cells:
+        tags = c.get("metadata", {}).get("tags", [])
+        src = c.source if c.cell_type == "markdown" else ""
+        if "bv-appendix" in tags or _APPENDIX_HEAD.match(src):
+            inside = True
+        elif src and _H1_H2.match(src):
+            inside = False
+        (moved if inside else keep).append(c)
+    return keep, moved
+
+
 def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat.NotebookNode:
     """One notebook in one language: header, then the summary, then every chapter (executed or stub)."""
     run_dir = Path(run_dir)
@@ -233,6 +254,7 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
                        "language_info": {"name": "python"},
                        "title": f"{in_lang(REPORT_TITLE, lang)} · {run_dir.name}"}
     merged.cells.append(nbformat.v4.new_markdown_cell(_header(run_dir, lang)))
+    appendix: list[Any] = []
     for n, cid in enumerate(_chapter_ids(run_dir)):
         nb_path = run_dir / "notebooks" / f"{cid}.ipynb"
         rpath = run_dir / "results" / f"{cid}.json"
@@ -251,6 +273,8 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
                 cells[0].source = rest[1]
             else:
                 cells.pop(0)
+        cells, moved = split_appendix(cells)
+        appendix += moved
         head = nbformat.v4.new_markdown_cell(f'<a id="ch-{html_escape(cid)}"></a>\n\n# {chapter_heading(cid, lang)}')
         # every chapter but the first starts a page (the first follows the header on page one)
         head.metadata["tags"] = ["bv-heading-only"] + (["bv-chapter-start"] if n else [])
@@ -265,6 +289,9 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
                 c.setdefault("metadata", {}).setdefault("tags", []).append("bv-no-output")
         out += cells
         merged.cells.extend(out)
+    if appendix:  # after every chapter, on a page of its own
+        appendix[0].setdefault("metadata", {}).setdefault("tags", []).append("bv-appendix-start")
+        merged.cells.extend(appendix)
     for i, c in enumerate(merged.cells):
         c["id"] = f"c{i:04d}"
     return merged
@@ -337,7 +364,24 @@ def html_report(nb: nbformat.NotebookNode, title: str, lang: str = "en",
     content, sep2, tail = rest.rpartition("</main>")
     if not (sep and sep2):
         raise RuntimeError("report template lost its <main> element: cannot isolate the notebook content to clean")
-    return head + sep + clean_html(content) + sep2 + tail
+    return head + sep + wrap_points(clean_html(content)) + sep2 + tail
+
+
+_CODE_LIKE = re.compile(r"(<(code|pre)\b[^>]*>)(.*?)(</\2>)|<span class=\"bv-long\">([^<]*)</span>", re.S)
+
+
+def wrap_points(html: str) -> str:
+    """Commands and identifiers in code, preformatted text and long table tokens wrap only after / - _ =
+    (a `<wbr>` there; CSS breaks them nowhere else), never mid-word ("--enforce-eage r"). Runs after nh3,
+    which would drop `<wbr>`; the text is already escaped."""
+    def fix(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1) + break_points(m.group(3)) + m.group(4)
+        tok = m.group(5)
+        marked = break_points(tok)
+        return f'<span class="{"bv-path" if marked != tok else "bv-long"}">{marked}</span>'
+
+    return _CODE_LIKE.sub(fix, html)
 
 
 # -- PDF -------------------------------------------------------------------------------------------------

@@ -110,10 +110,30 @@ def is_number_text(v: Any) -> bool:
     return isinstance(v, str) and len(v) <= 24 and bool(_NUMBER_TEXT.match(v.strip()))
 
 
+# where a command or identifier may wrap: after a run of / - _ = that sits between word characters
+# ("--enforce-<wbr>eager", "VLLM_<wbr>CPU_<wbr>OMP", "params/<wbr>default.yaml"), never inside a word
+_BREAK_AFTER = re.compile(r"(?<=\w)([/_=-]+)(?=\w)")
+_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
+
+
+def break_points(escaped_html: str) -> str:
+    """Escaped text (or HTML) with `<wbr>` after `/ - _ =` inside identifiers, so that a command or name
+    wraps there and nowhere mid-word; tags and entities are left as they are."""
+    parts = _TAG_OR_TEXT.split(escaped_html)
+    return "".join(p if p.startswith("<") else _BREAK_AFTER.sub(r"\1<wbr>", p) for p in parts)
+
+
 def cell_html(v: Any) -> str:
-    """A table cell's escaped text; a long unbroken token (hash, path) is marked `bv-long` so that it alone
-    may wrap anywhere, while words and numbers keep a column wide enough never to be split."""
-    return _LONG.sub(lambda m: f'<span class="bv-long">{m.group(0)}</span>', html_escape("" if v is None else v))
+    """A table cell's escaped text; a long unbroken token is marked: a hash `bv-long` (it alone may wrap
+    anywhere), a path or identifier `bv-path` with `<wbr>` after its / - _ = (it wraps only there), while
+    words and numbers keep a column wide enough never to be split."""
+    def mark(m: re.Match) -> str:  # a path or identifier wraps at its / - _ =; a hash anywhere
+        tok = m.group(0)
+        if _BREAK_AFTER.search(tok):
+            return f'<span class="bv-path">{break_points(tok)}</span>'
+        return f'<span class="bv-long">{tok}</span>'
+
+    return _LONG.sub(mark, html_escape("" if v is None else v))
 
 
 def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
