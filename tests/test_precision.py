@@ -409,3 +409,23 @@ def test_family_items_from_the_profile(tmp_path):
     # a profile with a short max_model_len: lengths above max_model_len - new tokens are dropped
     short = P.family_items(ps.prompts, PP, STAND_IN, 300, 128, 32)
     assert max(len(it.ids) for it in short) <= 268
+
+
+def test_chat_family_takes_the_server_chat_paths_ids_and_keeps_the_projects():
+    from bitcpm_validation.params import load_prompts
+
+    ps = load_prompts(ROOT / "params" / "prompts.yaml")
+    seen = []
+
+    def chat_path(messages):  # the shared server's chat_prompt_ids: its template may add a BOS
+        seen.append(messages)
+        return [1, 2001, 7, 7]
+
+    items = P.family_items(ps.prompts, PP, STAND_IN, 2048, None, 32, chat_path=chat_path)
+    chat = [it for it in items if it.family == "chat"]
+    assert chat and all(it.ids == [1, 2001, 7, 7] and it.source == "server chat path" for it in chat)
+    assert all(it.project_ids and it.project_ids[0] != 1 for it in chat)  # the project's ChatML: no BOS
+    assert seen[0] == [{"role": "user", "content": ps.prompts[0].prompt}]
+    assert not any(it.family == "kv-block" for it in items)  # no block size from the engine: no boundary prompts
+    plain = P.family_items(ps.prompts, PP, STAND_IN, 2048, None, 32)
+    assert all(it.source == "project ChatML" and it.ids == it.project_ids for it in plain if it.family == "chat")

@@ -359,6 +359,8 @@ class FamilyItem:
     family: str        # short | zh | chat | long | long_zh | kv-block
     ids: list[int]
     whole_vocab: bool  # whole-vocabulary rows (short prompts only; top-k for the long ones)
+    source: str = ""   # chat: "server chat path" (its template's ids) or "project ChatML" (no server)
+    project_ids: Optional[list[int]] = None  # chat: the project's own ChatML encoding, for the comparison
 
 
 def long_text(lang: str) -> str:
@@ -407,10 +409,11 @@ def long_lengths(pp: Any, max_model_len: int, max_new_tokens: int) -> list[int]:
 
 
 def family_items(prompts: Sequence[Any], pp: Any, model_dir: Path, max_model_len: int,
-                 block_size: Optional[int], max_new_tokens: int) -> list[FamilyItem]:
+                 block_size: Optional[int], max_new_tokens: int, chat_path: Any = None) -> list[FamilyItem]:
     """The prompt families beyond today's short English ones: Chinese and chat (ChatML, no BOS, as the server's
     chat path) from the probe set; long English prompts at precision.long_lengths and one long Chinese prompt,
-    from the shipped text; prompts of block size - 1, block size, block size + 1 tokens."""
+    from the shipped text; prompts of block size - 1, block size, block size + 1 tokens. `chat_path(messages)`
+    (the shared server's chat_prompt_ids): the chat prompts' ids as the server's chat path builds them."""
     from bitcpm_validation.engine import prompting
 
     out: list[FamilyItem] = []
@@ -419,7 +422,10 @@ def family_items(prompts: Sequence[Any], pp: Any, model_dir: Path, max_model_len
         out.append(FamilyItem(p.id, "zh", "zh", list(prompting.prompt_ids(p, model_dir)), True))
     for p in [p for p in raw if p.lang == "en"][: pp.family_prompts]:
         c = prompting.with_chat(p)
-        out.append(FamilyItem(c.id, "chat", "chat", list(prompting.prompt_ids(c, model_dir)), True))
+        own = list(prompting.prompt_ids(c, model_dir))
+        served = chat_path([{"role": "user", "content": p.prompt}]) if chat_path is not None else None
+        out.append(FamilyItem(c.id, "chat", "chat", list(served) if served else own, True,
+                              "server chat path" if served else "project ChatML", own))
     cap = max_model_len - max_new_tokens
     for n in long_lengths(pp, max_model_len, max_new_tokens):
         out.append(FamilyItem(f"long-{n}", f"long-{n}", "long", long_ids(model_dir, "en", n), False))

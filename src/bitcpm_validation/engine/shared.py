@@ -244,6 +244,20 @@ class SharedClient:
             self._copy_log()
         return out
 
+    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt token ids the server's chat path builds for `messages` (its chat template, as
+        /v1/chat/completions applies it; `return_token_ids`), from a one-token request."""
+        body = {"model": self.info.model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
+                "return_token_ids": True}
+        try:
+            r = self._session.post(self.info.base_url + "/chat/completions", json=body, timeout=self._timeout)
+            ids = r.json().get("prompt_token_ids") if r.status_code == 200 else None
+        except Exception as err:  # noqa: BLE001  (requests' and JSON errors alike: one line)
+            raise EngineError(f"shared engine chat path failed ({type(err).__name__})") from None
+        if not ids:
+            raise EngineError(f"shared engine chat path answered HTTP {r.status_code} without prompt_token_ids")
+        return [int(t) for t in ids]
+
     def metrics(self) -> dict[str, float]:
         """The server's Prometheus counters and gauges (/metrics), summed over label sets, by sample name
         (e.g. vllm:prefix_cache_hits_total); labels of vllm:cache_config_info as `cache_config.<label>`."""
