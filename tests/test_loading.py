@@ -368,6 +368,10 @@ def test_init_timeline_and_key_log_lines():
     real = loading.key_log_lines(loading.engine_log_section(LOG, "real"))
     assert any(r["key"] == "reset" and "GPU-specific" in r["line"] for r in real)
     assert loading.init_timeline("no timestamps here") == []
+    dump = ("INFO 01-01 00:00:00 [core.py:1] Initializing engine with config: " + ", ".join(f"k{i}=v{i}" for i in range(30))
+            + ", structured_outputs_config=StructuredOutputsConfig(backend='auto', max_bytes=None), device_config=cpu, seed=0")
+    line = {r["key"]: r["line"] for r in loading.key_log_lines(dump)}["device_config"]
+    assert line == "device_config=cpu"  # the field, not a repr of the config around it
 
 
 def test_registry_has_minicpm():

@@ -113,8 +113,39 @@ def test_appendix_goes_after_the_chapters():
     from bitcpm_validation.report.render import split_appendix
 
     md = nbformat.v4.new_markdown_cell
-    cells = [md("## Findings"), md("## Appendix: check registry\n\ntext"), nbformat.v4.new_code_cell("x"), md("## More"),
-             md("## 附录：登记表")]
+    shown = nbformat.v4.new_code_cell("table", outputs=[nbformat.v4.new_output("stream", text="x")])
+    hidden = nbformat.v4.new_code_cell("metrics")  # no output: stays where it ran
+    cells = [md("## Findings"), md("## Appendix: check registry\n\ntext"), shown, hidden, md("## More"), md("## 附录：登记表")]
     keep, moved = split_appendix(cells)
-    assert [c.source[:9] for c in keep] == ["## Findin", "## More"]
-    assert [c.cell_type for c in moved] == ["markdown", "code", "markdown"]
+    assert [c.source[:9] for c in keep] == ["## Findin", "metrics", "## More"]
+    assert [c.source[:5] for c in moved] == ["## Ap", "table", "## 附录"]
+
+
+def test_print_problems_find_breaks_reprs_and_placeholders():
+    from bitcpm_validation.report.render import print_problems
+
+    bad = ["run with --enforce-eage\nr and VLLM_CPU_OMP_THREADS_BIN\nD", "A\nutoModelForCausalLM from the stand-i\nn",
+           "… max_bytes=None), device_config=cpu, x=StructuredOutputsConfig(backend= …", "thresholds in prompts.yaml grading: . Where"]
+    found = print_problems(bad)
+    assert sum("printed as" in p for p in found) == 4
+    assert any("config repr" in p for p in found) and any("placeholder" in p for p in found)
+    good = ["run with --enforce-\neager and VLLM_CPU_\nOMP_THREADS_BIND", "AutoModelForCausalLM from the stand-\nin",
+            "torch.cuda.is_available() False; device_config=cpu", "the grading section of prompts.yaml. Where"]
+    assert print_problems(good) == []
+
+
+def test_english_words_outside_verbatim_and_names():
+    from bitcpm_validation.report.render import english_words
+
+    html = ('<p>本章使用 vLLM 与 CPU，dummy 权重，derived 值</p><code>--enforce-eager model</code>'
+            '<span class="bv-verbatim">Hello world</span><p>AutoModelForCausalLM、VLLM_CPU_OMP_THREADS_BIND、params/default.yaml</p>')
+    assert english_words(html) == {"dummy": 1, "derived": 1}
+    assert english_words("<p>本章 vLLM<wbr>CPU</p><p>dummy</p>") == {"dummy": 1}  # a <wbr> keeps the parser in step
+
+
+def test_orphan_headings():
+    from bitcpm_validation.report.render import orphan_headings
+
+    assert orphan_headings("<h2>Runs and the restart</h2><h2>Next</h2><p>text</p>") == ["Runs and the restart"]
+    assert orphan_headings("<h2>A</h2><h3>B</h3><table><tr><td>1</td></tr></table>") == []
+    assert orphan_headings('<h2>A</h2><div class="jp-Cell-inputWrapper"><pre>code</pre></div>') == ["A"]

@@ -66,3 +66,29 @@ def test_model_card_says_what_ran(e2e_run):
         assert "base_model" not in front and "bitcpm" not in front["tags"]
     if v["device_kind"] != "npu":
         assert "vllm-ascend" not in front["tags"]
+
+
+# -- issue 20: text that survives printing, each language whole ----------------------------------------------
+@pytest.mark.parametrize("lang", LANGS)
+def test_pdf_has_no_midword_break_repr_or_placeholder(e2e_run, lang):
+    if not RD.find_chromium():
+        pytest.skip("headless Chromium not installed: HTML-only report")
+    pages = RD.pdf_page_texts(RD.report_file(e2e_run["run_dir"], lang, "pdf"))
+    assert RD.print_problems(pages) == []
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_no_heading_without_content(e2e_run, lang):
+    assert RD.orphan_headings(html_of(e2e_run, lang)) == []
+
+
+def test_chinese_file_has_no_english_words(e2e_run):
+    """Outside verbatim data, code and the glossary's names (report/glossary.yaml)."""
+    words = RD.english_words(html_of(e2e_run, "zh"))
+    assert words == {}, f"{sum(words.values())} English words in the Chinese file: {sorted(words, key=words.get, reverse=True)[:30]}"
+
+
+def test_registry_appendix_after_the_chapters(e2e_run):
+    html = html_of(e2e_run, "en")
+    last = max(html.find(f'id="ch-{c.id}"') for c in present())
+    assert html.find('class="bv-table bv-registry"') > last

@@ -749,8 +749,10 @@ def key_log_lines(section: str, per_key: int = 3, scrub: Optional[dict[str, str]
             m = re.search(rx, msg)
             if not m or n >= per_key:
                 continue
-            if len(msg) > 200 and msg.count("=") > 5:  # a config dump: the matched field with a little context
-                msg = "… " + msg[max(0, m.start() - 40): m.end() + 60] + " …"
+            if len(msg) > 200 and msg.count("=") > 5:  # a config dump: only its simple fields that matched,
+                # "key=value" (no Python repr of the nested configs: "max_bytes=None), …Config(backend=")
+                fields = [f for f in re.findall(r"\b\w+=[^\s,()\[\]{}]+(?=[,)\s]|$)", msg) if re.search(rx, f)]
+                msg = ", ".join(dict.fromkeys(fields)) or m.group(0)
             elif len(msg) > 200:  # a long message: its first sentence
                 msg = msg.split(". ")[0] + "."
             msg = one_line(_scrub(msg, scrub), 220)

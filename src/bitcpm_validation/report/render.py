@@ -239,7 +239,8 @@ def split_appendix(cells: list[Any]) -> tuple[list[Any], list[Any]]:
             inside = True
         elif src and _H1_H2.match(src):
             inside = False
-        (moved if inside else keep).append(c)
+        # a code cell without output (hidden) stays where it ran
+        (moved if inside and (c.cell_type != "code" or c.get("outputs")) else keep).append(c)
     return keep, moved
 
 
@@ -289,8 +290,8 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
                 c.setdefault("metadata", {}).setdefault("tags", []).append("bv-no-output")
         out += cells
         merged.cells.extend(out)
-    if appendix:  # after every chapter, on a page of its own
-        appendix[0].setdefault("metadata", {}).setdefault("tags", []).append("bv-appendix-start")
+    if appendix:  # after every chapter, set off like a chapter (a forced page break here left an empty last page)
+        appendix[0].setdefault("metadata", {}).setdefault("tags", []).append("bv-chapter-start")
         merged.cells.extend(appendix)
     for i, c in enumerate(merged.cells):
         c["id"] = f"c{i:04d}"
@@ -464,6 +465,9 @@ def text_problems(pages: list[str], max_pages: int = MAX_PAGES) -> list[str]:
     return problems
 
 
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
 class _Visible(HTMLParser):
     """The text a reader sees, leaving out verbatim blocks (model output, code, logs), hidden code and the
     toolbar (its language switch names the other language in that language)."""
@@ -477,7 +481,7 @@ class _Visible(HTMLParser):
         self._stack: list[bool] = []
 
     def handle_starttag(self, tag, attrs):
-        if tag in ("br", "img", "hr", "meta", "link", "input", "col"):
+        if tag in _VOID:
             return
         cls = dict(attrs).get("class") or ""
         skip = tag in self.SKIP or bool({"untrusted", "jp-Cell-inputWrapper", "bv-verbatim", "bv-toolbar"}
@@ -486,7 +490,7 @@ class _Visible(HTMLParser):
         self._skip += skip
 
     def handle_endtag(self, tag):
-        if tag in ("br", "img", "hr", "meta", "link", "input", "col"):
+        if tag in _VOID:
             return
         if self._stack:
             self._skip -= self._stack.pop()
@@ -509,6 +513,124 @@ def language_leaks(html: str, lang: str) -> list[str]:
     text = " ¦ ".join(re.sub(r"\s+", " ", t) for t in p.parts if t.strip())
     pat = CJK if lang == "en" else ENGLISH_RUN
     return [text[max(0, m.start() - 30):m.end() + 30] for m in pat.finditer(text)]
+
+
+GLOSSARY_FILE = Path(__file__).with_name("glossary.yaml")
+_LATIN_WORD = re.compile(r"(?<![\w./\\-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w)|(?<![\w./-])[A-Za-z]\b(?![./_-]\w)")
+
+
+def glossary() -> dict[str, Any]:
+    """glossary.yaml: {"terms": concept -> Chinese term, "allow": names kept in Latin letters}."""
+    import yaml
+
+    return yaml.safe_load(GLOSSARY_FILE.read_text(encoding="utf-8"))
+
+
+def english_words(html: str, allow: Optional[Iterable[str]] = None) -> dict[str, int]:
+    """English words in a Chinese report's visible text, outside code, logs, model output and verbatim cells,
+    and outside the glossary's allow-list of names: word -> count (should be empty). A token with a digit,
+    dot, slash or underscore (a version, path, file or identifier written as text) is not a word."""
+    allowed = set(glossary()["allow"] if allow is None else allow)
+    p = _Visible()
+    p.feed(html)
+    found: dict[str, int] = {}
+    for part in p.parts:
+        for m in _LATIN_WORD.finditer(part):
+            w = m.group(0)
+            # all capitals (an acronym, an environment name) or a capital inside (AutoConfig): a name, not a word
+            if w not in allowed and not w.isupper() and not any(ch.isupper() for ch in w[1:]):
+                found[w] = found.get(w, 0) + 1
+    return found
+
+
+# known identifiers a printed page must never split mid-word (it may wrap after - _ / =, or not at all)
+KNOWN_IDENTIFIERS = ("--enforce-eager", "VLLM_CPU_OMP_THREADS_BIND", "AutoModelForCausalLM", "MiniCPMForCausalLM",
+                     "stand-in", "trust_remote_code", "max_model_len", "VLLM_BATCH_INVARIANT", "BitCPM4-0.5B")
+CONFIG_REPR = re.compile(r"=None\)|\b[A-Z]\w*Config\(\w*|\w+=\w+\(\w+=")
+PLACEHOLDER = re.compile(r"\b\w+: [.),;]|(?<!\w)\(\s*\)|「\s*」|：\s*[。，；]")
+
+
+def broken_identifiers(pages: list[str], names: Iterable[str] = KNOWN_IDENTIFIERS) -> list[str]:
+    """Each known identifier printed with a line break inside a word (not right after - _ / =)."""
+    out = []
+    for n, text in enumerate(pages, 1):
+        for name in names:
+            # the name with any whitespace between its characters; a match with a break is judged
+            pat = re.compile(r"\s*".join(re.escape(ch) for ch in name))
+            for m in pat.finditer(text):
+                got = m.group(0)
+                if got == name:
+                    continue
+                for i, ch in enumerate(got):
+                    if ch.isspace() and got[i - 1] not in "-_/=" and not got[i - 1].isspace():
+                        out.append(f"page {n}: {name!r} printed as {got!r}")
+                        break
+    return out
+
+
+def print_problems(pages: list[str]) -> list[str]:
+    """Config reprs, empty placeholders ("grading: .") and mid-word breaks of known identifiers on the pages."""
+    out = broken_identifiers(pages)
+    for n, text in enumerate(pages, 1):
+        flat = re.sub(r"\s+", " ", text)
+        for pat, what in ((CONFIG_REPR, "a config repr"), (PLACEHOLDER, "an empty placeholder")):
+            for m in pat.finditer(flat):
+                out.append(f"page {n}: {what}: {flat[max(0, m.start() - 30):m.end() + 20]!r}")
+    return out
+
+
+def orphan_headings(html: str) -> list[str]:
+    """Headings with nothing after them before the next heading of the same or a higher level (or the end)."""
+    p = _Blocks()
+    p.feed(html)
+    out = []
+    for i, (kind, text) in enumerate(p.blocks):
+        if kind.startswith("h") and text.strip():
+            level = int(kind[1])
+            rest = p.blocks[i + 1:]
+            nxt = next((j for j, (k, _) in enumerate(rest) if k.startswith("h") and int(k[1]) <= level), len(rest))
+            if not any(t.strip() for k, t in rest[:nxt] if not k.startswith("h")):
+                out.append(text.strip()[:80])
+    return out
+
+
+class _Blocks(HTMLParser):
+    """The visible document as (h1..h6 | text, content) blocks, hidden code cells left out."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[str, str]] = []
+        self._stack: list[tuple[str, bool]] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _VOID:
+            return
+        cls = set((dict(attrs).get("class") or "").split())
+        hide = tag in ("script", "style") or bool({"jp-Cell-inputWrapper", "bv-toolbar", "bv-toc"} & cls)
+        self._stack.append((tag, hide))
+        self._hidden += hide
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6") and not self._hidden:
+            self.blocks.append((tag, ""))
+        elif tag in ("img", "table"):
+            self.blocks.append(("text", tag))
+
+    def handle_endtag(self, tag):
+        if tag in _VOID or not self._stack:
+            return
+        t, hide = self._stack.pop()
+        self._hidden -= hide
+        if t in ("h1", "h2", "h3", "h4", "h5", "h6") and self.blocks and self.blocks[-1][0] == t:
+            self.blocks.append(("text", ""))
+
+    def handle_data(self, data):
+        if self._hidden or not data.strip():
+            return
+        kind, text = self.blocks[-1] if self.blocks else ("text", "")
+        if self.blocks and kind.startswith("h") and any(t == kind for t, _ in self._stack):
+            self.blocks[-1] = (kind, text + data)
+        else:
+            self.blocks.append(("text", data))
 
 
 # -- report.md (model card) ---------------------------------------------------------------------------------
