@@ -203,3 +203,21 @@ def test_an_unknown_task_fails_in_one_line(bench):
                        evidence=None, tm=bench["tm"])
     assert m.result.status == "failed" and "ceval-valdi" in m.result.reason and "accuracy.tasks" in m.result.reason
     assert A.judge_task(m.result).status == "fail" and m.plan is None
+
+
+def test_run_resolution_and_prefetch_command(bench, capsys):
+    from bitcpm_validation.cli import main
+
+    p = _params(bench["tmp"], {"tasks": ["bitcpm_probe_mc", "gsm8k", "mmlu"]})
+    said = []
+    q = D.with_resolution(p, say=said.append)  # what the runner calls before the first chapter
+    assert q.accuracy.resolved.tasks["gsm8k"] is None and "cais/mmlu" in q.accuracy.resolved.tasks["mmlu"]
+    assert q.accuracy.resolved.datasets["openai/gsm8k"]["revision"] == COMMIT and len(said) == 1
+    assert "bitcpm_probe_mc" not in q.accuracy.resolved.tasks  # the project's own task needs no hub data
+    # the prefetch command loads every config (here: from the cache, the hub being offline) and says what it stored
+    rc = main(["prefetch-datasets", p.source])
+    out = capsys.readouterr().out
+    assert rc == 1  # mmlu could not be fetched offline
+    assert f"stored  openai/gsm8k: 1 config(s) at commit {COMMIT}" in out and "cais/mmlu" in out
+    assert main(["prefetch-datasets", str(ROOT / "params/default.yaml")]) == 0
+    assert "no hub dataset to fetch" in capsys.readouterr().out
