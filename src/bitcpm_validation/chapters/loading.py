@@ -546,7 +546,7 @@ def judge_doc_tie(t: dict[str, Any], where: str) -> Check:
     if tied:
         return CHECKS["doc_tie_word_embeddings"].row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
                                                              f"the embedding matrix",
-                                                     f"文件表明为绑定（{how_zh}）；原文的 False 有误：输出层即嵌入矩阵")
+                                                     f"文件表明为绑定（{how_zh}）；原文档的 False 有误：输出层即嵌入矩阵")
     return CHECKS["doc_tie_word_embeddings"].row("pass", f"the files say untied ({how_en})", f"文件表明未绑定（{how_zh}）")
 
 
@@ -554,7 +554,7 @@ def judge_doc_architecture(cfg: dict[str, Any], where: str) -> Check:
     diffs = [(k, v, cfg.get(k)) for k, v in ORIGINAL_ARCHITECTURE.items() if cfg.get(k) != v]
     if diffs:
         first = "; ".join(f"{k}: document {v!r}, files {got!r}" for k, v, got in diffs[:3])
-        first_zh = "；".join(f"{k}：原文 {v!r}，文件 {got!r}" for k, v, got in diffs[:3])
+        first_zh = "；".join(f"{k}：原文档 {v!r}，文件 {got!r}" for k, v, got in diffs[:3])
         return CHECKS["doc_architecture"].row("fail", f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} values differ from {where}: {first}",
                                               f"{len(diffs)}/{len(ORIGINAL_ARCHITECTURE)} 个值与 {where} 不符：{first_zh}")
     return CHECKS["doc_architecture"].row("pass", f"all {len(ORIGINAL_ARCHITECTURE)} values equal {where}",
@@ -659,7 +659,7 @@ TIMELINE_EVENTS = (
     ("config", "模型配置解析（架构）", "model config resolved (architecture)", r"Resolved architecture"),
     ("engine_core", "引擎核心进程初始化", "engine core initialising", r"Initializing a V1 LLM engine|Initializing an LLM engine"),
     ("weights_start", "开始加载权重", "weight loading starts", r"Starting to load model"),
-    ("model_init", "模型实例化完成（dummy 权重即随机初始化）", "model instantiated (dummy weights: randomly initialised)",
+    ("model_init", "模型实例化完成（随机权重即随机初始化）", "model instantiated (dummy weights: randomly initialised)",
      r"Initializing model took"),
     ("weights_done", "权重加载完成", "weights loaded", r"Loading (?:model )?weights took|Model loading took"),
     ("kv_cache", "KV cache 分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),

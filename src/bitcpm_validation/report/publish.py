@@ -67,7 +67,7 @@ WORDS: dict[str, dict[str, Any]] = {
            "verify_text": "每个文件的 SHA-256 记录在清单中，校验命令：",
            "changed_note": "高亮：与同一配置的上一次运行不同。",
            "scope": {"engine": "引擎结论", "model": "模型结论", "performance": "性能结论", "repository": "模型文件结论"},
-           "verdict": {"pass": "通过", "warn": "注意", "fail": "失败", "incomplete": "不完整",
+           "verdict": {"pass": "通过", "warn": "警告", "fail": "失败", "incomplete": "不完整",
                        "not_assessed": "未评估", "not_run": "未运行",
                        "not_comparable": "不可比"},
            "groups": {"results": "结果文件", "evidence": "证据日志", "notebooks": "已执行的 notebooks",
