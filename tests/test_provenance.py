@@ -185,3 +185,24 @@ def test_remote_code_check_statuses(tmp_path):
     missing = P.collect(load_params(_params(tmp_path, tmp_path / "nope")))
     assert P.judge_remote_code(missing).status == "not_run"
     assert P.judge_inputs(missing).status == "fail"
+
+
+def test_provenance_notebook_shows_the_datasets_the_run_read(tmp_path):
+    """A run that resolved hub datasets (accuracy.resolved in its params.yaml) lists each with the commit read."""
+    pytest.importorskip("papermill")
+    import papermill as pm
+
+    d = fake_model_dir(tmp_path / "m")
+    resolved = {"datasets": {"ceval/ceval-exam": {"path": "ceval/ceval-exam", "configs": 52, "revision": "abc123def",
+                                                  "pinned": None, "status": "ok"}},
+                "tasks": {"ceval-valid": "ceval/ceval-exam"}}
+    pp = _params(tmp_path, d, accuracy={"tasks": ["ceval-valid"], "resolved": resolved})
+    run = tmp_path / "run"
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "11_provenance.ipynb"), str(out),
+                        parameters={"params_path": str(pp), "run_dir": str(run)}, kernel_name="python3",
+                        cwd=str(ROOT), progress_bar=False)
+    res = R.load(run / "results" / "11_provenance.json")
+    assert res.data["provenance"]["dataset_sources"]["ceval/ceval-exam"]["revision"] == "abc123def"
+    shown = out.read_text(encoding="utf-8")
+    assert "ceval/ceval-exam" in shown and "abc123def" in shown and "Commit read" in shown
