@@ -141,6 +141,7 @@ def test_english_words_outside_verbatim_and_names():
             '<span class="bv-verbatim">Hello world</span><p>AutoModelForCausalLM、VLLM_CPU_OMP_THREADS_BIND、params/default.yaml</p>')
     assert english_words(html) == {"dummy": 1, "derived": 1}
     assert english_words("<p>本章 vLLM<wbr>CPU</p><p>dummy</p>") == {"dummy": 1}  # a <wbr> keeps the parser in step
+    assert english_words("<p>本章 models/<wbr>stand-<wbr>in</p>") == {}  # one identifier, not the words "stand", "in"
 
 
 def test_orphan_headings():

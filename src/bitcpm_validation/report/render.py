@@ -508,7 +508,7 @@ def language_leaks(html: str, lang: str) -> list[str]:
     """Other-language text in a one-language report (outside model output, code and logs): for en any CJK
     character, for zh a run of five or more English words (technical terms are shorter)."""
     p = _Visible()
-    p.feed(html)
+    p.feed(html.replace("<wbr>", ""))
     # text nodes are judged apart: adjacent table cells ("scale min", "scale max") are not one sentence
     text = " ¦ ".join(re.sub(r"\s+", " ", t) for t in p.parts if t.strip())
     pat = CJK if lang == "en" else ENGLISH_RUN
@@ -532,7 +532,7 @@ def english_words(html: str, allow: Optional[Iterable[str]] = None) -> dict[str,
     dot, slash or underscore (a version, path, file or identifier written as text) is not a word."""
     allowed = set(glossary()["allow"] if allow is None else allow)
     p = _Visible()
-    p.feed(html)
+    p.feed(html.replace("<wbr>", ""))  # an identifier's break points do not split it into words
     found: dict[str, int] = {}
     for part in p.parts:
         for m in _LATIN_WORD.finditer(part):
