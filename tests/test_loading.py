@@ -378,3 +378,10 @@ def test_registry_has_minicpm():
     reg = loading.registry()
     assert reg["registered"] and reg["module"].endswith("minicpm")
     assert loading.judge_registry(reg).status == "pass"
+
+
+def test_architecture_source_and_unit_words_in_both_languages():
+    from bitcpm_validation.report.display import in_lang
+
+    assert in_lang(loading.word("derived"), "zh") == "推算" and in_lang(loading.word("class default"), "en") == "class default"
+    assert loading.word("config.json") == "config.json" and loading.word(12) == 12  # file names and numbers as they are

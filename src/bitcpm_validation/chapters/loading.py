@@ -21,6 +21,7 @@ from bitcpm_validation.engine.files import safetensors_files, safetensors_header
 from bitcpm_validation.model import config as mcfg
 from bitcpm_validation.model.tokenizer import FIDELITY_SAMPLE
 
+from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.report.textsafe import one_line
 from bitcpm_validation.chapters import registered_checks
@@ -325,6 +326,17 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
 # Rows the original document's architecture table has beyond model.config's (facts sheet §1).
 _EXTRA_ROWS = (("hidden_act", "Activation", "激活函数"), ("torch_dtype", "torch_dtype", "torch_dtype"),
                ("bos_token_id", "BOS token id", "BOS token id"), ("eos_token_id", "EOS token id(s)", "EOS token id"))
+
+
+# the architecture table's source and unit words in the report's languages (report/glossary.yaml); file
+# names (config.json, weight headers) stay as they are
+_WORDS = {"derived": T("推算", "derived"), "class default": T("类默认值", "class default"),
+          "params": T("个参数", "params"), "bytes": T("字节", "bytes"), "tokens": T("词元", "tokens")}
+
+
+def word(s: Any) -> Any:
+    """An architecture row's source or unit in both languages where it is a word, else as it is."""
+    return _WORDS.get(s, s) if isinstance(s, str) else s
 
 
 def architecture(model_dir: Path) -> list[dict[str, Any]]:
