@@ -420,7 +420,7 @@ def judge_claims(sizes: dict[str, Any], item: str) -> list[Check]:
         en = (f"{label_en}: 1.585 bit is the information of one ternary weight; stored at {stored:.1f} bit; packable at "
               f"{sizes['bits_per_ternary_weight_2bit']:.2f} (2-bit) / {bpw3:.2f} (base 3) bit incl. scales; whole model incl. "
               f"dense tensors {sizes['bits_per_weight_base3']:.2f} bit per weight")
-        zh = (f"{label_zh}：1.585 bit 是单个三值权重的信息量；实际以 {stored:.1f} bit 存储；打包后（含 scale）2-bit 为 "
+        zh = (f"{label_zh}：1.585 bit 是单个三值权重的信息量；实际以 {stored:.1f} bit 存储；打包后（含缩放因子）2-bit 为 "
               f"{sizes['bits_per_ternary_weight_2bit']:.2f} bit、三进制为 {bpw3:.2f} bit；含稠密张量的整模型为 "
               f"{sizes['bits_per_weight_base3']:.2f} bit/权重")
         rows.append(CHECKS["claim_bits"].row("pass" if stored <= 2 else "warn", en, zh, item=item))
@@ -428,8 +428,8 @@ def judge_claims(sizes: dict[str, Any], item: str) -> list[Check]:
     en = (f"{label_en}: packed (base 3 + scales + dense) {100 * c3:.1f}% smaller than stored (2-bit: "
           f"{100 * sizes['compression_2bit']:.1f}%); 90% = 1 - 1.585/16 holds only for the ternary weights' information, "
           f"ignoring scales and the dense tensors ({100 * (1 - sizes['ternary_share']):.1f}% of the parameters)")
-    zh = (f"{label_zh}：打包后（三进制 + scale + 稠密张量）比存储小 {100 * c3:.1f}%（2-bit：{100 * sizes['compression_2bit']:.1f}%）；"
-          f"90% = 1 − 1.585/16 只对三值权重的信息量成立，忽略了 scale 和稠密张量（占参数 {100 * (1 - sizes['ternary_share']):.1f}%）")
+    zh = (f"{label_zh}：打包后（三进制 + 缩放因子 + 稠密张量）比存储小 {100 * c3:.1f}%（2-bit：{100 * sizes['compression_2bit']:.1f}%）；"
+          f"90% = 1 − 1.585/16 只对三值权重的信息量成立，忽略了缩放因子和稠密张量（占参数 {100 * (1 - sizes['ternary_share']):.1f}%）")
     rows.append(CHECKS["claim_compression"].row("pass" if c3 is not None and c3 >= 0.85 else "fail", en, zh, item=item))
     return rows
 
@@ -441,6 +441,6 @@ def judge_size_claim(sizes_full: dict[str, Any]) -> Check:
     en = (f"full 0.5B shape (analytic): packed {b2:.3f} GB at 2 bit / {b3:.3f} GB at base 3 incl. scales and the BF16 "
           f"embeddings ({sizes_full['dense_bytes'] / GB:.3f} GB); as released it is {st:.3f} GB (fake-quantized BF16), "
           f"and no file of that size ships")
-    zh = (f"完整 0.5B 形状（解析计算）：打包后 2-bit 为 {b2:.3f} GB、三进制为 {b3:.3f} GB（含 scale 和 BF16 词嵌入 "
+    zh = (f"完整 0.5B 形状（解析计算）：打包后 2-bit 为 {b2:.3f} GB、三进制为 {b3:.3f} GB（含缩放因子和 BF16 词嵌入 "
           f"{sizes_full['dense_bytes'] / GB:.3f} GB）；发布的文件是 {st:.3f} GB（fake-quantized BF16），并不存在该大小的文件")
     return CHECKS["claim_size_03gb"].row("pass" if 0.2 <= b2 <= 0.35 else "fail", en, zh)
