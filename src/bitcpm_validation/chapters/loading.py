@@ -331,11 +331,13 @@ _EXTRA_ROWS = (("hidden_act", "Activation", "激活函数"), ("torch_dtype", "to
 # the architecture table's source and unit words in the report's languages (report/glossary.yaml); file
 # names (config.json, weight headers) stay as they are
 _WORDS = {"derived": T("推算", "derived"), "class default": T("类默认值", "class default"),
+          "dummy": T("随机权重", "dummy"), "real": T("真实权重", "real"),
           "params": T("个参数", "params"), "bytes": T("字节", "bytes"), "tokens": T("词元", "tokens")}
 
 
 def word(s: Any) -> Any:
-    """An architecture row's source or unit in both languages where it is a word, else as it is."""
+    """An architecture row's source or unit, or a load's weights (dummy, real), in both languages where it is a
+    word, else as it is."""
     return _WORDS.get(s, s) if isinstance(s, str) else s
 
 
