@@ -150,8 +150,6 @@ class ChineseParams(_Section):
 
 class PrecisionParams(_Section):
     top_k: int = Field(5, ge=1, le=20)
-    max_new_tokens: int = Field(32, ge=1)
-    prompts: int = Field(5, ge=1)
     top_k_long: int = Field(20, ge=1, le=100, description="top-k rows of the long and feature families (whole-"
                                                            "vocabulary rows only for the short ones)")
     long_lengths: list[int] = Field(
@@ -174,6 +172,8 @@ class PrecisionParams(_Section):
     min_decisive_share: float = Field(
         0.5, ge=0, le=1, description="a comparison counts only if at least this share of its positions are "
                                      "decisive (margin ≥ tie_margin): flat logits cannot pass")
+    max_new_tokens: int = Field(32, ge=1)
+    prompts: int = Field(5, ge=1)
     min_top1_agreement: float = Field(0.95, ge=0, le=1)
     max_mean_abs_dlogprob: float = Field(0.05, ge=0)
     max_kl: float = Field(0.05, ge=0)
@@ -344,6 +344,11 @@ class Params(_Section):
 
     # The file this came from (set by load_params, not by the YAML).
     source: Optional[str] = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stand_in_from_directory(cls, data: object) -> object:
+        return _drop_stand_in_claim(data)
 
     @model_validator(mode="after")
     def _context_fits(self) -> "Params":
