@@ -68,7 +68,7 @@ from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters, chapter
 from bitcpm_validation.report.display import T
 
-STATUS_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
+STATUS_WORD = {"pass": T("通过", "pass"), "warn": T("警告", "warn"), "fail": T("失败", "fail"),
                "not_run": T("未运行", "not run"), "not_comparable": T("不可比", "not comparable")}
 
 # one question each: engine (runs this model faithfully), model (is good), performance (fast enough, relative to
@@ -78,7 +78,7 @@ SCOPE_WORD = {"engine": T("引擎", "engine"), "model": T("模型", "model"), "p
               "repository": T("模型文件", "repository"), "document": T("原文档", "document")}
 VERDICT_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌", "incomplete": "◐", "not_comparable": "⊘",
                 "not_assessed": "—"}
-VERDICT_WORD = {"pass": T("通过", "pass"), "warn": T("注意", "warn"), "fail": T("失败", "fail"),
+VERDICT_WORD = {"pass": T("通过", "pass"), "warn": T("警告", "warn"), "fail": T("失败", "fail"),
                 "incomplete": T("不完整", "incomplete"), "not_comparable": T("不可比", "not comparable"),
                 "not_assessed": T("未评估", "not assessed")}
 _VERDICT_ORDER = ("fail", "incomplete", "not_comparable", "warn", "pass")  # worst first; not_assessed never decides
