@@ -112,4 +112,6 @@ def test_environment_is_the_device_the_profile_asked_for(e2e_run):
     assert kind in ("cpu", "cuda", "npu") and (wanted == "auto" or kind == wanted), (kind, wanted)
     if kind == "cpu":
         assert env.metric("device") == "CPU"
-    assert env.check("platform").status == "pass"
+    # under auto any device is accepted: the device kind is a fact, not a check that cannot fail
+    platform_checks = [c for c in env.checks if c.id == "platform"]
+    assert platform_checks == [] if wanted == "auto" else [c.status for c in platform_checks] == ["pass"]

@@ -424,7 +424,9 @@ SCIENTIFIC = re.compile(r"(?<![\w.])\d(?:\.\d+)?e[+-]\d{2,}\b")
 BROKEN_NUMBER = (re.compile(r"\d[,.]$"), re.compile(r"^\d"))  # "16,898." / "63"
 BROKEN_FRACTION = (re.compile(r"\d$"), re.compile(r"^[.,]\d"))  # "16,898" / ".63"
 BROKEN_WORD = (re.compile(r"[A-Za-z]{3}$"), re.compile(r"^[a-z]$"))  # "Statu" / "s"
-MAX_PAGES = 30
+MAX_PAGES = 30  # page one and the chapters
+MAX_APPENDIX_PAGES = 4  # the appendices after the chapters (the check registry), counted apart
+APPENDIX_HEADING = re.compile(r"^\s*(?:Appendix|附录)\b", re.M)
 
 
 def pdf_page_texts(pdf_path: str | Path) -> list[str]:
@@ -440,13 +442,21 @@ def pdf_page_texts(pdf_path: str | Path) -> list[str]:
     return [p.extract_text() or "" for p in PdfReader(str(pdf_path)).pages]
 
 
-def text_problems(pages: list[str], max_pages: int = MAX_PAGES) -> list[str]:
+def appendix_start(pages: list[str]) -> int:
+    """The index of the first page an appendix heading opens (len(pages) when there is none)."""
+    return next((i for i, text in enumerate(pages) if APPENDIX_HEADING.search(text)), len(pages))
+
+
+def text_problems(pages: list[str], max_pages: int = MAX_PAGES, max_appendix: int = MAX_APPENDIX_PAGES) -> list[str]:
     """What a reader would see wrong in a rendered report's page texts: one line per problem."""
     import unicodedata
 
     problems = []
-    if len(pages) > max_pages:
-        problems.append(f"{len(pages)} pages: more than {max_pages}")
+    body = appendix_start(pages)
+    if body > max_pages:
+        problems.append(f"{body} pages before the appendix: more than {max_pages}")
+    if len(pages) - body > max_appendix:
+        problems.append(f"{len(pages) - body} appendix pages: more than {max_appendix}")
     for n, raw in enumerate(pages, 1):
         text = unicodedata.normalize("NFKC", raw)
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
