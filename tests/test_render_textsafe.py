@@ -142,6 +142,9 @@ def test_english_words_outside_verbatim_and_names():
     assert english_words(html) == {"dummy": 1, "derived": 1}
     assert english_words("<p>本章 vLLM<wbr>CPU</p><p>dummy</p>") == {"dummy": 1}  # a <wbr> keeps the parser in step
     assert english_words("<p>本章 models/<wbr>stand-<wbr>in</p>") == {}  # one identifier, not the words "stand", "in"
+    # a command's KEY=value and path are identifiers; the words around them still count
+    assert english_words("<p>请在空闲主机上重新运行：make report RESUME=runs/&lt;id&gt; ONLY=performance</p>") == {
+        "make": 1, "report": 1}
 
 
 def test_orphan_headings():

@@ -199,7 +199,7 @@ def judge(load: HostLoad, busy_cores: float, max_steal_share: float) -> Validity
     facts_en = (f"other processes used {load.other_cores:.2f} of {load.cores} cores over {load.seconds:.0f} s"
                 f"{steal}" + (f"; busiest: {who}" if who else ""))
     facts_zh = (f"其他进程在 {load.seconds:.0f} s 内平均占用 {load.cores} 个核心中的 {load.other_cores:.2f} 个"
-                + ("" if load.steal_share is None else f"，虚拟机被占用（steal）{100 * load.steal_share:.1f} %")
+                + ("" if load.steal_share is None else f"，虚拟机被宿主抢占的 CPU 时间 {100 * load.steal_share:.1f} %")
                 + (f"；占用最多：{who}" if who else ""))
     if load.other_cores > busy_cores:
         return Validity(False, f"host busy: {facts_en} (more than {busy_cores:g})",

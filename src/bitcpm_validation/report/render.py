@@ -526,7 +526,9 @@ def language_leaks(html: str, lang: str) -> list[str]:
 
 
 GLOSSARY_FILE = Path(__file__).with_name("glossary.yaml")
-_LATIN_WORD = re.compile(r"(?<![\w./\\-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w)|(?<![\w./-])[A-Za-z]\b(?![./_-]\w)")
+# a Latin word, not part of an identifier: not inside a path, file name, dotted name, KEY=value or <placeholder>
+_LATIN_WORD = re.compile(r"(?<![\w./\\=<-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w|=|/\S|>)"
+                         r"|(?<![\w./=<-])[A-Za-z]\b(?![./_-]\w|=|/\S|>)")
 
 
 def glossary() -> dict[str, Any]:
