@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bitcpm_validation.chapters import accuracy as A
+from bitcpm_validation.engine import datasets
 from bitcpm_validation.tasks import TASKS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +158,7 @@ def test_local_task_through_server(served):
 @pytest.mark.engine
 def test_unreachable_hub_task_is_skipped_not_failed(served):
     srv, p, tmp = served
-    if A.hub_reachable():
+    if datasets.hub_reachable():
         pytest.skip("the hub is reachable from this host")
     r = A.evaluate_task("mmlu", base_url=srv.base_url + "/completions", model=srv.model,
                         tokenizer=p.model_path, out_dir=tmp / "out", limit=1, max_length=512)

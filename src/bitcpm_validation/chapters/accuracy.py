@@ -139,20 +139,6 @@ def task_contamination(model_dir: str | Path, task: str) -> Contamination:
     return contamination(model_dir, {it["id"]: it["question"] for it in local_items(task)})
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub (HF_ENDPOINT) answers a TCP connection; offline hosts fail fast."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    u = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    try:
-        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def hub_offline(enabled: bool):
     """Offline mode for datasets / huggingface_hub while evaluating (cached datasets still load): an
