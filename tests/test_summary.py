@@ -520,3 +520,16 @@ def test_matrix_folds_a_chapters_passes_and_keeps_every_warning():
     assert [b[1] for b in body] == ["✅", "⚠️", "✅"]
     assert body[0][2].en == "3 checks passed" and body[0][3].en == "A, B, C" and body[0][0].en == "02 Loading"
     assert body[1][2].en == "D" and body[2][2].en == "E"  # fewer than three passes in a row stay as they are
+
+
+def test_synthetic_weights_are_named_as_such_on_page_one(tmp_path):
+    """A directory that declares synthetic weights (model.weights_kind) is never shown as 'real weights'."""
+    env_result(tmp_path, "cpu", "CPU")
+    put(tmp_path, "02_loading", "ok", data={"real": {"smoke": True}})
+    p = SimpleNamespace(profile="p", model=SimpleNamespace(name="m", is_stand_in=False, source=None,
+                                                           weights_kind="synthetic"))
+    page = S.page_one(tmp_path, p)
+    assert page["weights"] == "synthetic" and "not BitCPM4" in page["weights_text"]["en"]
+    assert "合成权重" in page["weights_text"]["zh"]
+    p.model.weights_kind = "real"
+    assert S.page_one(tmp_path, p)["weights"] == "real"

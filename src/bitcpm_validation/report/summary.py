@@ -605,7 +605,9 @@ WEIGHTS_TEXT = {
     "stand-in": T("替身模型：项目自行训练的小型三值 MiniCPM，不是 BitCPM4", "stand-in: the project's small ternary "
                   "MiniCPM, not BitCPM4"),
     "real": T("真实权重（来自 model.path）", "real weights (from model.path)"),
-    "dummy": T("dummy 权重（随机值，仅完整尺寸结构）", "dummy weights (random values, full-size shape only)"),
+    "synthetic": T("合成权重：按模型结构以固定种子生成的三值权重，不是 BitCPM4", "synthetic: seeded ternary weights at "
+                   "the model's shape, not BitCPM4"),
+    "dummy": T("随机权重（仅完整尺寸结构）", "dummy weights (random values, full-size shape only)"),
     "unknown": T("未知：第 02 章未记录加载了哪些权重", "unknown: chapter 02 did not record which weights it loaded"),
 }
 
@@ -697,7 +699,8 @@ def page_one(run_dir: str | Path, params: Any = None, rows: Optional[list[Matrix
     res = chapter_results(run_dir)
     env, loading = res.get("01_environment"), res.get("02_loading")
     is_stand_in = bool(params.model.is_stand_in)
-    weights = _weights(is_stand_in, loading)
+    # what the model directory declares (model.weights_kind); a run.json of older runs has no such field
+    weights = "synthetic" if getattr(params.model, "weights_kind", None) == "synthetic" else _weights(is_stand_in, loading)
     device, kind = _device(env)
     verdicts = scope_verdicts(rows, specs)
     # figures measured on other weights than the run's own (issue 11: stand-in beside full-size dummy figures)
