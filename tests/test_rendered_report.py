@@ -49,12 +49,16 @@ def test_html_carries_only_its_language(e2e_run, lang):
     assert leaks == [], f"{len(leaks)} passage(s) in the other language, e.g. {leaks[:5]}"
 
 
-@pytest.mark.parametrize("lang", LANGS)
-def test_pdf_reads_clean(e2e_run, lang):
+def pdf_pages(e2e_run, lang: str) -> list[str]:
+    """The page texts of the run's PDF in `lang` (skips where Chromium, hence the PDF, is missing)."""
     if not RD.find_chromium():
         pytest.skip("headless Chromium not installed: HTML-only report")
-    pages = RD.pdf_page_texts(RD.report_file(e2e_run["run_dir"], lang, "pdf"))
-    assert RD.text_problems(pages) == []
+    return RD.pdf_page_texts(RD.report_file(e2e_run["run_dir"], lang, "pdf"))
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_pdf_reads_clean(e2e_run, lang):
+    assert RD.text_problems(pdf_pages(e2e_run, lang)) == []
 
 
 def test_model_card_says_what_ran(e2e_run):
@@ -71,10 +75,7 @@ def test_model_card_says_what_ran(e2e_run):
 # -- issue 20: text that survives printing, each language whole ----------------------------------------------
 @pytest.mark.parametrize("lang", LANGS)
 def test_pdf_has_no_midword_break_repr_or_placeholder(e2e_run, lang):
-    if not RD.find_chromium():
-        pytest.skip("headless Chromium not installed: HTML-only report")
-    pages = RD.pdf_page_texts(RD.report_file(e2e_run["run_dir"], lang, "pdf"))
-    assert RD.print_problems(pages) == []
+    assert RD.print_problems(pdf_pages(e2e_run, lang)) == []
 
 
 @pytest.mark.parametrize("lang", LANGS)
