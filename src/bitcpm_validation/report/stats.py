@@ -158,3 +158,16 @@ def unpaired_p_worse(score: float, reference: float, n: int, sigma: float) -> Op
         return None
     z = (score - reference) / math.sqrt(2.0 * sigma ** 2 / n)
     return float(_st.norm.cdf(z))
+
+
+# -- which order statistics a sample supports ---------------------------------------------------------------
+P99_MIN_SAMPLES = 100  # p99 of fewer than 100 samples is the largest one or an interpolation towards it
+
+
+def supported_percentiles(n: Optional[int]) -> tuple[str, ...]:
+    """The order statistics that n samples support, as the report shows them: p50 and p99 from 100 samples on;
+    below that p50 and max (a p99 of 8 requests is the slowest request under another name); none without samples.
+    n is counted as the tool counts it (TTFT and TPOT: one per request; ITL: one per token gap)."""
+    if not n or n <= 0:
+        return ()
+    return ("p50", "p99") if n >= P99_MIN_SAMPLES else ("p50", "max")
