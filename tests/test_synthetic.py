@@ -53,3 +53,51 @@ def test_another_shape_or_rope_setting_gets_its_own_directory(tmp_path):
     b = S.full_shape_dir(_source(tmp_path / "b", num_key_value_heads=4, rope_theta=500000.0), root=tmp_path / "cache")
     assert a != b and json.loads((b / "config.json").read_text())["num_key_value_heads"] == 4
     assert ReferenceModel.from_pretrained(b).logprobs([1, 2]).shape == (2, 2008)
+
+
+def _profile(tmp: Path, dummy_config) -> "Params":  # noqa: F821
+    import yaml
+
+    from bitcpm_validation.params import load_params
+
+    model = {"path": str(ROOT / "models/stand-in")}
+    if dummy_config is not None:
+        model["dummy_config"] = str(dummy_config)
+    else:
+        model["dummy_config"] = None
+    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": model, "engine": {"max_model_len": 512}}
+    (tmp / "p.yaml").write_text(yaml.safe_dump(y))
+    return load_params(tmp / "p.yaml")
+
+
+def test_model_source_maps_which_to_directory_load_format_and_weights(tmp_path, monkeypatch):
+    """engine.identity.model_source: the one mapping of `which` that engine kwargs, the server and prompting read."""
+    import pytest
+
+    from bitcpm_validation.engine import identity, offline
+
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
+    src = _source(tmp_path)
+    p = _profile(tmp_path, src)
+    named = identity.model_source(p, "synthetic", write=False)
+    assert not named.model_dir.exists() and not S.is_written(named.model_dir)  # naming it writes nothing
+    first = identity.model_source(p, "synthetic")
+    assert first.written and first.model_dir == named.model_dir and S.is_written(first.model_dir)
+    assert (first.load_format, first.need_weights, first.config_dir) == ("auto", True, src)
+    assert weights_kind(first.model_dir) == "synthetic" and (first.model_dir / "model.safetensors").is_file()
+    again = identity.model_source(p, "synthetic")
+    assert not again.written and again.model_dir == first.model_dir
+    dummy = identity.model_source(p, "dummy")
+    assert (dummy.model_dir, dummy.load_format, dummy.need_weights) == (src, "dummy", False)
+    real = identity.model_source(p, "real")
+    assert (real.model_dir, real.load_format, real.need_weights) == (ROOT / "models/stand-in", "auto", True)
+    kw = offline.engine_kwargs(p, "synthetic")
+    assert (kw["model"], kw["load_format"]) == (str(first.model_dir), "auto")
+    assert offline.engine_kwargs(p, "dummy")["load_format"] == "dummy"
+    assert identity.served_model_name(p, "synthetic") == "arch-synthetic"
+    assert identity.weights_label(p, "synthetic") == "random weights"
+    assert identity.measured_on(p, "synthetic", "cpu").endswith("shape · random weights · CPU")
+    with pytest.raises(identity.ModelSourceError, match="expected real, synthetic or dummy"):
+        identity.model_source(p, "fake")
+    with pytest.raises(offline.EngineError, match="model.dummy_config is not set"):
+        offline.engine_kwargs(_profile(tmp_path, None), "synthetic")

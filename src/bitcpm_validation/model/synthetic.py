@@ -75,15 +75,25 @@ def state_dict(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     return out
 
 
+def full_shape_path(source: Path, root: Optional[Path] = None, seed: int = 0) -> Path:
+    """Where the synthetic checkpoint of `source`'s config lives (written or not: is_written says)."""
+    source = Path(source)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"{source}: no config.json: point model.dummy_config at a model directory")
+    return (root or cache_root()) / f"full-shape-{key_of(source, seed)}"
+
+
+def is_written(out: Path) -> bool:
+    return (Path(out) / COMPLETE).is_file()
+
+
 def full_shape_dir(source: Path, root: Optional[Path] = None, seed: int = 0) -> Path:
     """The synthetic checkpoint of `source`'s config (written on first use, reused after)."""
     from safetensors.torch import save_file
 
     source = Path(source)
-    if not (source / "config.json").is_file():
-        raise FileNotFoundError(f"{source}: no config.json: point model.dummy_config at a model directory")
-    out = (root or cache_root()) / f"full-shape-{key_of(source, seed)}"
-    if (out / COMPLETE).is_file():
+    out = full_shape_path(source, root, seed)
+    if is_written(out):
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
