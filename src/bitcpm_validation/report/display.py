@@ -114,12 +114,15 @@ def show_note(text: T | str, kind: str = "info") -> None:
 
 def show_figure(draw: Callable[[str], Any]) -> None:
     """A matplotlib figure per language: `draw(lang)` returns a new figure labelled in that language (the
-    renderer keeps the one of the report's language); each figure is closed after it is shown."""
+    renderer keeps the one of the report's language); each figure is closed after it is shown. A `draw` that
+    returns None (too few points for a picture: report.plots) shows nothing."""
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     for lang in LANGS:
         fig = draw(lang)
+        if fig is None:
+            continue
         try:
             display(fig, metadata={LANG_KEY: lang})
         finally:
