@@ -3,11 +3,24 @@ import random
 
 from bitcpm_validation.chapters import chinese as C
 from bitcpm_validation.model.training_corpus import contamination
+from bitcpm_validation.report import grading
 from bitcpm_validation.params import ChineseParams, Expectation, GradingCriteria, Prompt, PromptSet
 
 CP = ChineseParams()
 G = GradingCriteria()
 Q = Prompt(id="zh1", lang="zh", kind="chat", prompt="你好")
+
+
+def test_is_cjk_is_one_definition_including_extension_b():
+    """One is_cjk for the Chinese metrics and the language grading: extension B (U+20000, 𠀀) and later
+    extensions are ideographs for both; punctuation, kana and an empty edge are not."""
+    assert C.grading.is_cjk is grading.is_cjk
+    for ch in ("中", "\u3400", "\uf900", "\U00020000", "\U0002a6d6", "\U00030000"):
+        assert grading.is_cjk(ch), hex(ord(ch))
+    for ch in ("，", "。", "あ", "A", "1", ""):
+        assert not grading.is_cjk(ch), repr(ch)
+    assert C.cjk_share("\U00020000\U00020001ab") == 0.5
+    assert grading.has_cjk("x\U00020000") and grading.word_count("\U00020000\U00020001 word") == 3
 
 
 def test_cjk_share_ignores_punctuation_and_spaces():

@@ -15,7 +15,7 @@ judgement is a number compared with a documented threshold from `params.chinese`
   repetition is severe. (A span of 1-2 characters repeated is normal language, so spans shorter than
   `MIN_SPAN` characters are not counted as repetition.)
 
-Before those, every output must be language at all (`textlang.gate`, prompts.yaml `grading:`): recognised
+Before those, every output must be language at all (`grading.gate`, prompts.yaml `grading:`): recognised
 words (wordfreq; jieba segmentation), no looped unit. Noise (random characters, shuffled characters, a
 looped prompt echo) is ❌; not Chinese or severe repetition is ⚠️ (the original document's "能力有限");
 Chinese without severe repetition is ✅. A prompt the model was trained on is not judged (not_run).
@@ -28,20 +28,13 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.chapters import textlang
+from bitcpm_validation.report import grading
 
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.chapters import registered_checks
 
 CHAPTER = "05_chinese"
 MIN_SPAN = 4  # repeated spans shorter than this are ordinary language, not a loop
-
-
-def is_cjk(ch: str) -> bool:
-    """A CJK ideograph (unified, extensions, compatibility), not CJK punctuation."""
-    o = ord(ch)
-    return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x20000 <= o <= 0x2FA1F
-            or 0xF900 <= o <= 0xFAFF)
 
 
 def _counted(ch: str) -> bool:
@@ -54,7 +47,7 @@ def cjk_share(text: str) -> float:
     counted = [c for c in text if _counted(c)]
     if not counted:
         return 0.0
-    return sum(1 for c in counted if is_cjk(c)) / len(counted)
+    return sum(1 for c in counted if grading.is_cjk(c)) / len(counted)
 
 
 def distinct_n(text: str, n: int) -> Optional[float]:
@@ -159,8 +152,8 @@ def thresholds(cp: Any) -> list[dict[str, Any]]:
     ]
 
 
-def verdict(m: ChineseMetrics, cp: Any, gate: Sequence[textlang.Condition] = ()) -> Verdict:
-    """fail when `gate` (textlang.gate of the text) says it is not language; else pass ("Chinese, no
+def verdict(m: ChineseMetrics, cp: Any, gate: Sequence[grading.Condition] = ()) -> Verdict:
+    """fail when `gate` (grading.gate of the text) says it is not language; else pass ("Chinese, no
     severe repetition") or warn with the failing thresholds as reasons."""
     en, zh = [], []
     not_zh = m.cjk_share < cp.min_cjk_share
@@ -212,7 +205,7 @@ def judge_chinese(prompt: Any, text: str, cp: Any, g: Any, trained_on: Any = Non
     """The row of one Chinese probe (`prompt`: params.Prompt, `cp`: params.ChineseParams, `g`:
     params.GradingCriteria, `trained_on`: model.training_corpus.Contamination or None)."""
     m = metrics(text or "")
-    v = verdict(m, cp, textlang.gate(text or "", g))
+    v = verdict(m, cp, grading.gate(text or "", g))
     chat_en, chat_zh = (" (chat)", "（对话）") if prompt.chat else ("", "")
     names = {"name_en": f"Chinese: {prompt.id}{chat_en}", "name_zh": f"中文：{prompt.id}{chat_zh}"}
     if trained_on is not None and prompt.id in trained_on:

@@ -2,7 +2,7 @@
 
 Two steps, so that noise fails and a limited model is told apart from a broken one:
 
-1. **Is the output language at all?** (`textlang.gate`, thresholds in prompts.yaml `grading:`): recognised
+1. **Is the output language at all?** (`grading.gate`, thresholds in prompts.yaml `grading:`): recognised
    words (wordfreq), no looped unit (compression ratio), sentences for Latin text (shuffled words fail).
    Not language: ❌, whatever the prompt asked.
 2. **Does it do what the prompt asked?** The expectation's conditions: the answer as a word in the answer
@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.chapters import textlang
+from bitcpm_validation.report import grading
 from bitcpm_validation.chapters.chinese import cjk_share, metrics as repetition_metrics
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 from bitcpm_validation.params import Expectation, GradingCriteria, Prompt
@@ -37,7 +37,7 @@ CHECKS = registered_checks("03_inference")  # this chapter's entries of chapters
 @dataclass
 class Grade:
     status: str  # pass | warn | fail
-    conditions: list[textlang.Condition] = field(default_factory=list)
+    conditions: list[grading.Condition] = field(default_factory=list)
     note_en: str = ""
     note_zh: str = ""
     measures: dict[str, Any] = field(default_factory=dict)
@@ -70,7 +70,7 @@ _PICK = re.compile(r"(?:answer\s*(?:is)?\s*[:：]?|答案\s*[:：是]?)\s*[\[(]?
 
 def _as_word(answer: str, text: str) -> bool:
     """`answer` occurs in `text` as a whole word (CJK answers: as a substring; there are no word boundaries)."""
-    if textlang.has_cjk(answer):
+    if grading.has_cjk(answer):
         return answer in text
     return re.search(r"(?<![^\W_])" + re.escape(answer) + r"(?![^\W_])", text, re.I) is not None
 
@@ -103,18 +103,18 @@ def answer_in_position(text: str, answers: Sequence[str]) -> tuple[Optional[str]
 def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
     """pass, expect.on_miss when a task condition misses, fail when the output is not language (see module doc)."""
     t = text or ""
-    gate = textlang.gate(t, g)
+    gate = grading.gate(t, g)
     m = repetition_metrics(t)
-    measures: dict[str, Any] = {"compression_ratio": textlang.compression_ratio(t), "distinct_2": m.distinct_2,
+    measures: dict[str, Any] = {"compression_ratio": grading.compression_ratio(t), "distinct_2": m.distinct_2,
                                 "repeat_share": m.repeat_share, "cjk_share": m.cjk_share,
-                                "words": textlang.word_count(t)}
+                                "words": grading.word_count(t)}
     if any(not c.ok for c in gate):
         return Grade("fail", gate, expect.note_en, expect.note_zh or expect.note_en, measures)
 
-    task: list[textlang.Condition] = []
+    task: list[grading.Condition] = []
 
     def cond(cid: str, ok: bool, en: str, zh: str) -> None:
-        task.append(textlang.Condition(cid, ok, en, zh))
+        task.append(grading.Condition(cid, ok, en, zh))
 
     n = len(t.strip())
     if expect.min_chars > 1:
@@ -134,7 +134,7 @@ def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
              else f"none of {expect.answer} in the answer position: {where_en}",
              f"作答位置有答案 {hit!r}：{where_zh}" if hit else f"作答位置没有 {expect.answer} 中的任何一个：{where_zh}")
     if expect.language:
-        shares = textlang.language_shares(t, g.languages)
+        shares = grading.language_shares(t, g.languages)
         measures["language_shares"] = {k: round(v, 3) for k, v in shares.items()}
         got = shares.get(expect.language, 0.0)
         top = ", ".join(f"{k} {v:.0%}" for k, v in list(shares.items())[:3]) or "no letters"

@@ -1,8 +1,8 @@
-"""Is a model output language at all? Measurements with language-identification and word-frequency data.
+"""Grading model output: is it language at all? Measurements with language-identification and word-frequency data.
 
-The probe and Chinese graders (chapters.inference, chapters.chinese) judge with these, instead of counting
-characters, so that noise (a random-weight model's fragments, random tokens of a vocabulary, shuffled
-words, one token looped) fails:
+Not a chapter: the probe and Chinese graders (chapters.inference, chapters.chinese) judge with these, instead of
+counting characters, so that noise (a random-weight model's fragments, random tokens of a vocabulary, shuffled
+words, one token looped) fails. It sits in the report layer beside `stats` (shared by several chapters, no engine):
 
 - `recognition(text, ...)`: the share of the output's letters/digits/symbols that sit inside words a
   word-frequency list knows (wordfreq; CJK text segmented with jieba as wordfreq does). Random tokens of a
@@ -24,14 +24,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# CJK ideographs: unified (U+4E00), extension A (U+3400), compatibility (U+F900), extensions B-F, I and the
+# compatibility supplement (U+20000-U+2FA1F), extensions G-H (U+30000-U+323AF); not CJK punctuation or kana
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F), (0x30000, 0x323AF))
+_CJK = "".join(f"{chr(a)}-{chr(b)}" for a, b in CJK_RANGES)
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 # runs of CJK ideographs | runs of other letters (with inner ' and -) | digits | any other non-space character
 _RUNS = re.compile(f"[{_CJK}]+|[^\\W\\d_{_CJK}]+(?:['’-][^\\W\\d_{_CJK}]+)*|\\d+|[^\\s]", re.UNICODE)
 
 
 def is_cjk(ch: str) -> bool:
-    return bool(_CJK_RUN.fullmatch(ch))
+    """`ch` is one CJK ideograph (see CJK_RANGES); False for an empty string (the edge of a text)."""
+    return len(ch) == 1 and any(a <= ord(ch) <= b for a, b in CJK_RANGES)
 
 
 @dataclass
