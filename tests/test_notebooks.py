@@ -36,3 +36,22 @@ def test_notebook_conventions(info):
     if info.id in ENGINE_STARTS:
         assert "eng.settings_rows()" in src and "prompting." in src
         assert src.count("engine.start(") + src.count("offline.start(") == ENGINE_STARTS[info.id]
+
+
+@pytest.mark.parametrize("info", CHAPTERS + [c for c in [ROOT / "notebooks" / "00_summary.ipynb"] if c.is_file()],
+                         ids=lambda c: getattr(c, "id", "00_summary"))
+def test_no_name_is_used_before_a_cell_defines_it(info):
+    """The cells read top to bottom as papermill runs them: a name used before any earlier cell binds it is a
+    NameError on some host — often only there (a short-circuited `and` hides it where the left side is False)."""
+    from pyflakes.api import check
+    from pyflakes.reporter import Reporter
+    import io
+
+    path = getattr(info, "notebook", info)
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join("\n".join(ln for ln in c.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+                     for c in nb.cells if c.cell_type == "code")
+    out = io.StringIO()
+    check(code, path.name, Reporter(out, io.StringIO()))
+    undefined = [ln for ln in out.getvalue().splitlines() if "undefined name" in ln]
+    assert not undefined, "\n".join(undefined)
