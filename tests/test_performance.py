@@ -29,6 +29,21 @@ def test_parse_serve_real_output():
     assert r["ttft_ms_p99"] == pytest.approx(raw["p99_ttft_ms"])
     assert r["tpot_ms_p50"] == pytest.approx(raw["median_tpot_ms"])
     assert r["itl_ms_p50"] == pytest.approx(raw["p50_itl_ms"]) and r["itl_ms_p99"] == pytest.approx(raw["p99_itl_ms"])
+    # without --save-detailed: one TTFT / TPOT per request, one ITL per token after the first; no maximum
+    assert (r["ttft_n"], r["tpot_n"], r["itl_n"]) == (4, 4, 32 - 4) and r["ttft_ms_max"] is None
+
+
+def test_serve_samples_counted_as_the_tool_counts_them():
+    """--save-detailed: TTFT per completed request, TPOT per request of more than one token, ITL per token gap the
+    stream delivered (bundled tokens are one gap); the maximum is the tool's p100, else the largest sample."""
+    raw = {"completed": 3, "total_output_tokens": 9, "output_lens": [5, 1, 3, 0], "errors": ["", "", "", "timeout"],
+           "ttfts": [0.020, 0.030, 0.025, 0.0], "latencies": [0.060, 0.030, 0.045, 0.0],
+           "itls": [[0.01, 0.01, 0.01, 0.01], [], [0.02], []]}
+    s = P.serve_samples(raw)
+    assert (s["ttft_n"], s["tpot_n"], s["itl_n"]) == (3, 2, 5)
+    assert s["ttft_ms_max"] == pytest.approx(30.0) and s["itl_ms_max"] == pytest.approx(20.0)
+    assert s["tpot_ms_max"] == pytest.approx(10.0)  # (45 - 25) / 2 beats (60 - 20) / 4
+    assert P.serve_samples({**raw, "p100_ttft_ms": 31.5})["ttft_ms_max"] == 31.5
 
 
 def test_model_arith_full_size():
@@ -61,8 +76,10 @@ def test_figures_against_both_limits():
     F = P.figures(_sweep(), 20.0, 100e9, a, 32, 8)
     ids = {r["id"]: r for r in F["rows"]}
     for k in ("decode_tok_s", "prefill_tok_s", "serve_b1_output_tok_s", "ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50",
-              "itl_ms_p99", "serve_c1_output_tok_s", "serve_c2_output_tok_s"):
+              "serve_c1_output_tok_s", "serve_c2_output_tok_s"):
         assert k in ids
+    # 4 requests and 28 token gaps: p50 and max, never a p99 (stats.supported_percentiles)
+    assert not {k for k in ids if k.endswith("_p99")} and {"ttft_ms_max", "tpot_ms_max", "itl_ms_max"} <= set(ids)
     d, p = ids["decode_tok_s"], ids["prefill_tok_s"]
     assert d["limit_kind"] == "bandwidth" and d["limit"] == pytest.approx(F["limit_b1"])
     assert d["value"] == pytest.approx(1000 / P.parse_serve(json.loads((FIX / "bench_serve.json").read_text()))["tpot_ms_p50"])
@@ -76,6 +93,19 @@ def test_figures_against_both_limits():
     # the samples behind each percentile: requests at concurrency 1, token gaps for ITL
     n = ids["tpot_ms_p50"]["samples"]
     assert n == F["samples_c1"] and n > 0 and ids["itl_ms_p50"]["samples"] == n * 7
+    assert ids["itl_ms_p50"]["samples_of"] == "token gaps" and P.samples_note(ids["itl_ms_p50"]) == "n = 28 token gaps"
+    assert rows[[r["id"] for r in F["rows"]].index("itl_ms_p50")][6] == ("28 个词元间隔", "28 token gaps")
+    # the sweep table: n (requests behind each p50) beside the latencies
+    assert [len(r) for r in P.sweep_rows_table(F)] == [len(P.SWEEP_HEADERS)] * 2
+    assert P.sweep_rows_table(F)[0][6] == ("4 个请求", "4 requests")
+
+
+def test_p99_shown_from_a_hundred_samples():
+    raw = json.loads((FIX / "bench_serve.json").read_text())
+    big = P.parse_serve({**raw, "completed": 120, "num_prompts": 120, "total_output_tokens": 120 * 8})
+    ids = {r["id"] for r in P.figures([{"concurrency": 1, "parsed": big}], 20.0, 100e9, P.model_arith(FULL, "bfloat16"),
+                                      32, 8)["rows"]}
+    assert {"ttft_ms_p99", "tpot_ms_p99", "itl_ms_p99"} <= ids and not {i for i in ids if i.endswith("_max")}
 
 
 def _floor(tok_s: float) -> P.Basis:
@@ -414,3 +444,34 @@ def test_real_bench_serve_tiny(tmp_path):
     assert sweep[0]["parsed"]["tpot_ms_p50"] > 0 and sweep[0]["command"].startswith("vllm bench serve")
     assert [(s.kind, s.why) for s in starts.load(run)] == [("benchmark", P.BENCH_WHY)]
     assert P.engine_log_facts(ev.read_text())["bound_cores"] is not None
+
+
+def test_pictures_of_the_sweep_and_the_roofline(tmp_path):
+    """Three concurrency levels give the load curves and a roofline of measured decode, output and prefill with the
+    decode basis hollow; two levels give no load picture (the sweep table stands alone)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = P.model_arith(FULL, "bfloat16")
+    serve = P.parse_serve(json.loads((FIX / "bench_serve.json").read_text()))
+    sweep = [{"concurrency": c, "parsed": serve} for c in (1, 2, 4)]
+    F = P.figures(sweep, 20.0, 100e9, a, 32, 8)
+    B = {"decode": [None, None, _floor(25.0)], "prefill": [None]}
+    pts = P.roofline_points(F, B, a, 32)
+    assert [p["measured"] for p in pts] == [True, True, True, True, False]  # c=1, c=2, c=4, prefill; the floor
+    dec = pts[0]
+    # on the bandwidth slope: attainable = bandwidth x intensity = the chapter's decode roof x FLOPs per token
+    assert 20e9 * dec["intensity"] == pytest.approx(F["limit_b1"] * P.decode_flops_per_token(a, F["context_tokens"]))
+    assert pts[-1]["flops_per_s"] / dec["flops_per_s"] == pytest.approx(25.0 / F["decode_tok_s"])
+    assert pts[3]["intensity"] > pts[2]["intensity"] > pts[1]["intensity"] > dec["intensity"]
+    fig = P.plot_roofline(F, B, a, 20.0, 100e9, 32, tmp_path, "zh")
+    load = P.plot_load(F, tmp_path, "en")
+    try:
+        assert len(fig.axes[0].collections) == 5 and (tmp_path / "roofline_zh.png").is_file()
+        assert len(load.axes) == 2 and (tmp_path / "load_vs_concurrency_en.png").is_file()
+    finally:
+        plt.close(fig)
+        plt.close(load)
+    assert P.plot_load(P.figures(sweep[:2], 20.0, 100e9, a, 32, 8), tmp_path, "en") is None

@@ -50,6 +50,7 @@ from bitcpm_validation.engine.server import serve_flags, tail
 from bitcpm_validation.params import Params
 
 from bitcpm_validation.report.display import T
+from bitcpm_validation.report.stats import supported_percentiles
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.chapters import registered_checks
 
@@ -766,7 +767,7 @@ def record_metrics(ch: Any, F: dict[str, Any], bw: dict[str, Any], mm: dict[str,
         if r["value"] is None:
             continue
         ch.metric(r["id"], round(r["value"], 3), r["unit"], r["name_en"], r["name_zh"], key=r["id"] in keys,
-                  timing=True, measured_on=on if r["id"] in keys else "")
+                  timing=True, measured_on=on if r["id"] in keys else "", note=samples_note(r))
         if r["pct"] is not None:  # the physical roof: context, not the verdict's basis (no key metric)
             kind_en, kind_zh = ("bandwidth", "带宽") if r["limit_kind"] == "bandwidth" else ("compute", "算力")
             ch.metric(r["id"] + "_pct_of_limit", round(r["pct"], 2), "%", f"% of {kind_en}-bound roof: {r['name_en']}",
@@ -777,36 +778,115 @@ def record_metrics(ch: Any, F: dict[str, Any], bw: dict[str, Any], mm: dict[str,
               "算力约束预填充上限", timing=True)
 
 
+SAMPLES_OF = {"requests": ("个请求", "requests"), "token gaps": ("个词元间隔", "token gaps")}
+STAT_ZH = {"max": "最大值"}
+
+
+def samples_text(n: Optional[int], of: str = "requests") -> Any:
+    """n with what was counted ("8 requests", "248 token gaps"), in both languages; "—" without a count."""
+    if n is None:
+        return "—"
+    zh, en = SAMPLES_OF.get(of, (of, of))
+    return T(f"{n:,} {zh}", f"{n:,} {en}")
+
+
+def samples_note(row: dict[str, Any]) -> str:
+    """A metric's note: the samples behind it (n = 8 requests), language-neutral apart from the counted unit."""
+    return "" if row.get("samples") is None else f"n = {row['samples']:,} {row.get('samples_of', 'requests')}"
+
+
 def figure_rows(F: dict[str, Any]) -> list[list[Any]]:
     def fmt(v: Optional[float], d: int = 2) -> str:
         return "—" if v is None else f"{v:,.{d}f}"
 
     kinds = {"bandwidth": T("带宽", "bandwidth"), "compute": T("算力", "compute"), None: "—"}
     return [[T(r["name_zh"], r["name_en"]), fmt(r["value"]), r["unit"], fmt(r["limit"], 1), kinds[r["limit_kind"]],
-             fmt(r["pct"], 1), "—" if r.get("samples") is None else f"{r['samples']:,}", r["tool"]] for r in F["rows"]]
+             fmt(r["pct"], 1), samples_text(r.get("samples"), r.get("samples_of", "requests")), r["tool"]]
+            for r in F["rows"]]
+
+
+SWEEP_HEADERS = [T("并发", "Concurrency"), T("输出吞吐（tok/s）", "Output (tok/s)"), T("带宽上限（tok/s）", "Roof (tok/s)"),
+                 T("占上限（%）", "% of roof"), "TTFT p50 (ms)", "TPOT p50 (ms)", T("样本数 n", "n"),
+                 T("完成 / 失败", "Done / failed")]
 
 
 def sweep_rows_table(F: dict[str, Any]) -> list[list[Any]]:
+    """One row per concurrency level (SWEEP_HEADERS): n is the requests behind each p50."""
     def fmt(v: Optional[float], d: int = 2) -> str:
         return "—" if v is None else f"{v:,.{d}f}"
 
     return [[r["concurrency"], fmt(r["output_tok_s"]), fmt(r["limit"], 1), fmt(r["pct"], 1), fmt(r["ttft_ms_p50"], 1),
-             fmt(r["tpot_ms_p50"], 1), f"{r['completed']}/{r['failed']}"] for r in F["sweep"]]
+             fmt(r["tpot_ms_p50"], 1), samples_text(r.get("ttft_n", r["completed"])), f"{r['completed']} / {r['failed']}"]
+            for r in F["sweep"]]
 
 
-def show_sweep_plot(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith: dict[str, Any],
-                    context: float, out_dir: Path) -> None:
-    """The throughput-vs-concurrency plot, once per language (saved as PNG next to the chapter's artifacts)."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+def plot_load(F: dict[str, Any], out_dir: Optional[Path], lang: str = "en"):
+    """Latency (TTFT, TPOT p50) and output throughput against concurrency (report.plots.load_curves), saved as PNG
+    next to the chapter's artifacts; None with fewer than three levels (the sweep table stands alone)."""
+    from bitcpm_validation.report import plots
 
-    from bitcpm_validation.report.display import LANG_KEY, LANGS
+    rows = [r for r in F["sweep"] if r.get("output_tok_s") is not None]
+    return plots.load_curves([r["concurrency"] for r in rows], [r["ttft_ms_p50"] for r in rows],
+                             [r["tpot_ms_p50"] for r in rows], [r["output_tok_s"] for r in rows],
+                             [r.get("ttft_n", r["completed"]) for r in rows], lang,
+                             out_dir / f"load_vs_concurrency_{lang}.png" if out_dir else None)
 
-    for lang in LANGS:
-        fig = plot_sweep(sweep_rows, bandwidth_gbs, arith, context, out_dir / f"throughput_vs_concurrency_{lang}.png",
-                         lang=lang)
-        display(fig, metadata={LANG_KEY: lang})
-        plt.close(fig)
+
+def decode_flops_per_token(arith: dict[str, Any], context: float) -> float:
+    """2 FLOPs per multiplied weight for one decode token: every layer's matmuls and the LM head (the vocabulary x
+    hidden matrix, the embedding's when tied), plus attention over `context` tokens."""
+    rest = arith["params"] - arith["matmul_params"]  # V x h (x 2 untied) + the norms (2 h per layer + h)
+    hidden = rest // (arith["vocab_size"] * (1 if arith["tied"] else 2) + 2 * arith["layers"] + 1)
+    return 2 * (arith["matmul_params"] + arith["vocab_size"] * hidden) + arith["attn_flops_per_ctx_token"] * context
+
+
+BASIS_WORDS = {"baseline": ("基线运行", "baseline run"), "reference": ("登记参考值", "registered reference"),
+               "floor": ("本设备开销下限", "this device's floor")}
+
+
+def roofline_points(F: dict[str, Any], B: dict[str, Any], arith: dict[str, Any], input_len: int) -> list[dict[str, Any]]:
+    """The roofline's points (report.plots.roofline): measured batch-1 decode, output at each higher concurrency and
+    prefill at their arithmetic intensity (FLOP per byte moved: weights once per step plus each sequence's KV;
+    weights once per prompt), and hollow the decode and prefill a healthy device reaches (what bases() judges by)."""
+    ctx = F["context_tokens"]
+    dec_f = decode_flops_per_token(arith, ctx)
+    pre_f = prefill_flops_per_token(arith, input_len)
+
+    def decode_ai(c: int) -> float:
+        return c * dec_f / (arith["weight_bytes"] + c * arith["kv_bytes_per_token"] * ctx)
+
+    pre_ai = input_len * pre_f / arith["weight_bytes"]
+    pts: list[dict[str, Any]] = []
+    if F.get("decode_tok_s"):
+        pts.append({"label": T("解码，并发 1（1000 / TPOT p50）", "decode, concurrency 1 (1000 / TPOT p50)"),
+                    "intensity": decode_ai(1), "flops_per_s": F["decode_tok_s"] * dec_f, "measured": True})
+    for r in F["sweep"]:
+        if r["concurrency"] > 1 and r.get("output_tok_s"):
+            c = r["concurrency"]
+            pts.append({"label": T(f"输出吞吐，并发 {c}", f"output, concurrency {c}"), "intensity": decode_ai(c),
+                        "flops_per_s": r["output_tok_s"] * dec_f, "measured": True})
+    if F.get("prefill_tok_s"):
+        pts.append({"label": T(f"预填充，{input_len} 个词元（输入长度 / TTFT p50）",
+                               f"prefill, {input_len} tokens (input_len / TTFT p50)"),
+                    "intensity": pre_ai, "flops_per_s": F["prefill_tok_s"] * pre_f, "measured": True})
+    for what, ai, flops, zh, en in (("decode", decode_ai(1), dec_f, "解码", "decode"),
+                                    ("prefill", pre_ai, pre_f, "预填充", "prefill")):
+        basis = pick_basis(B.get(what) or [])
+        if basis is not None:
+            wz, we = BASIS_WORDS.get(basis.kind, (basis.kind, basis.kind))
+            pts.append({"label": T(f"判据：{zh}，{wz}", f"judged against: {en}, {we}"), "intensity": ai,
+                        "flops_per_s": basis.tok_s * flops, "measured": False})
+    return pts
+
+
+def plot_roofline(F: dict[str, Any], B: dict[str, Any], arith: dict[str, Any], bandwidth_gbs: float,
+                  flops_per_s: float, input_len: int, out_dir: Optional[Path], lang: str = "en"):
+    """The chapter's roofline (measured bandwidth and matmul rate as the roofs), saved as PNG; None with fewer than
+    three measured points."""
+    from bitcpm_validation.report import plots
+
+    return plots.roofline(bandwidth_gbs, flops_per_s, roofline_points(F, B, arith, input_len), lang,
+                          out_dir / f"roofline_{lang}.png" if out_dir else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -896,8 +976,9 @@ def serve_args(base_url_root: str, model: str, tokenizer: str, input_len: int, o
             "--model", model, "--tokenizer", tokenizer, "--trust-remote-code",
             "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", str(output_len),
             "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--request-rate", "inf",
-            "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-            "--seed", str(seed), "--disable-tqdm", "--save-result", "--result-dir", str(result_dir),
+            # p100 is the tool's own maximum; --save-detailed keeps each request's TTFT and token gaps (the samples' counts)
+            "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99,100",
+            "--seed", str(seed), "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", str(result_dir),
             "--result-filename", result_file,
             # no test request first: it would put the first prompt in the prefix cache and flatter its TTFT
             "--ready-check-timeout-sec", "0"]
@@ -962,7 +1043,34 @@ def parse_serve(result: dict[str, Any]) -> dict[str, Any]:
         "itl_ms_p99": g("p99_itl_ms"),
         "e2el_ms_p50": g("median_e2el_ms") or g("p50_e2el_ms"),
         "input_tokens": result.get("total_input_tokens"), "output_tokens": result.get("total_output_tokens"),
+        **serve_samples(result),
     }
+
+
+def serve_samples(result: dict[str, Any]) -> dict[str, Any]:
+    """The samples behind each latency figure, counted as `vllm bench serve` counts them (TTFT: one per completed
+    request; TPOT: one per request of more than one token; ITL: one per token gap the stream delivered), and each
+    figure's maximum (the tool's p100, else the largest of the detailed samples, else None)."""
+    g = lambda k: (float(result[k]) if result.get(k) is not None else None)  # noqa: E731
+    done = int(result.get("completed", 0))
+    lens, ttfts, itls, lats = (result.get(k) for k in ("output_lens", "ttfts", "itls", "latencies"))
+    ok = [i for i, e in enumerate(result.get("errors") or [""] * len(lens or [])) if not e] if lens else []
+    if lens and itls is not None:  # --save-detailed: the tool's own lists
+        tpot_n = sum(1 for i in ok if lens[i] > 1)
+        itl_n = sum(len(itls[i] or []) for i in ok)
+    else:  # without the lists: every token after the first is one gap (fewer where the stream bundled tokens)
+        out = int(result.get("total_output_tokens") or 0)
+        tpot_n = done if out > done else 0
+        itl_n = max(out - done, 0)
+    mx = {m: g(f"p100_{m}_ms") for m in ("ttft", "tpot", "itl")}
+    if mx["ttft"] is None and ttfts and ok:
+        mx["ttft"] = 1000.0 * max(ttfts[i] for i in ok)
+    if mx["itl"] is None and itls and ok and any(itls[i] for i in ok):
+        mx["itl"] = 1000.0 * max(x for i in ok for x in (itls[i] or []))
+    if mx["tpot"] is None and lens and ttfts and lats and any(lens[i] > 1 for i in ok):
+        mx["tpot"] = 1000.0 * max((lats[i] - ttfts[i]) / (lens[i] - 1) for i in ok if lens[i] > 1)
+    return {"ttft_n": done, "tpot_n": tpot_n, "itl_n": itl_n,
+            "ttft_ms_max": mx["ttft"], "tpot_ms_max": mx["tpot"], "itl_ms_max": mx["itl"]}
 
 
 def parse_throughput(result: dict[str, Any]) -> dict[str, Any]:
@@ -985,10 +1093,10 @@ def figures(sweep: Sequence[dict[str, Any]], bandwidth_gbs: float, flops_per_s: 
     pre_lim = prefill_limit(flops_per_s, arith, input_len)
     rows: list[dict[str, Any]] = []
 
-    def add(fid, en, zh, value, unit, limit, limit_kind, tool, note="", samples=None):
+    def add(fid, en, zh, value, unit, limit, limit_kind, tool, note="", samples=None, samples_of="requests"):
         rows.append({"id": fid, "name_en": en, "name_zh": zh, "value": value, "unit": unit, "limit": limit,
                      "limit_kind": limit_kind, "pct": pct(value, limit) if limit else None, "tool": tool,
-                     "note": note, "samples": samples})
+                     "note": note, "samples": samples, "samples_of": samples_of})
 
     by_c = {int(s["concurrency"]): s for s in sweep}
     c1 = by_c.get(1)
@@ -997,7 +1105,8 @@ def figures(sweep: Sequence[dict[str, Any]], bandwidth_gbs: float, flops_per_s: 
     if c1:
         s = c1["parsed"]
         samples_c1 = s["completed"]  # requests behind each TTFT / TPOT percentile (ITL: one per token gap)
-        itl_n = s["completed"] * max(output_len - 1, 0)
+        n = {"ttft": s.get("ttft_n", samples_c1), "tpot": s.get("tpot_n", samples_c1),
+             "itl": s.get("itl_n", samples_c1 * max(output_len - 1, 0))}
         tpot, ttft = s["tpot_ms_p50"], s["ttft_ms_p50"]
         decode = 1000.0 / tpot if tpot else None
         prefill = input_len / (ttft / 1000.0) if ttft else None
@@ -1007,48 +1116,21 @@ def figures(sweep: Sequence[dict[str, Any]], bandwidth_gbs: float, flops_per_s: 
             prefill, "tok/s", pre_lim, "compute", "bench serve c=1", "compute-bound", samples_c1)
         add("serve_b1_output_tok_s", "Batch-1 output tok/s (end to end)", "单请求输出速度（端到端）",
             s["output_tok_s"], "tok/s", None, None, "bench serve c=1", "prefill included", samples_c1)
-        add("ttft_ms_p50", "TTFT p50", "首 token 时延 p50", ttft, "ms", None, None, "bench serve c=1", samples=samples_c1)
-        add("ttft_ms_p99", "TTFT p99", "首 token 时延 p99", s["ttft_ms_p99"], "ms", None, None, "bench serve c=1",
-            samples=samples_c1)
-        add("tpot_ms_p50", "TPOT p50", "每输出 token 时间 p50", tpot, "ms", None, None, "bench serve c=1", samples=samples_c1)
-        add("itl_ms_p50", "ITL p50", "token 间延迟 p50", s["itl_ms_p50"], "ms", None, None, "bench serve c=1", samples=itl_n)
-        add("itl_ms_p99", "ITL p99", "token 间延迟 p99", s["itl_ms_p99"], "ms", None, None, "bench serve c=1", samples=itl_n)
+        names = {"ttft": ("TTFT", "首 token 时延"), "tpot": ("TPOT", "每输出 token 时间"), "itl": ("ITL", "token 间延迟")}
+        for m, (en, zh) in names.items():  # only the percentiles its sample supports (stats.supported_percentiles)
+            for stat in supported_percentiles(n[m]):
+                add(f"{m}_ms_{stat}", f"{en} {stat}", f"{zh} {STAT_ZH.get(stat, stat)}", s.get(f"{m}_ms_{stat}"), "ms", None, None,
+                    "bench serve c=1", samples=n[m], samples_of="token gaps" if m == "itl" else "requests")
     for c, s in sorted(by_c.items()):
         add(f"serve_c{c}_output_tok_s", f"Output tok/s at concurrency {c}", f"并发 {c} 输出吞吐",
             s["parsed"]["output_tok_s"], "tok/s", lim(c), "bandwidth", f"bench serve c={c}", samples=s["parsed"]["completed"])
     sweep_rows = [{"concurrency": c, "output_tok_s": s["parsed"]["output_tok_s"], "limit": lim(c),
                    "pct": pct(s["parsed"]["output_tok_s"], lim(c)), "tpot_ms_p50": s["parsed"]["tpot_ms_p50"],
                    "ttft_ms_p50": s["parsed"]["ttft_ms_p50"], "completed": s["parsed"]["completed"],
-                   "failed": s["parsed"]["failed"]} for c, s in sorted(by_c.items())]
+                   "failed": s["parsed"]["failed"], "ttft_n": s["parsed"].get("ttft_n", s["parsed"]["completed"]),
+                   "tpot_n": s["parsed"].get("tpot_n", s["parsed"]["completed"])} for c, s in sorted(by_c.items())]
     return {"rows": rows, "sweep": sweep_rows, "context_tokens": ctx, "limit_b1": lim(1), "prefill_limit": pre_lim,
             "decode_tok_s": decode, "prefill_tok_s": prefill, "samples_c1": samples_c1}
-
-
-def plot_sweep(sweep_rows: Sequence[dict[str, Any]], bandwidth_gbs: float, arith: dict[str, Any], context: float,
-               path: Path, lang: str = "en"):
-    """Throughput vs concurrency (measured) with the bandwidth-bound limit curve; saved as PNG."""
-    import matplotlib.pyplot as plt
-
-    from bitcpm_validation.report.plots import setup
-
-    setup()
-    zh = lang == "zh"
-    cs = [r["concurrency"] for r in sweep_rows]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.plot(cs, [r["output_tok_s"] for r in sweep_rows], "o-",
-            label="实测（vllm bench serve）" if zh else "measured (vllm bench serve)")
-    dense = list(range(1, (max(cs) if cs else 1) + 1))
-    ax.plot(dense, [decode_limit(bandwidth_gbs, arith["weight_bytes"], arith["kv_bytes_per_token"], context, b)
-                    for b in dense], "--", color="gray", label="带宽上限" if zh else "bandwidth limit")
-    ax.set_xlabel("并发数" if zh else "concurrency")
-    ax.set_ylabel("输出吞吐 tok/s" if zh else "output tok/s")
-    ax.set_yscale("log")
-    ax.set_xticks(cs)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return fig
 
 
 # --------------------------------------------------------------------------------------------
