@@ -6,7 +6,8 @@ One place for the Linux process controls the engine, the benchmarks and the runn
   killed report leaves no server behind;
 - `become_subreaper`: orphans of the runner's chapters (an engine a kernel forgot to stop) are re-parented to
   the runner, which can then reap them (PR_SET_CHILD_SUBREAPER);
-- `kill_group`: a signal to a child's whole process group (its own session: engine workers included).
+- `kill_group`: a signal to a child's whole process group (its own session: engine workers included);
+- `descendants`, `kill_descendants`: what a chapter started below the runner, and stopping it afterwards.
 
 Off Linux (no prctl) the first two do nothing and the other safeguards (process groups, psutil) remain.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from typing import Iterable, Optional
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -48,3 +50,80 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     """Signal a process group; a group that is already gone (or not ours) is not an error."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def descendants(pid: Optional[int] = None) -> set[int]:
+    """Pids of every live process below `pid` (None: this process); empty when it is gone."""
+    try:
+        import psutil
+
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except Exception:  # noqa: BLE001  (psutil missing, process gone)
+        return set()
+
+
+def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """Terminate every process started below this one (kernel, engine workers, servers), except the pids in
+    `keep` (what already ran before the chapter, e.g. a caller's own servers) and their process groups.
+    Exited ones are reaped. Returns the pids of the processes that were still running."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    me = psutil.Process()
+    own_pgid = os.getpgid(0)
+    kept_groups = set()
+    for pid in keep:
+        try:
+            kept_groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    kept_groups.discard(own_pgid)  # a kept pid in our own group must not protect the chapter's processes
+    procs, zombies = [], []
+    for p in me.children(recursive=True):
+        if p.pid in keep:
+            continue
+        try:
+            if os.getpgid(p.pid) in kept_groups and p.status() != psutil.STATUS_ZOMBIE:
+                continue  # e.g. the shared server's engine workers (started in its own session)
+            (zombies if p.status() == psutil.STATUS_ZOMBIE else procs).append(p)
+        except (psutil.Error, OSError):
+            pass
+    _reap([p.pid for p in zombies])
+    if not procs:
+        return []
+    groups = set()
+    for p in procs:
+        try:
+            g = os.getpgid(p.pid)
+            if g != own_pgid and g not in kept_groups:
+                groups.add(g)
+        except OSError:
+            pass
+    for g in groups:
+        kill_group(g, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for g in groups:
+        kill_group(g)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    _reap([p.pid for p in procs])
+    return [p.pid for p in procs]
+
+
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of these (orphans re-parented to us as a subreaper); never other children."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass

@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, IO, Iterable, Optional, Sequence
+from typing import Any, IO, Optional, Sequence
 
 from bitcpm_validation.engine import shared as shared_engine
 from bitcpm_validation.engine import starts as engine_starts
@@ -171,83 +171,6 @@ def check_platform(params: Params, allow_mismatch: bool = False, detected: Optio
     return record
 
 
-# -- processes ------------------------------------------------------------------------------------------
-def descendants() -> set[int]:
-    """Pids of every live process below this one."""
-    try:
-        import psutil
-    except ImportError:
-        return set()
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def kill_descendants(grace_s: float = 5.0, keep: frozenset[int] | set[int] = frozenset()) -> list[int]:
-    """Terminate every process started below this one (kernel, engine workers, servers), except the pids in
-    `keep` (what already ran before the chapter, e.g. a caller's own servers) and their process groups.
-    Exited ones are reaped. Returns the pids of the processes that were still running."""
-    try:
-        import psutil
-    except ImportError:
-        return []
-    me = psutil.Process()
-    own_pgid = os.getpgid(0)
-    kept_groups = set()
-    for pid in keep:
-        try:
-            kept_groups.add(os.getpgid(pid))
-        except OSError:
-            pass
-    kept_groups.discard(own_pgid)  # a kept pid in our own group must not protect the chapter's processes
-    procs, zombies = [], []
-    for p in me.children(recursive=True):
-        if p.pid in keep:
-            continue
-        try:
-            if os.getpgid(p.pid) in kept_groups and p.status() != psutil.STATUS_ZOMBIE:
-                continue  # e.g. the shared server's engine workers (started in its own session)
-            (zombies if p.status() == psutil.STATUS_ZOMBIE else procs).append(p)
-        except (psutil.Error, OSError):
-            pass
-    _reap([p.pid for p in zombies])
-    if not procs:
-        return []
-    groups = set()
-    for p in procs:
-        try:
-            g = os.getpgid(p.pid)
-            if g != own_pgid and g not in kept_groups:
-                groups.add(g)
-        except OSError:
-            pass
-    for g in groups:
-        processes.kill_group(g, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for g in groups:
-        processes.kill_group(g)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
-    _reap([p.pid for p in procs])
-    return [p.pid for p in procs]
-
-
-def _reap(pids: Iterable[int]) -> None:
-    """Collect the exit status of these (orphans re-parented to us as a subreaper); never other children."""
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except (ChildProcessError, OSError):
-            pass
-
-
 # jupyter_client sends the kernel SIGINT at every shutdown, which the kernel logs at ERROR ("KeyboardInterrupt
 # caught in kernel") onto the run's progress lines; a chapter's own errors reach the report through papermill.
 KERNEL_CONFIG = "c = get_config()  # noqa\nc.IPKernelApp.log_level = 'CRITICAL'\nc.Application.log_level = 'CRITICAL'\n"
@@ -313,7 +236,7 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
     """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt.
 
     Afterwards every process the chapter left running is killed (`keep`: pids that existed before)."""
-    keep = descendants() if keep is None else keep
+    keep = processes.descendants() if keep is None else keep
     import papermill as pm
 
     stem = nb.stem
@@ -336,7 +259,7 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
         if status == "skipped":
             error = None
     seconds = time.monotonic() - t0
-    leaked = kill_descendants(grace_s=3.0, keep=keep)
+    leaked = processes.kill_descendants(grace_s=3.0, keep=keep)
     if leaked:
         with (run_dir / "evidence" / f"{stem}.log").open("a", encoding="utf-8") as f:
             f.write(f"[runner] killed {len(leaked)} process(es) left running after the chapter: {leaked}\n")
@@ -423,16 +346,6 @@ def _platform_record(now: Optional[dict], before: Optional[dict]) -> Optional[di
     if before and before.get("allowed") and not (now and now.get("allowed")):
         return before
     return now or before
-
-
-def _tree(pid: Optional[int]) -> set[int]:
-    """Pids of every live descendant of `pid`."""
-    try:
-        import psutil
-
-        return {c.pid for c in psutil.Process(pid).children(recursive=True)} if pid else set()
-    except Exception:  # noqa: BLE001  (psutil missing, process gone)
-        return set()
 
 
 def _shared_answers(srv: Any, run_dir: Path) -> bool:
@@ -599,7 +512,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
               f"page one says so)", file=out, flush=True)
     t_all = time.monotonic()
     n = len(todo)
-    pre_existing = descendants()  # never touched: only what the chapters start is stopped
+    pre_existing = processes.descendants()  # never touched: only what the chapters start is stopped
     stop = {"flag": False}
     old_handlers: dict[int, object] = {}
 
@@ -609,7 +522,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         first = not stop["flag"]
         stop["flag"] = True
         if first:
-            kill_descendants(grace_s=2.0, keep=pre_existing)
+            processes.kill_descendants(grace_s=2.0, keep=pre_existing)
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -628,7 +541,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 want_shared = False
                 shared_srv = _start_shared(run_dir, params, out, outcome)
                 if shared_srv is not None:  # its processes outlive the chapters: the per-chapter cleanup keeps them
-                    pre_existing |= {shared_srv.pid, *_tree(shared_srv.pid)}
+                    pre_existing |= {shared_srv.pid, *processes.descendants(shared_srv.pid)}
             elif shared_srv is not None and shared_engine.needs_engine(nb) and not _shared_answers(shared_srv, run_dir):
                 # a chapter's request killed it (e.g. a device refusing whole-vocabulary logprobs): the later
                 # chapters get a new one, never a lost run
@@ -637,7 +550,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 shared_srv.stop(timeout=5.0)
                 shared_srv = _start_shared(run_dir, params, out, outcome)
                 if shared_srv is not None:
-                    pre_existing |= {shared_srv.pid, *_tree(shared_srv.pid)}
+                    pre_existing |= {shared_srv.pid, *processes.descendants(shared_srv.pid)}
             ev = run_dir / "evidence" / f"{nb.stem}.log"
             if ev.exists() and ev.stat().st_size:
                 ev.replace(ev.with_suffix(".previous.log"))
@@ -663,7 +576,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     except KeyboardInterrupt:
         outcome.interrupted = True
         print(("\n" if current is not None else "") + "interrupted", file=out, flush=True)
-        killed = kill_descendants(keep=pre_existing)
+        killed = processes.kill_descendants(keep=pre_existing)
         if current is not None:
             _mark(run_dir, current.stem, "failed", "interrupted (Ctrl-C / SIGTERM)", 0.0)
             outcome.chapters.append(ChapterOutcome(current.stem, "failed", 0.0, "interrupted (Ctrl-C / SIGTERM)"))
