@@ -209,7 +209,7 @@ class PerformanceParams(_Section):
     num_iters: int = Field(3, ge=1)
     num_iters_warmup: int = Field(1, ge=0, description="warm-up requests before the measured ones (0: the figures "
                                                        "are not comparable)")
-    concurrency: list[int] = Field(default_factory=lambda: [1, 4])
+    concurrency: list[int] = Field(default_factory=lambda: [1, 2, 4])  # three levels: a curve, not two points
     num_prompts: int = Field(8, ge=1, description="requests per concurrency level: at least this and two rounds")
     throughput: bool = Field(False, description="also run `vllm bench throughput` (one more engine start)")
     bandwidth_mib: int = Field(512, ge=16, description="buffer size of the memory-bandwidth copy test")
