@@ -16,7 +16,7 @@ SECTIONS = {
     "仓库说明 / model information (name, original model, source, architecture, parameters, dtype)": ("02_loading", "## 1. Model information"),
     "下载 (git lfs clone / ModelScope snapshot_download)": ("02_loading", "loading.download_commands("),
     "检查项 (check matrix with ✅)": ("00_summary", "## Check matrix"),
-    "关键指标 (weight load, init, KV cache, speed)": ("00_summary", "S.key_metrics_table("),
+    "关键指标 (weight load, init, KV cache, speed)": ("00_summary", "S.results_card_table("),
     "组件版本 (versions)": ("01_environment", "## Versions"),
     "设备检测验证 (torch.npu.is_available, device name, memory)": ("01_environment", "## Device"),
     "部署: vllm serve, curl, Python LLM(...)": ("08_serving", "## Deployment guide"),

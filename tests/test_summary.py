@@ -12,6 +12,7 @@ from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S
 from bitcpm_validation.report.checks import CheckSpec
 from bitcpm_validation.report.contents import all_chapters
+from bitcpm_validation.report.display import T
 
 
 def put(run: Path, chapter: str, status: str, checks=(), metrics=(), **kw) -> None:
@@ -169,7 +170,8 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     assert [x.scope for x in f] == ["document"] and "(no verdict)" in f[0].impact.en
     # page one gives the claims one line (the table follows); its findings list keeps to the verdict scopes
     assert S.findings_markdown(f, "en", document=False) == "No ❌ or ⚠️."
-    assert S.document_line(claims).en == "Original document's claims: 1 checked (❌ 1), next page; never in a verdict."
+    assert S.document_line(claims).en == ("Original document's claims: 1 checked (❌ 1), [table on the next page](#claims); "
+                                         "never in a verdict.")
     assert S.document_line(claims).zh.startswith("原文档的说法：核对 1 条（❌ 1）")
     assert S.document_line([]) is None
 
@@ -269,7 +271,9 @@ def test_not_assessed_says_why(tmp_path):
                                                          S_not_run("probe:four", "model", why)]})
     v = S.scope_verdicts(rows, SPECS)
     assert v["model"].verdict == "not_assessed" and not v["model"].assessed
-    assert len(v["model"].reasons) == 2 and why in v["model"].reasons[0].en  # one reason per check, deduplicated text
+    # one check family, one shared reason: one grouped line (issue 20.2), never one line per probe
+    assert [r.en for r in v["model"].reasons] == [f"probe (all 2 not judged): {why}"]
+    assert v["model"].reasons[0].zh.startswith("probe（2 项均未评判）：")
     assert v["engine"].verdict == "pass" and S.overall(v) == "pass"  # not_assessed never decides the run
     line = S.first_line(v)
     assert line.en.startswith("Assessed: engine ✅ pass.") and "Not assessed: model (" in line.en and why in line.en
@@ -533,3 +537,47 @@ def test_synthetic_weights_are_named_as_such_on_page_one(tmp_path):
     assert "合成权重" in page["weights_text"]["zh"]
     p.model.weights_kind = "real"
     assert S.page_one(tmp_path, p)["weights"] == "real"
+
+
+def test_results_card_one_named_row_per_figure_with_n_and_what_it_was_measured_on():
+    on, full = "stand-in · trained ternary · CPU", "BitCPM4-0.5B shape · dummy weights · CPU"
+    km = [S.KeyMetric("01_environment", "", "device", "Device", "设备", "CPU", ""),
+          S.KeyMetric("02_loading", "", "init_s", "Engine init time", "引擎初始化总时间", 56.22, "s", measured_on=on),
+          S.KeyMetric("08_serving", "", "server_startup_s", "Server start to healthy", "服务启动至健康", 56.2, "s",
+                      measured_on=on),
+          S.KeyMetric("02_loading", "", "max_concurrency", "Concurrency at context", "上下文并发", 256.0,
+                      "× 2,048-token requests", measured_on=on),
+          S.KeyMetric("03_inference", "", "probes_passed", "Probes passed", "探针通过", "0/0", "judged probes",
+                      measured_on=on),
+          S.KeyMetric("04_determinism", "", "identical_tokens", "x", "x", "1,280/1,280", "tokens", measured_on=on),
+          S.KeyMetric("06_precision", "", "compared_lengths", "Shapes", "形状", "4 shapes", "", measured_on=on),
+          S.KeyMetric("07_performance", "", "decode_tok_s", "Batch-1 decode tok/s = 1000 / TPOT p50",
+                      "单请求解码速度 = 1000 / TPOT 中位数", 22.4, "tok/s", measured_on=full),
+          S.KeyMetric("08_serving", "", "greedy_equal", "Greedy", "贪心", 3, "/3"),
+          S.KeyMetric("09_accuracy", "", "ceval_acc", "ceval acc (n 260)", "ceval acc（n 260）", 0.25, "",
+                      measured_on=on)]
+    perf = R.ChapterResult("07_performance", "Performance", "性能", status="ok")
+    perf.data = {"figures": {"rows": [{"id": "decode_tok_s", "samples": 8}]}}
+    rows = S.results_card(km, {"07_performance": perf})
+    got = {r.id: (r.name.en, r.value, r.unit.en, r.n, r.measured_on.en) for r in rows}
+    # the device is on the identity line, the server start is the engine init, "0/0" judged nothing, a text is
+    # the chapter's: none is a row
+    assert list(got) == ["init_s", "max_concurrency", "identical_tokens", "decode_tok_s", "greedy_equal", "ceval_acc"]
+    assert got["decode_tok_s"] == ("Batch-1 decode speed", "22.40", "tok/s", "8", "full shape, dummy weights")
+    assert got["max_concurrency"][2] == "requests of 2,048 tokens"
+    assert got["identical_tokens"][1:4] == ("1,280/1,280", "tokens", "1,280")
+    assert got["greedy_equal"][1:] == ("3/3", "", "3", "—")
+    assert got["ceval_acc"][:2] == ("ceval acc", "0.25") and got["ceval_acc"][3] == "260"  # n out of the name
+    assert all(" = " not in r.name.en and " = " not in r.name.zh for r in rows)  # names, not formulas
+    headers, body = S.results_card_table(rows)
+    assert [h.en for h in headers] == ["Metric", "Value", "Unit", "n", "Measured on", "Chapter"]
+    assert body[3][5] == '<a href="#ch-07_performance">07</a>' and body[0][2].zh == "s"
+    assert body[2][2].zh == "词元"  # the Chinese unit is a Chinese word
+
+
+def test_page_one_findings_keep_to_a_limit():
+    found = [S.Finding("warn", "engine", "02_loading", f"c{i}", T(f"w{i}", f"w{i}"), T("i", "i"), T("r", "r"))
+             for i in range(10)]
+    _, body = S.findings_table(found, limit=4)
+    assert len(body) == 4 and body[-1][1].en == "7 more (⚠️\u00a07)"
+    assert len(S.findings_table(found)[1]) == 10

@@ -67,9 +67,13 @@ def test_next_command_box_in_both_languages(executed):
 def test_page_one_says_what_and_which_scopes_were_assessed(executed):
     nb, res = executed
     en = "\n".join(outputs(nb, "en"))
-    assert "Assessed: engine" in en and "Not assessed: model" in en and "stand-in trained on the probes" in en
-    assert "16,898.6 ms" in "".join(o for c in nb.cells for o in map(str, c.get("outputs", [])))
-    assert "stand-in<br>trained ternary<br>CPU" in en  # measured on: model, weights, device
+    # a verdict per scope with its plain reason, once (no first line that repeats the table)
+    assert "not\u00a0assessed" in en and "stand-in trained on the probes" in en and "Assessed: engine" not in en
+    # the results card: metric | value | unit | n | measured on | chapter (a link to it)
+    card = next(o for o in outputs(nb, "en") if "bv-card" in o)
+    assert re.search(r"<td>Latency</td><td[^>]*>16,898.6</td><td>ms</td><td>—</td><td>stand-in</td>", card)
+    assert '<a href="#ch-03_inference">03</a>' in card
+    assert ">Device<" not in card  # the identity line names the device: no fact twice
     assert "07 Performance" in en and "RuntimeError: died" in en  # a chapter failure is a finding
     assert "Original document&#x27;s claims: 1 checked (❌ 1)" in en or "Original document's claims: 1 checked (❌ 1)" in en  # one line on page one, then the table
     findings = [o for o in outputs(nb, "en") if "bv-findings" in o]

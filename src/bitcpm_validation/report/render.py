@@ -203,16 +203,12 @@ def detected(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _header(run_dir: Path, lang: str) -> str:
-    """One compact block above the summary: title, what ran, and a contents line (HTML only)."""
+    """One compact block above the summary: title, which run (the summary's identity line says what ran: model,
+    weights, engine, device; never twice on page one), and a contents line (HTML only)."""
     info = S.run_info(run_dir)
-    found = detected(run_dir)
     t = lambda k: html_escape(in_lang(FRAME[k], lang))  # noqa: E731
-    model = html_escape(info.get("model", "?"))
-    if info.get("is_stand_in"):
-        model += f' <span class="bv-standin">({t("stand_in")})</span>'
     date = str(info.get("finished") or info.get("started") or "?")[:16].replace("T", " ")
     facts = [(t("run"), html_escape(run_dir.name)), (t("profile"), html_escape(info.get("profile", "?"))),
-             (t("model"), model), (t("device"), html_escape(found["device"] or "?")),
              (t("date"), html_escape(date)), (t("commit"), html_escape(str(info.get("git_commit") or "?"))[:12])]
     meta = "".join(f'<span class="bv-fact"><span class="bv-k">{k}</span> {v}</span>' for k, v in facts)
     toc = "".join(f'<li><a href="#ch-{html_escape(cid)}">{html_escape(chapter_heading(cid, lang))}</a></li>'

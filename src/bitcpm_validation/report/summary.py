@@ -396,6 +396,7 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
         if r.kind == "check" and r.scope is None:
             unscoped[r.chapter] = unscoped.get(r.chapter, 0) + 1
     titles = {r.chapter: r.title for r in rows}
+    index = _spec_index(specs)
     out = {}
     for scope in VERDICT_SCOPES:
         mine = [r for r in rows if r.kind == "check" and r.scope == scope]
@@ -415,9 +416,8 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
                 _add(absent, T(f"{t.zh}：{n} 行没有范围（旧结果），不计入结论，请重新运行该章",
                                f"chapter {t.en}: {n} row(s) without a scope (old results) are not counted: "
                                f"re-run the chapter"))
-        for r in mine:
-            if r.status == "not_run":
-                _add(not_run, T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+        for t in _not_run_reasons(mine, index):
+            _add(not_run, t)
         reasons = failures + not_run + absent
         judged = counts["pass"] + counts["warn"] + counts["fail"]
         if counts["fail"]:
@@ -442,6 +442,26 @@ def scope_verdicts(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> di
             elif r.status == v:
                 _add(flagged, T(f"{r.title.zh.split(' ')[0]} {r.name_t.zh}", f"{r.title.en.split(' ')[0]} {r.name_t.en}"))
         out[scope] = ScopeVerdict(scope, v, counts, reasons, chapters, flagged)
+    return out
+
+
+def _not_run_reasons(rows: list[MatrixRow], index: dict[tuple[str, str], CheckSpec]) -> list[T]:
+    """Why checks did not run, one line per check family: "Probe (15 items): <their shared reason>" rather than
+    fifteen lines that say the same (issue 20.2)."""
+    families: dict[tuple[str, str], list[MatrixRow]] = {}
+    for r in rows:
+        if r.status == "not_run":
+            families.setdefault((r.chapter, r.base_id if ":" in r.check_id else r.check_id), []).append(r)
+    out: list[T] = []
+    for (cid, base), g in families.items():
+        if len(g) == 1:
+            r = g[0]
+            out.append(T(f"{r.name_t.zh}：{short(r.reason_t.zh, 90)}", f"{r.name_t.en}: {short(r.reason_t.en, 90)}"))
+            continue
+        spec = index.get((cid, base))
+        zh, en = (spec.name_zh, spec.name_en) if spec else (base, base)
+        out.append(T(f"{zh}（{len(g)} 项均未评判）：{_common_reason([x.reason_t.zh for x in g], 90)}",
+                     f"{en} (all {len(g)} not judged): {_common_reason([x.reason_t.en for x in g], 90)}"))
     return out
 
 
@@ -596,8 +616,9 @@ def document_line(claims: list[dict[str, Any]]) -> Optional[T]:
         return None
     n = {k: sum(c["status"] == k for c in claims) for k in R.STATUS_MARK}
     marks = " · ".join(f"{R.STATUS_MARK[k]} {n[k]}" for k in R.STATUS_MARK if n[k])
-    return T(f"原文档的说法：核对 {len(claims)} 条（{marks}），见下页；不计入结论。",
-             f"Original document's claims: {len(claims)} checked ({marks}), next page; never in a verdict.")
+    return T(f"原文档的说法：核对 {len(claims)} 条（{marks}），见[下页的表](#claims)；不计入结论。",
+             f"Original document's claims: {len(claims)} checked ({marks}), [table on the next page](#claims); "
+             f"never in a verdict.")
 
 
 # -- what was validated ------------------------------------------------------------------------------
@@ -751,13 +772,14 @@ def short(text: str, limit: int = 90) -> str:
     return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:，；：") + "…"
 
 
-def validated_table(page: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
-    """What was validated: model, weights, engine, device, profile (and the hub source where there is one)."""
+def validated_table(page: dict[str, Any], also_measured: bool = True) -> tuple[list[T], list[list[Any]]]:
+    """What was validated: model, weights, engine, device, profile (and the hub source where there is one);
+    `also_measured`: the weights row names the other weights some metrics were measured on."""
     def t(d: dict[str, str]) -> T:
         return T(d["zh"], d["en"])
 
     weights = t(page["weights_text"])
-    if page["also_measured_on"]:
+    if page["also_measured_on"] and also_measured:
         extra = "、".join(page["also_measured_on"]), ", ".join(page["also_measured_on"])
         weights = T(f"{weights.zh}；另有测量基于：{extra[0]}", f"{weights.en}; some metrics on: {extra[1]}")
     rows: list[list[Any]] = [[T("模型", "Model"), page["model"]], [T("权重", "Weights"), weights]]
@@ -776,7 +798,7 @@ def validated_line(page: dict[str, Any]) -> T:
     """What was validated, as one Markdown paragraph per language (values escaped: names come from files)."""
     from bitcpm_validation.report.textsafe import md_escape
 
-    _, rows = validated_table(page)
+    _, rows = validated_table(page, also_measured=False)  # the results card says what each figure was measured on
     parts = [(k, v) for k, v in rows if k.en != "Profile"]  # the report's header names the profile
     return T(" · ".join(f"**{k.zh}** {md_escape(v.zh if isinstance(v, T) else v)}" for k, v in parts),
              " · ".join(f"**{k.en}** {md_escape(v.en if isinstance(v, T) else v)}" for k, v in parts))
@@ -833,12 +855,23 @@ def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
              " · ".join(f"**{md_escape(m.name_en)}** {md_escape(m.value_text)}" for m in facts))
 
 
-def findings_table(found: list[Finding], *, document: bool = True) -> tuple[list[Any], list[list[Any]]]:
+PAGE_ONE_FINDINGS = 8  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
+
+
+def findings_table(found: list[Finding], *, document: bool = True, limit: Optional[int] = None
+                   ) -> tuple[list[Any], list[list[Any]]]:
     """The findings as a table (mark, what, impact, what to do): one row each; `document=False` leaves out the
-    original document's claims (page one gives them one line, `document_line`)."""
+    original document's claims (page one gives them one line, `document_line`). With `limit`, more findings than
+    that keep the first `limit - 1` rows and one row that counts the rest (all are in the check matrix)."""
     headers = ["", T("发现", "Finding"), T("影响与处理", "Impact and what to do")]
-    return headers, [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")]
-                     for f in found if document or f.scope != "document"]
+    found = [f for f in found if document or f.scope != "document"]
+    body = [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")] for f in found]
+    if limit is not None and len(body) > limit:
+        rest = found[limit - 1:]
+        marks = " ".join(f"{m}\u00a0{sum(f.mark == m for f in rest)}" for m in dict.fromkeys(f.mark for f in rest))
+        body = body[:limit - 1] + [["…", T(f"另有 {len(rest)} 项（{marks}）", f"{len(rest)} more ({marks})"),
+                                    T("见检查矩阵与各章", "see the check matrix and the chapters")]]
+    return headers, body
 
 
 def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
@@ -858,6 +891,121 @@ def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
         body.append([label, T("；".join(f"<b>{zh}</b>\u00a0{v}" for zh, _, v in items),
                               " · ".join(f"<b>{en}</b>\u00a0{v}" for _, en, v in items))])
     return [T("测量对象（模型、权重、设备）", "Measured on (model, weights, device)"), T("关键指标", "Key metrics")], body
+
+
+# -- page one's results card (issue 20.1): one row per figure, named, with its unit, n, what it was measured on ----
+# a figure's name on page one: what it is, never how it is computed (the chapter gives the formula)
+CARD_NAMES = {
+    "decode_tok_s": T("单请求解码速度", "Batch-1 decode speed"),
+    "prefill_tok_s": T("预填充速度", "Prefill speed"),
+    "serve_b1_output_tok_s": T("单请求输出速度（端到端）", "Batch-1 output speed, end to end"),
+    "ttft_ms_p50": T("首词元时延，中位数", "Time to first token, median"),
+    "tpot_ms_p50": T("每输出词元时间，中位数", "Time per output token, median"),
+    "kv_cache_tokens": T("KV 缓存容量", "KV cache capacity"),
+    "max_concurrency": T("KV 缓存可容纳的满长请求", "Full-length requests the KV cache holds"),
+    "identical_tokens": T("重复运行中相同的词元", "Identical tokens in repeated runs"),
+    "probes_passed": T("探针通过（已评判的）", "Probes passed, of those judged"),
+    "zh_passed": T("中文输出通过（已评判的）", "Chinese outputs passed, of those judged"),
+    "greedy_equal": T("服务与离线的贪心输出一致", "Greedy answers equal, server and offline"),
+    "compression_base3": T("可达压缩率（三进制打包，整模型）", "Achievable size reduction, base-3 packing"),
+    "remote_code_files": T("执行的远程代码文件", "Remote-code files executed"),
+}
+# shown in the identity line or the header already: never a row
+CARD_ELSEWHERE = {"device", "vllm", "model_commit", "git_commit"}
+# one fact, two metrics: the second is left out where the first is there (the run's shared server is the engine
+# chapter 02 timed)
+CARD_SAME_FACT = {"server_startup_s": "init_s"}
+CARD_UNIT_ZH = {"tokens": "词元", "requests": "个请求", "nat": "nat"}
+_FRACTION = re.compile(r"^\s*([\d,]+)\s*/\s*([\d,]+)\s*$")
+_N_IN_NAME = re.compile(r"\s*[（(]n\s*([\d,]+)[)）]\s*$")
+_REQUESTS_UNIT = re.compile(r"^×\s*([\d,]+)-token requests$")
+
+
+@dataclass
+class CardRow:
+    chapter: str
+    id: str
+    name: T
+    value: str
+    unit: T
+    n: str  # the sample behind the figure ("—" where it is one measurement)
+    measured_on: T
+
+
+def measured_on_label(text: str) -> T:
+    """A metric's "model · weights · device" as page one's short label: stand-in, full shape (with its weights)
+    or real model; "—" for a fact of the run (no model behind it)."""
+    model, weights, _ = measured_on_parts(text)
+    if not model or model in ("—", "-"):
+        return T("—", "—")
+    if model == "stand-in":
+        return T("替身模型", "stand-in")
+    if weights == "dummy weights":
+        return T("完整规模（随机权重）", "full shape, dummy weights")
+    if weights == "random weights":
+        return T("完整规模（合成权重）", "full shape, synthetic weights")
+    if model.endswith(" shape"):
+        return T("完整规模", "full shape")
+    return T("真实模型", "real model")
+
+
+def _figure_samples(results: dict[str, R.ChapterResult]) -> dict[tuple[str, str], Any]:
+    """(chapter, metric id) -> the samples behind it, where a chapter's data lists them (chapter 07's figures)."""
+    out: dict[tuple[str, str], Any] = {}
+    for cid, res in results.items():
+        figures = res.data.get("figures") if isinstance(res.data, dict) else None
+        for row in (figures or {}).get("rows", []) if isinstance(figures, dict) else []:
+            if isinstance(row, dict) and row.get("id") and row.get("samples") is not None:
+                out[(cid, row["id"])] = row["samples"]
+    return out
+
+
+def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResult]] = None) -> list[CardRow]:
+    """Page one's figures, one row each: key metrics less those the identity line shows, a second copy of one
+    fact, descriptive texts (the chapter shows them) and fractions of nothing judged ("0/0")."""
+    ids = {m.id for m in km}
+    samples = _figure_samples(results or {})
+    rows: list[CardRow] = []
+    for m in km:
+        if m.id in CARD_ELSEWHERE or CARD_SAME_FACT.get(m.id) in ids:
+            continue
+        name = CARD_NAMES.get(m.id) or T(m.name_zh or m.name_en, m.name_en or m.name_zh)
+        name = T(_N_IN_NAME.sub("", name.zh).split(" = ")[0], _N_IN_NAME.sub("", name.en).split(" = ")[0])
+        found_n = _N_IN_NAME.search(m.name_en or "")
+        n = found_n.group(1) if found_n else None
+        unit: T = T(CARD_UNIT_ZH.get(m.unit, m.unit), m.unit)
+        value = m.value
+        if isinstance(value, int) and not isinstance(value, bool) and m.unit.startswith("/"):  # 3 of "/3"
+            value, unit = f"{value}{m.unit}", T("", "")
+        frac = _FRACTION.match(value) if isinstance(value, str) else None
+        if frac:
+            if int(frac.group(2).replace(",", "")) == 0:
+                continue  # nothing judged: the verdict's reason says why
+            text, n = f"{frac.group(1)}/{frac.group(2)}", frac.group(2)
+            unit = unit if m.unit == "tokens" else T("", "")
+        elif isinstance(value, str):
+            continue  # a description (shapes compared, a granularity): the chapter shows it
+        else:
+            text = format_value(value)
+            req = _REQUESTS_UNIT.match(m.unit or "")
+            if req:
+                unit = T(f"个 {req.group(1)} 词元的请求", f"requests of {req.group(1)} tokens")
+        if n is None and (m.chapter, m.id) in samples:
+            n = format_value(samples[(m.chapter, m.id)])
+        rows.append(CardRow(m.chapter, m.id, name, text, unit, n or "—", measured_on_label(m.measured_on)))
+    return rows
+
+
+def results_card_table(rows: list[CardRow]) -> tuple[list[T], list[list[Any]]]:
+    """The results card as a table: metric | value | unit | n | measured on | chapter (a link to it: the chapter
+    cell is HTML made here, show with `trusted_cols=(5,)`)."""
+    from bitcpm_validation.report.textsafe import html_escape
+
+    headers = [T("指标", "Metric"), T("值", "Value"), T("单位", "Unit"), T("样本 n", "n"),
+               T("测量对象", "Measured on"), T("章节", "Chapter")]
+    body = [[r.name, r.value, r.unit, r.n, r.measured_on,
+             f'<a href="#ch-{html_escape(r.chapter)}">{html_escape(r.chapter.split("_", 1)[0])}</a>'] for r in rows]
+    return headers, body
 
 
 def _common_reason(texts: list[str], limit: int) -> str:
