@@ -722,6 +722,23 @@ def init_timeline(section: str, scrub: Optional[dict[str, str]] = None) -> list[
     return sorted(out, key=lambda r: r["t_s"])
 
 
+def init_phases(timeline: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """[{key, label, start_s, end_s}]: the engine start's phases between consecutive milestones of init_timeline,
+    each named by the milestone that ends it (the first milestone, arguments parsed, only starts the clock)."""
+    ms = sorted(timeline, key=lambda r: r["t_s"])
+    return [{"key": b["key"], "label": T(b["zh"], b["en"]), "start_s": a["t_s"], "end_s": b["t_s"]}
+            for a, b in zip(ms, ms[1:])]
+
+
+def plot_init_timeline(timelines: dict[str, Sequence[dict[str, Any]]], lang: str = "en",
+                       path: Optional[str | Path] = None):
+    """Each engine start's init timeline as one horizontal bar of its phases (report.plots.timeline_bars); None
+    with fewer than three phases (the timeline table stands alone)."""
+    from bitcpm_validation.report import plots
+
+    return plots.timeline_bars([(word(w), init_phases(tl)) for w, tl in timelines.items() if tl], lang, path)
+
+
 # Lines a reader of the engine log wants (platform, device, parameters reset or ignored for the platform,
 # CPU fallbacks and thread binding): (key, zh, en, pattern).
 KEY_LOG_LINES = (

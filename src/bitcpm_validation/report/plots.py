@@ -123,7 +123,7 @@ def roofline(bandwidth_gbs: float, peak_flops_per_s: float, points: Sequence[dic
                    facecolors=color if filled else "none", edgecolors=color, zorder=3, label=_text(p["label"], lang))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("算术强度（FLOP/字节）" if zh else "arithmetic intensity (FLOP/byte)")
+    ax.set_xlabel("算术强度（FLOPs/字节）" if zh else "arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("GFLOP/s")
     ax.set_title("屋顶线：实测（实心）与判据（空心）" if zh else "Roofline: measured (filled), judged against (hollow)",
                  fontsize=10)
