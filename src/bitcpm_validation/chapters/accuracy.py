@@ -260,11 +260,6 @@ def leaf_tasks(task: str, tm) -> dict[str, Any]:
     return dict(sorted(tm.load([task])["tasks"].items()))
 
 
-def subtask_sizes(task: str, tm) -> dict[str, int]:
-    """Items in each leaf task's evaluation split."""
-    return {name: len(t.eval_docs) for name, t in leaf_tasks(task, tm).items()}
-
-
 def example_prompts(leaves: dict[str, Any], k: int = 4, num_fewshot: Optional[int] = None) -> list[str]:
     """A few of the task's own prompts (the first document of the first subtasks), lengthened by the few-shot
     examples, for the request-rate probe: a rate measured on prompts of the task's own size."""

@@ -244,10 +244,6 @@ def detected_platform(facts: dict[str, Any]) -> str:
     return facts["device"]["kind"]
 
 
-def platform_matches(facts: dict[str, Any], wanted: str) -> bool:
-    return wanted == "auto" or wanted == detected_platform(facts)
-
-
 def evidence_text(facts: dict[str, Any]) -> str:
     d = facts["device"]
     lines = ["# device detection", f"torch.cuda.is_available: {d['cuda_available']}",

@@ -89,14 +89,10 @@ def check_safetensors(path: str | Path) -> dict[str, Any]:
     return tensors
 
 
-def weight_files(model_dir: Path) -> list[Path]:
-    return sorted(model_dir.glob("*.safetensors"))
-
-
 def check_weights(model_dir: Path) -> dict[str, list[int]]:
     """Every *.safetensors file, and the shard index if present. Returns {tensor name: shape}."""
     shapes: dict[str, list[int]] = {}
-    files = weight_files(model_dir)
+    files = sorted(model_dir.glob("*.safetensors"))  # every file present, not only those an index names
     for f in files:
         for name, t in check_safetensors(f).items():
             shapes[name] = t["shape"]
@@ -234,7 +230,8 @@ def check_config(config: dict[str, Any], config_path: str | Path, tokenizer_size
                                   f"that came with these weights")
 
 
-def read_config(model_dir: Path) -> dict[str, Any]:
+def config_json(model_dir: Path) -> dict[str, Any]:
+    """config.json as written (no defaults applied: that is model.config.read_config), or a one-line error."""
     cfg = model_dir / "config.json"
     if not cfg.is_file():
         raise ModelCheckError(f"{model_dir} has no config.json: this is not a Hugging Face model directory")
@@ -259,14 +256,14 @@ def check_model_dir(path: str | Path, need_weights: bool = True, max_model_len: 
                               f"of the model (e.g. `git lfs clone https://huggingface.co/openbmb/BitCPM4-0.5B`)")
     if not d.is_dir():
         raise ModelCheckError(f"model path {d} is not a directory: point model.path at the model's folder")
-    config = read_config(d)
+    config = config_json(d)
     archs = config.get("architectures") or []
     if "MiniCPMForCausalLM" not in archs:
         raise ModelCheckError(f"{d / 'config.json'}: architectures is {archs!r}, not MiniCPMForCausalLM: this is not a "
                               f"MiniCPM model")
     shapes: dict[str, list[int]] = {}
     if need_weights:
-        if not (weight_files(d) or list(d.glob("*.bin"))):
+        if not (list(d.glob("*.safetensors")) or list(d.glob("*.bin"))):
             raise ModelCheckError(f"{d} has no weight files (*.safetensors): finish the download (git lfs pull) or "
                                   f"use the dummy profile")
         shapes = check_weights(d)

@@ -242,18 +242,6 @@ class ReferenceModel:
         return torch.log_softmax(self.logits(token_ids), dim=-1)
 
     @torch.no_grad()
-    def prompt_topk(self, token_ids, k: int = 5) -> list[dict]:
-        """Teacher-forced: for positions 1..T-1, the actual token's logprob and the top-k."""
-        lp = self.logprobs(token_ids)
-        ids = list(token_ids)
-        out = []
-        for t in range(1, len(ids)):
-            row = lp[t - 1]
-            v, i = row.topk(k)
-            out.append({"token_id": ids[t], "logprob": float(row[ids[t]]), "top_ids": i.tolist(), "top_logprobs": v.tolist()})
-        return out
-
-    @torch.no_grad()
     def greedy(self, token_ids, max_new_tokens: int = 32, top_k: int = 5, stop_ids=None) -> tuple[list[int], list[GreedyStep]]:
         """Greedy decode with a KV cache. Returns (new ids, per-step top-k ids and logprobs)."""
         m = self.module

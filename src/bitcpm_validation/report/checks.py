@@ -141,8 +141,3 @@ def specs(chapter: Optional[str] = None) -> list[CheckSpec]:
     """Registered checks (of one chapter), in chapter then definition order."""
     out = [s for s in _SPECS.values() if chapter is None or s.chapter == chapter]
     return sorted(out, key=lambda s: s.chapter)
-
-
-def spec_of(chapter: str, row_id: str) -> Optional[CheckSpec]:
-    """The registry entry behind a recorded row ("probe:paris" -> the "probe" family)."""
-    return _SPECS.get((chapter, row_id.split(":", 1)[0]))

@@ -152,14 +152,6 @@ def mcnemar(candidate: Iterable[bool], baseline: Iterable[bool]) -> PairedResult
     return PairedResult(n, wins, losses, 100.0 * diff, (100.0 * (diff - half), 100.0 * (diff + half)), p_worse, p_two)
 
 
-def unpaired_p_worse(score: float, reference: float, n: int, sigma: float) -> Optional[float]:
-    """One-sided p of "the candidate is below the reference" under the TensorRT-LLM model (z test)."""
-    if n <= 0 or sigma <= 0:
-        return None
-    z = (score - reference) / math.sqrt(2.0 * sigma ** 2 / n)
-    return float(_st.norm.cdf(z))
-
-
 # -- which order statistics a sample supports ---------------------------------------------------------------
 P99_MIN_SAMPLES = 100  # p99 of fewer than 100 samples is the largest one or an interpolation towards it
 
