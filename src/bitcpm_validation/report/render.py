@@ -327,11 +327,6 @@ def clean_html(fragment: str) -> str:
                      url_schemes={"data"}, link_rel=None, strip_comments=True)
 
 
-def make_offline(html: str) -> str:
-    """Kept name: a fragment cleaned with `clean_html` (nothing in it leaves the file)."""
-    return clean_html(html)
-
-
 _URL_ATTR = re.compile(r"""\s(?:src|href|action|poster|data|formaction|srcset)\s*=\s*["']?\s*((?:[a-z][a-z0-9+.-]*:)?//[^"'\s>]*)""", re.I)
 _CSS_URL = re.compile(r"""@import|url\(\s*["']?(?:[a-z]+:)?//""", re.I)
 
