@@ -134,3 +134,27 @@ def test_weight_checks_judge_the_tensors():
     assert Q.judge_granularity([tern, other]).status == "warn"
     assert Q.judge_roundtrip([tern]).status == "pass"
     assert Q.judge_roundtrip([dense]).status == "not_run"
+
+
+@pytest.mark.parametrize("lang", ("zh", "en"))
+def test_size_picture_stored_vs_packed(lang):
+    """Stored vs packed as stacked bars (issue 20.6): four forms, each bar's parts summing to size_report's totals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bitcpm_validation.model.writer import full_size_config, read_config_from_dict
+
+    s = Q.size_report(Q.analytic_tensors(read_config_from_dict(full_size_config()), 32))
+    bars = Q.size_bars(s)
+    totals = [sum(parts.values()) * Q.GB for _, parts in bars]
+    assert totals == pytest.approx([s["stored_bytes"], s["total_info_bytes"], s["total_2bit_bytes"], s["total_base3_bytes"]])
+    fig = Q.plot_sizes([("checkpoint", None), ("full 0.5B", s)], lang)  # a panel without sizes is left out
+    try:
+        ax, = fig.axes
+        assert len(ax.patches) == 4 * len(Q.SIZE_PARTS)
+        assert ax.get_xticklabels()[0].get_text() == ("存储" if lang == "zh" else "stored")
+    finally:
+        plt.close(fig)
+    assert Q.plot_sizes([("checkpoint", None)], lang) is None

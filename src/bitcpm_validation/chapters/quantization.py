@@ -34,6 +34,7 @@ import torch
 
 from bitcpm_validation.engine.files import safetensors_files
 
+from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.chapters import registered_checks
 
@@ -444,3 +445,26 @@ def judge_size_claim(sizes_full: dict[str, Any]) -> Check:
     zh = (f"完整 0.5B 形状（解析计算）：打包后 2-bit 为 {b2:.3f} GB、三进制为 {b3:.3f} GB（含缩放因子和 BF16 词嵌入 "
           f"{sizes_full['dense_bytes'] / GB:.3f} GB）；发布的文件是 {st:.3f} GB（fake-quantized BF16），并不存在该大小的文件")
     return CHECKS["claim_size_03gb"].row("pass" if 0.2 <= b2 <= 0.35 else "fail", en, zh)
+
+
+# -- the size picture ---------------------------------------------------------------------------------------
+SIZE_PARTS = (("ternary", T("三值权重", "ternary weights")), ("scales", T("缩放因子", "scales")),
+              ("dense", T("稠密张量（嵌入层、归一化层）", "dense tensors (embedding, norms)")))
+
+
+def size_bars(s: dict[str, Any]) -> list[tuple[T, dict[str, float]]]:
+    """(form, {ternary, scales, dense} in GB) of a size_report: as stored (the scales are inside the stored values),
+    the information, packed at 2 bit and at base 3."""
+    dense, scales = s["dense_bytes"] / GB, s["scale_bytes"] / GB
+    return [(T("存储", "stored"), {"ternary": s["ternary_stored_bytes"] / GB, "dense": dense}),
+            (T("信息量", "information"), {"ternary": s["ternary_info_bytes"] / GB, "scales": scales, "dense": dense}),
+            (T("2-bit 打包", "2-bit packed"), {"ternary": s["ternary_2bit_bytes"] / GB, "scales": scales, "dense": dense}),
+            (T("三进制打包", "base-3 packed"), {"ternary": s["ternary_base3_bytes"] / GB, "scales": scales, "dense": dense})]
+
+
+def plot_sizes(panels: Sequence[tuple[Any, Optional[dict[str, Any]]]], lang: str = "en",
+               path: Optional[str | Path] = None):
+    """Stored vs packed size (GB) as stacked bars, one panel per (title, size_report) given (report.plots)."""
+    from bitcpm_validation.report import plots
+
+    return plots.stacked_bars([(title, size_bars(s)) for title, s in panels if s], SIZE_PARTS, "GB", lang, path)
