@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 
 from .config import read_config
+from .reference import MiniCPM
 from .weights_kind import WEIGHTS_KEY
 
 FORMAT = 1  # bump when the weights written for the same config change
@@ -56,8 +57,6 @@ def ternary(w: torch.Tensor, group: int = GROUP) -> torch.Tensor:
 
 def state_dict(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     """HF-named BF16 tensors for a MiniCPM config (names and shapes from the project's reference module)."""
-    from .reference import MiniCPM
-
     with torch.device("meta"):
         m = MiniCPM(cfg)
     gen = torch.Generator().manual_seed(seed)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import corpus
+from .reference import MiniCPM, ReferenceModel
 from .training_corpus import STAND_IN_DESCRIPTION, declare
 from .ternary_qat import GROUP, check_ternary, export_state_dict, ternarize
 from .tokenizer import FaithfulTokenizer
@@ -113,8 +114,6 @@ def train(out: str | Path, seed: int = 0, steps: int = 500, batch: int = 32, lr:
     tok = FaithfulTokenizer(out)
     seqs = build_sequences(tok)
 
-    from .reference import MiniCPM
-
     full = read_config_from_dict(cfg)
     model = MiniCPM(full)
     with torch.no_grad():
@@ -163,8 +162,6 @@ def train(out: str | Path, seed: int = 0, steps: int = 500, batch: int = 32, lr:
 
 def probe(out: str | Path, max_new_tokens: int = 48) -> list[dict]:
     """Greedy answers of the exported model (reference implementation, fp32 on the BF16 weights)."""
-    from .reference import ReferenceModel
-
     ref = ReferenceModel.from_pretrained(out)
     tok = FaithfulTokenizer(out)
     rows = []

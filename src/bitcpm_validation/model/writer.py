@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 
 from . import corpus
+from .config import CONFIG_DEFAULTS
+from .reference import MiniCPM
 from .tokenizer import train_sentencepiece, write_tokenizer_files
 from .weights_kind import WEIGHTS_KEY
 
@@ -228,8 +230,6 @@ def write_tiny_random_model(
         cfg = {"model_type": model_type, **cfg}
     if lm_head:
         cfg["tie_word_embeddings"] = False
-    from .reference import MiniCPM
-
     full = read_config_from_dict(cfg)
     torch.manual_seed(seed)
     m = MiniCPM(full)
@@ -247,8 +247,6 @@ def write_tiny_random_model(
 
 def read_config_from_dict(cfg: dict) -> dict:
     """read_config's defaults applied to an in-memory config dict."""
-    from .config import CONFIG_DEFAULTS
-
     full = dict(CONFIG_DEFAULTS)
     full.update(cfg)
     if full.get("num_key_value_heads") is None:
