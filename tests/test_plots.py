@@ -72,8 +72,8 @@ def test_timeline_one_bar_per_start_one_segment_per_phase():
     try:
         ax, = fig.axes
         assert len(ax.patches) == 7  # 3 + 4 segments
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["config（中）", "weights（中）", "kv_cache（中）",
-                                                                        "ready（中）"]
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["config（中）", "weights（中）", "kv_cache（中）",
+                                                                       "ready（中）"]
         assert max(p.get_x() + p.get_width() for p in ax.patches) == pytest.approx(14)
     finally:
         plt.close(fig)

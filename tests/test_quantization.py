@@ -158,3 +158,22 @@ def test_size_picture_stored_vs_packed(lang):
     finally:
         plt.close(fig)
     assert Q.plot_sizes([("checkpoint", None)], lang) is None
+
+
+def test_a_small_checkpoint_is_drawn_in_mb():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bitcpm_validation.model.writer import full_size_config, read_config_from_dict
+
+    full = Q.size_report(Q.analytic_tensors(read_config_from_dict(full_size_config()), 32))
+    small = {k: (v / 1000 if k.endswith("_bytes") else v) for k, v in full.items()}
+    assert Q.size_unit(full) == ("GB", Q.GB) and Q.size_unit(small) == ("MB", 1e6)
+    fig = Q.plot_sizes([("stand-in", small), ("full", full)], "en")
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes] == ["MB", "GB"]
+        assert fig.axes[0].texts[0].get_text() == f"{small['stored_bytes'] / 1e6:,.3g}"
+    finally:
+        plt.close(fig)

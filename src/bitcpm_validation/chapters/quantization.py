@@ -452,19 +452,26 @@ SIZE_PARTS = (("ternary", T("三值权重", "ternary weights")), ("scales", T("�
               ("dense", T("稠密张量（嵌入层、归一化层）", "dense tensors (embedding, norms)")))
 
 
-def size_bars(s: dict[str, Any]) -> list[tuple[T, dict[str, float]]]:
-    """(form, {ternary, scales, dense} in GB) of a size_report: as stored (the scales are inside the stored values),
-    the information, packed at 2 bit and at base 3."""
-    dense, scales = s["dense_bytes"] / GB, s["scale_bytes"] / GB
-    return [(T("存储", "stored"), {"ternary": s["ternary_stored_bytes"] / GB, "dense": dense}),
-            (T("信息量", "information"), {"ternary": s["ternary_info_bytes"] / GB, "scales": scales, "dense": dense}),
-            (T("2-bit 打包", "2-bit packed"), {"ternary": s["ternary_2bit_bytes"] / GB, "scales": scales, "dense": dense}),
-            (T("三进制打包", "base-3 packed"), {"ternary": s["ternary_base3_bytes"] / GB, "scales": scales, "dense": dense})]
+def size_bars(s: dict[str, Any], per: float = GB) -> list[tuple[T, dict[str, float]]]:
+    """(form, {ternary, scales, dense} in units of `per` bytes) of a size_report: as stored (the scales are inside
+    the stored values), the information, packed at 2 bit and at base 3."""
+    dense, scales = s["dense_bytes"] / per, s["scale_bytes"] / per
+    return [(T("存储", "stored"), {"ternary": s["ternary_stored_bytes"] / per, "dense": dense}),
+            (T("信息量", "information"), {"ternary": s["ternary_info_bytes"] / per, "scales": scales, "dense": dense}),
+            (T("2-bit 打包", "2-bit packed"), {"ternary": s["ternary_2bit_bytes"] / per, "scales": scales, "dense": dense}),
+            (T("三进制打包", "base-3 packed"), {"ternary": s["ternary_base3_bytes"] / per, "scales": scales, "dense": dense})]
+
+
+def size_unit(s: dict[str, Any]) -> tuple[str, float]:
+    """("GB", 1e9), or ("MB", 1e6) for a checkpoint under 0.1 GB (the stand-in), so that its bars read as numbers."""
+    return ("GB", GB) if s["stored_bytes"] >= 0.1 * GB else ("MB", 1e6)
 
 
 def plot_sizes(panels: Sequence[tuple[Any, Optional[dict[str, Any]]]], lang: str = "en",
                path: Optional[str | Path] = None):
-    """Stored vs packed size (GB) as stacked bars, one panel per (title, size_report) given (report.plots)."""
+    """Stored vs packed size as stacked bars, one panel per (title, size_report) given, each in GB or MB (size_unit)
+    (report.plots)."""
     from bitcpm_validation.report import plots
 
-    return plots.stacked_bars([(title, size_bars(s)) for title, s in panels if s], SIZE_PARTS, "GB", lang, path)
+    return plots.stacked_bars([(title, size_bars(s, size_unit(s)[1]), size_unit(s)[0]) for title, s in panels if s],
+                              SIZE_PARTS, "GB", lang, path)

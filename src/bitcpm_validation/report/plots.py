@@ -60,7 +60,7 @@ def _text(x: Any, lang: str) -> str:
 def _save(fig: Any, path: Optional[str | Path]) -> Any:
     fig.tight_layout()
     if path:
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches="tight")  # as the notebook shows it: legends below the axes included
     return fig
 
 
@@ -112,8 +112,9 @@ def roofline(bandwidth_gbs: float, peak_flops_per_s: float, points: Sequence[dic
     x = np.logspace(np.log10(min(xs) / 4), np.log10(max(xs) * 4), 200)
     fig, ax = plt.subplots(figsize=(6.8, 4.0))
     ax.plot(x, np.minimum(peak_flops_per_s, bw * x) / 1e9, color="black", lw=1.2)
-    ax.text(x[0], bw * x[0] / 1e9 * 1.15, (f"带宽 {bandwidth_gbs:,.1f} GB/s" if zh else f"bandwidth {bandwidth_gbs:,.1f} GB/s"),
-            fontsize=8, rotation=0)
+    at = (x[0] * ridge) ** 0.5  # halfway up the bandwidth slope (log scale)
+    ax.text(at, bw * at / 1e9 * 1.6, (f"带宽 {bandwidth_gbs:,.1f} GB/s" if zh else f"bandwidth {bandwidth_gbs:,.1f} GB/s"),
+            fontsize=8, ha="right")
     ax.text(x[-1], peak_flops_per_s / 1e9 * 1.1, (f"矩阵乘 {peak_flops_per_s / 1e9:,.0f} GFLOP/s" if zh else
                                                   f"matmul {peak_flops_per_s / 1e9:,.0f} GFLOP/s"), fontsize=8, ha="right")
     for i, p in enumerate(points):
@@ -146,7 +147,7 @@ def timeline_bars(starts: Sequence[tuple[Any, Sequence[dict[str, Any]]]], lang: 
     for _, phases in starts:
         keys += [p["key"] for p in phases if p["key"] not in keys]
     colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(keys)}
-    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.5 * len(starts) + 0.18 * len(keys)))
+    fig, ax = plt.subplots(figsize=(8.0, 1.0 + 0.55 * len(starts)))
     shown: set[str] = set()
     for row, (label, phases) in enumerate(starts):
         for p in phases:
@@ -158,17 +159,21 @@ def timeline_bars(starts: Sequence[tuple[Any, Sequence[dict[str, Any]]]], lang: 
     ax.invert_yaxis()
     ax.set_xlabel("自引擎解析参数起的秒数（日志精度 1 s）" if zh else "seconds since the engine parsed its arguments (log: whole seconds)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45 if len(starts) < 3 else -0.3), ncol=3,
-              frameon=False)
-    return _save(fig, path)
+    fig.tight_layout()
+    # below the figure (saved and shown with a tight bounding box): each segment ends at the milestone it names
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+               frameon=False)
+    if path:
+        fig.savefig(path, bbox_inches="tight")
+    return fig
 
 
-def stacked_bars(panels: Sequence[tuple[Any, Sequence[tuple[Any, dict[str, float]]]]], parts: Sequence[tuple[str, Any]],
-                 unit: str, lang: str = "en", path: Optional[str | Path] = None):
-    """Stacked bars, one panel per (title, [(bar label, {part key: value})]), parts (key, label) in stacking order,
-    each bar's total written above it in `unit`. Panels with fewer than MIN_POINTS bars are left out; None when
-    none is left."""
-    panels = [(t, bars) for t, bars in panels if enough_points(len(bars))]
+def stacked_bars(panels: Sequence[tuple], parts: Sequence[tuple[str, Any]], unit: str, lang: str = "en",
+                 path: Optional[str | Path] = None):
+    """Stacked bars, one panel per (title, [(bar label, {part key: value})]) or (title, bars, its own unit), parts
+    (key, label) in stacking order, each bar's total written above it. Panels with fewer than MIN_POINTS bars are
+    left out; None when none is left."""
+    panels = [(p[0], p[1], p[2] if len(p) > 2 else unit) for p in panels if enough_points(len(p[1]))]
     if not panels:
         return None
     import matplotlib.pyplot as plt
@@ -176,7 +181,7 @@ def stacked_bars(panels: Sequence[tuple[Any, Sequence[tuple[Any, dict[str, float
     setup()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     colors = {k: plt.get_cmap("tab10")(i % 10) for i, (k, _) in enumerate(parts)}
-    for ax, (title, bars) in zip(axes[0], panels):
+    for ax, (title, bars, panel_unit) in zip(axes[0], panels):
         bottoms = [0.0] * len(bars)
         for key, label in parts:
             vals = [float(b.get(key, 0.0)) for _, b in bars]
@@ -185,7 +190,7 @@ def stacked_bars(panels: Sequence[tuple[Any, Sequence[tuple[Any, dict[str, float
         for i, total in enumerate(bottoms):
             ax.text(i, total, f"{total:,.3g}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(bars)), [_text(lbl, lang) for lbl, _ in bars], fontsize=8)
-        ax.set_ylabel(unit)
+        ax.set_ylabel(panel_unit)
         ax.set_ylim(top=max(bottoms) * 1.15 if max(bottoms) > 0 else 1)
         ax.set_title(_text(title, lang), fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
