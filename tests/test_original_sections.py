@@ -62,3 +62,95 @@ def test_change_log_is_the_published_run_history():
     """The original's change log: the published site's index lists every run per profile over time."""
     index = (ROOT / "report" / "publish" / "index.html.j2").read_text(encoding="utf-8")
     assert "history" in index.lower()
+
+
+# -- issue 20.7: the original's sections the summary builds from the run ---------------------------------------------
+def _run(root: Path, name: str, started: str, probe_status: str = "not_run", vllm: str = "0.32.0") -> Path:
+    from bitcpm_validation.report import results as R
+
+    run = root / name
+    for sub in ("results", "evidence", "artifacts/07_performance"):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    (run / "run.json").write_text(json.dumps({"profile": "default", "started": started, "params_path": "params/default.yaml"}))
+    (run / "params.yaml").write_text("profile: default\n")
+    env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    env.data = {"versions": {"vllm": vllm}}
+    env.metrics = [R.Metric("kv", 1024, "tokens", "KV", "KV", key=True)]
+    R.save(env, run / "results" / "01_environment.json")
+    inf = R.ChapterResult("03_inference", "Inference", "推理测试", status="ok")
+    why = "trained on this prompt: not counted"
+    inf.checks = [R.Check(f"probe:{i}", probe_status, f"Probe {i}", f"探针 {i}", why, "训练过：不计入", "model")
+                  for i in ("paris", "four", "poem")] + [
+        R.Check("probe:evil", "fail", "Probe evil", "探针 evil", "wrong answer", "答案错误", "model")]
+    inf.data = {"outputs": [{"id": "paris", "prompt": "What is the capital of France?"}]}
+    R.save(inf, run / "results" / "03_inference.json")
+    perf = R.ChapterResult("07_performance", "Performance", "性能", status="ok")
+    perf.data = {"server_command": "vllm serve /m --dtype bfloat16 --max-model-len 2048",
+                 "serve": [{"concurrency": 1, "command": "vllm bench serve --max-concurrency 1 --num-prompts 8"}],
+                 "throughput": {"command": "vllm bench throughput --num-prompts 8"}}
+    R.save(perf, run / "results" / "07_performance.json")
+    acc = R.ChapterResult("09_accuracy", "Accuracy", "基准精度", status="ok")
+    acc.data = {"tasks": [{"task": "ceval-valid", "command": "lm_eval --model local-completions --tasks ceval-valid"},
+                          {"task": "gsm8k", "command": None}]}
+    R.save(acc, run / "results" / "09_accuracy.json")
+    (run / "evidence" / "07_performance.log").write_text("log\n")
+    (run / "artifacts" / "07_performance" / "bench_serve_c1.json").write_text("{}")
+    (run / "artifacts" / "07_performance" / "sweep.en.png").write_bytes(b"\x89PNG" * 600)
+    return run
+
+
+def test_probe_summary_one_row_per_probe_and_a_shared_reason_once(tmp_path):
+    from bitcpm_validation.report import sections as X
+    from bitcpm_validation.report import summary as S
+
+    run = _run(tmp_path, "r1", "2026-12-01T10:00:00")
+    probes = X.probe_summary(run, S.check_matrix(run))
+    assert [(p.id, p.status) for p in probes] == [("paris", "not_run"), ("four", "not_run"), ("poem", "not_run"),
+                                                  ("evil", "fail")]
+    shared, headers, body = X.probe_table(probes)
+    assert shared.en == "3 probes share one reason: trained on this prompt: not counted"
+    assert body[0][:3] == ["03 paris", "What is the capital of France?", "—"] and body[0][3].en == "as above"
+    assert body[3][2] == "❌" and body[3][3].en == "wrong answer"  # its own reason, once
+
+
+def test_reproducing_commands_come_from_the_run(tmp_path):
+    from bitcpm_validation.report import sections as X
+
+    run = _run(tmp_path, "r1", "2026-12-01T10:00:00")
+    cmds = X.reproducing_commands(run)
+    got = [c.command for c in cmds]
+    assert got[0].startswith("make report PARAMS=") and got[0].endswith("r1/params.yaml")  # the run's own params
+    assert got[1:] == ["vllm serve /m --dtype bfloat16 --max-model-len 2048",
+                       "vllm bench serve --max-concurrency 1 --num-prompts 8", "vllm bench throughput --num-prompts 8",
+                       "lm_eval --model local-completions --tasks ceval-valid"]  # a task without a command: none
+    headers, body = X.commands_table(cmds)
+    assert len(headers) == 3 and body[-1][2] == "09" and body[0][2] == "—"
+
+
+def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
+    from bitcpm_validation.report import sections as X
+
+    run = _run(tmp_path, "r1", "2026-12-01T10:00:00")
+    files = {f.path: (f.chapter, f.holds.en) for f in X.evidence_index(run)}
+    assert files == {"evidence/07_performance.log": ("07", "raw log: engine, server and tool output"),
+                     "artifacts/07_performance/bench_serve_c1.json": ("07", "vllm bench serve result (one per concurrency)"),
+                     "artifacts/07_performance/sweep.en.png": ("07", "figure")}
+    _, body = X.evidence_table(X.evidence_index(run))
+    assert body[-1][2] == "2.4 kB"
+
+
+def test_change_log_against_the_previous_run_of_the_profile(tmp_path):
+    from bitcpm_validation.report import sections as X
+
+    old = _run(tmp_path, "r1", "2026-12-01T10:00:00", vllm="0.31.0")
+    _run(tmp_path, "r0", "2026-11-30T10:00:00")  # older: not the previous one
+    new = _run(tmp_path, "r2", "2026-12-02T10:00:00", probe_status="pass")
+    assert X.previous_run(new) == old and X.previous_run(tmp_path / "r0") is None
+    log = X.change_log(new)
+    changes = {c["what"].en: (c["before"], c["now"]) for c in log["changes"]}
+    assert log["previous"] == "r1"
+    assert changes["environment: vllm"] == ("0.31.0", "0.32.0")
+    assert changes["03 Inference Probe paris"] == ("—", "✅") and "03 Inference Probe evil" not in changes
+    assert X.change_log(tmp_path / "r0")["previous"] is None
+    headers, body = X.change_log_table(log)
+    assert headers[1].en == "previous (r1)" and len(body) == len(log["changes"])

@@ -1075,9 +1075,15 @@ def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit
 
 
 def document_table(claims: list[dict[str, Any]]) -> tuple[list[T], list[list[Any]]]:
+    """Every claim of the original document once: claim, verdict, what the files say in one line, and a link to
+    the chapter that shows the evidence (HTML made here from escaped parts: show with `trusted_cols=(3,)`)."""
+    from bitcpm_validation.report.textsafe import html_escape
+
     headers = [T("原文档的说法", "Claim of the original document"), T("结果", "Verdict"),
-               T("文件与测量显示", "What the files and measurements say")]
-    return headers, [[T(c["claim"]["zh"], c["claim"]["en"]), c["mark"], T(c["says"]["zh"], c["says"]["en"])]
+               T("文件与测量显示", "What the files and measurements say"), T("章节", "Chapter")]
+    return headers, [[T(c["claim"]["zh"], c["claim"]["en"]), c["mark"],
+                      T(short(c["says"]["zh"], 60), short(c["says"]["en"], 120)),
+                      f'<a href="#ch-{html_escape(c["chapter"])}">{html_escape(c["chapter"].split("_", 1)[0])}</a>']
                      for c in claims]
 
 
@@ -1162,17 +1168,45 @@ def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = 
 # reason is shown as recorded.
 START_REASON_ZH = {
     "the run's shared engine (every chapter that can share it)": "本次运行共享的引擎（所有可共享的章节都使用它）",
-    "the full-size architecture with dummy weights (load_format=dummy)": "完整尺寸结构，dummy 权重（load_format=dummy）",
+    "the full-size architecture with dummy weights (load_format=dummy)": "完整尺寸结构，随机权重（load_format=dummy）",
+    "the full-size architecture with the synthetic checkpoint (seeded ternary weights, read from files)":
+        "完整尺寸结构，合成检查点（固定种子的三值权重，从文件读入）",
+    "the full 0.5B shape: a synthetic checkpoint vs the fp32 reference": "完整 0.5B 形状：合成检查点与 fp32 参考实现比较",
     "restart": "重启：与第一次运行的输出比较",
     "float32 engine: separates BF16 rounding from implementation differences": "float32 引擎：区分 BF16 舍入与实现差异",
-    "benchmarks at the full 0.5B shape (dummy weights)": "完整 0.5B 形状的基准测试（dummy 权重）",
+    "benchmarks at the full 0.5B shape (dummy weights)": "完整 0.5B 形状的基准测试（随机权重）",
+    "benchmarks at the full 0.5B shape (synthetic checkpoint)": "完整 0.5B 形状的基准测试（合成检查点）",
+    "benchmarks on the model's own weights": "模型自身权重上的基准测试",
     "base model for the document's speed claim": "原文档速度说法所需的基础模型",
     "offline reference for the server comparison (chapter 04 left none)": "服务对比的离线参考（第 04 章未留下）",
 }
 
 
+# an engine start's weights (engine.identity.model_source's `which`) in Chinese
+START_WEIGHTS_ZH = {"real": "真实权重", "synthetic": "合成权重", "dummy": "随机权重"}
+
+
+# Phases of an engine start (engine.startup.phases) and where it ran (engine.startup.choose_mode)
+START_PHASES = {"import": ("导入 vLLM", "import vLLM"), "config": ("参数与检查", "config"),
+                "processes": ("引擎进程启动", "engine processes"), "model_load": ("模型加载", "model load"),
+                "kv_cache_and_warmup": ("KV 缓存与预热", "KV cache and warm-up"), "compile": ("编译", "compile"),
+                "other": ("其余", "other")}
+START_MODES = {"in-process": ("进程内", "in process"), "multiprocess": ("多进程", "multiprocess")}
+
+
+def start_phases_text(start: dict[str, Any]) -> T:
+    """One start's mode and phases as one line ("in process: import vLLM 11.2 s · config 0.8 s · …"); — without."""
+    phases = start.get("phases") or {}
+    if not phases:
+        return T("—", "—")
+    zh = " · ".join(f"{START_PHASES.get(k, (k, k))[0]} {v:,.1f} s" for k, v in phases.items())
+    en = " · ".join(f"{START_PHASES.get(k, (k, k))[1]} {v:,.1f} s" for k, v in phases.items())
+    mode = START_MODES.get(start.get("mode") or "")
+    return T(f"{mode[0]}：{zh}", f"{mode[1]}: {en}") if mode else T(zh, en)
+
+
 def engine_starts_table(run: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
-    """Every engine / server start of a run (engine.starts.of_run): chapter, kind, weights, seconds, why."""
+    """Every engine / server start of a run (engine.starts.of_run): chapter, kind, weights, seconds, phases, why."""
     kind = {"offline": T("离线引擎", "offline engine"), "server": T("服务", "server"),
             "shared-server": T("共享服务", "shared server"), "benchmark": T("基准测试服务", "benchmark server")}
     rows = []
@@ -1180,6 +1214,8 @@ def engine_starts_table(run: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
         why = s.get("why") or ""
         seconds = "—" if s.get("seconds") is None else f"{s['seconds']:,.1f} s"
         status = seconds if s.get("ok", True) else T(f"失败：{s.get('error') or ''}", f"failed: {s.get('error') or ''}")
-        rows.append([s.get("chapter", "—"), kind.get(s.get("kind"), s.get("kind")), s.get("which", "—"), status,
-                     T(START_REASON_ZH.get(why, why), why)])
-    return [T("章节", "Chapter"), T("类型", "Kind"), T("权重", "Weights"), T("就绪耗时", "Ready in"), T("原因", "Why")], rows
+        which = s.get("which", "—")
+        rows.append([s.get("chapter", "—"), kind.get(s.get("kind"), s.get("kind")), T(START_WEIGHTS_ZH.get(which, which), which), status,
+                     start_phases_text(s), T(START_REASON_ZH.get(why, why), why)])
+    return [T("章节", "Chapter"), T("类型", "Kind"), T("权重", "Weights"), T("就绪耗时", "Ready in"),
+            T("各阶段", "Phases"), T("原因", "Why")], rows

@@ -1,0 +1,277 @@
+"""The original document's sections the summary adds after the check matrix (issue 20.7), each built from the
+run's own files, never written by hand:
+
+    probes = probe_summary(run_dir, rows)       # every probe of chapters 03 / 05: prompt, verdict, why
+    cmds = reproducing_commands(run_dir)        # make report with this run's params, and the commands the
+                                                # chapters ran: vllm serve, vllm bench, lm_eval
+    files = evidence_index(run_dir)             # every evidence and artifact file, with what it holds
+    log = change_log(run_dir, rows)             # against the previous run of the same profile (report.compare)
+
+Each has a `*_table` that gives (headers, rows) for report.display.show_table; texts are T (one language at a
+time). Prompts and commands are data: show them with `verbatim_cols`.
+"""
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report.display import T
+from bitcpm_validation.report.summary import MatrixRow, check_matrix, chapter_results, run_info, short
+
+# check families that judge one probe each: (chapter, family id)
+PROBE_FAMILIES = (("03_inference", "probe"), ("05_chinese", "zh"))
+SHARED_REASON_MIN = 3  # this many probes with one reason: the reason is said once, above the table
+
+
+# -- per-probe summary ----------------------------------------------------------------------------------------
+@dataclass
+class ProbeRow:
+    chapter: str
+    id: str
+    prompt: str
+    status: str
+    why: T
+
+    @property
+    def mark(self) -> str:
+        return R.STATUS_MARK[self.status]
+
+
+def probe_summary(run_dir: str | Path, rows: list[MatrixRow]) -> list[ProbeRow]:
+    """One row per judged probe of the run (chapters 03 and 05), its prompt from the chapter's data["outputs"]."""
+    results = chapter_results(run_dir)
+    prompts: dict[tuple[str, str], str] = {}
+    for cid, _ in PROBE_FAMILIES:
+        res = results.get(cid)
+        for o in (res.data.get("outputs") or []) if res is not None else []:
+            if isinstance(o, dict) and o.get("id") is not None:
+                prompts[(cid, str(o["id"]))] = str(o.get("prompt") or "")
+    out = []
+    for r in rows:
+        if r.kind == "check" and (r.chapter, r.base_id) in PROBE_FAMILIES and ":" in r.check_id:
+            item = r.check_id.split(":", 1)[1]
+            out.append(ProbeRow(r.chapter, item, prompts.get((r.chapter, item), ""), r.status, r.reason_t))
+    return out
+
+
+def probe_table(probes: list[ProbeRow], limit: int = 70) -> tuple[Optional[T], list[T], list[list[Any]]]:
+    """(the reason many probes share, said once, or None; headers; rows: probe, prompt, verdict, why). A probe
+    whose reason is the shared one says "as above" instead of repeating it (issue 20.2)."""
+    counts = Counter(p.why.en for p in probes)
+    common, n = counts.most_common(1)[0] if counts else ("", 0)
+    shared = None
+    if n >= SHARED_REASON_MIN:
+        first = next(p for p in probes if p.why.en == common)
+        shared = T(f"{n} 个探针的原因相同：{first.why.zh}", f"{n} probes share one reason: {first.why.en}")
+    headers = [T("探针", "Probe"), T("提示", "Prompt"), T("结论", "Verdict"), T("原因", "Why")]
+    body = []
+    for p in probes:
+        why: Any = T("同上", "as above") if shared is not None and p.why.en == common else \
+            T(short(p.why.zh, limit // 2 + 5), short(p.why.en, limit))
+        body.append([f"{p.chapter.split('_', 1)[0]} {p.id}", short(p.prompt, 60) or "—", p.mark, why])
+    return shared, headers, body
+
+
+# -- reproducing commands ---------------------------------------------------------------------------------------
+@dataclass
+class Command:
+    what: T
+    command: str
+    chapter: str  # "" for the whole run
+
+
+def _shown_path(p: Path) -> str:
+    """A path as a reader types it: relative to the project root where it lies inside."""
+    from bitcpm_validation.paths import PROJECT_ROOT
+
+    try:
+        return Path(p).resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _first(*values: Any) -> Optional[str]:
+    return next((str(v) for v in values if isinstance(v, str) and v.strip()), None)
+
+
+def reproducing_commands(run_dir: str | Path) -> list[Command]:
+    """The commands that reproduce this run: `make report` with the run's params file (and the model it
+    resolved), then the ones its chapters ran, as they recorded them (built from the run's params and engine
+    kwargs by engine.server / chapters.performance / chapters.accuracy): `vllm serve`, `vllm bench serve`,
+    `vllm bench throughput`, one `lm_eval` per task."""
+    run_dir = Path(run_dir)
+    info = run_info(run_dir)
+    out: list[Command] = []
+    saved = run_dir / "params.yaml"  # the run's params as resolved (model.path included): the run again
+    params = _shown_path(saved) if saved.is_file() else info.get("params_path")
+    if params:
+        out.append(Command(T("整份报告（本次运行的参数）", "the whole report (this run's parameters)"),
+                           f"make report PARAMS={shlex.quote(_shown_path(Path(params)))}", ""))
+    res = chapter_results(run_dir)
+    serving, perf, acc = res.get("08_serving"), res.get("07_performance"), res.get("09_accuracy")
+    serve = _first(((serving.data.get("server") or {}) if serving else {}).get("command"),
+                   perf.data.get("server_command") if perf else None)
+    if serve:
+        out.append(Command(T("服务（vllm serve）", "the server (vllm serve)"), serve,
+                           "08_serving" if serving and (serving.data.get("server") or {}).get("command") else "07_performance"))
+    if perf is not None:
+        sweep = [s for s in perf.data.get("serve") or [] if isinstance(s, dict) and s.get("command")]
+        if sweep:
+            out.append(Command(T(f"基准测试（vllm bench serve，并发 {sweep[0].get('concurrency')}）",
+                                 f"benchmark (vllm bench serve, concurrency {sweep[0].get('concurrency')})"),
+                               str(sweep[0]["command"]), "07_performance"))
+        thr = _first((perf.data.get("throughput") or {}).get("command"))
+        if thr:
+            out.append(Command(T("离线吞吐（vllm bench）", "offline throughput (vllm bench throughput)"), thr,
+                               "07_performance"))
+    for t in (acc.data.get("tasks") or []) if acc is not None else []:
+        if isinstance(t, dict) and _first(t.get("command")):
+            out.append(Command(T(f"准确率：{t.get('task')}（lm_eval）", f"accuracy: {t.get('task')} (lm_eval)"),
+                               str(t["command"]), "09_accuracy"))
+    return out
+
+
+def commands_table(cmds: list[Command]) -> tuple[list[T], list[list[Any]]]:
+    """What, the command (verbatim: show with `verbatim_cols=(1,)`), chapter."""
+    return ([T("用途", "What"), T("命令", "Command"), T("章节", "Chapter")],
+            [[c.what, c.command, c.chapter.split("_", 1)[0] if c.chapter else "—"] for c in cmds])
+
+
+# -- the evidence and artifact files ------------------------------------------------------------------------------
+_KIND = (  # (file name ends with / contains, what it holds)
+    (".log", T("原始日志：引擎、服务与工具的输出", "raw log: engine, server and tool output")),
+    ("bench_throughput.json", T("离线吞吐基准（vllm bench）的结果", "vllm bench throughput result")),
+    ("bench", T("vllm bench serve 的结果（每个并发一份）", "vllm bench serve result (one per concurrency)")),
+    (".jsonl", T("逐题结果（可与基线逐题配对）", "per-item results (pairable with a baseline item by item)")),
+    ("samples", T("lm-eval 抽取的题目", "the items lm-eval drew")),
+    (".png", T("图", "figure")), (".svg", T("图", "figure")),
+    (".npz", T("数组（logprob 等）", "arrays (logprobs and the like)")),
+    (".safetensors", T("权重张量", "weight tensors")),
+    (".json", T("工具输出（JSON）", "tool output (JSON)")),
+    (".txt", T("文本输出", "text output")),
+)
+
+
+@dataclass
+class EvidenceFile:
+    path: str  # relative to the run directory
+    bytes: int
+    chapter: str
+    holds: T
+
+
+def _holds(name: str) -> T:
+    low = name.lower()
+    for key, what in _KIND:
+        if low.endswith(key) or (not key.startswith(".") and key in low):
+            return what
+    return T("本章的输出", "the chapter's output")
+
+
+def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
+    """Every file under the run's evidence/ and artifacts/ (in that order, sorted), with what it holds."""
+    run_dir = Path(run_dir)
+    out = []
+    for sub in ("evidence", "artifacts"):
+        base = run_dir / sub
+        for p in sorted(base.rglob("*")) if base.is_dir() else []:
+            if not p.is_file():
+                continue
+            rel = p.relative_to(run_dir)
+            chapter = (p.stem if sub == "evidence" else rel.parts[1]).split("_", 1)[0]
+            out.append(EvidenceFile(rel.as_posix(), p.stat().st_size, chapter if chapter.isdigit() else "—",
+                                    _holds(p.name)))
+    return out
+
+
+def _size(n: int) -> str:
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= f:
+            return f"{n / f:,.1f} {unit}"
+    return f"{n:,} B"
+
+
+def evidence_table(files: list[EvidenceFile]) -> tuple[list[T], list[list[Any]]]:
+    """File (verbatim: `verbatim_cols=(0,)`), chapter, size, what it holds."""
+    return ([T("文件", "File"), T("章节", "Chapter"), T("大小", "Size"), T("内容", "Holds")],
+            [[f.path, f.chapter, _size(f.bytes), f.holds] for f in files])
+
+
+# -- change log: this run against the previous run of the same profile --------------------------------------------
+def previous_run(run_dir: str | Path) -> Optional[Path]:
+    """The latest run beside this one (same parent folder) of the same profile that started before it."""
+    run_dir = Path(run_dir).resolve()
+    me = run_info(run_dir)
+    profile, started = me.get("profile"), str(me.get("started") or "")
+    best: Optional[tuple[str, Path]] = None
+    for d in run_dir.parent.iterdir() if run_dir.parent.is_dir() else []:
+        if d == run_dir or not (d / "run.json").is_file():
+            continue
+        info = run_info(d)
+        when = str(info.get("started") or "")
+        if info.get("profile") == profile and when and (not started or when < started):
+            if best is None or when > best[0]:
+                best = (when, d)
+    return best[1] if best else None
+
+
+def change_log(run_dir: str | Path, rows: Optional[list[MatrixRow]] = None, previous: Optional[Path] = None,
+               limit: int = 30) -> dict[str, Any]:
+    """What changed since the previous run of the same profile: the environment (engine, device, versions:
+    report.compare.load_run), the checks whose status changed and the key metrics (not timings) whose value
+    changed. {"previous": name or None, "changes": [{"what": T, "before": str, "now": str}], "more": n}."""
+    from bitcpm_validation.report import compare
+
+    run_dir = Path(run_dir)
+    prev = previous or previous_run(run_dir)
+    if prev is None:
+        return {"previous": None, "changes": [], "more": 0}
+    a, b = compare.load_run(prev), compare.load_run(run_dir)
+    changes: list[dict[str, Any]] = []
+    for k in compare.ENV_KEYS:
+        x, y = a["env"].get(k), b["env"].get(k)
+        if x != y and (x or y):
+            changes.append({"what": T(f"环境：{k}", f"environment: {k}"), "before": str(x or "—"), "now": str(y or "—")})
+    rows = check_matrix(run_dir) if rows is None else rows
+    before = {(r.chapter, r.check_id): r for r in check_matrix(prev)}
+    for r in rows:
+        old = before.pop((r.chapter, r.check_id), None)
+        if old is None or old.status != r.status:
+            changes.append({"what": T(f"{r.title.zh} {r.name_t.zh}", f"{r.title.en} {r.name_t.en}"),
+                            "before": old.mark if old else "—", "now": r.mark})
+    for (_, _), old in before.items():  # checks the previous run had and this one has not
+        changes.append({"what": T(f"{old.title.zh} {old.name_t.zh}", f"{old.title.en} {old.name_t.en}"),
+                        "before": old.mark, "now": "—"})
+    for k in sorted(set(a["metrics"]) | set(b["metrics"])):
+        x, y = a["metrics"].get(k), b["metrics"].get(k)
+        if (x or {}).get("value") != (y or {}).get("value"):
+            m = y or x or {}
+            unit = f" {m.get('unit')}" if m.get("unit") else ""
+            changes.append({"what": T(m.get("name_zh") or k, m.get("name_en") or k),
+                            "before": f"{x['value']}{unit}" if x else "—", "now": f"{y['value']}{unit}" if y else "—"})
+    return {"previous": prev.name, "changes": changes[:limit], "more": max(0, len(changes) - limit)}
+
+
+def change_log_table(log: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
+    return ([T("变更", "What changed"), T(f"上次（{log['previous']}）", f"previous ({log['previous']})"),
+             T("本次", "this run")], [[c["what"], c["before"], c["now"]] for c in log["changes"]])
+
+
+def sections_data(run_dir: str | Path, rows: list[MatrixRow]) -> dict[str, Any]:
+    """JSON-ready data of the sections (results/00_summary.json data["sections"])."""
+    log = change_log(run_dir, rows)
+    return {
+        "probes": [{"chapter": p.chapter, "id": p.id, "prompt": p.prompt, "status": p.status,
+                    "why": {"zh": p.why.zh, "en": p.why.en}} for p in probe_summary(run_dir, rows)],
+        "commands": [{"what": {"zh": c.what.zh, "en": c.what.en}, "command": c.command, "chapter": c.chapter}
+                     for c in reproducing_commands(run_dir)],
+        "evidence": [{"path": f.path, "bytes": f.bytes, "chapter": f.chapter, "holds": {"zh": f.holds.zh, "en": f.holds.en}}
+                     for f in evidence_index(run_dir)],
+        "change_log": {"previous": log["previous"], "more": log["more"],
+                       "changes": [{"what": {"zh": c["what"].zh, "en": c["what"].en}, "before": c["before"],
+                                    "now": c["now"]} for c in log["changes"]]},
+    }
