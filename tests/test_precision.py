@@ -429,3 +429,17 @@ def test_chat_family_takes_the_server_chat_paths_ids_and_keeps_the_projects():
     assert not any(it.family == "kv-block" for it in items)  # no block size from the engine: no boundary prompts
     plain = P.family_items(ps.prompts, PP, STAND_IN, 2048, None, 32)
     assert all(it.source == "project ChatML" and it.ids == it.project_ids for it in plain if it.family == "chat")
+
+
+def test_agreement_reason_splits_prompt_and_generated_positions_with_n():
+    """Top-1 agreement beside its n, split into prompt and generated positions (issue 20.4): two flips in the prompt
+    read as such, not as a disagreement of what was generated; every figure with its unit."""
+    s = {"prompts": 2, "positions": 250, "top1_agreement": 0.992, "mean_abs_dlogprob": 0.01, "max_abs_dlogprob": 0.05,
+         "mean_kl": 0.001, "kl_basis": "full",
+         "prompt_region": {"positions": 186, "decisive": 180, "top1_agreement": 178 / 180},
+         "generated_region": {"positions": 64, "decisive": 60, "top1_agreement": 1.0}}
+    row = P.judge_agreement("engine-vs-reference", s, P.Tolerances.engine(PP))
+    assert "[prompt positions 0.988889 (n = 180), generated 1.000000 (n = 60)]" in row.detail_en
+    assert "提示位置 0.988889（n = 180），生成位置 1.000000（n = 60）" in row.detail_zh
+    assert "mean KL 0.001000 nat (full) over n = 250 positions" in row.detail_en
+    assert P.region_split({"positions": 3}) == ("", "")

@@ -98,12 +98,28 @@ def agreement_failures(s: dict[str, Any], tol: Tolerances) -> list[tuple[str, st
     return out
 
 
+def region_split(s: dict[str, Any]) -> tuple[str, str]:
+    """Top-1 agreement on the prompt's positions and on the generated ones, each with its n (the decisive positions
+    it is computed over): a flip in the prompt does not change what is generated; "" when the summary has no split."""
+    pr, ge = s.get("prompt_region"), s.get("generated_region")
+    if not pr and not ge:
+        return "", ""
+    pr, ge = pr or {}, ge or {}
+    return (f"prompt positions {_num(pr.get('top1_agreement'))} (n = {pr.get('decisive', 0):,}), generated "
+            f"{_num(ge.get('top1_agreement'))} (n = {ge.get('decisive', 0):,})",
+            f"提示位置 {_num(pr.get('top1_agreement'))}（n = {pr.get('decisive', 0):,}），生成位置 "
+            f"{_num(ge.get('top1_agreement'))}（n = {ge.get('decisive', 0):,}）")
+
+
 def _figures(s: dict[str, Any]) -> tuple[str, str]:
-    kl = f"{_num(s.get('mean_kl'))} ({s.get('kl_basis') or 'n/a'})"
-    en = (f"top-1 {_num(s.get('top1_agreement'))}, mean |Δ| {_num(s.get('mean_abs_dlogprob'))}, "
-          f"max |Δ| {_num(s.get('max_abs_dlogprob'))}, mean KL {kl} over {s.get('positions', 0)} positions")
-    zh = (f"top-1 {_num(s.get('top1_agreement'))}，平均 |Δ| {_num(s.get('mean_abs_dlogprob'))}，"
-          f"最大 |Δ| {_num(s.get('max_abs_dlogprob'))}，平均 KL {kl}，共 {s.get('positions', 0)} 个位置")
+    kl = f"{_num(s.get('mean_kl'))} nat ({s.get('kl_basis') or 'n/a'})"
+    split_en, split_zh = region_split(s)
+    en = (f"top-1 {_num(s.get('top1_agreement'))}" + (f" [{split_en}]" if split_en else "")
+          + f", mean |Δ logprob| {_num(s.get('mean_abs_dlogprob'))} nat, max |Δ logprob| {_num(s.get('max_abs_dlogprob'))} nat, "
+          f"mean KL {kl} over n = {s.get('positions', 0):,} positions")
+    zh = (f"top-1 {_num(s.get('top1_agreement'))}" + (f"［{split_zh}］" if split_zh else "")
+          + f"，平均 |Δ logprob| {_num(s.get('mean_abs_dlogprob'))} nat，最大 |Δ logprob| {_num(s.get('max_abs_dlogprob'))} nat，"
+          f"平均 KL {kl}，共 n = {s.get('positions', 0):,} 个位置")
     return en, zh
 
 
