@@ -63,8 +63,26 @@ def test_preexisting_pip_conflicts_are_read_from_the_environment(tmp_path):
     assert line in E.evidence_text(facts)
 
 
-def test_engine_settings_rows_cover_real_and_dummy():
-    rows = E.settings_rows({"real": {"dtype": "float32", "model": "m"}, "dummy": {"dtype": "bfloat16"},
+def test_engine_settings_rows_cover_real_and_the_full_shape():
+    rows = E.settings_rows({"real": {"dtype": "float32", "model": "m"}, "full_shape": {"dtype": "bfloat16"},
                             "env": {"VLLM_CPU_KVCACHE_SPACE": "1"}})
     assert ["dtype", "float32", "bfloat16"] in rows and ["model", "m", "—"] in rows
     assert ["VLLM_CPU_KVCACHE_SPACE", "1", "1"] in rows
+    old = E.settings_rows({"real": {"dtype": "float32"}, "dummy": {"dtype": "bfloat16"}})  # an older run's data
+    assert ["dtype", "float32", "bfloat16"] in old
+
+
+def test_engine_settings_name_the_synthetic_checkpoint_without_writing_it(tmp_path, monkeypatch):
+    from bitcpm_validation.engine import offline
+    from bitcpm_validation.model import synthetic
+    from bitcpm_validation.params import load_params
+
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(offline, "engine_platform", lambda: "cpu")
+    p = load_params("params/default.yaml")
+    s = E.engine_settings(p)
+    want = synthetic.full_shape_path(p.dummy_config_path)
+    assert s["full_shape_weights"] == "synthetic" and s["full_shape"]["model"] == str(want)
+    assert s["full_shape"]["load_format"] == "auto" and not want.exists()  # named, not written (chapter 02 writes it)
+    assert s["full_shape"]["max_model_len"] == s["real"]["max_model_len"] and s["real"]["load_format"] == "auto"
+    assert E.FULL_SHAPE_HEADER["synthetic"] == ("完整规模（合成权重）", "Full shape (synthetic weights)")

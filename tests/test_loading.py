@@ -120,6 +120,44 @@ def test_kv_capacity_load_and_infer():
     assert loading.judge_infer("real", None, 64, ignore_eos=False, error="boom").status == "fail"
 
 
+def test_full_shape_infer_on_the_synthetic_checkpoint_needs_finite_scores():
+    """Random ternary weights: the text means nothing, but every generated token must have a finite log-prob <= 0."""
+    ok = loading.judge_infer("synthetic", 8, 8, ignore_eos=True, chosen_logprobs=[-3.5] * 8)
+    assert ok.status == "pass" and ok.id == "infer:synthetic" and "finite" in ok.detail_en and "有限值" in ok.detail_zh
+    for bad in ([-1.0] * 7 + [float("nan")], [-1.0] * 7 + [float("-inf")], [-1.0] * 7 + [None], [-1.0] * 7 + [0.5],
+                [-1.0] * 6):  # NaN, -inf, a missing score, a "probability" above 1, fewer scores than tokens
+        r = loading.judge_infer("synthetic", 8, 8, ignore_eos=True, chosen_logprobs=bad)
+        assert r.status == "fail" and "not finite" in r.detail_en, bad
+    assert loading.judge_infer("synthetic", 7, 8, ignore_eos=True, chosen_logprobs=[-1.0] * 7).status == "fail"
+
+    class Gen:  # an engine Generation: the chosen token's own entry of each top-k row
+        token_ids = [5, 9]
+        logprobs = [{5: -0.25, 3: -2.0}, {1: -0.5}]
+    assert loading.chosen_logprobs(Gen) == [-0.25, None]
+
+
+def test_matrix_columns_follow_the_full_shape_weights():
+    rows = [loading.judge_load("synthetic", None, "x"), loading.judge_kv_capacity("synthetic", 1024, 2048, 8),
+            loading.judge_infer("synthetic", 8, 8, ignore_eos=True, chosen_logprobs=[-1.0] * 8),
+            loading.judge_load("real", None, "x"), loading.judge_infer("real", 3, 8, ignore_eos=False)]
+    mx = {r["what_en"]: r for r in loading.matrix(rows, "synthetic")}
+    assert mx["Architecture registered and instantiated by vLLM"]["full_shape"] == "✅"
+    assert mx["vLLM's loader reads every weight from the files (BitCPM4's stored layout)"]["full_shape"] == "✅"
+    assert mx["KV cache sized for the shape and holds a full-length request"]["full_shape"] == "❌"
+    assert mx["Forward pass runs end to end with finite scores (first request)"] == {
+        "what_zh": mx["Forward pass runs end to end with finite scores (first request)"]["what_zh"],
+        "what_en": "Forward pass runs end to end with finite scores (first request)", "full_shape": "✅", "real": "✅"}
+    # dummy weights read no file and score nothing meaningful: those cells are not theirs to prove
+    dummy = {r["what_en"]: r["full_shape"] for r in loading.matrix([loading.judge_load("dummy", None, "x"),
+                                                                     loading.judge_infer("dummy", 8, 8, ignore_eos=True)],
+                                                                    "dummy")}
+    assert dummy["Architecture registered and instantiated by vLLM"] == "✅"
+    assert dummy["vLLM's loader reads every weight from the files (BitCPM4's stored layout)"] == "—"
+    assert dummy["Forward pass runs end to end with finite scores (first request)"] == "—"
+    assert str(loading.full_shape_text("synthetic").en).startswith("synthetic checkpoint")
+    assert set(loading.FULL_SHAPE_WHY) == {"synthetic", "dummy"}
+
+
 def test_architecture_table_is_complete():
     rows = {r["key"]: r for r in loading.architecture(FULL)}
     for k in ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "num_key_value_heads",

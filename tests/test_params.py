@@ -91,6 +91,23 @@ def test_wrong_enum(tmp_path):
     assert "lang" in msg and "'fr'" in msg
 
 
+def test_full_shape_weights_synthetic_by_default_dummy_on_request(tmp_path):
+    """The full shape loads the synthetic checkpoint unless a profile asks for load_format=dummy (issue 19.4)."""
+    for name in ("default.yaml", "ascend-910b3.yaml", "cuda.yaml"):
+        assert load_params(ROOT / "params" / name).model.full_shape_weights == "synthetic", name
+    assert load_params(ROOT / "params/default.yaml").performance.model == "synthetic"
+    d = base()
+    d["model"]["full_shape_weights"], d["performance"]["model"] = "dummy", "dummy"  # an old run's params.yaml loads
+    p = load_params(write(tmp_path, d))
+    assert (p.model.full_shape_weights, p.performance.model) == ("dummy", "dummy")
+    d["model"]["full_shape_weights"] = "random"
+    msg = one_line_error(write(tmp_path, d))
+    assert "model.full_shape_weights" in msg and "'random'" in msg
+    d = base()
+    d["performance"]["model"] = "fake"
+    assert "performance.model" in one_line_error(write(tmp_path, d))
+
+
 def test_missing_required_key(tmp_path):
     d = base()
     del d["model"]

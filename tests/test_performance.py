@@ -268,6 +268,10 @@ def test_judge_vs_base_paths():
     nr = P.judge_vs_base(31.0, None, None)
     assert nr.status == "not_run" and "performance.base_model_path" in nr.detail_en and nr.scope == "document"
     assert P.judge_vs_base(31.0, 30.0, "models/base", "dummy").status == "not_run"
+    # the synthetic checkpoint's speed is the shape's, but the claim is about BitCPM4's own weights
+    syn = P.judge_vs_base(31.0, 30.0, "models/base", "synthetic")
+    assert syn.status == "not_run" and "synthetic weights at the full shape, not BitCPM4's" in syn.detail_en
+    assert "合成权重" in syn.detail_zh and "dummy" not in syn.detail_zh
 
 
 LOG = """INFO [cpu_worker.py:80] OpenMP thread binding info:
@@ -410,15 +414,33 @@ def test_bad_thread_binding_is_one_line(tmp_path):
         _params(tmp_path, cpu_threads_bind="all cores")
 
 
-def test_bench_args_and_weights(tmp_path):
+def test_bench_args_and_weights(tmp_path, monkeypatch):
     p = _params(tmp_path)
-    assert P.benchmark_model(p) == ("dummy", ROOT / "models/bitcpm4-0.5b")
+    from bitcpm_validation.engine import identity
+    from bitcpm_validation.model import synthetic
+
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
+    which, d = P.benchmark_model(p)  # the default: the full shape's synthetic checkpoint, named (not yet written)
+    assert which == "synthetic" and d == synthetic.full_shape_path(ROOT / "models/bitcpm4-0.5b") and not d.exists()
+    assert d.parent == tmp_path / "cache"
+    y = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    y["performance"]["model"] = "dummy"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(y))
+    assert P.benchmark_model(load_params(tmp_path / "p.yaml")) == ("dummy", ROOT / "models/bitcpm4-0.5b")
+    # real asked for, model.path without weights: the full shape as model.full_shape_weights says
+    y["performance"]["model"], y["model"]["path"] = "real", str(ROOT / "models/bitcpm4-0.5b")
+    y["model"]["full_shape_weights"] = "dummy"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(y))
+    assert P.benchmark_model(load_params(tmp_path / "p.yaml"))[0] == "dummy"
+    rows = P.setup_rows(p, "synthetic", d, "cpu", {"params": 1, "weight_bytes": 2e9, "dtype": "bf16",
+                                                  "kv_bytes_per_token": 3, "matmul_params": 4}, 18.2, True)
+    assert rows[0][1].en.startswith("synthetic checkpoint") and rows[2][1].en == "written by this chapter in 18.2 s"
+    assert P.BENCH_WHY["synthetic"] == "benchmarks at the full 0.5B shape (synthetic checkpoint)"
+    assert identity.measured_on(p, "synthetic", "cpu") == "bitcpm4-0.5b shape · random weights · CPU"
     s = P.serve_args("http://127.0.0.1:1", "m", "tok", 16, 4, P.prompts_for(4, 4), 4, tmp_path, "x.json")
     assert s[s.index("--max-concurrency") + 1] == "4" and s[s.index("--num-prompts") + 1] == "8"
     assert s[s.index("--ready-check-timeout-sec") + 1] == "0"  # no cached test prompt flattering TTFT
     assert P.shown_command("serve", s).startswith("vllm bench serve --backend vllm")
-    from bitcpm_validation.engine import identity
-    from bitcpm_validation.params import load_params
     assert identity.measured_on(load_params("params/default.yaml"), "dummy", "cpu") == "bitcpm4-0.5b shape · dummy weights · CPU"
 
 
@@ -442,7 +464,7 @@ def test_real_bench_serve_tiny(tmp_path):
     assert [s["concurrency"] for s in sweep] == [1, 2]
     assert P.judge_completed({s["concurrency"]: s["parsed"] for s in sweep}).status == "pass"
     assert sweep[0]["parsed"]["tpot_ms_p50"] > 0 and sweep[0]["command"].startswith("vllm bench serve")
-    assert [(s.kind, s.why) for s in starts.load(run)] == [("benchmark", P.BENCH_WHY)]
+    assert [(s.kind, s.why) for s in starts.load(run)] == [("benchmark", P.BENCH_WHY["real"])]
     assert P.engine_log_facts(ev.read_text())["bound_cores"] is not None
 
 

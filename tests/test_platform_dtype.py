@@ -87,13 +87,16 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
     seen["shared kwargs"] = info.kwargs["dtype"]
     seen["shared argv"] = started["argv"][started["argv"].index("--dtype") + 1]
     seen["shared-engine.json"] = shared.read_info(tmp_path / "run").kwargs["dtype"]
-    # the report's settings tables: chapter 01's (real and dummy) and an engine's own settings()
+    # the report's settings tables: chapter 01's (real and the full shape) and an engine's own settings()
     settings = environment.engine_settings(p)
-    seen["01 settings real"], seen["01 settings dummy"] = settings["real"]["dtype"], settings["dummy"]["dtype"]
+    seen["01 settings real"], seen["01 settings full shape"] = settings["real"]["dtype"], settings["full_shape"]["dtype"]
     seen["engine settings()"] = offline.settings_of(offline.engine_kwargs(p), accelerator, {})["dtype"]
     # the performance chapter: its arithmetic takes the resolved dtype (it raises on auto)
     which, model_dir = performance.benchmark_model(p)
-    arith = performance.model_arith(model_dir / "config.json", offline.engine_dtype(p, which))
+    from bitcpm_validation.engine.identity import model_source
+    # the shape's config: the synthetic checkpoint's source (its cache directory is written only when loaded)
+    arith = performance.model_arith(model_source(p, which, write=False).config_dir / "config.json",
+                                    offline.engine_dtype(p, which))
     seen["performance"] = arith["dtype"]
     assert seen == {k: model_dtype for k in seen}, seen
     assert "auto" not in argv

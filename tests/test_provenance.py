@@ -93,7 +93,7 @@ def test_collect(tmp_path):
     assert prov["seeds"]["engine.seed"] == 0
     real = prov["engine"]["real"]
     assert real["model"] == str(d) and real["max_model_len"] == 1024 and real["trust_remote_code"] is True
-    assert "error" in prov["engine"]["dummy"]  # dummy_config unset: recorded, not raised
+    assert "error" in prov["engine"]["full_shape"]  # dummy_config unset: recorded, not raised
 
 
 def test_trust_remote_code_default_is_not_explicit(tmp_path):

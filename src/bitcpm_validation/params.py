@@ -40,6 +40,11 @@ class ModelParams(_Section):
     dummy_config: Optional[str] = Field(
         "models/bitcpm4-0.5b", description="directory with the full-size architecture (config + tokenizer, no weights)"
     )
+    full_shape_weights: Literal["synthetic", "dummy"] = Field(
+        "synthetic", description="how the full-size architecture (dummy_config) is loaded where it runs (the loading "
+                                 "chapter; performance without real weights): synthetic = a seeded ternary checkpoint "
+                                 "at its shape, written once into a cache, read by vLLM's loader; dummy = vLLM's "
+                                 "load_format=dummy (random values, no weight file read)")
     source: Optional[ModelSourceRecord] = Field(None, description="set by the run when `path` was a hub id")
 
     @property
@@ -203,7 +208,10 @@ class DeviceThresholds(_Section):
 
 
 class PerformanceParams(_Section):
-    model: Literal["dummy", "real"] = "dummy"
+    model: Literal["synthetic", "dummy", "real"] = Field(
+        "synthetic", description="synthetic: the full shape with the seeded ternary checkpoint (model.synthetic); dummy: "
+                                 "the full shape with load_format=dummy; real: model.path's weights (where it has none: "
+                                 "the full shape as model.full_shape_weights says)")
     input_len: int = Field(128, ge=1)
     output_len: int = Field(32, ge=1)
     num_iters: int = Field(3, ge=1)

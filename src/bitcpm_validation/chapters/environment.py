@@ -219,25 +219,39 @@ def probe(run_tools: bool = True) -> dict[str, Any]:
 
 
 def engine_settings(params: Any) -> dict[str, Any]:
-    """The engine arguments and environment for the real and the dummy model (no engine is started): shown once,
-    in this chapter, for every chapter that starts an engine."""
+    """The engine arguments and environment for the real model and the full shape (model.full_shape_weights:
+    synthetic | dummy; no engine is started, no checkpoint written): shown once, in this chapter, for every
+    chapter that starts an engine. {"real", "full_shape", "full_shape_weights", "env"}."""
+    from bitcpm_validation.engine.identity import ModelSourceError, model_source
     from bitcpm_validation.engine.offline import EngineError, engine_kwargs, platform_env
 
-    out: dict[str, Any] = {}
-    for which in ("real", "dummy"):
+    full = params.model.full_shape_weights
+    out: dict[str, Any] = {"full_shape_weights": full}
+    for key, which in (("real", "real"), ("full_shape", full)):
         try:
-            out[which] = {k: (str(v) if isinstance(v, Path) else v) for k, v in engine_kwargs(params, which).items()}
-        except EngineError as e:
-            out[which] = {"error": str(e)}
+            # the synthetic checkpoint's settings are the full-size directory's; its cache directory is named here
+            # and written by the first chapter that loads it (02 shows the time)
+            kw = engine_kwargs(params, "dummy" if which == "synthetic" else which)
+            if which == "synthetic":
+                src = model_source(params, "synthetic", write=False)
+                kw.update(model=src.model_dir, load_format=src.load_format)
+            out[key] = {k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
+        except (EngineError, ModelSourceError) as e:
+            out[key] = {"error": str(e)}
     out["env"] = platform_env(params)
     return out
 
 
 def settings_rows(settings: dict[str, Any]) -> list[list[Any]]:
-    """[setting, real, dummy] rows, then the engine's environment variables."""
-    real, dummy = settings.get("real", {}), settings.get("dummy", {})
-    rows = [[k, real.get(k, "—"), dummy.get(k, "—")] for k in sorted(set(real) | set(dummy))]
+    """[setting, real, full shape] rows, then the engine's environment variables."""
+    real, full = settings.get("real", {}), settings.get("full_shape", settings.get("dummy", {}))
+    rows = [[k, real.get(k, "—"), full.get(k, "—")] for k in sorted(set(real) | set(full))]
     return rows + [[k, v, v] for k, v in sorted(settings.get("env", {}).items())]
+
+
+# The full-shape column's header, per model.full_shape_weights (report/glossary.yaml: 完整规模, 合成权重, 随机权重)
+FULL_SHAPE_HEADER = {"synthetic": ("完整规模（合成权重）", "Full shape (synthetic weights)"),
+                     "dummy": ("完整规模（随机权重）", "Full shape (dummy weights)")}
 
 
 def detected_platform(facts: dict[str, Any]) -> str:

@@ -1,4 +1,8 @@
-"""The loading chapter: registry, config, tokenizer, architecture, weight files, dummy and real loads.
+"""The loading chapter: registry, config, tokenizer, architecture, weight files, the full-shape and the real loads.
+
+The full-shape load (model.dummy_config's architecture) reads the synthetic checkpoint (model.synthetic: seeded
+ternary weights laid out as BitCPM4 stores them, real safetensors written once into a cache), so vLLM's own
+weight loader runs at the real shape; model.full_shape_weights: dummy falls back to load_format=dummy.
 
 Measurements are plain functions returning JSON-ready data; every judgement is a registered check
 (report.checks.define) made by a `judge_*` function of measured data, which the notebook records with
@@ -331,12 +335,12 @@ _EXTRA_ROWS = (("hidden_act", "Activation", "激活函数"), ("torch_dtype", "to
 # the architecture table's source and unit words in the report's languages (report/glossary.yaml); file
 # names (config.json, weight headers) stay as they are
 _WORDS = {"derived": T("推算", "derived"), "class default": T("类默认值", "class default"),
-          "dummy": T("随机权重", "dummy"), "real": T("真实权重", "real"),
+          "dummy": T("随机权重", "dummy"), "synthetic": T("合成权重", "synthetic"), "real": T("真实权重", "real"),
           "params": T("个参数", "params"), "bytes": T("字节", "bytes"), "tokens": T("词元", "tokens")}
 
 
 def word(s: Any) -> Any:
-    """An architecture row's source or unit, or a load's weights (dummy, real), in both languages where it is a
+    """An architecture row's source or unit, or a load's weights (synthetic, dummy, real), in both languages where it is a
     word, else as it is."""
     return _WORDS.get(s, s) if isinstance(s, str) else s
 
@@ -513,7 +517,10 @@ def judge_load(which: str, error: Optional[str], facts_en: str = "", facts_zh: s
 
 
 def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_eos: bool,
-                error: Optional[str] = None) -> Check:
+                error: Optional[str] = None, chosen_logprobs: Optional[Sequence[Optional[float]]] = None) -> Check:
+    """The first request ran. With `chosen_logprobs` (the synthetic checkpoint: its text means nothing) the check
+    is what its forward pass can show: every token asked for was generated with a finite log-probability <= 0
+    (NaN / inf or a missing score: weights loaded wrongly or an overflow at this shape)."""
     if error or generated is None:
         why = error or "no engine"
         return CHECKS["infer"].row("fail", f"the first request did not run: {why}", f"首个请求未能运行：{why}", item=which)
@@ -521,8 +528,43 @@ def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_
     ok = generated >= need
     rule_en = f"{requested} asked for, EOS ignored" if ignore_eos else f"up to {requested}"
     rule_zh = f"请求 {requested} 个，忽略 EOS" if ignore_eos else f"最多 {requested} 个"
-    return CHECKS["infer"].row("pass" if ok else "fail", f"{generated} tokens generated ({rule_en})",
-                               f"生成 {generated} 个 token（{rule_zh}）", item=which)
+    en, zh = f"{generated} tokens generated ({rule_en})", f"生成 {generated} 个 token（{rule_zh}）"
+    if chosen_logprobs is not None:
+        bad = [i for i, lp in enumerate(chosen_logprobs) if lp is None or not math.isfinite(lp) or lp > 1e-6]
+        if len(chosen_logprobs) < generated:
+            bad += list(range(len(chosen_logprobs), generated))
+        if bad:
+            ok = False
+            en += f"; log-probability missing, not finite or > 0 at generated position(s) {bad[:5]}"
+            zh += f"；生成位置 {bad[:5]} 的对数概率缺失、非有限值或大于 0"
+        else:
+            en += "; every generated token's log-probability finite (random weights: the text means nothing)"
+            zh += "；每个生成词元的对数概率均为有限值（随机权重：文本没有意义）"
+    return CHECKS["infer"].row("pass" if ok else "fail", en, zh, item=which)
+
+
+def chosen_logprobs(g: Any) -> list[Optional[float]]:
+    """Each generated token's own log-probability from an engine Generation (None where the engine gave none)."""
+    rows = g.logprobs or []
+    return [(row or {}).get(t) for t, row in zip(g.token_ids, rows)]
+
+
+# The full-shape load's reason, as recorded among the run's engine starts (report.summary translates it).
+FULL_SHAPE_WHY = {
+    "synthetic": "the full-size architecture with the synthetic checkpoint (seeded ternary weights, read from files)",
+    "dummy": "the full-size architecture with dummy weights (load_format=dummy)",
+}
+
+
+def full_shape_text(which: str) -> T:
+    """What the full-shape load loads, in words (section 7's table, the matrix's column note)."""
+    if which == "synthetic":
+        return T("合成检查点：按 BitCPM4 的存储方式以固定种子生成的三值权重（BF16，每 32 个一组的 absmean 缩放因子，"
+                 "共享嵌入），由 vLLM 的权重加载器从 safetensors 文件读入；不是 BitCPM4 的权重",
+                 "synthetic checkpoint: seeded ternary weights laid out as BitCPM4 stores them (BF16, absmean scale per "
+                 "group of 32, tied embeddings), read from safetensors files by vLLM's weight loader; not BitCPM4's weights")
+    return T("随机权重（load_format=dummy）：vLLM 就地生成随机数值，不读取任何权重文件",
+             "dummy weights (load_format=dummy): vLLM fills random values in place, no weight file is read")
 
 
 def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, max_num_seqs: int) -> Check:
@@ -822,27 +864,33 @@ def repo_id(params: Any) -> tuple[str, tuple[str, str]]:
                                                               "this run used a stand-in")
 
 
-# The dummy-vs-real matrix: what each load proved, as the recorded checks say (check id per column; None:
-# not this load's to prove). (zh, en, dummy check, real check)
+# The full-shape vs real matrix: what each load proved, as the recorded checks say (check id per column, "{w}" the
+# full-shape load's weights; None: not this load's to prove). (zh, en, full-shape check, real check, full-shape
+# weights that can prove it). dummy weights read no file and give no meaningful scores: those rows stay —.
 MATRIX = (
-    ("vLLM 注册并实例化该架构", "Architecture registered and instantiated by vLLM", "load:dummy", "load:real"),
+    ("vLLM 注册并实例化该架构", "Architecture registered and instantiated by vLLM", "load:{w}", "load:real",
+     ("synthetic", "dummy")),
+    ("vLLM 的加载器从文件读入每个权重（按 BitCPM4 的存储布局）",
+     "vLLM's loader reads every weight from the files (BitCPM4's stored layout)", "load:{w}", "load:real", ("synthetic",)),
     ("KV cache 按该形状分配并容纳满长请求", "KV cache sized for the shape and holds a full-length request",
-     "kv_capacity:dummy", "kv_capacity:real"),
-    ("前向计算端到端运行（首个请求）", "Forward pass runs end to end (first request)", "infer:dummy", "infer:real"),
-    ("部署时的分词器与参照一致", "Tokenizer as deployed encodes like the reference", None, "engine_tokenizer_deployed"),
-    ("权重名称/形状/精度与配置一致", "Weight names / shapes / dtypes match the config", None, "weights_match_config"),
+     "kv_capacity:{w}", "kv_capacity:real", ("synthetic", "dummy")),
+    ("前向计算端到端运行，得分为有限值（首个请求）", "Forward pass runs end to end with finite scores (first request)",
+     "infer:{w}", "infer:real", ("synthetic",)),
+    ("部署时的分词器与参照一致", "Tokenizer as deployed encodes like the reference", None, "engine_tokenizer_deployed", ()),
+    ("权重名称/形状/精度与配置一致", "Weight names / shapes / dtypes match the config", None, "weights_match_config", ()),
     ("输出层一致（tie_word_embeddings 与 lm_head.weight）", "Output head consistent (tie_word_embeddings vs lm_head.weight)",
-     None, "tie_vs_lm_head"),
+     None, "tie_vs_lm_head", ()),
 )
 
 
-def matrix(checks: Sequence[Check]) -> list[dict[str, str]]:
-    """[{what_zh, what_en, dummy, real}]: each cell the mark of the recorded check (— where the check did not
-    run or is not that load's to prove)."""
+def matrix(checks: Sequence[Check], full: str = "synthetic") -> list[dict[str, str]]:
+    """[{what_zh, what_en, full_shape, real}]: each cell the mark of the recorded check (— where the check did not
+    run or is not that load's to prove); `full` is the full-shape load's weights (synthetic | dummy)."""
     by_id = {c.id: c for c in checks}
 
     def mark(cid: Optional[str]) -> str:
         c = by_id.get(cid) if cid else None
         return c.mark if c is not None else "—"
 
-    return [{"what_zh": zh, "what_en": en, "dummy": mark(d), "real": mark(r)} for zh, en, d, r in MATRIX]
+    return [{"what_zh": zh, "what_en": en, "full_shape": mark(f.format(w=full) if f and full in can else None),
+             "real": mark(r)} for zh, en, f, r, can in MATRIX]

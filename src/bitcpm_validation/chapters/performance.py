@@ -1,9 +1,12 @@
 """Performance with vLLM's own benchmark tooling, judged against the device's own limits.
 
 One server for every benchmark (`vllm bench serve`, one run per concurrency level; concurrency 1 gives
-the batch-1 decode and prefill figures), started fresh on purpose: the full 0.5B shape with dummy
-weights (speed depends on shape and device, not on weight values). Optionally `vllm bench throughput`
-(offline, one more engine start) and a base model's server for the original document's speed claim.
+the batch-1 decode and prefill figures), started fresh on purpose: the full 0.5B shape with the synthetic
+checkpoint (model.synthetic: seeded ternary weights as BitCPM4 stores them, read from files; written once into a
+cache) unless the profile gives real weights. Speed depends on shape, dtype and device, not on weight values; the
+values say nothing of BitCPM4's quality (performance.model: dummy runs the shape with load_format=dummy).
+Optionally `vllm bench throughput` (offline, one more engine start) and a base model's server for the original
+document's speed claim.
 
 The benchmarks run in a child process through their modules (`vllm.benchmarks.<kind>`: `add_cli_args`,
 then `main`) so one import serves every concurrency level; the equivalent `vllm bench` command line is
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.engine import hostcpu, hostload
+from bitcpm_validation.engine.identity import model_source
 from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, one_line, platform_env
 from bitcpm_validation.engine import processes
 from bitcpm_validation.engine.server import serve_flags, tail
@@ -254,8 +258,12 @@ def judge_vs_base(ternary_tok_s: Optional[float], base_tok_s: Optional[float],
         return CHECKS["faster_than_base"].not_run("no non-ternary base model given (performance.base_model_path): the claim is not "
                                "measurable in this run", "未给出非三值基础模型（performance.base_model_path）：本次无法测量该说法")
     if ternary_weights != "real":
-        return CHECKS["faster_than_base"].not_run("the ternary figure comes from dummy weights: set performance.model: real with the "
-                               "BitCPM4 weights in model.path", "三值模型的速度来自 dummy 权重：请设 performance.model: real，"
+        # the speed at the shape would be the same, but the claim is about BitCPM4's own weights against its base
+        return CHECKS["faster_than_base"].not_run(
+            f"the ternary figure comes from {WEIGHTS_WORD.get(ternary_weights, WEIGHTS_WORD['dummy']).en} at the full shape, "
+            f"not BitCPM4's: set performance.model: real with the BitCPM4 weights in model.path",
+            f"三值模型的速度来自完整规模的{WEIGHTS_WORD.get(ternary_weights, WEIGHTS_WORD['dummy']).zh}，不是 BitCPM4 的权重："
+            "请设 performance.model: real，"
                                "并在 model.path 放入 BitCPM4 权重")
     if ternary_tok_s is None or base_tok_s is None:
         return CHECKS["faster_than_base"].not_run("a decode figure is missing (ternary or base run produced no TPOT)",
@@ -696,9 +704,15 @@ def judged_against(decode: Optional[Basis], prefill: Optional[Basis], roof_tok_s
 # what the chapter runs on
 
 
+# What the benchmarked weights are, in words (the setup table, the comparison's column, faster_than_base's reason).
+WEIGHTS_WORD = {"synthetic": T("合成权重", "synthetic weights"), "dummy": T("随机权重", "dummy weights"),
+                "real": T("真实权重", "real weights")}
+
+
 def benchmark_model(params: Params) -> tuple[str, Path]:
-    """("real", model dir) when performance.model is real and the weights are there, else ("dummy", the
-    full-size architecture directory)."""
+    """("real", model dir) when performance.model is real and the weights are there; else the full shape:
+    (performance.model, or model.full_shape_weights where real weights were asked for but are absent, the directory
+    the server loads: the synthetic checkpoint's cache directory, named here, written by identity.model_source)."""
     p = params.model_path
     has_real = p.is_dir() and any(p.glob("*.safetensors"))
     if params.performance.model == "real" and has_real:
@@ -706,15 +720,33 @@ def benchmark_model(params: Params) -> tuple[str, Path]:
     if params.dummy_config_path is None:
         raise ValueError(f"{params.source}: performance needs model.dummy_config (the full-size architecture) or "
                          f"performance.model: real with weights in model.path")
-    return "dummy", params.dummy_config_path
+    which = params.performance.model if params.performance.model != "real" else params.model.full_shape_weights
+    return which, model_source(params, which, write=False).model_dir
 
 
-def setup_rows(params: Params, which: str, model_dir: Path, platform: str, arith: dict[str, Any]) -> list[list[Any]]:
+_SETUP_WEIGHTS = {
+    "synthetic": T("合成检查点（真实 0.5B 形状，按 BitCPM4 的存储方式以固定种子生成的三值权重，从文件读入）：速度取决于形状、"
+                   "精度与设备，与 BitCPM4 的权重数值无关；输出没有意义",
+                   "synthetic checkpoint (the real 0.5B shape, seeded ternary weights laid out as BitCPM4 stores them, read "
+                   "from files): speed depends on shape, dtype and device, not on BitCPM4's weight values; outputs mean nothing"),
+    "dummy": T("随机权重（真实 0.5B 形状，load_format=dummy，不读取权重文件）",
+               "dummy (real 0.5B shape, load_format=dummy, no weight file read)"),
+    "real": T("真实权重", "real weights"),
+}
+
+
+def setup_rows(params: Params, which: str, model_dir: Path, platform: str, arith: dict[str, Any],
+               checkpoint_s: Optional[float] = None, written: bool = False) -> list[list[Any]]:
+    """The benchmark's setup; `checkpoint_s`: the synthetic checkpoint's write (`written`) or cache look-up time."""
     pp = params.performance
-    return [
-        [T("权重", "Weights"), T("dummy（真实 0.5B 结构，无权重数值）", "dummy (real 0.5B shape, no weight values)")
-         if which == "dummy" else T("真实权重", "real weights")],
-        [T("模型目录", "Model dir"), str(model_dir)], [T("平台", "Platform"), platform],
+    rows = [[T("权重", "Weights"), _SETUP_WEIGHTS.get(which, which)],
+            [T("模型目录", "Model dir"), str(model_dir)]]
+    if which == "synthetic" and checkpoint_s is not None:
+        rows.append([T("合成检查点", "Synthetic checkpoint"),
+                     T(f"{'由本章写入' if written else '复用缓存'}，{checkpoint_s:,.1f} 秒",
+                       f"{'written by this chapter' if written else 'reused from the cache'} in {checkpoint_s:,.1f} s")])
+    return rows + [
+        [T("平台", "Platform"), platform],
         [T("参数量", "Parameters"), f"{arith['params']:,}"],
         [T("权重字节", "Weight bytes"), f"{arith['weight_bytes'] / 1e9:.3f} GB ({arith['dtype']})"],
         [T("每 token KV 字节", "KV bytes per token"), f"{arith['kv_bytes_per_token']:,}"],
@@ -892,16 +924,20 @@ def plot_roofline(F: dict[str, Any], B: dict[str, Any], arith: dict[str, Any], b
 # --------------------------------------------------------------------------------------------
 # the benchmark server and the tools
 
-BENCH_WHY = "benchmarks at the full 0.5B shape (dummy weights)"
+# Why the benchmark server starts, per weights (recorded among the run's engine starts; report.summary translates)
+BENCH_WHY = {"synthetic": "benchmarks at the full 0.5B shape (synthetic checkpoint)",
+             "dummy": "benchmarks at the full 0.5B shape (dummy weights)",
+             "real": "benchmarks on the model's own weights"}
 
 
-def start_server(params: Params, evidence: Path, which: str, *, why: str = BENCH_WHY,
+def start_server(params: Params, evidence: Path, which: str, *, why: Optional[str] = None,
                  model_override: Optional[str] = None):
     """The chapter's one benchmark server (`vllm serve`), started fresh on purpose (the run's shared server
-    serves another model) and counted in the run's engine starts as kind "benchmark" with `why`. The caller
-    stops it (`with ... as srv`)."""
+    serves another model) and counted in the run's engine starts as kind "benchmark" with `why` (default:
+    BENCH_WHY of `which`). The caller stops it (`with ... as srv`)."""
     from bitcpm_validation.engine import server
 
+    why = why or BENCH_WHY.get(which, f"benchmarks ({which} weights)")
     return server.start(params, evidence, which, model_override=model_override, why=why,  # type: ignore[arg-type]
                         kind="benchmark")
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
+from bitcpm_validation.engine.identity import model_source
 from bitcpm_validation.params import Params, Prompt
 
 Mode = Literal["faithful", "engine"]
@@ -163,8 +164,6 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     run_dir/artifacts/faithful-tokenizer/<model dir name> and use it, provided it does encode like the
     reference. Otherwise (off, no tokenizer.json to load as is, already faithful) the model's own tokenizer."""
     from bitcpm_validation.model import tokenizer as T
-
-    from bitcpm_validation.engine.identity import model_source
 
     model_dir = Path(model_source(params, which).model_dir)
     if params.engine.tokenizer_override == "off":
