@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
+from bitcpm_validation.params import DatasetResolution
+from bitcpm_validation.tasks import TASKS_DIR
+
 # Hub datasets whose repository holds a loading script, which datasets >= 4 refuses to run.
 SCRIPT_DATASETS = {
     "haonan-li/cmmlu": ("cmmlu.py", "a parquet copy of the same data (pin accuracy.datasets.haonan-li/cmmlu: "
@@ -239,15 +242,11 @@ def local_task_names() -> set[str]:
     """The project's own lm-eval tasks (data files shipped in the package: nothing to resolve)."""
     import yaml
 
-    from bitcpm_validation.tasks import TASKS_DIR
-
     return {(yaml.safe_load(y.read_text(encoding="utf-8")) or {}).get("task") for y in TASKS_DIR.glob("*.yaml")}
 
 
 def with_resolution(params, *, say: Callable[[str], None] = print):
     """The run's params with accuracy.resolved set (the runner calls this once, before the first chapter)."""
-    from bitcpm_validation.params import DatasetResolution
-
     ap = params.accuracy
     hub_tasks = [t for t in ap.tasks if t not in local_task_names()]
     if not hub_tasks:
