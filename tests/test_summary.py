@@ -505,14 +505,23 @@ def test_engine_starts_table_names_each_start_in_one_language():
     run = {"count": 2, "seconds": 60.0, "failed": 1, "starts": [
         {"chapter": "runner", "kind": "shared-server", "which": "real", "seconds": 32.1, "ok": True,
          "why": "the run's shared engine (every chapter that can share it)"},
-        {"chapter": "04_determinism", "kind": "offline", "which": "real", "seconds": 28.0, "ok": True, "why": "restart"},
+        {"chapter": "04_determinism", "kind": "offline", "which": "real", "seconds": 28.0, "ok": True, "why": "restart",
+         "mode": "in-process", "phases": {"import": 11.0, "config": 0.5, "model_load": 0.2, "other": 3.25}},
         {"chapter": "07_performance", "kind": "benchmark", "which": "dummy", "seconds": None, "ok": False,
          "why": "a reason the project does not know", "error": "port taken"}]}
     headers, rows = S.engine_starts_table(run)
-    assert [h.en for h in headers] == ["Chapter", "Kind", "Weights", "Ready in", "Why"]
-    assert rows[0][3] == "32.1 s" and rows[0][4].zh.startswith("本次运行共享的引擎") and rows[0][1].en == "shared server"
-    assert rows[1][4] == S.T("重启：与第一次运行的输出比较", "restart")
-    assert rows[2][3].en == "failed: port taken" and rows[2][4].zh == rows[2][4].en == "a reason the project does not know"
+    assert [h.en for h in headers] == ["Chapter", "Kind", "Weights", "Ready in", "Phases", "Why"]
+    assert rows[0][3] == "32.1 s" and rows[0][5].zh.startswith("本次运行共享的引擎") and rows[0][1].en == "shared server"
+    assert rows[1][5] == S.T("重启：与第一次运行的输出比较", "restart")
+    assert rows[1][4] == S.T("进程内：导入 vLLM 11.0 s · 参数与检查 0.5 s · 模型加载 0.2 s · 其余 3.2 s",
+                             "in process: import vLLM 11.0 s · config 0.5 s · model load 0.2 s · other 3.2 s")
+    assert rows[0][4] == S.T("—", "—")  # a start recorded before phases were: nothing made up
+    assert rows[2][3].en == "failed: port taken" and rows[2][5].zh == rows[2][5].en == "a reason the project does not know"
+    assert rows[0][2] == S.T("真实权重", "real") and rows[2][2] == S.T("随机权重", "dummy")
+    synthetic = {"chapter": "02_loading", "kind": "offline", "which": "synthetic", "seconds": 40.0, "ok": True,
+                 "why": "the full-size architecture with the synthetic checkpoint (seeded ternary weights, read from files)"}
+    _, (row,) = S.engine_starts_table({"starts": [synthetic]})
+    assert row[2] == S.T("合成权重", "synthetic") and row[5].zh.startswith("完整尺寸结构，合成检查点")
 
 
 def test_matrix_folds_a_chapters_passes_and_keeps_every_warning():

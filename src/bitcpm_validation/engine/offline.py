@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
-from bitcpm_validation.engine import hostcpu
+from bitcpm_validation.engine import hostcpu, startup
 from bitcpm_validation.params import Params
 
 Which = Literal["real", "synthetic", "dummy"]  # what each loads: engine.identity.model_source
@@ -279,7 +279,7 @@ def _logging_config(evidence: Path) -> Path:
     cfg = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"vllm": {"format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s",
+        "formatters": {"vllm": {"format": "%(levelname)s %(asctime)s.%(msecs)03d %(process)d [%(filename)s:%(lineno)d] %(message)s",
                                 "datefmt": "%m-%d %H:%M:%S"}},
         "handlers": {"evidence": {"class": "logging.FileHandler", "filename": str(evidence),
                                   "formatter": "vllm", "encoding": "utf-8"}},
@@ -433,8 +433,11 @@ class Engine:
         llm, self.llm = self.llm, None
         if llm is None:
             return
-        with contextlib.suppress(Exception):
-            llm.llm_engine.engine_core.shutdown()
+        if isinstance(llm, startup.InProcessLLM):
+            llm.shutdown()  # also leaves this process without vLLM's distributed group, as a next start needs
+        else:
+            with contextlib.suppress(Exception):
+                llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
 
@@ -507,25 +510,44 @@ def _start_offline(params: Params, evidence_path: Path, which: Which = "real", *
                                             None, ok=False, error=str(err)[:300]))
         raise
     starts.record(run_dir, starts.Start(starts.chapter_of(evidence_path), "offline", which, why,
-                                        round(time.monotonic() - t_start, 2)))
+                                        round(time.monotonic() - t_start, 2),
+                                        mode=eng.log_facts.get("start_mode", ""),
+                                        phases=eng.log_facts.get("start_phases", {})))
     return eng
 
 
 def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", **overrides: Any) -> Engine:
+    """vllm.LLM in this process; on a CPU host with world size 1 and one NUMA node its engine core and worker run
+    here too (engine.startup: no two more imports of vLLM; the kernel's threads, generators and torch functions
+    put back after the start), else in vLLM's own processes. Each phase's seconds go to log_facts["start_phases"]."""
+    t0 = time.monotonic()
+    imported = "vllm.entrypoints.llm" in sys.modules
     import_vllm(Path(evidence_path))  # import-time notices go to the evidence, not the notebook
+    with _to_evidence(Path(evidence_path)):
+        from vllm import LLM  # lazy in vllm/__init__.py: the heavier half of the import
+    import_s = 0.0 if imported else time.monotonic() - t0
+    t0 = time.monotonic()
     kwargs = engine_kwargs(params, which, run_dir_of(Path(evidence_path)), **overrides)
     env = platform_env(params)
     for k, v in env.items():
         os.environ.setdefault(k, v)
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(_logging_config(Path(evidence_path)))
+    platform = detect_platform()
+    world = int(kwargs.get("tensor_parallel_size") or 1) * int(kwargs.get("pipeline_parallel_size") or 1)
+    try:
+        mode = startup.choose_mode(platform, world, startup.visible_numa_nodes(), os.environ)
+    except ValueError as err:
+        raise EngineError(str(err)) from None
+    config_s = time.monotonic() - t0
     mark = Path(evidence_path).stat().st_size if Path(evidence_path).exists() else 0
     t0 = time.monotonic()
     try:
-        with _to_evidence(Path(evidence_path)):
-            print(f"=== engine start ({which}): vllm.LLM(**{kwargs!r})", flush=True)
-            from vllm import LLM
-
+        with _to_evidence(Path(evidence_path)), (
+                startup.in_process() if mode.name == startup.IN_PROCESS else contextlib.nullcontext()):
+            print(f"=== engine start ({which}): vllm.LLM(**{kwargs!r}) [{mode.name}: {mode.reason}]", flush=True)
             llm = LLM(**kwargs)
+            if mode.name == startup.IN_PROCESS:
+                llm = startup.InProcessLLM(llm, startup.worker_threads(llm.llm_engine.vllm_config))
     except Exception as err:  # vLLM raises many types; give one actionable line, keep the log
         raise EngineError(f"vLLM engine failed to start for {kwargs['model']} ({one_line(err)}); "
                           f"full log: {evidence_path}") from err
@@ -538,11 +560,15 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
     blocks, block = getattr(cc, "num_gpu_blocks", None), getattr(cc, "block_size", None)
     with open(evidence_path, "rb") as fh:
         fh.seek(mark)
-        logged = parse_engine_log(fh.read().decode("utf-8", errors="replace"))
+        section = fh.read().decode("utf-8", errors="replace")
+    logged = parse_engine_log(section)
     eng.log_facts = logged
     # vLLM syncs the engine core's block count into the frontend's config; the log line is the fallback
     eng.kv_cache_tokens = (blocks * block if blocks and block else None) or logged.get("kv_cache_tokens")
     eng.log_facts["kv_cache_source"] = "vllm_config.cache_config" if blocks and block else "engine log"
     eng.max_concurrency = logged.get("max_concurrency") or (
         eng.kv_cache_tokens / kwargs["max_model_len"] if eng.kv_cache_tokens else None)
+    eng.log_facts["start_mode"] = mode.name
+    eng.log_facts["start_phases"] = startup.phases(import_s=import_s, config_s=config_s, engine_s=init_s,
+                                                   log=section, own_pid=os.getpid(), mode=mode.name)
     return eng

@@ -1,4 +1,4 @@
-"""Every engine or server start of a run, counted: chapter, kind, weights, why, seconds to ready.
+"""Every engine or server start of a run, counted: chapter, kind, weights, why, seconds to ready and per phase.
 
 Chapters run in separate kernels, so each start is appended as one JSON line to
 run_dir/engine-starts.jsonl (append of one short line is atomic on POSIX); the runner copies the list
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +26,10 @@ class Start:
     ok: bool = True
     error: Optional[str] = None
     at: str = ""          # ISO time of the start
+    mode: str = ""        # offline: in-process | multiprocess (engine.startup.choose_mode); "" for servers
+    # seconds of each phase, in order (engine.startup.phases: import, config, processes, model_load,
+    # kv_cache_and_warmup, compile, other); {} where not measured
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def chapter_of(evidence_path: Path) -> str:
@@ -68,5 +72,5 @@ def summarize(starts: list[Start]) -> dict:
 
 def of_run(run_dir: Path) -> dict:
     """The report's view of a run's engine starts: summarize(load(run_dir)) (count, seconds, failed, starts:
-    [{chapter, kind, which, why, seconds, ok, error, at}]) — "N engine starts, T s, why each"."""
+    [{chapter, kind, which, why, seconds, ok, error, at, mode, phases}]) — "N engine starts, T s, why each"."""
     return summarize(load(run_dir))

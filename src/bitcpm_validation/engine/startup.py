@@ -1,0 +1,220 @@
+"""How an offline engine starts (in this process or in vLLM's own processes) and where its seconds go.
+
+vLLM's offline `LLM` on CPU runs in three processes by default: this one (the front end), an engine core and a
+worker, and each imports vLLM (~11 s on a 2-core host) before it does anything. With
+VLLM_ENABLE_V1_MULTIPROCESSING=0 (vllm/envs.py:1463) and world size 1 everything runs here: the engine core in
+process (vllm/v1/engine/llm_engine.py:170 and :186, `multiprocess_mode` from that variable) and the
+uniprocess executor (vllm/v1/executor/uniproc_executor.py:51-75), which the CPU platform keeps only when the
+variable is not "1" (vllm/platforms/cpu.py:333-342). vLLM's own start-up benchmark runs that way
+(vllm/benchmarks/startup.py:257).
+
+What an in-process start does to the process that hosts it (the notebook kernel, where the reference models
+run next), and what `in_process()` puts back:
+
+- vllm/v1/worker/cpu_worker.py:139-145 replaces `torch.set_num_threads` process-wide by a no-op: the function and
+  the kernel's thread count are restored after the start;
+- cpu_worker.py:165 and :271 (`set_random_seed`, vllm/utils/torch_utils.py:542-553) seed Python's, numpy's and
+  torch's global generators: their states are restored;
+- vllm/v1/engine/core.py:253 freezes the garbage collector's heap and :258 caches vLLM's environment reads
+  (vllm/envs.py:2308): both undone, so a later start here reads the environment again;
+- the worker joins a torch.distributed group (cpu_worker.py:154): `InProcessLLM.shutdown` destroys it
+  (vllm/distributed/parallel_state.py:2516-2543, `cleanup_dist_env_and_memory`), so the next start can join one;
+- cpu_worker.py:70 binds the process's memory to the first CPU's NUMA node: in process only on a host with one
+  visible node, where that binding is no restriction;
+- OpenMP thread binding exists only in the multiprocess executor (vllm/v1/executor/multiproc_executor.py:189-199,
+  vllm/utils/ompmultiprocessing.py:71-120: OMP_NUM_THREADS / OMP_PLACES set at the worker's spawn). In process
+  the engine's calls run with the thread count that binding would give its worker (vLLM's own
+  `OMPProcessManager` on the engine's config), the kernel's own count around them; the threads are not pinned.
+
+What the engine computes is the same either way (tests/test_engine_start_modes.py: token ids and logprobs).
+`vllm serve` always spawns its engine core; this module is for the offline engine only.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Optional
+
+MODE_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+IN_PROCESS, MULTIPROCESS = "in-process", "multiprocess"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str     # IN_PROCESS | MULTIPROCESS
+    reason: str
+
+
+def choose_mode(platform: str, world_size: int, numa_nodes: int, env: Mapping[str, str]) -> Mode:
+    """Where an offline engine runs: in this process on a CPU host with world size 1 and one NUMA node, else in
+    vLLM's own processes; an explicit VLLM_ENABLE_V1_MULTIPROCESSING in the environment is obeyed as vLLM reads
+    it (an integer, 0 = off)."""
+    set_to = (env.get(MODE_ENV) or "").strip()
+    if set_to:
+        try:
+            multi = bool(int(set_to))
+        except ValueError:
+            raise ValueError(f"{MODE_ENV}={set_to!r} is not an integer: set it to 0 (one process) or 1 "
+                             f"(vLLM's engine processes), or unset it") from None
+        return Mode(MULTIPROCESS if multi else IN_PROCESS, f"{MODE_ENV}={set_to} in the environment")
+    if platform != "cpu":
+        return Mode(MULTIPROCESS, f"vLLM's default on {platform}")
+    if world_size != 1:
+        return Mode(MULTIPROCESS, f"world size {world_size}: one worker process per rank")
+    if numa_nodes != 1:
+        return Mode(MULTIPROCESS, f"{numa_nodes} NUMA nodes: the CPU worker binds its process's memory to one node")
+    return Mode(IN_PROCESS, "CPU, world size 1, one NUMA node: engine core and worker in this process")
+
+
+def visible_numa_nodes() -> int:
+    """The NUMA nodes the CPU worker may bind memory to (vLLM's own list; 1 where it cannot say)."""
+    try:
+        from vllm.utils.cpu_resource_utils import get_visible_memory_node
+
+        return max(1, len(get_visible_memory_node()))
+    except Exception:  # an older build or a platform without the helper: the usual single node
+        return 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]) -> Iterator[None]:
+    """torch's intra-op thread count set to n for the block, the caller's own restored after (None: unchanged)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def in_process() -> Iterator[None]:
+    """Start an engine in this process: VLLM_ENABLE_V1_MULTIPROCESSING=0 for the start; afterwards the process's
+    own settings that the start changes (the module docstring lists them) are put back."""
+    import random
+
+    import numpy as np
+    import torch
+
+    set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    env_before = os.environ.get(MODE_ENV)
+    os.environ[MODE_ENV] = "0"  # read at the start only; a `vllm serve` started later must not inherit it
+    try:
+        yield
+    finally:
+        if env_before is None:
+            os.environ.pop(MODE_ENV, None)
+        else:
+            os.environ[MODE_ENV] = env_before
+        torch.set_num_threads = set_num_threads
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        gc.unfreeze()
+        with contextlib.suppress(Exception):
+            import vllm.envs as vllm_envs
+
+            vllm_envs.disable_envs_cache()
+
+
+def worker_threads(vllm_config: Any) -> Optional[int]:
+    """The thread count vLLM's multiprocess executor would bind its one worker to (OMPProcessManager, the same
+    code: multiproc_executor.py:189); None where it would not bind (VLLM_CPU_OMP_THREADS_BIND=nobind)."""
+    try:
+        from vllm.utils.ompmultiprocessing import OMPProcessManager
+
+        mgr = OMPProcessManager(vllm_config)
+    except Exception:  # not a CPU build, or a binding vLLM itself would refuse: leave the count alone
+        return None
+    if getattr(mgr, "skip_setup", True) or not getattr(mgr, "cpu_lists", None):
+        return None
+    return len(mgr.cpu_lists[0]) or None
+
+
+class InProcessLLM:
+    """A `vllm.LLM` that runs in this process: its generate calls run with the worker's thread count, the caller's
+    own restored after; everything else is the LLM's own."""
+
+    def __init__(self, llm: Any, threads: Optional[int]):
+        self._llm = llm
+        self.threads = threads
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(self.threads):
+            return self._llm.generate(*args, **kwargs)
+
+    def shutdown(self) -> None:
+        """Shut the engine down and leave the process as a next start needs it (no distributed group)."""
+        with contextlib.suppress(Exception):
+            self._llm.llm_engine.engine_core.shutdown()
+        with contextlib.suppress(Exception):
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+            cleanup_dist_env_and_memory()
+
+
+# -- where a start's seconds go --------------------------------------------------------------------------------
+# A line of the evidence log as engine.offline's logging config writes it: level, time with milliseconds, pid.
+_LINE_RE = re.compile(r"^[A-Z]+ (\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) (\d+) \[")
+# The engine's own timings (vLLM's messages; CPU, CUDA and vLLM-Ascend share them)
+_PHASE_RES = {
+    "model_load": re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s"),
+    "weights_load": re.compile(r"Loading (?:model )?weights took ([\d.]+) s"),
+    "kv_cache_and_warmup": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "compile": re.compile(r"torch\.compile take[sn]? ([\d.]+) s in total"),
+}
+
+
+def first_seen(log: str, own_pid: int) -> dict[int, float]:
+    """{pid: seconds after the log's first timed line} at which each other process first logged."""
+    import datetime as _dt
+
+    first: dict[int, float] = {}
+    t0: Optional[float] = None
+    for line in log.splitlines():
+        m = _LINE_RE.match(line)
+        if not m:
+            continue
+        t = _dt.datetime.strptime(m.group(1), "%m-%d %H:%M:%S").timestamp() + int(m.group(2)) / 1000
+        t0 = t if t0 is None else t0
+        pid = int(m.group(3))
+        if pid != own_pid and pid not in first:
+            first[pid] = round(t - t0, 2)
+    return first
+
+
+def phases(*, import_s: float, config_s: float, engine_s: float, log: str, own_pid: int, mode: str) -> dict[str, float]:
+    """Seconds of each phase of one start, in order: `import` (vLLM into this process; 0 when already there),
+    `config` (engine arguments: the model directory's checks, the tokenizer), then inside `vllm.LLM(...)`:
+    `processes` (multiprocess: until the last engine process logged its first line, i.e. spawns and their
+    imports of vLLM), `model_load`, `kv_cache_and_warmup` (profile, KV cache, warm-up) and `compile` as the
+    engine logged them, and `other` (the rest of LLM(): engine configuration, tokenizer, processor)."""
+    out = {"import": round(import_s, 2), "config": round(config_s, 2)}
+    logged: dict[str, float] = {}
+    for key, rx in _PHASE_RES.items():
+        for m in rx.finditer(log):
+            logged[key] = float(m.group(1))
+    seen = first_seen(log, own_pid) if mode == MULTIPROCESS else {}
+    if seen:
+        out["processes"] = max(seen.values())
+    if "model_load" not in logged and "weights_load" in logged:  # vLLM-Ascend logs only the loader's line
+        logged["model_load"] = logged["weights_load"]
+    for key in ("model_load", "kv_cache_and_warmup", "compile"):
+        if key in logged:
+            out[key] = round(logged[key], 2)
+    inside = sum(v for k, v in out.items() if k not in ("import", "config"))
+    out["other"] = round(max(0.0, engine_s - inside), 2)
+    return out

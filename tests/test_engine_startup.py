@@ -1,0 +1,133 @@
+"""engine.startup: where an offline engine runs (the mode choice), what an in-process start gives back to the
+process, and the phases of a start read from its log."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from bitcpm_validation.engine import startup as S
+from bitcpm_validation.engine import starts
+
+
+@pytest.mark.parametrize("platform, world, nodes, env, expect", [
+    ("cpu", 1, 1, {}, S.IN_PROCESS),
+    ("cpu", 2, 1, {}, S.MULTIPROCESS),                        # a worker per rank
+    ("cpu", 1, 2, {}, S.MULTIPROCESS),                        # the worker would bind the kernel's memory to one node
+    ("cuda", 1, 1, {}, S.MULTIPROCESS),                       # vLLM's default off CPU
+    ("npu", 1, 1, {}, S.MULTIPROCESS),
+    ("cpu", 1, 1, {S.MODE_ENV: "1"}, S.MULTIPROCESS),         # the user's explicit setting wins, both ways
+    ("cuda", 1, 1, {S.MODE_ENV: "0"}, S.IN_PROCESS),
+    ("cpu", 1, 1, {S.MODE_ENV: " 0 "}, S.IN_PROCESS),
+    ("cpu", 1, 1, {S.MODE_ENV: ""}, S.IN_PROCESS),            # empty: not set
+])
+def test_choose_mode(platform, world, nodes, env, expect):
+    mode = S.choose_mode(platform, world, nodes, env)
+    assert mode.name == expect and mode.reason
+
+
+def test_choose_mode_names_a_bad_setting():
+    with pytest.raises(ValueError, match=r"VLLM_ENABLE_V1_MULTIPROCESSING='yes' is not an integer"):
+        S.choose_mode("cpu", 1, 1, {S.MODE_ENV: "yes"})
+
+
+def test_in_process_start_gives_the_process_its_own_settings_back(monkeypatch):
+    monkeypatch.delenv(S.MODE_ENV, raising=False)
+    original = torch.set_num_threads
+    threads = torch.get_num_threads()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = random.random(), float(np.random.rand()), float(torch.rand(1))
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with S.in_process():
+        import os
+
+        assert os.environ[S.MODE_ENV] == "0"
+        # what vLLM's CPU worker and engine core do to the process (cpu_worker.py:145, :165; core.py:253)
+        torch.set_num_threads(1 if threads != 1 else 2)
+        torch.set_num_threads = lambda n: None
+        random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    assert torch.set_num_threads is original and torch.get_num_threads() == threads
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    assert S.MODE_ENV not in __import__("os").environ  # a later `vllm serve` does not inherit it
+
+
+def test_torch_threads_scopes_the_count():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with S.torch_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with S.torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+class _FakeLLM:
+    def __init__(self):
+        self.seen = None
+
+    def generate(self, prompts):
+        self.seen = torch.get_num_threads()
+        return prompts
+
+    def get_tokenizer(self):
+        return "tok"
+
+
+def test_in_process_llm_runs_generate_with_the_workers_threads():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    llm = S.InProcessLLM(_FakeLLM(), other)
+    assert llm.generate(["a"]) == ["a"] and llm._llm.seen == other
+    assert torch.get_num_threads() == before and llm.get_tokenizer() == "tok"
+
+
+# A multiprocess start's log as engine.offline's logging config writes it (front end 100, engine core 200,
+# worker 300; vLLM's messages).
+MP_LOG = """=== engine start (real): vllm.LLM(**{...}) [multiprocess: VLLM_ENABLE_V1_MULTIPROCESSING=1 in the environment]
+INFO 12-03 12:25:55.348 100 [api_utils.py:286] non-default args: {}
+INFO 12-03 12:26:19.795 200 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='m'
+INFO 12-03 12:26:31.384 300 [parallel_state.py:1906] world_size=1 rank=0 local_rank=0
+INFO 12-03 12:26:31.626 300 [base_loader.py:82] Initializing model took 0.211776 seconds
+INFO 12-03 12:26:31.636 300 [default_loader.py:501] Loading weights took 0.01 seconds
+INFO 12-03 12:26:32.813 200 [core.py:402] init engine (profile, create kv cache, warmup model) took 0.37 s
+INFO 12-03 12:26:35.655 100 [hf.py:648] Detected the chat template content format to be 'string'.
+"""
+
+
+def test_first_seen_per_process():
+    assert S.first_seen(MP_LOG, own_pid=100) == {200: 24.45, 300: 36.04}
+
+
+def test_phases_of_a_multiprocess_start():
+    ph = S.phases(import_s=15.0, config_s=2.0, engine_s=40.3, log=MP_LOG, own_pid=100, mode=S.MULTIPROCESS)
+    assert list(ph) == ["import", "config", "processes", "model_load", "kv_cache_and_warmup", "other"]
+    assert ph["processes"] == 36.04 and ph["model_load"] == 0.01 and ph["kv_cache_and_warmup"] == 0.37
+    assert ph["other"] == round(40.3 - 36.04 - 0.01 - 0.37, 2)
+
+
+def test_phases_of_an_in_process_start_have_no_process_phase():
+    log = MP_LOG.replace(" 200 [", " 100 [").replace(" 300 [", " 100 [").replace(
+        "Loading weights took 0.01 seconds", "Model loading took 0.01 GiB memory and 0.25 seconds")
+    ph = S.phases(import_s=0.0, config_s=1.0, engine_s=9.0, log=log, own_pid=100, mode=S.IN_PROCESS)
+    assert "processes" not in ph and ph["import"] == 0.0 and ph["model_load"] == 0.25
+    assert ph["other"] == round(9.0 - 0.25 - 0.37, 2)
+
+
+def test_phases_never_negative_and_without_log():
+    ph = S.phases(import_s=1.0, config_s=1.0, engine_s=0.1, log=MP_LOG, own_pid=100, mode=S.IN_PROCESS)
+    assert ph["other"] == 0.0
+    assert S.phases(import_s=1.0, config_s=2.0, engine_s=3.0, log="", own_pid=1, mode=S.MULTIPROCESS) == {
+        "import": 1.0, "config": 2.0, "other": 3.0}
+
+
+def test_starts_keep_mode_and_phases(tmp_path):
+    starts.record(tmp_path, starts.Start("04_determinism", "offline", "real", "restart", 9.5, mode=S.IN_PROCESS,
+                                         phases={"import": 0.0, "config": 1.0, "other": 8.5}))
+    (tmp_path / starts.STARTS_FILE).open("a").write(
+        '{"chapter": "runner", "kind": "shared-server", "which": "real", "why": "", "seconds": 30.0}\n')  # before phases
+    a, b = starts.load(tmp_path)
+    assert a.mode == S.IN_PROCESS and a.phases == {"import": 0.0, "config": 1.0, "other": 8.5}
+    assert b.mode == "" and b.phases == {}
+    assert starts.of_run(tmp_path)["starts"][0]["phases"]["other"] == 8.5
