@@ -567,7 +567,9 @@ def test_results_card_one_named_row_per_figure_with_n_and_what_it_was_measured_o
                       measured_on=on)]
     perf = R.ChapterResult("07_performance", "Performance", "性能", status="ok")
     perf.data = {"figures": {"rows": [{"id": "decode_tok_s", "samples": 8}]}}
-    rows = S.results_card(km, {"07_performance": perf})
+    acc = R.ChapterResult("09_accuracy", "Accuracy", "基准精度", status="ok")
+    acc.data = {"tasks": [{"task": "ceval", "score": {"points": 25.0, "se": 2.7, "n": 260}}]}
+    rows = S.results_card(km, {"07_performance": perf, "09_accuracy": acc})
     got = {r.id: (r.name.en, r.value, r.unit.en, r.n, r.measured_on.en) for r in rows}
     # the device is on the identity line, the server start is the engine init, "0/0" judged nothing, a text is
     # the chapter's: none is a row
@@ -576,10 +578,10 @@ def test_results_card_one_named_row_per_figure_with_n_and_what_it_was_measured_o
     assert got["max_concurrency"][2] == "requests of 2,048 tokens"
     assert got["identical_tokens"][1:4] == ("1,280/1,280", "tokens", "1,280")
     assert got["greedy_equal"][1:] == ("3/3", "", "3", "—")
-    assert got["ceval_acc"][:2] == ("ceval acc", "0.25") and got["ceval_acc"][3] == "260"  # n out of the name
+    assert got["ceval_acc"][:2] == ("ceval acc", "0.25") and got["ceval_acc"][3] == "260 / ±0.027"  # n and its stderr
     assert all(" = " not in r.name.en and " = " not in r.name.zh for r in rows)  # names, not formulas
     headers, body = S.results_card_table(rows)
-    assert [h.en for h in headers] == ["Metric", "Value", "Unit", "n", "Measured on", "Chapter"]
+    assert [h.en for h in headers] == ["Metric", "Value", "Unit", "n / ±", "Measured on", "Chapter"]
     assert body[3][5] == '<a href="#ch-07_performance">07</a>' and body[0][2].zh == "s"
     assert body[2][2].zh == "词元"  # the Chinese unit is a Chinese word
 
@@ -590,3 +592,23 @@ def test_page_one_findings_keep_to_a_limit():
     _, body = S.findings_table(found, limit=4)
     assert len(body) == 4 and body[-1][1].en == "7 more (⚠️\u00a07)"
     assert len(S.findings_table(found)[1]) == 10
+
+
+def test_a_family_with_one_status_is_one_finding(tmp_path):
+    why = "answer wrong: expected Paris"
+    rows = scoped_run(tmp_path, GOOD | {"03_inference": [
+        R.Check("probe:paris", "fail", "Probe paris", "探针 paris", why, why, "model"),
+        R.Check("probe:four", "fail", "Probe four", "探针 four", why, why, "model"),
+        R.Check("probe:poem", "warn", "Probe poem", "探针 poem", "short", "短", "model")]})
+    f = S.findings(rows, SPECS)
+    fails = [x for x in f if x.chapter == "03_inference" and x.status == "fail"]
+    assert len(fails) == 1 and "(2 items)" in fails[0].what.en and why in fails[0].what.en
+    assert [x.check_id for x in f if x.chapter == "03_inference" and x.status == "warn"] == ["probe:poem"]
+
+
+def test_matrix_leaves_the_claims_to_their_own_table(tmp_path):
+    rows = scoped_run(tmp_path, GOOD | {"10_quantization": [
+        R.Check("doc_ratio", "fail", "Original: ~90%", "原文档：约 90%", "71.8%", "71.8%", "document")]})
+    names = lambda body: [c.en for r in body for c in r if isinstance(c, T)]  # noqa: E731
+    assert "Original: ~90%" in names(S.matrix_display(rows)[1])
+    assert "Original: ~90%" not in names(S.matrix_display(rows, document=False)[1])

@@ -600,7 +600,34 @@ def findings(rows: list[MatrixRow], specs: Iterable[CheckSpec] = ()) -> list[Fin
         remedy = T(spec.remedy_zh, spec.remedy_en) if spec and spec.remedy_en else _see_chapter(r)
         out.append(Finding(r.status, r.scope, r.chapter, r.check_id, what, impact, remedy))
     order = {"fail": 0, "warn": 1, "not_comparable": 2}
-    return sorted(out, key=lambda f: (order[f.status], f.scope == "document"))
+    return sorted(_group_findings(out, rows, index), key=lambda f: (order[f.status], f.scope == "document"))
+
+
+def _group_findings(found: list[Finding], rows: list[MatrixRow], index: dict[tuple[str, str], CheckSpec]
+                    ) -> list[Finding]:
+    """Members of one check family with one status (probes that failed, ...) as one finding that counts them
+    and gives their shared reason: a repeated reason is one line (issue 20.2)."""
+    by_id = {(r.chapter, r.check_id): r for r in rows}
+    families: dict[tuple[str, str, str], list[Finding]] = {}
+    for f in found:
+        if ":" in f.check_id:
+            families.setdefault((f.chapter, f.check_id.split(":", 1)[0], f.status), []).append(f)
+    out: list[Finding] = []
+    for f in found:
+        key = (f.chapter, f.check_id.split(":", 1)[0], f.status)
+        g = families.get(key) if ":" in f.check_id else None
+        if not g or len(g) < 2:
+            out.append(f)
+            continue
+        if g[0] is not f:
+            continue
+        members = [by_id[(x.chapter, x.check_id)] for x in g]
+        r, spec = members[0], index.get((f.chapter, key[1]))
+        zh, en = (spec.name_zh, spec.name_en) if spec else (key[1], key[1])
+        what = T(f"{r.title.zh} {zh}（{len(g)} 项）：{_common_reason([x.reason_t.zh for x in members], 100).rstrip(_END)}",
+                 f"{r.title.en} {en} ({len(g)} items): {_common_reason([x.reason_t.en for x in members], 100).rstrip(_END)}")
+        out.append(Finding(f.status, f.scope, f.chapter, key[1], what, f.impact, f.remedy))
+    return out
 
 
 def document_claims(rows: list[MatrixRow]) -> list[dict[str, Any]]:
@@ -960,11 +987,24 @@ def _figure_samples(results: dict[str, R.ChapterResult]) -> dict[tuple[str, str]
     return out
 
 
+def _score_spread(results: dict[str, R.ChapterResult]) -> dict[str, tuple[Any, Any]]:
+    """task -> (n, standard error as a fraction) of chapter 09's headline scores (data["tasks"][i]["score"]: points)."""
+    acc = results.get("09_accuracy")
+    out: dict[str, tuple[Any, Any]] = {}
+    for t in (acc.data.get("tasks") or []) if acc is not None and isinstance(acc.data, dict) else []:
+        score = t.get("score") if isinstance(t, dict) else None
+        if isinstance(score, dict) and t.get("task"):
+            se = score.get("se")
+            out[str(t["task"])] = (score.get("n"), se / 100 if isinstance(se, (int, float)) else None)
+    return out
+
+
 def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResult]] = None) -> list[CardRow]:
     """Page one's figures, one row each: key metrics less those the identity line shows, a second copy of one
     fact, descriptive texts (the chapter shows them) and fractions of nothing judged ("0/0")."""
     ids = {m.id for m in km}
     samples = _figure_samples(results or {})
+    spread = _score_spread(results or {})
     rows: list[CardRow] = []
     for m in km:
         if m.id in CARD_ELSEWHERE or CARD_SAME_FACT.get(m.id) in ids:
@@ -992,6 +1032,10 @@ def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResul
                 unit = T(f"个 {req.group(1)} 词元的请求", f"requests of {req.group(1)} tokens")
         if n is None and (m.chapter, m.id) in samples:
             n = format_value(samples[(m.chapter, m.id)])
+        task = m.id.rsplit("_", 1)[0] if m.chapter == "09_accuracy" else None
+        if task in spread:  # an accuracy score: its n and standard error
+            items, se = spread[task]
+            n = (format_value(items) if items is not None else n or "—") + (f" / ±{format_value(se)}" if se else "")
         rows.append(CardRow(m.chapter, m.id, name, text, unit, n or "—", measured_on_label(m.measured_on)))
     return rows
 
@@ -1001,7 +1045,7 @@ def results_card_table(rows: list[CardRow]) -> tuple[list[T], list[list[Any]]]:
     cell is HTML made here, show with `trusted_cols=(5,)`)."""
     from bitcpm_validation.report.textsafe import html_escape
 
-    headers = [T("指标", "Metric"), T("值", "Value"), T("单位", "Unit"), T("样本 n", "n"),
+    headers = [T("指标", "Metric"), T("值", "Value"), T("单位", "Unit"), T("样本 n / 标准误", "n / ±"),
                T("测量对象", "Measured on"), T("章节", "Chapter")]
     body = [[r.name, r.value, r.unit, r.n, r.measured_on,
              f'<a href="#ch-{html_escape(r.chapter)}">{html_escape(r.chapter.split("_", 1)[0])}</a>'] for r in rows]
@@ -1020,7 +1064,7 @@ def _common_reason(texts: list[str], limit: int) -> str:
 
 
 def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit: int = 60,
-                   fold: int = 3) -> tuple[list[T], list[list[Any]]]:
+                   fold: int = 3, document: bool = True) -> tuple[list[T], list[list[Any]]]:
     """The compact check matrix: chapter (on its first row only), mark, check name, short reason.
 
     `fold` or more consecutive ✅ rows of a chapter become one row "n checks passed" naming them, and `fold` or
@@ -1028,6 +1072,8 @@ def matrix_display(rows: list[MatrixRow], specs: Iterable[CheckSpec] = (), limit
     reason; every ❌ and ⚠️ keeps its own row. Details stay in the chapters."""
     index = _spec_index(specs)
     headers = [T("章节", "Chapter"), "", T("检查项", "Check"), T("原因", "Reason")]
+    if not document:  # the original document's claims have their own table: not twice
+        rows = [r for r in rows if r.scope != "document"]
     first = {}
     for i, r in enumerate(rows):
         first.setdefault((r.chapter, r.base_id), i)
