@@ -41,11 +41,15 @@ def test_results_validate_against_schema(e2e_run):
 
 
 def test_at_most_six_engine_starts_each_with_its_reason(e2e_run):
-    """Issue 12.5: one shared engine, and only deliberate extra starts (dummy load, restart, float32, benchmarks)."""
+    """Issue 12.5: one shared engine, and only deliberate extra starts (the full-shape load, restart, the full-shape
+    comparison, benchmarks). Issue 19.4: the full shape runs on the synthetic checkpoint, not load_format=dummy."""
     info = json.loads((e2e_run["run_dir"] / "run.json").read_text(encoding="utf-8"))
     starts = info["engine_starts"]
     assert 1 <= starts["count"] <= 6, starts
     assert all(s["why"] for s in starts["starts"]), starts["starts"]
+    weights = {(s["chapter"], s["kind"]): s["which"] for s in starts["starts"]}
+    assert weights.get(("02_loading", "offline")) == "synthetic" and "dummy" not in weights.values(), weights
+    assert weights.get(("07_performance", "benchmark")) == "synthetic", weights
     summary = R.load(e2e_run["run_dir"] / "results" / "00_summary.json")
     assert summary.metric("engine_starts") == starts["count"]
 

@@ -51,12 +51,15 @@ def test_chapter_ran_ok(res, cid):
 
 def test_loading(res):
     r = res["02_loading"]
-    for cid in ("registry", "config", "tokenizer", "chat_template", "round_trip", "load:dummy",
-                "kv_capacity:dummy", "load:real", "infer:real", "kv_capacity:real", "tie_vs_lm_head",
+    for cid in ("registry", "config", "tokenizer", "chat_template", "round_trip", "load:synthetic",
+                "kv_capacity:synthetic", "infer:synthetic", "load:real", "infer:real", "kv_capacity:real", "tie_vs_lm_head",
                 "weights_match_config", "engine_tokenizer_deployed"):
         assert _status(r, cid) == "pass", (cid, r.check(cid))
-    # facts, not checks (issue 23.5): the dummy weights' tokens, max_model_len against the model's limit
-    assert r.metric("dummy_tokens_generated") == "8/8" and r.metric("max_model_len").startswith("2,048 / ")
+    # facts (issue 23.5): the full shape's tokens, max_model_len against the model's limit; the full shape loaded the
+    # synthetic checkpoint (issue 19.4), written or reused with its time shown
+    assert r.metric("full_shape_tokens_generated") == "8/8" and r.metric("max_model_len").startswith("2,048 / ")
+    assert r.data["full_shape"]["weights"] == "synthetic" and "full-shape-" in r.data["full_shape"]["dir"]
+    assert r.data["full_shape"]["prepare_s"] >= 0 and r.metric("full_shape_checkpoint_s") is not None
     # transformers 5.x rebuilds the stand-in's LlamaTokenizer: the model's own tokenizer fails fidelity with the
     # first mismatch named, and the faithful tokenizer directory is what the engine is given
     fid = r.check("tokenizer_fidelity")
@@ -74,13 +77,15 @@ def test_loading(res):
     for mid in ("weight_gb", "init_s", "kv_cache_tokens", "max_concurrency"):
         assert metrics[mid].key and metrics[mid].value is not None and metrics[mid].measured_on.startswith("stand-in"), mid
     assert metrics["init_s"].timing and not metrics["kv_cache_tokens"].timing
-    assert metrics["dummy_kv_cache_tokens"].value > 0
+    assert metrics["full_shape_kv_cache_tokens"].value > 0
+    assert metrics["full_shape_kv_cache_tokens"].measured_on == "bitcpm4-0.5b shape · random weights · CPU"
     full = {x["key"]: x["value"] for x in r.data["architecture"]["full_size"]}
     assert full["parameters"] == 433_873_920 and full["head_dim"] == 64 and full["gqa_ratio"] == "8:1"
     assert [m["real"] for m in r.data["matrix"]] == ["✅"] * len(r.data["matrix"])
-    stages = {e["key"] for e in r.data["init_timeline"]["dummy"]}
-    assert {"model_init", "kv_cache", "ready"} <= stages and "weights_done" in {e["key"] for e in r.data["init_timeline"]["real"]}
-    assert any(x["key"] == "device_config" for x in r.data["key_log_lines"]["dummy"])
+    assert [m["full_shape"] for m in r.data["matrix"]] == ["✅"] * 4 + ["—"] * 3
+    stages = {e["key"] for e in r.data["init_timeline"]["synthetic"]}
+    assert {"model_init", "weights_done", "kv_cache", "ready"} <= stages and "weights_done" in {e["key"] for e in r.data["init_timeline"]["real"]}
+    assert any(x["key"] == "device_config" for x in r.data["key_log_lines"]["synthetic"])
 
 
 def test_inference_stand_in_probes_not_judged(res, params):

@@ -10,7 +10,7 @@ from bitcpm_validation.report.contents import all_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = [c for c in all_chapters() if c.notebook.is_file()]
-# engine starts per chapter: loading 2 (dummy + real), determinism 2 (restart), the others 1
+# engine starts per chapter: loading 2 (the full shape's synthetic checkpoint + real), determinism 2 (restart), the others 1
 ENGINE_STARTS = {"02_loading": 2, "03_inference": 1, "04_determinism": 2, "05_chinese": 1}
 
 
