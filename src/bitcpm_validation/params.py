@@ -12,7 +12,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
-from bitcpm_validation.paths import PROJECT_ROOT
+from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
+from bitcpm_validation.paths import PROJECT_ROOT, parse_hub_id
 
 
 class ParamsError(ValueError):
@@ -50,8 +51,6 @@ class ModelParams(_Section):
     @property
     def weights_kind(self) -> str:
         """stand-in | synthetic | real, as the model directory declares it (model.weights_kind), never the profile."""
-        from bitcpm_validation.model.weights_kind import weights_kind
-
         return weights_kind(_project_path(self.path))
 
     @computed_field  # type: ignore[prop-decorator]  (saved into the run's params.yaml: what the directory declared)
@@ -64,8 +63,6 @@ class ModelParams(_Section):
     @classmethod
     def _default_name(cls, data: object) -> object:
         if isinstance(data, dict) and not data.get("name") and isinstance(data.get("path"), str):
-            from bitcpm_validation.engine.hub import parse_hub_id
-
             path = data["path"]
             local = Path(path).expanduser()
             hub_id = None if (local if local.is_absolute() else PROJECT_ROOT / local).is_dir() else parse_hub_id(path)
@@ -85,8 +82,6 @@ def _drop_stand_in_claim(data: object) -> object:
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or "is_stand_in" not in model:
         return data
-    from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
-
     claim, path = model["is_stand_in"], model.get("path")
     kind = weights_kind(_project_path(path)) if isinstance(path, str) else "real"
     if bool(claim) != (kind == "stand-in"):

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.engine.files import safetensors_files, safetensors_header, sha256_file
+from bitcpm_validation.files import safetensors_files, safetensors_header, sha256_file
 from bitcpm_validation.model import config as mcfg
 from bitcpm_validation.model.tokenizer import FIDELITY_SAMPLE
 

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import yaml
 
 from bitcpm_validation.chapters import environment
-from bitcpm_validation.engine.files import sha256_file
+from bitcpm_validation.files import sha256_file
 
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.report.runner import git_info

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from bitcpm_validation.engine.files import safetensors_files
+from bitcpm_validation.files import safetensors_files
 
 from bitcpm_validation.report.display import T
 from bitcpm_validation.report.results import Check

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from bitcpm_validation.paths import parse_hub_id
+
 Hub = Literal["huggingface", "modelscope"]
-_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
 
 class ModelSourceError(ValueError):
@@ -42,14 +43,6 @@ class ModelSource:
         if self.repo_id is None:
             return str(self.local_dir)
         return f"{self.repo_id}@{self.commit or self.revision}" if (self.commit or self.revision) else self.repo_id
-
-
-def parse_hub_id(spec: str) -> Optional[tuple[str, Optional[str]]]:
-    """("org/name", revision or None) for a hub id, None for anything that is not one."""
-    if spec.startswith(("/", "./", "../", "~")):
-        return None
-    m = _HUB_ID.match(spec.strip())
-    return (m.group("repo"), m.group("rev")) if m else None
 
 
 def default_hub() -> Hub:

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from bitcpm_validation.engine.files import safetensors_files, sha256_file
+from bitcpm_validation.files import safetensors_files, sha256_file
 
 BUNDLE_VERSION = 1
 PRECISION_CHAPTER = "06_precision"

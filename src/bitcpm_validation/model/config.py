@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bitcpm_validation.engine.files import safetensors_header, safetensors_files
+from bitcpm_validation.files import safetensors_header, safetensors_files
 
 # Defaults of MiniCPMConfig for fields a config.json may omit (facts sheet §1).
 CONFIG_DEFAULTS: dict[str, Any] = {

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitcpm_validation.engine.files import safetensors_files
+from bitcpm_validation.files import safetensors_files
 from .config import longrope, read_config
 
 

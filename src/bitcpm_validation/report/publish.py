@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bitcpm_validation.engine.files import sha256_file
+from bitcpm_validation.files import sha256_file
 from bitcpm_validation.paths import PROJECT_ROOT, REPORT_DIR, RUNS_DIR
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import summary as S

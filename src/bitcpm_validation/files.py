@@ -1,6 +1,8 @@
-"""File facts several chapters need: a file's SHA-256, a model directory's safetensors files and headers.
+"""File facts the model, engine, report and chapters need: a file's SHA-256, a model directory's safetensors files and
+headers. At the base of the package (beside params and paths): it imports nothing of the package, so every layer
+can use it without importing upwards.
 
-Only reading, no validation: malformed files are diagnosed (in one line) by modelcheck.py.
+Only reading, no validation: malformed files are diagnosed (in one line) by engine.modelcheck.
 """
 from __future__ import annotations
 
