@@ -741,12 +741,12 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
               (r.reason_zh if lang == "zh" and r.reason_zh else r.reason_en)] for r in rows]
     out.append(md_table([c("chapter"), c("check"), c("status"), c("detail")], mrows,
                         trusted_cols=(2,)) + "\n")
-    km = S.key_metrics(run_dir)
+    card = S.results_card(S.key_metrics(run_dir), S.chapter_results(run_dir))  # page one's table, the same rows
     out.append(f"## {c('metrics')}\n")
-    krows = [[chapter_heading(m.chapter, lang), m.name_zh if lang == "zh" and m.name_zh else m.name_en, m.value_text,
-              getattr(m, "measured_on", "") or "—"] for m in km]
-    out.append((md_table([c("chapter"), c("metric"), c("value"), c("measured_on")], krows)
-                if km else "—") + "\n")
+    krows = [[chapter_heading(r.chapter, lang), in_lang(r.name, lang),
+              f"{r.value} {in_lang(r.unit, lang)}".strip(), r.n, in_lang(r.measured_on, lang)] for r in card]
+    out.append((md_table([c("chapter"), c("metric"), c("value"), "n / ±", c("measured_on")], krows)
+                if card else "—") + "\n")
     for cid in _chapter_ids(run_dir):
         if cid == SUMMARY_ID:
             continue
