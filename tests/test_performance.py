@@ -93,7 +93,7 @@ def test_figures_against_both_limits():
     # the samples behind each percentile: requests at concurrency 1, token gaps for ITL
     n = ids["tpot_ms_p50"]["samples"]
     assert n == F["samples_c1"] and n > 0 and ids["itl_ms_p50"]["samples"] == n * 7
-    assert ids["itl_ms_p50"]["samples_of"] == "token gaps" and P.samples_note(ids["itl_ms_p50"]) == "n = 28 token gaps"
+    assert ids["itl_ms_p50"]["samples_of"] == "token gaps" and P.samples_note(ids["itl_ms_p50"]) == "n = 28"
     assert rows[[r["id"] for r in F["rows"]].index("itl_ms_p50")][6] == ("28 个词元间隔", "28 token gaps")
     # the sweep table: n (requests behind each p50) beside the latencies
     assert [len(r) for r in P.sweep_rows_table(F)] == [len(P.SWEEP_HEADERS)] * 2

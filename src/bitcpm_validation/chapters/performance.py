@@ -823,8 +823,8 @@ def samples_text(n: Optional[int], of: str = "requests") -> Any:
 
 
 def samples_note(row: dict[str, Any]) -> str:
-    """A metric's note: the samples behind it (n = 8 requests), language-neutral apart from the counted unit."""
-    return "" if row.get("samples") is None else f"n = {row['samples']:,} {row.get('samples_of', 'requests')}"
+    """A metric's note: the samples behind it ("n = 8"), in no language (the metric's name says what was counted)."""
+    return "" if row.get("samples") is None else f"n = {row['samples']:,}"
 
 
 def figure_rows(F: dict[str, Any]) -> list[list[Any]]:
