@@ -112,7 +112,7 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
     rows = T.compare(out, T.FIDELITY_SAMPLE + TEXTS)
     assert all(r["match"] for r in rows), [(r["text"], r["first_mismatch"]) for r in rows if not r["match"]]
     assert all(r["engine_ids"][0] == 1 for r in rows)  # BOS per add_bos_token
-    tok = T.engine_tokenizer(str(out.resolve()))
+    tok = T.auto_tokenizer(str(out.resolve()))
     msgs = [{"role": "user", "content": "你好"}]
     rendered = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert rendered == T.chatml(msgs)

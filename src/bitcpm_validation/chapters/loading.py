@@ -121,7 +121,7 @@ def tokenizer_report(model_dir: Path, sample: Sequence[str] = FIDELITY_SAMPLE) -
 
     d = Path(model_dir).resolve()
     try:
-        tok = T.engine_tokenizer(str(d))
+        tok = T.auto_tokenizer(str(d))
     except Exception as e:  # noqa: BLE001  (any loader error is the finding)
         return {"error": one_line(f"{type(e).__name__}: {e}".replace(str(d), d.name), 300), "fidelity": [],
                 "round_trips": [], "fidelity_ok": None}

@@ -23,11 +23,13 @@ Two paths:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
 from bitcpm_validation.engine.identity import model_source
+from bitcpm_validation.model import tokenizer as T
 from bitcpm_validation.params import Params, Prompt
 
 Mode = Literal["faithful", "engine"]
@@ -35,16 +37,12 @@ Mode = Literal["faithful", "engine"]
 
 def feed_mode(model_dir: Union[str, Path]) -> Mode:
     """faithful (the reference tokenizer's ids) where tokenizer.model or tokenizer.json ships, else engine."""
-    from bitcpm_validation.model.tokenizer import reference_kind
-
-    return "faithful" if reference_kind(model_dir) else "engine"
+    return "faithful" if T.reference_kind(model_dir) else "engine"
 
 
 def describe(model_dir: Union[str, Path]) -> dict[str, str]:
     """The choice and its reason, for the loading chapter: {mode, reference, en, zh}."""
-    from bitcpm_validation.model.tokenizer import reference_kind
-
-    kind = reference_kind(model_dir)
+    kind = T.reference_kind(model_dir)
     if kind is None:
         return {"mode": "engine", "reference": "",
                 "en": "The model directory has neither tokenizer.model nor tokenizer.json: prompts are tokenized by the "
@@ -68,22 +66,16 @@ def describe(model_dir: Union[str, Path]) -> dict[str, str]:
 
 
 def _reference(model_dir: Union[str, Path]):
-    from bitcpm_validation.model.tokenizer import reference_tokenizer
-
-    return reference_tokenizer(model_dir)
+    return T.reference_tokenizer(model_dir)
 
 
 def _engine_tok(model_dir: Union[str, Path]):
-    from bitcpm_validation.model.tokenizer import engine_tokenizer
-
-    return engine_tokenizer(str(Path(model_dir).resolve()))
+    return T.auto_tokenizer(str(Path(model_dir).resolve()))
 
 
 def chat_text(user: str) -> str:
     """The ChatML text of one user turn plus the generation prompt (the template emits no BOS)."""
-    from bitcpm_validation.model.tokenizer import chatml
-
-    return chatml([{"role": "user", "content": user}], add_generation_prompt=True)
+    return T.chatml([{"role": "user", "content": user}], add_generation_prompt=True)
 
 
 def prompt_text(prompt: Union[Prompt, str], chat: bool | None = None) -> str:
@@ -163,8 +155,6 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     write the faithful tokenizer directory (tokenizer.json loaded as is) into
     run_dir/artifacts/faithful-tokenizer/<model dir name> and use it, provided it does encode like the
     reference. Otherwise (off, no tokenizer.json to load as is, already faithful) the model's own tokenizer."""
-    from bitcpm_validation.model import tokenizer as T
-
     model_dir = Path(model_source(params, which).model_dir)
     if params.engine.tokenizer_override == "off":
         return TokenizerDecision(None, "engine.tokenizer_override is off: the engine uses the model directory's own tokenizer",
@@ -208,7 +198,5 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
 
 
 def _config_class(model_dir: Path) -> Optional[str]:
-    import json
-
     p = model_dir / "tokenizer_config.json"
     return json.loads(p.read_text(encoding="utf-8")).get("tokenizer_class") if p.is_file() else None

@@ -396,7 +396,7 @@ def faithful_ids(model_dir: str | Path, text: str, add_bos: Optional[bool] = Non
 
 
 @functools.lru_cache(maxsize=8)
-def engine_tokenizer(model_dir: str):
+def auto_tokenizer(model_dir: str):
     """transformers.AutoTokenizer on the directory, as vLLM loads it (trust_remote_code)."""
     from transformers import AutoTokenizer
 
@@ -404,7 +404,7 @@ def engine_tokenizer(model_dir: str):
 
 
 def engine_ids(model_dir: str | Path, text: str, add_special_tokens: bool = True) -> list[int]:
-    tok = engine_tokenizer(str(Path(model_dir).resolve()))
+    tok = auto_tokenizer(str(Path(model_dir).resolve()))
     return list(tok(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
@@ -421,7 +421,7 @@ def first_mismatch(a: Sequence[int], b: Sequence[int]) -> Optional[dict]:
 def compare(model_dir: str | Path, texts: Iterable[str]) -> list[dict]:
     """Per text: reference ids, engine ids, first mismatch, pieces on both sides, which reference."""
     ref = reference_tokenizer(model_dir)
-    tok = engine_tokenizer(str(Path(model_dir).resolve()))
+    tok = auto_tokenizer(str(Path(model_dir).resolve()))
     rows = []
     for t in texts:
         a, b = ref.encode(t), engine_ids(model_dir, t)
