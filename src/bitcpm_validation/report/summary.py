@@ -1160,7 +1160,7 @@ def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]
     return headers, body
 
 
-# -- legacy mixed-language tables (report.md until render writes one language) ----------------------------
+# -- one language's Markdown tables (the `summary` command of the CLI) ------------------------------------------
 def matrix_markdown(rows: list[MatrixRow], lang: str = "en") -> str:
     """The check matrix as one language's Markdown table (the `summary` command, report.md)."""
     from bitcpm_validation.report.textsafe import md_table
