@@ -612,3 +612,10 @@ def test_matrix_leaves_the_claims_to_their_own_table(tmp_path):
     names = lambda body: [c.en for r in body for c in r if isinstance(c, T)]  # noqa: E731
     assert "Original: ~90%" in names(S.matrix_display(rows)[1])
     assert "Original: ~90%" not in names(S.matrix_display(rows, document=False)[1])
+
+
+def test_page_one_findings_leave_out_what_the_performance_row_says():
+    f = [S.Finding("not_comparable", "performance", "07_performance", "decode", T("忙", "busy"), T("i", "i"), T("r", "r")),
+         S.Finding("warn", "engine", "06_precision", "top1", T("w", "w"), T("i", "i"), T("r", "r"))]
+    assert [r[1].en for r in S.findings_table(f, not_comparable=False)[1]] == ["w"]
+    assert len(S.findings_table(f)[1]) == 2

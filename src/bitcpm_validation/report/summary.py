@@ -885,13 +885,16 @@ def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
 PAGE_ONE_FINDINGS = 8  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
 
 
-def findings_table(found: list[Finding], *, document: bool = True, limit: Optional[int] = None
-                   ) -> tuple[list[Any], list[list[Any]]]:
+def findings_table(found: list[Finding], *, document: bool = True, limit: Optional[int] = None,
+                   not_comparable: bool = True) -> tuple[list[Any], list[list[Any]]]:
     """The findings as a table (mark, what, impact, what to do): one row each; `document=False` leaves out the
-    original document's claims (page one gives them one line, `document_line`). With `limit`, more findings than
-    that keep the first `limit - 1` rows and one row that counts the rest (all are in the check matrix)."""
+    original document's claims (page one gives them one line, `document_line`); `not_comparable=False` the
+    invalid measurements (page one's performance row says why and gives the re-run command). With `limit`, more
+    findings than that keep the first `limit - 1` rows and one row that counts the rest (all are in the check
+    matrix)."""
     headers = ["", T("发现", "Finding"), T("影响与处理", "Impact and what to do")]
-    found = [f for f in found if document or f.scope != "document"]
+    found = [f for f in found if (document or f.scope != "document")
+             and (not_comparable or f.status != "not_comparable")]
     body = [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")] for f in found]
     if limit is not None and len(body) > limit:
         rest = found[limit - 1:]
