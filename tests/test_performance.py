@@ -464,6 +464,10 @@ def test_real_bench_serve_tiny(tmp_path):
     assert [s["concurrency"] for s in sweep] == [1, 2]
     assert P.judge_completed({s["concurrency"]: s["parsed"] for s in sweep}).status == "pass"
     assert sweep[0]["parsed"]["tpot_ms_p50"] > 0 and sweep[0]["command"].startswith("vllm bench serve")
+    # the samples as the tool counted them (--save-detailed) and its own maximum (p100)
+    c1 = sweep[0]["parsed"]
+    assert c1["ttft_n"] == c1["completed"] == 2 and c1["tpot_n"] == 2 and 1 <= c1["itl_n"] <= 2 * 3
+    assert c1["ttft_ms_max"] >= c1["ttft_ms_p50"] and c1["itl_ms_max"] >= c1["itl_ms_p50"]
     assert [(s.kind, s.why) for s in starts.load(run)] == [("benchmark", P.BENCH_WHY["real"])]
     assert P.engine_log_facts(ev.read_text())["bound_cores"] is not None
 
