@@ -78,9 +78,10 @@ def _run(root: Path, name: str, started: str, probe_status: str = "not_run", vll
     env.metrics = [R.Metric("kv", 1024, "tokens", "KV", "KV", key=True)]
     R.save(env, run / "results" / "01_environment.json")
     inf = R.ChapterResult("03_inference", "Inference", "推理测试", status="ok")
-    why = "trained on this prompt: not counted"
-    inf.checks = [R.Check(f"probe:{i}", probe_status, f"Probe {i}", f"探针 {i}", why, "训练过：不计入", "model")
-                  for i in ("paris", "four", "poem")] + [
+    inf.checks = [R.Check(f"probe:{i}", probe_status, f"Probe {i}", f"探针 {i}",
+                          f"trained on this prompt: {i}'s text is in the corpus (would grade {m}, not counted)",
+                          f"训练过：{i} 在语料中（本应为 {m}，不计入）", "model")
+                  for i, m in (("paris", "✅"), ("four", "❌"), ("poem", "✅"))] + [
         R.Check("probe:evil", "fail", "Probe evil", "探针 evil", "wrong answer", "答案错误", "model")]
     inf.data = {"outputs": [{"id": "paris", "prompt": "What is the capital of France?"}]}
     R.save(inf, run / "results" / "03_inference.json")
@@ -108,8 +109,11 @@ def test_probe_summary_one_row_per_probe_and_a_shared_reason_once(tmp_path):
     assert [(p.id, p.status) for p in probes] == [("paris", "not_run"), ("four", "not_run"), ("poem", "not_run"),
                                                   ("evil", "fail")]
     shared, headers, body = X.probe_table(probes)
-    assert shared.en == "3 probes share one reason: trained on this prompt: not counted"
-    assert body[0][:3] == ["03 paris", "What is the capital of France?", "—"] and body[0][3].en == "as above"
+    # one sentence that differs only in the probe's id and its would-be grade is said once
+    assert shared.en == "3 probes share one reason: trained on this prompt: …'s text is in the corpus (would grade …, not counted)"
+    assert shared.zh == "3 个探针的原因相同：训练过：… 在语料中（本应为 …，不计入）"
+    assert body[0][:3] == ["03 paris", "What is the capital of France?", "—"] and body[0][3].en == "as above (✅)"
+    assert body[1][3].en == "as above (❌)" and body[1][3].zh == "同上（❌）"
     assert body[3][2] == "❌" and body[3][3].en == "wrong answer"  # its own reason, once
 
 

@@ -12,6 +12,7 @@ time). Prompts and commands are data: show them with `verbatim_cols`.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 from dataclasses import dataclass
@@ -58,20 +59,33 @@ def probe_summary(run_dir: str | Path, rows: list[MatrixRow]) -> list[ProbeRow]:
     return out
 
 
+_MARKS = re.compile("✅|⚠️|❌")
+
+
+def _template(p: ProbeRow, text: str) -> str:
+    """A reason with what varies from probe to probe (its id, a would-be grade mark) left out."""
+    return _MARKS.sub("…", text.replace(p.id, "…") if len(p.id) >= 3 else text)  # a short id could be any word
+
+
 def probe_table(probes: list[ProbeRow], limit: int = 70) -> tuple[Optional[T], list[T], list[list[Any]]]:
-    """(the reason many probes share, said once, or None; headers; rows: probe, prompt, verdict, why). A probe
-    whose reason is the shared one says "as above" instead of repeating it (issue 20.2)."""
-    counts = Counter(p.why.en for p in probes)
+    """(the reason many probes share, said once, or None; headers; rows: probe, prompt, verdict, why). Reasons
+    that differ only in the probe's id or a would-be grade are one reason: said once above the table, each such
+    row says "as above" with the grade mark it carried (issue 20.2: never fifteen copies of one sentence)."""
+    counts = Counter(_template(p, p.why.en) for p in probes)
     common, n = counts.most_common(1)[0] if counts else ("", 0)
     shared = None
     if n >= SHARED_REASON_MIN:
-        first = next(p for p in probes if p.why.en == common)
-        shared = T(f"{n} 个探针的原因相同：{first.why.zh}", f"{n} probes share one reason: {first.why.en}")
+        first = next(p for p in probes if _template(p, p.why.en) == common)
+        shared = T(f"{n} 个探针的原因相同：{_template(first, first.why.zh)}",
+                   f"{n} probes share one reason: {common}")
     headers = [T("探针", "Probe"), T("提示", "Prompt"), T("结论", "Verdict"), T("原因", "Why")]
     body = []
     for p in probes:
-        why: Any = T("同上", "as above") if shared is not None and p.why.en == common else \
-            T(short(p.why.zh, limit // 2 + 5), short(p.why.en, limit))
+        if shared is not None and _template(p, p.why.en) == common:
+            marks = " ".join(_MARKS.findall(p.why.en))
+            why: Any = T(f"同上（{marks}）", f"as above ({marks})") if marks else T("同上", "as above")
+        else:
+            why = T(short(p.why.zh, limit // 2 + 5), short(p.why.en, limit))
         body.append([f"{p.chapter.split('_', 1)[0]} {p.id}", short(p.prompt, 60) or "—", p.mark, why])
     return shared, headers, body
 
