@@ -48,6 +48,13 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
 - data["key_metrics"]: [{"chapter", "id", "name", "value", "unit", "text", "measured_on"}] (not timing);
   data["timings"]["key_metrics"]: the same for timing metrics (volatile between runs)
 - data["chapters"]: {chapter id: ok | failed | skipped | running | missing | unreadable}
+- data["sections"]: the original document's sections (report.sections.sections_data): probes, commands,
+  evidence, change_log
+
+Page one (the notebook's first cells) is a results card: the identity line (`validated_line`), the verdict per
+scope with its plain reason (`scopes_table`; a check family's reasons grouped), the findings (`findings_table`,
+at most PAGE_ONE_FINDINGS rows), one line on the document's claims, and one table (`results_card`:
+metric | value | unit | n / ± | measured on | chapter); each fact once.
 - metrics "verdict" (the overall verdict: the worst assessed scope, fail > incomplete > warn > pass, else
   not_assessed), "verdict_engine", "verdict_model", "checks_<status>" (counts of the rows in a verdict)
 
