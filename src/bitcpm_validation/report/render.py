@@ -438,11 +438,29 @@ def appendix_start(pages: list[str]) -> int:
     return next((i for i, text in enumerate(pages) if APPENDIX_HEADING.search(text)), len(pages))
 
 
+# the summary's first section after page one: it starts page two (bv-page-break), so page two opens with it
+PAGE_TWO_HEADING = re.compile(r"^\s*(?:原文档的说法|Claims of the original document)\s*$", re.M)
+
+
+def page_one_overflow(pages: list[str]) -> list[str]:
+    """Page one must fit one A4 page: where the summary's page-two heading is not the first line of page two,
+    page one ran on (a font that sets wider on another machine). [] for a report without that heading."""
+    at = next((i for i, text in enumerate(pages) if PAGE_TWO_HEADING.search(text)), None)
+    if at is None:
+        return []
+    first = next((ln.strip() for ln in pages[at].splitlines() if ln.strip()), "")
+    if at != 1 or not PAGE_TWO_HEADING.match(first):
+        spill = next((ln.strip() for ln in pages[1].splitlines() if ln.strip()), "") if len(pages) > 1 else ""
+        return [f"page one runs onto page {at + 1 if at else 2}: page 2 starts with {spill[:60]!r}"]
+    return []
+
+
 def text_problems(pages: list[str], max_pages: int = MAX_PAGES, max_appendix: int = MAX_APPENDIX_PAGES) -> list[str]:
     """What a reader would see wrong in a rendered report's page texts: one line per problem."""
     import unicodedata
 
     problems = []
+    problems += page_one_overflow(pages)
     body = appendix_start(pages)
     if body > max_pages:
         problems.append(f"{body} pages before the appendix: more than {max_pages}")
