@@ -158,3 +158,19 @@ def test_change_log_against_the_previous_run_of_the_profile(tmp_path):
     assert X.change_log(tmp_path / "r0")["previous"] is None
     headers, body = X.change_log_table(log)
     assert headers[1].en == "previous (r1)" and len(body) == len(log["changes"])
+
+
+def test_change_log_survives_an_unreadable_previous_run(tmp_path, monkeypatch):
+    from bitcpm_validation.report import compare
+    from bitcpm_validation.report import sections as X
+
+    _run(tmp_path, "r1", "2026-12-01T10:00:00")
+    new = _run(tmp_path, "r2", "2026-12-02T10:00:00")
+
+    def broken(path):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(compare, "load_run", broken)
+    log = X.change_log(new)
+    assert log["previous"] == "r1" and log["changes"] == [] and log["error"] == "OSError: disk went away"
+    assert X.sections_data(new, [], log)["change_log"]["error"] == "OSError: disk went away"

@@ -244,7 +244,10 @@ def change_log(run_dir: str | Path, rows: Optional[list[MatrixRow]] = None, prev
     prev = previous or previous_run(run_dir)
     if prev is None:
         return {"previous": None, "changes": [], "more": 0}
-    a, b = compare.load_run(prev), compare.load_run(run_dir)
+    try:  # another run's files: whatever is wrong with them must not cost this run its summary
+        a, b = compare.load_run(prev), compare.load_run(run_dir)
+    except Exception as e:  # noqa: BLE001 -- shown as the change log's one line
+        return {"previous": prev.name, "changes": [], "more": 0, "error": f"{type(e).__name__}: {e}"}
     changes: list[dict[str, Any]] = []
     for k in compare.ENV_KEYS:
         x, y = a["env"].get(k), b["env"].get(k)
@@ -275,9 +278,9 @@ def change_log_table(log: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
              T("本次", "this run")], [[c["what"], c["before"], c["now"]] for c in log["changes"]])
 
 
-def sections_data(run_dir: str | Path, rows: list[MatrixRow]) -> dict[str, Any]:
-    """JSON-ready data of the sections (results/00_summary.json data["sections"])."""
-    log = change_log(run_dir, rows)
+def sections_data(run_dir: str | Path, rows: list[MatrixRow], log: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """JSON-ready data of the sections (results/00_summary.json data["sections"]); `log`: change_log's, if made."""
+    log = change_log(run_dir, rows) if log is None else log
     return {
         "probes": [{"chapter": p.chapter, "id": p.id, "prompt": p.prompt, "status": p.status,
                     "why": {"zh": p.why.zh, "en": p.why.en}} for p in probe_summary(run_dir, rows)],
@@ -285,7 +288,7 @@ def sections_data(run_dir: str | Path, rows: list[MatrixRow]) -> dict[str, Any]:
                      for c in reproducing_commands(run_dir)],
         "evidence": [{"path": f.path, "bytes": f.bytes, "chapter": f.chapter, "holds": {"zh": f.holds.zh, "en": f.holds.en}}
                      for f in evidence_index(run_dir)],
-        "change_log": {"previous": log["previous"], "more": log["more"],
+        "change_log": {"previous": log["previous"], "more": log["more"], "error": log.get("error"),
                        "changes": [{"what": {"zh": c["what"].zh, "en": c["what"].en}, "before": c["before"],
                                     "now": c["now"]} for c in log["changes"]]},
     }
