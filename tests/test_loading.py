@@ -142,7 +142,8 @@ def test_matrix_columns_follow_the_full_shape_weights():
             loading.judge_load("real", None, "x"), loading.judge_infer("real", 3, 8, ignore_eos=False)]
     mx = {r["what_en"]: r for r in loading.matrix(rows, "synthetic")}
     assert mx["Architecture registered and instantiated by vLLM"]["full_shape"] == "✅"
-    assert mx["vLLM's loader reads every weight from the files (BitCPM4's stored layout)"]["full_shape"] == "✅"
+    assert mx["vLLM's loader reads the weights from the files (BitCPM4's stored layout: names and shapes must map)"][
+        "full_shape"] == "✅"
     assert mx["KV cache sized for the shape and holds a full-length request"]["full_shape"] == "❌"
     assert mx["Forward pass runs end to end with finite scores (first request)"] == {
         "what_zh": mx["Forward pass runs end to end with finite scores (first request)"]["what_zh"],
@@ -152,7 +153,7 @@ def test_matrix_columns_follow_the_full_shape_weights():
                                                                      loading.judge_infer("dummy", 8, 8, ignore_eos=True)],
                                                                     "dummy")}
     assert dummy["Architecture registered and instantiated by vLLM"] == "✅"
-    assert dummy["vLLM's loader reads every weight from the files (BitCPM4's stored layout)"] == "—"
+    assert dummy["vLLM's loader reads the weights from the files (BitCPM4's stored layout: names and shapes must map)"] == "—"
     assert dummy["Forward pass runs end to end with finite scores (first request)"] == "—"
     assert str(loading.full_shape_text("synthetic").en).startswith("synthetic checkpoint")
     assert set(loading.FULL_SHAPE_WHY) == {"synthetic", "dummy"}

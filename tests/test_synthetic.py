@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from bitcpm_validation.model import synthetic as S
@@ -65,7 +66,9 @@ def _profile(tmp: Path, dummy_config) -> "Params":  # noqa: F821
         model["dummy_config"] = str(dummy_config)
     else:
         model["dummy_config"] = None
-    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": model, "engine": {"max_model_len": 512}}
+    # float32: the load is under test, not the host's BF16 kernels
+    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": model,
+         "engine": {"max_model_len": 512, "dtype": "float32"}}
     (tmp / "p.yaml").write_text(yaml.safe_dump(y))
     return load_params(tmp / "p.yaml")
 
@@ -101,3 +104,41 @@ def test_model_source_maps_which_to_directory_load_format_and_weights(tmp_path, 
         identity.model_source(p, "fake")
     with pytest.raises(offline.EngineError, match="model.dummy_config is not set"):
         offline.engine_kwargs(_profile(tmp_path, None), "synthetic")
+
+
+@pytest.mark.engine
+def test_vllm_reads_every_synthetic_weight_and_a_missing_one_fails_the_load(tmp_path, monkeypatch):
+    """The full-shape load (loading chapter) on the synthetic checkpoint, at a small shape: vLLM's loader reads the
+    files (load_format auto), the first request scores finite log-probs, and a checkpoint missing a norm weight does
+    not start (vLLM: "Following weights were not initialized from checkpoint"), so load:synthetic can fail. (vLLM
+    0.18 exempts unquantized linear layers from that check: a missing projection is not noticed by the engine.)"""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    from bitcpm_validation.chapters import loading
+    from bitcpm_validation.engine import identity, offline
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
+    p = _profile(tmp_path, _source(tmp_path))
+    ev = tmp_path / "evidence" / "02_loading.log"
+    ev.parent.mkdir()
+    src = identity.model_source(p, "synthetic")
+    eng = offline.start(p, ev, "synthetic", fresh=True, why=loading.FULL_SHAPE_WHY["synthetic"])
+    try:
+        assert eng.kwargs["load_format"] == "auto" and eng.kwargs["model"] == str(src.model_dir)
+        g = eng.generate([[1, 100, 200, 300]], max_tokens=4, ignore_eos=True, logprobs=1, detokenize=False)[0]
+    finally:
+        eng.close()
+    assert loading.judge_infer("synthetic", len(g.token_ids), 4, ignore_eos=True,
+                               chosen_logprobs=loading.chosen_logprobs(g)).status == "pass"
+    f = src.model_dir / "model.safetensors"
+    sd = load_file(str(f))
+    del sd["model.layers.1.input_layernorm.weight"]
+    save_file(sd, str(f), metadata={"format": "pt"})
+    with pytest.raises(offline.EngineError) as err:
+        offline.start(p, ev, "synthetic", fresh=True, why="a tensor removed")
+    row = loading.judge_load("synthetic", str(err.value))
+    assert row.status == "fail" and row.id == "load:synthetic"
+    assert "not initialized from checkpoint" in ev.read_text() + str(err.value)

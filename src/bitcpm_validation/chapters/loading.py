@@ -870,8 +870,9 @@ def repo_id(params: Any) -> tuple[str, tuple[str, str]]:
 MATRIX = (
     ("vLLM 注册并实例化该架构", "Architecture registered and instantiated by vLLM", "load:{w}", "load:real",
      ("synthetic", "dummy")),
-    ("vLLM 的加载器从文件读入每个权重（按 BitCPM4 的存储布局）",
-     "vLLM's loader reads every weight from the files (BitCPM4's stored layout)", "load:{w}", "load:real", ("synthetic",)),
+    ("vLLM 的加载器从文件读入权重（BitCPM4 的存储布局：名称与形状须对上）",
+     "vLLM's loader reads the weights from the files (BitCPM4's stored layout: names and shapes must map)", "load:{w}",
+     "load:real", ("synthetic",)),
     ("KV cache 按该形状分配并容纳满长请求", "KV cache sized for the shape and holds a full-length request",
      "kv_capacity:{w}", "kv_capacity:real", ("synthetic", "dummy")),
     ("前向计算端到端运行，得分为有限值（首个请求）", "Forward pass runs end to end with finite scores (first request)",
