@@ -75,7 +75,7 @@ def _run(root: Path, name: str, started: str, probe_status: str = "not_run", vll
     (run / "params.yaml").write_text("profile: default\n")
     env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
     env.data = {"versions": {"vllm": vllm}}
-    env.metrics = [R.Metric("kv", 1024, "tokens", "KV", "KV", key=True)]
+    env.metrics = [R.Metric("kv", 1024, "tokens", "KV", "KV", key=True), R.Metric("vllm", vllm, "", "vLLM", "vLLM", key=True)]
     R.save(env, run / "results" / "01_environment.json")
     inf = R.ChapterResult("03_inference", "Inference", "推理测试", status="ok")
     inf.checks = [R.Check(f"probe:{i}", probe_status, f"Probe {i}", f"探针 {i}",
@@ -153,7 +153,7 @@ def test_change_log_against_the_previous_run_of_the_profile(tmp_path):
     log = X.change_log(new)
     changes = {c["what"].en: (c["before"], c["now"]) for c in log["changes"]}
     assert log["previous"] == "r1"
-    assert changes["environment: vllm"] == ("0.31.0", "0.32.0")
+    assert changes["environment: vllm"] == ("0.31.0", "0.32.0") and "vLLM" not in changes  # the version once
     assert changes["03 Inference Probe paris"] == ("—", "✅") and "03 Inference Probe evil" not in changes
     assert X.change_log(tmp_path / "r0")["previous"] is None
     headers, body = X.change_log_table(log)

@@ -263,8 +263,11 @@ def change_log(run_dir: str | Path, rows: Optional[list[MatrixRow]] = None, prev
     for (_, _), old in before.items():  # checks the previous run had and this one has not
         changes.append({"what": T(f"{old.title.zh} {old.name_t.zh}", f"{old.title.en} {old.name_t.en}"),
                         "before": old.mark, "now": "—"})
+    seen = {(c["before"], c["now"]) for c in changes}  # a version that is also a key metric: said once
     for k in sorted(set(a["metrics"]) | set(b["metrics"])):
         x, y = a["metrics"].get(k), b["metrics"].get(k)
+        if (str((x or {}).get("value") or "—"), str((y or {}).get("value") or "—")) in seen:
+            continue
         if (x or {}).get("value") != (y or {}).get("value"):
             m = y or x or {}
             unit = f" {m.get('unit')}" if m.get("unit") else ""
