@@ -8,7 +8,9 @@ only translates params into engine arguments and records what the engine reporte
     outs = eng.generate([ids1, ids2], max_tokens=64, logprobs=5)
     eng.close()
 
-Each start costs ~20 s on a 2-core CPU. Inside a run, start() returns a client of the run's shared engine
+On a CPU host the engine runs in this process (engine.startup: no engine-core and worker processes, each of
+which would import vLLM again): ~13 s from a fresh kernel on a busy 2-core host, ~38 s in vLLM's own processes
+(scripts/engine_start_phases.py). Inside a run, start() returns a client of the run's shared engine
 (engine.shared: one `vllm serve` the runner starts) unless the chapter asks for a fresh one
 (`fresh=True, why=...`) or for other settings; every real start is counted (engine.starts).
 """
