@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
 from bitcpm_validation.engine import hostcpu, startup
+from bitcpm_validation.engine.identity import FULL_SHAPE, ModelSourceError, model_source
 from bitcpm_validation.params import Params
 
 Which = Literal["real", "synthetic", "dummy"]  # what each loads: engine.identity.model_source
@@ -109,8 +110,6 @@ def engine_kwargs(params: Params, which: Which = "real", run_dir: Optional[Path]
 
     With `run_dir`, `tokenizer=` is set where prompting.engine_tokenizer decides on the faithful
     tokenizer directory (engine.tokenizer_override); without it the model directory's own is used."""
-    from bitcpm_validation.engine.identity import ModelSourceError, model_source
-
     e = params.engine
     try:
         src = model_source(params, which)
@@ -235,8 +234,6 @@ def engine_dtype(params: Params, which: Which = "real", platform: Optional[str] 
         return params.engine.dtype
     if (platform or engine_platform()) == "cpu":
         return hostcpu.choose_dtype("auto", hostcpu.cpu_flags()).chosen
-    from bitcpm_validation.engine.identity import FULL_SHAPE
-
     # the synthetic checkpoint's config.json is its source's (plus a declaration): same dtype, nothing written here
     return model_dtype(params.dummy_config_path if which in FULL_SHAPE else params.model_path)
 
