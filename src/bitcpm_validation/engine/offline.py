@@ -547,6 +547,9 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
             llm = LLM(**kwargs)
             if mode.name == startup.IN_PROCESS:
                 llm = startup.InProcessLLM(llm, startup.worker_threads(llm.llm_engine.vllm_config))
+                count = llm.threads or "the process's own number of"
+                print(f"in-process engine: generate runs with {count} torch threads (what vLLM's multiprocess "
+                      f"executor binds its worker to), not pinned to cores", flush=True)
     except Exception as err:  # vLLM raises many types; give one actionable line, keep the log
         raise EngineError(f"vLLM engine failed to start for {kwargs['model']} ({one_line(err)}); "
                           f"full log: {evidence_path}") from err

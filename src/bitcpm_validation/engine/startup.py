@@ -130,12 +130,19 @@ def in_process() -> Iterator[None]:
 def worker_threads(vllm_config: Any) -> Optional[int]:
     """The thread count vLLM's multiprocess executor would bind its one worker to (OMPProcessManager, the same
     code: multiproc_executor.py:189); None where it would not bind (VLLM_CPU_OMP_THREADS_BIND=nobind)."""
+    import logging
+
+    # its "OpenMP thread binding info ... core ids=" line would claim a binding this process does not get
+    quiet = logging.getLogger("vllm.utils.ompmultiprocessing")
+    was_disabled, quiet.disabled = quiet.disabled, True
     try:
         from vllm.utils.ompmultiprocessing import OMPProcessManager
 
         mgr = OMPProcessManager(vllm_config)
     except Exception:  # not a CPU build, or a binding vLLM itself would refuse: leave the count alone
         return None
+    finally:
+        quiet.disabled = was_disabled
     if getattr(mgr, "skip_setup", True) or not getattr(mgr, "cpu_lists", None):
         return None
     return len(mgr.cpu_lists[0]) or None
