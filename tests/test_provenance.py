@@ -206,3 +206,27 @@ def test_provenance_notebook_shows_the_datasets_the_run_read(tmp_path):
     assert res.data["provenance"]["dataset_sources"]["ceval/ceval-exam"]["revision"] == "abc123def"
     shown = out.read_text(encoding="utf-8")
     assert "ceval/ceval-exam" in shown and "abc123def" in shown and "Commit read" in shown
+
+
+def test_the_synthetic_checkpoint_the_run_loaded_is_hashed(tmp_path, monkeypatch):
+    """Issue 19.4: the full shape's seeded checkpoint is an input: its files' SHA-256 once the cache holds it."""
+    from bitcpm_validation.engine import identity
+
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
+    arch = tmp_path / "arch"
+    import shutil
+    shutil.copytree(ROOT / "models" / "stand-in", arch, ignore=shutil.ignore_patterns("*.safetensors"))
+    model = fake_model_dir(tmp_path / "m")
+    doc = yaml.safe_load(_params(tmp_path, model).read_text())
+    doc["model"]["dummy_config"] = str(arch)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    params = load_params(tmp_path / "p.yaml")
+    assert P.synthetic_checkpoint(params) is None  # not written yet: nothing to hash
+    d = identity.model_source(params, "synthetic").model_dir
+    assert P.synthetic_checkpoint(params) == d
+    rows = [e for e in P.collect(params)["inputs"] if e["set"] == "synthetic_checkpoint"]
+    weights = [e for e in rows if e["role"] == "weights"]
+    assert [e["path"] for e in weights] == ["model.safetensors"] and weights[0]["sha256"] == _sha(d / "model.safetensors")
+    doc["model"]["full_shape_weights"], doc["performance"] = "dummy", {"model": "dummy"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    assert P.synthetic_checkpoint(load_params(tmp_path / "p.yaml")) is None  # this run loaded no synthetic weights

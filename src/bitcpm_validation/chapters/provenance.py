@@ -183,6 +183,22 @@ def dataset_sources(params: Any) -> dict[str, Any]:
     return {path: {k: d.get(k) for k in ("revision", "pinned", "configs", "status")} for path, d in res.datasets.items()}
 
 
+def synthetic_checkpoint(params: Any) -> Optional[Path]:
+    """The full shape's synthetic checkpoint this run loaded (model.full_shape_weights or performance.model
+    synthetic), where the cache holds it complete; None otherwise. Its name's hash covers the source config, the
+    seed and the writer's format; its files' SHA-256 show that two runs loaded the same bytes."""
+    from bitcpm_validation.engine.identity import ModelSourceError, model_source
+    from bitcpm_validation.model.synthetic import is_written
+
+    if "synthetic" not in (params.model.full_shape_weights, params.performance.model):
+        return None
+    try:
+        d = model_source(params, "synthetic", write=False).model_dir
+    except ModelSourceError:
+        return None
+    return d if is_written(d) else None
+
+
 # -- everything -----------------------------------------------------------------------------------------------
 def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]:
     """The run's provenance as a JSON-ready dict. Never starts an engine; never raises for a missing
@@ -191,6 +207,7 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
     dummy = params.dummy_config_path
     if dummy is not None and Path(dummy).resolve() != Path(params.model_path).resolve():
         inputs += hash_model_dir(dummy, "dummy_config")
+    inputs += hash_model_dir(synthetic_checkpoint(params) or "", "synthetic_checkpoint")
     run_params = Path(run_dir) / "params.yaml" if run_dir else None
     for e in (
         _file_entry("params", "params", params.source),
