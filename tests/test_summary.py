@@ -619,3 +619,11 @@ def test_page_one_findings_leave_out_what_the_performance_row_says():
          S.Finding("warn", "engine", "06_precision", "top1", T("w", "w"), T("i", "i"), T("r", "r"))]
     assert [r[1].en for r in S.findings_table(f, not_comparable=False)[1]] == ["w"]
     assert len(S.findings_table(f)[1]) == 2
+
+
+def test_card_name_is_a_name_not_a_formula():
+    m = S.KeyMetric("07_performance", "", "prefill_tok_s", "Prefill tok/s = input_len / TTFT p50",
+                    "预填充速度 = 输入长度 / TTFT 中位数", 12.0, "tok/s")
+    assert S.card_name(m).en == "Prefill speed" and S.card_name(m).zh == "预填充速度"
+    m = S.KeyMetric("09_accuracy", "", "quiz_acc", "quiz acc = right / all (n 40)", "测验（n 40）", 0.5, "")
+    assert (S.card_name(m).en, S.card_name(m).zh) == ("quiz acc", "测验")

@@ -45,7 +45,8 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
 - data["matrix"]: [{"chapter", "chapter_title", "chapter_status", "kind" (check | chapter), "check_id", "scope",
   "status", "mark", "name", "reason"}] (every row, unfolded; reason shortened to one line)
 - data["registry"]: [{"id", "chapter", "scope", "name", "criterion", "worst", "worst_reason"}]
-- data["key_metrics"]: [{"chapter", "id", "name", "value", "unit", "text", "measured_on"}] (not timing);
+- data["key_metrics"]: [{"chapter", "id", "name" (card_name: a name, never a formula), "value", "unit", "text",
+  "measured_on"}] (not timing);
   data["timings"]["key_metrics"]: the same for timing metrics (volatile between runs)
 - data["chapters"]: {chapter id: ok | failed | skipped | running | missing | unreadable}
 - data["sections"]: the original document's sections (report.sections.sections_data): probes, commands,
@@ -1009,6 +1010,13 @@ def _score_spread(results: dict[str, R.ChapterResult]) -> dict[str, tuple[Any, A
     return out
 
 
+def card_name(m: KeyMetric) -> T:
+    """A key metric's name as page one (and the published site) shows it: CARD_NAMES, else its own name without a
+    formula (" = …") or an "(n …)" the n column carries."""
+    name = CARD_NAMES.get(m.id) or T(m.name_zh or m.name_en, m.name_en or m.name_zh)
+    return T(_N_IN_NAME.sub("", name.zh).split(" = ")[0], _N_IN_NAME.sub("", name.en).split(" = ")[0])
+
+
 def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResult]] = None) -> list[CardRow]:
     """Page one's figures, one row each: key metrics less those the identity line shows, a second copy of one
     fact, descriptive texts (the chapter shows them) and fractions of nothing judged ("0/0")."""
@@ -1019,8 +1027,7 @@ def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResul
     for m in km:
         if m.id in CARD_ELSEWHERE or CARD_SAME_FACT.get(m.id) in ids:
             continue
-        name = CARD_NAMES.get(m.id) or T(m.name_zh or m.name_en, m.name_en or m.name_zh)
-        name = T(_N_IN_NAME.sub("", name.zh).split(" = ")[0], _N_IN_NAME.sub("", name.en).split(" = ")[0])
+        name = card_name(m)
         found_n = _N_IN_NAME.search(m.name_en or "")
         n = found_n.group(1) if found_n else None
         unit: T = T(CARD_UNIT_ZH.get(m.unit, m.unit), m.unit)
@@ -1200,7 +1207,7 @@ def summary_data(run_dir: str | Path, params: Any, specs: Sequence[CheckSpec] = 
     km = key_metrics(run_dir)
 
     def metric_data(m: KeyMetric) -> dict[str, Any]:
-        return {"chapter": m.chapter, "id": m.id, "name": {"zh": m.name_zh, "en": m.name_en}, "value": m.value,
+        return {"chapter": m.chapter, "id": m.id, "name": tdict(card_name(m)), "value": m.value,
                 "unit": m.unit, "text": m.value_text, "measured_on": m.measured_on}
 
     return {
