@@ -559,7 +559,7 @@ FULL_SHAPE_WHY = {
 def full_shape_text(which: str) -> T:
     """What the full-shape load loads, in words (section 7's table, the matrix's column note)."""
     if which == "synthetic":
-        return T("合成检查点：按 BitCPM4 的存储方式以固定种子生成的三值权重（BF16，每 32 个一组的 absmean 缩放因子，"
+        return T("合成检查点：按 BitCPM4 的存储方式以固定种子生成的三值权重（BF16，每 32 个一组取绝对值均值作缩放因子，"
                  "共享嵌入），由 vLLM 的权重加载器从 safetensors 文件读入；不是 BitCPM4 的权重",
                  "synthetic checkpoint: seeded ternary weights laid out as BitCPM4 stores them (BF16, absmean scale per "
                  "group of 32, tied embeddings), read from safetensors files by vLLM's weight loader; not BitCPM4's weights")
