@@ -627,3 +627,12 @@ def test_card_name_is_a_name_not_a_formula():
     assert S.card_name(m).en == "Prefill speed" and S.card_name(m).zh == "预填充速度"
     m = S.KeyMetric("09_accuracy", "", "quiz_acc", "quiz acc = right / all (n 40)", "测验（n 40）", 0.5, "")
     assert (S.card_name(m).en, S.card_name(m).zh) == ("quiz acc", "测验")
+
+
+def test_page_one_findings_are_short_and_keep_what_to_do():
+    f = [S.Finding("fail", "engine", "02_loading", "c", T("长" * 100, "word " * 60), T("影响" * 30, "impact " * 30),
+                   T("处理" * 30, "remedy " * 30))]
+    row = S.findings_table(f, limit=6)[1][0]
+    assert len(row[1].en) <= 110 and len(row[1].zh) <= 60 and row[1].en.endswith("…")
+    assert "; remedy" in row[2].en and "；处理" in row[2].zh  # what to do survives the cut
+    assert S.findings_table(f)[1][0][1].en == "word " * 60  # elsewhere: whole

@@ -890,7 +890,17 @@ def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
              " · ".join(f"**{md_escape(m.name_en)}** {md_escape(m.value_text)}" for m in facts))
 
 
-PAGE_ONE_FINDINGS = 8  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
+PAGE_ONE_FINDINGS = 6  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a space where there is one in the second half (… marks the cut)."""
+    s = " ".join(str(text or "").split())
+    if len(s) <= limit:
+        return s
+    cut = s[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:，；：") + "…"
 
 
 def findings_table(found: list[Finding], *, document: bool = True, limit: Optional[int] = None,
@@ -903,7 +913,12 @@ def findings_table(found: list[Finding], *, document: bool = True, limit: Option
     headers = ["", T("发现", "Finding"), T("影响与处理", "Impact and what to do")]
     found = [f for f in found if (document or f.scope != "document")
              and (not_comparable or f.status != "not_comparable")]
-    body = [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")] for f in found]
+    if limit is None:
+        body = [[f.mark, f.what, T(f"{f.impact.zh}；{f.remedy.zh}", f"{f.impact.en}; {f.remedy.en}")] for f in found]
+    else:  # page one: a line or two each (the chapter and the check matrix say the rest)
+        body = [[f.mark, T(_cut(f.what.zh, 60), _cut(f.what.en, 110)),
+                 T(f"{_cut(f.impact.zh, 24)}；{_cut(f.remedy.zh, 20)}", f"{_cut(f.impact.en, 45)}; {_cut(f.remedy.en, 40)}")]
+                for f in found]
     if limit is not None and len(body) > limit:
         rest = found[limit - 1:]
         marks = " ".join(f"{m}\u00a0{sum(f.mark == m for f in rest)}" for m in dict.fromkeys(f.mark for f in rest))
