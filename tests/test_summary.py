@@ -387,7 +387,7 @@ def test_tables_are_one_language_per_cell(tmp_path):
     rows = scoped_run(tmp_path, GOOD | {"02_loading": [chk("kv", "warn", "engine", "a" * 300)]})
     v = S.scope_verdicts(rows, SPECS)
     for headers, body in (S.scopes_table(v), S.matrix_display(rows), S.registry_table(SPECS),
-                          S.key_metrics_table(S.key_metrics(tmp_path)), S.document_table(S.document_claims(rows)),
+                          S.results_card_table(S.results_card(S.key_metrics(tmp_path))), S.document_table(S.document_claims(rows)),
                           S.validated_table(S.page_one(tmp_path, params(True)))):
         for cell in [*headers, *(c for r in body for c in r)]:
             text = cell.en if isinstance(cell, S.T) else str(cell)
@@ -419,29 +419,10 @@ def test_validated_line_escapes_names_from_files(tmp_path):
     assert line.zh.startswith("**模型** evil/") and "**设备** 未检测" in line.zh and "Profile" not in line.en
 
 
-def test_key_metrics_grouped_by_what_they_were_measured_on():
-    km = [S.KeyMetric("02", "h", "a", "A", "甲", 1.5, "s", measured_on="stand-in · trained · CPU"),
-          S.KeyMetric("07", "h", "b", "B", "乙", 2, "tok/s", measured_on="0.5B shape · dummy · CPU"),
-          S.KeyMetric("11", "h", "c", "C", "丙", "abc", ""),
-          S.KeyMetric("03", "h", "d", "D<i>", "丁", 0.25, "", measured_on="stand-in · trained · CPU")]
-    headers, body = S.key_metrics_table(km)
-    assert [h.en for h in headers] == ["Measured on (model, weights, device)", "Key metrics"]
-    cells = [[c.en if isinstance(c, S.T) else c for c in r] for r in body]
-    assert cells == [["stand-in<br>trained<br>CPU", "<b>A</b>\u00a01.50 s · <b>D&lt;i&gt;</b>\u00a00.25"],  # escaped
-                     ["0.5B shape<br>dummy<br>CPU", "<b>B</b>\u00a02 tok/s"], ["not stated", "<b>C</b>\u00a0abc"]]
-    assert body[0][1].zh == "<b>甲</b>\u00a01.50 s；<b>丁</b>\u00a00.25"
-    evil = [S.KeyMetric("02", "h", "a", "A", "甲", 1, "", measured_on="<script> · w · d")]
-    assert S.key_metrics_table(evil)[1][0][0] == "&lt;script&gt;<br>w<br>d"  # the trusted label is escaped
-
-
-def test_key_facts_line_holds_the_metrics_without_measured_on():
-    km = [S.KeyMetric("01", "h", "vllm", "vLLM", "vLLM", "0.11.0", ""),
-          S.KeyMetric("07", "h", "b", "B", "乙", 2, "tok/s", measured_on="0.5B shape · dummy · CPU"),
-          S.KeyMetric("11", "h", "commit", "Project commit", "项目提交", "abc_def", "")]
-    line = S.key_facts_line(km)
-    assert line.en == "**vLLM** 0.11.0 · **Project commit** abc\\_def"
-    assert line.zh == "**vLLM** 0.11.0；**项目提交** abc\\_def"
-    assert S.key_facts_line(km[1:2]) is None
+def test_results_card_escapes_the_chapter_link():
+    km = [S.KeyMetric("02_<i>", "h", "a", "A<i>", "甲", 1.5, "s", measured_on="stand-in · trained · CPU")]
+    body = S.results_card_table(S.results_card(km))[1]
+    assert body[0][5] == '<a href="#ch-02_&lt;i&gt;">02</a>' and body[0][0].en == "A<i>"  # a T cell: escaped on show
 
 
 def test_matrix_folds_long_families_but_never_a_failure(tmp_path):

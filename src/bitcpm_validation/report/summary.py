@@ -878,18 +878,6 @@ def findings_markdown(found: list[Finding], lang: str, *, document: bool = True)
     return "\n".join(f"- {md_escape(f.line.zh if lang == 'zh' else f.line.en)}" for f in found)
 
 
-def key_facts_line(km: list[KeyMetric]) -> Optional[T]:
-    """Key metrics that do not say what they were measured on (facts of the run: versions, commit, counts),
-    as one Markdown line per language, or None. Page one shows them here and the measured ones in the table."""
-    from bitcpm_validation.report.textsafe import md_escape
-
-    facts = [m for m in km if not m.measured_on]
-    if not facts:
-        return None
-    return T("；".join(f"**{md_escape(m.name_zh or m.name_en)}** {md_escape(m.value_text)}" for m in facts),
-             " · ".join(f"**{md_escape(m.name_en)}** {md_escape(m.value_text)}" for m in facts))
-
-
 PAGE_ONE_FINDINGS = 6  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
 
 
@@ -925,25 +913,6 @@ def findings_table(found: list[Finding], *, document: bool = True, limit: Option
         body = body[:limit - 1] + [["…", T(f"另有 {len(rest)} 项（{marks}）", f"{len(rest)} more ({marks})"),
                                     T("见检查矩阵与各章", "see the check matrix and the chapters")]]
     return headers, body
-
-
-def key_metrics_table(km: list[KeyMetric]) -> tuple[list[T], list[list[Any]]]:
-    """Key metrics, one row per "measured on" (model, weights, device on three lines), its metrics as one
-    flowing "**name** value · …" cell: page one must hold some twenty of them. Both columns are HTML made
-    here from escaped parts: show with `trusted_cols=(0, 1)`. Metrics that do not say come last ("not stated")."""
-    from bitcpm_validation.report.textsafe import html_escape
-
-    groups: dict[str, list[KeyMetric]] = {}
-    for m in km:
-        groups.setdefault(m.measured_on, []).append(m)
-    body: list[list[Any]] = []
-    for on in sorted(groups, key=lambda k: not k):  # stable: first-seen order, the unstated group last
-        label: Any = "<br>".join(html_escape(p) for p in measured_on_parts(on) if p) if on else T("未注明", "not stated")
-        items = [(html_escape(m.name_zh or m.name_en), html_escape(m.name_en), html_escape(m.value_text))
-                 for m in groups[on]]
-        body.append([label, T("；".join(f"<b>{zh}</b>\u00a0{v}" for zh, _, v in items),
-                              " · ".join(f"<b>{en}</b>\u00a0{v}" for _, en, v in items))])
-    return [T("测量对象（模型、权重、设备）", "Measured on (model, weights, device)"), T("关键指标", "Key metrics")], body
 
 
 # -- page one's results card (issue 20.1): one row per figure, named, with its unit, n, what it was measured on ----
