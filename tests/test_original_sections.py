@@ -141,6 +141,14 @@ def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
                      "artifacts/07_performance/sweep.en.png": ("07", "figure")}
     _, body = X.evidence_table(X.evidence_index(run))
     assert body[-1][2] == "2.4 kB"
+    for c in (2, 4, 8):  # one kind of file, many times: one row with a pattern and a count
+        (run / "artifacts" / "07_performance" / f"bench_serve_c{c}.json").write_text("{}")
+    rows = {f.path: f for f in X.evidence_index(run)}
+    assert rows["artifacts/07_performance/bench_serve_c*.json"].count == 4
+    assert rows["artifacts/07_performance/bench_serve_c*.json"].bytes == 8
+    assert "artifacts/07_performance/sweep.en.png" in rows and "evidence/07_performance.log" in rows
+    body = X.evidence_table(X.evidence_index(run))[1]
+    assert body[1][3].en == "vllm bench serve result (one per concurrency) (4 files)"
 
 
 def test_change_log_against_the_previous_run_of_the_profile(tmp_path):

@@ -12,6 +12,7 @@ time). Prompts and commands are data: show them with `verbatim_cols`.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections import Counter
@@ -172,10 +173,11 @@ _KIND = (  # (file name ends with / contains, what it holds)
 
 @dataclass
 class EvidenceFile:
-    path: str  # relative to the run directory
-    bytes: int
+    path: str  # relative to the run directory (a pattern with `*` for a group of files)
+    bytes: int  # in all
     chapter: str
     holds: T
+    count: int = 1  # files behind the row
 
 
 def _holds(name: str) -> T:
@@ -186,20 +188,36 @@ def _holds(name: str) -> T:
     return T("本章的输出", "the chapter's output")
 
 
+GROUP_FILES = 3  # this many files of one kind in one artifacts folder are one row ("bench_c*.json, 4 files")
+
+
 def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
-    """Every file under the run's evidence/ and artifacts/ (in that order, sorted), with what it holds."""
+    """Every file under the run's evidence/ and artifacts/ (in that order, sorted), with what it holds; in an
+    artifacts folder, GROUP_FILES or more files of one kind are one row whose path is a pattern (`*` for what
+    differs) and whose `count` says how many (the appendix stays within its pages)."""
     run_dir = Path(run_dir)
-    out = []
+    out: list[EvidenceFile] = []
     for sub in ("evidence", "artifacts"):
         base = run_dir / sub
+        groups: dict[tuple[str, str, str], list[Path]] = {}
         for p in sorted(base.rglob("*")) if base.is_dir() else []:
-            if not p.is_file():
+            if p.is_file():
+                groups.setdefault((p.parent.as_posix(), _holds(p.name).en, p.suffix), []).append(p)
+        for files in groups.values():
+            rel = files[0].relative_to(run_dir)
+            chapter = (files[0].stem if sub == "evidence" else rel.parts[1]).split("_", 1)[0]
+            chapter = chapter if chapter.isdigit() else "—"
+            size = sum(f.stat().st_size for f in files)
+            if sub == "evidence" or len(files) < GROUP_FILES:
+                out += [EvidenceFile(f.relative_to(run_dir).as_posix(), f.stat().st_size, chapter, _holds(f.name))
+                        for f in files]
                 continue
-            rel = p.relative_to(run_dir)
-            chapter = (p.stem if sub == "evidence" else rel.parts[1]).split("_", 1)[0]
-            out.append(EvidenceFile(rel.as_posix(), p.stat().st_size, chapter if chapter.isdigit() else "—",
-                                    _holds(p.name)))
-    return out
+            names = [f.name for f in files]
+            head = os.path.commonprefix(names)
+            tail = os.path.commonprefix([n[len(head):][::-1] for n in names])[::-1]
+            pattern = (rel.parent / f"{head}*{tail}").as_posix()
+            out.append(EvidenceFile(pattern, size, chapter, _holds(files[0].name), count=len(files)))
+    return sorted(out, key=lambda f: (not f.path.startswith("evidence/"), f.path))
 
 
 def _size(n: int) -> str:
@@ -212,7 +230,9 @@ def _size(n: int) -> str:
 def evidence_table(files: list[EvidenceFile]) -> tuple[list[T], list[list[Any]]]:
     """File (verbatim: `verbatim_cols=(0,)`), chapter, size, what it holds."""
     return ([T("文件", "File"), T("章节", "Chapter"), T("大小", "Size"), T("内容", "Holds")],
-            [[f.path, f.chapter, _size(f.bytes), f.holds] for f in files])
+            [[f.path, f.chapter, _size(f.bytes),
+              f.holds if f.count == 1 else T(f"{f.holds.zh}（{f.count} 个文件）", f"{f.holds.en} ({f.count} files)")]
+             for f in files])
 
 
 # -- change log: this run against the previous run of the same profile --------------------------------------------
@@ -289,7 +309,8 @@ def sections_data(run_dir: str | Path, rows: list[MatrixRow], log: Optional[dict
                     "why": {"zh": p.why.zh, "en": p.why.en}} for p in probe_summary(run_dir, rows)],
         "commands": [{"what": {"zh": c.what.zh, "en": c.what.en}, "command": c.command, "chapter": c.chapter}
                      for c in reproducing_commands(run_dir)],
-        "evidence": [{"path": f.path, "bytes": f.bytes, "chapter": f.chapter, "holds": {"zh": f.holds.zh, "en": f.holds.en}}
+        "evidence": [{"path": f.path, "bytes": f.bytes, "count": f.count, "chapter": f.chapter,
+                      "holds": {"zh": f.holds.zh, "en": f.holds.en}}
                      for f in evidence_index(run_dir)],
         "change_log": {"previous": log["previous"], "more": log["more"], "error": log.get("error"),
                        "changes": [{"what": {"zh": c["what"].zh, "en": c["what"].en}, "before": c["before"],
