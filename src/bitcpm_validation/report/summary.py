@@ -49,8 +49,8 @@ every text is {"zh": ..., "en": ...}, marks are ✅ ⚠️ ❌ —):
   "measured_on"}] (not timing);
   data["timings"]["key_metrics"]: the same for timing metrics (volatile between runs)
 - data["chapters"]: {chapter id: ok | failed | skipped | running | missing | unreadable}
-- data["sections"]: the original document's sections (report.sections.sections_data): probes, commands,
-  evidence, change_log
+- data["sections"]: {"probes"} (report.sections.sections_data); data["timings"]["sections"]: {"commands",
+  "evidence", "change_log"} (run paths, file sizes and the previous run differ between identical runs)
 
 Page one (the notebook's first cells) is a results card: the identity line (`validated_line`), the verdict per
 scope with its plain reason (`scopes_table`; a check family's reasons grouped), the findings (`findings_table`,
