@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bitcpm_validation.engine import offline
+from bitcpm_validation.engine import base
 from bitcpm_validation.engine import modelcheck
 from bitcpm_validation.report import runner
 from bitcpm_validation.report import results as R
@@ -33,8 +33,8 @@ def one_line(msg: str) -> str:
 
 
 def engine_error(path: Path, **kw) -> str:
-    with pytest.raises(offline.EngineError) as ei:
-        offline.check_model_dir(path, **kw)
+    with pytest.raises(modelcheck.ModelCheckError) as ei:
+        modelcheck.check_model_dir(path, **kw)
     return one_line(str(ei.value))
 
 
@@ -111,7 +111,7 @@ def test_corrupt_safetensors(tmp_path):
 def test_no_weights(tmp_path):
     d = fake_model_dir(tmp_path / "m", weights=False)
     assert engine_error(d).startswith(f"{d} has no weight files (*.safetensors): finish the download")
-    offline.check_model_dir(d, need_weights=False)  # the dummy-weights profile needs none
+    modelcheck.check_model_dir(d, need_weights=False)  # the dummy-weights profile needs none
 
 
 def test_missing_tokenizer(tmp_path):
@@ -174,8 +174,8 @@ def test_params_max_model_len_beyond_model(tmp_path):
     with pytest.raises(modelcheck.ModelCheckError) as ei:
         modelcheck.check_params(params)
     assert one_line(str(ei.value)) == expected
-    with pytest.raises(offline.EngineError) as ei:  # what a chapter gets before vllm.LLM is created
-        offline.engine_kwargs(params)
+    with pytest.raises(base.EngineError) as ei:  # what a chapter gets before vllm.LLM is created
+        base.model_facts(params)
     assert str(ei.value) == expected
 
 
@@ -185,8 +185,8 @@ HEAD = ('from bitcpm_validation.report.recorder import Chapter\nch = Chapter.ope
 OK = HEAD + 'ch.record(spec("c1", "Works", "可用").row("pass", "fine", "正常"))\nch.metric("m", 1.5, "s", "M", "M")\nch.finish()'
 ENGINE_INPUT = HEAD + (
     'ch.record(spec("before", "Recorded before the engine", "引擎之前记录").row("pass"))\n'
-    "from bitcpm_validation.engine import offline\n"
-    "kw = offline.engine_kwargs(ch.params)  # the chapter's first step before vllm.LLM(**kw)\n"
+    "from bitcpm_validation.engine import base\n"
+    "kw = base.engine_kwargs(ch.params, base.model_facts(ch.params))  # the chapter's first step before vllm.LLM(**kw)\n"
     'ch.record(spec("inputs", "Model inputs valid", "模型输入有效").row("pass"))\n'
     "ch.finish()"
 )

@@ -73,12 +73,12 @@ def test_engine_settings_rows_cover_real_and_the_full_shape():
 
 
 def test_engine_settings_name_the_synthetic_checkpoint_without_writing_it(tmp_path, monkeypatch):
-    from bitcpm_validation.engine import offline
+    from bitcpm_validation.engine import base
     from bitcpm_validation.model import synthetic
     from bitcpm_validation.params import load_params
 
     monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(offline, "engine_platform", lambda: "cpu")
+    monkeypatch.setattr(base, "engine_platform", lambda: "cpu")
     p = load_params("params/default.yaml")
     s = E.engine_settings(p)
     want = synthetic.full_shape_path(p.dummy_config_path)

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from bitcpm_validation.engine import base
 from bitcpm_validation.chapters import loading
 from bitcpm_validation.engine import prompting
 from bitcpm_validation.model import tokenizer as T
@@ -325,7 +326,7 @@ def _params_for(tmp_path, model, override="auto"):
 def test_engine_tokenizer_decision_and_deployed_check(tiny, tmp_path):
     """One decision for the offline engine and the server (no engine started): auto writes the faithful
     tokenizer dir into the run where the model's own tokenizer differs from the reference; off never does."""
-    from bitcpm_validation.engine import offline, server
+    from bitcpm_validation.engine import server
 
     run = tmp_path / "run"
     p = _params_for(tmp_path, tiny)
@@ -334,12 +335,12 @@ def test_engine_tokenizer_decision_and_deployed_check(tiny, tmp_path):
     dec = prompting.engine_tokenizer(p, run)
     assert dec.path == run / "artifacts" / "faithful-tokenizer" / tiny.name and "PreTrainedTokenizerFast" in dec.en
     assert dec.zh and "SentencePiece" in dec.zh
-    kw = offline.engine_kwargs(p, "real", run)
+    kw = base.engine_kwargs(p, base.model_facts(p, "real", run))
     assert kw["tokenizer"] == str(dec.path)
-    assert "tokenizer" not in offline.engine_kwargs(p, "real")  # no run dir: the model's own
+    assert "tokenizer" not in base.engine_kwargs(p, base.model_facts(p, "real"))  # no run dir: the model's own
     line = server.display_command(server.serve_command(p, "real", port=1, run_dir=run))
     assert f"--tokenizer {dec.path}" in line
-    assert offline.run_dir_of(run / "evidence" / "02_loading.log") == run
+    assert base.run_dir_of(run / "evidence" / "02_loading.log") == run
     dep = loading.judge_deployed_tokenizer(loading.tokenizer_report(dec.path), dec.en, dec.zh)
     assert dep.status == "pass", dep.detail_en
     assert dep.detail_en.endswith(dec.en) and dep.detail_zh.endswith(dec.zh)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bitcpm_validation.engine import base
 from bitcpm_validation.chapters import performance as P
-from bitcpm_validation.engine import hostcpu, offline
+from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.params import ParamsError, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,7 +352,7 @@ def test_matmul_roof_on_an_accelerator_is_timed_with_device_events(monkeypatch):
     assert mm["flops_per_s"] == pytest.approx(2 * 1000 ** 3 / 0.010) and "device events" in mm["method"]
 
 
-# -- the host CPU settings (engine.hostcpu, engine.offline.engine_dtype / platform_env) -------------------
+# -- the host CPU settings (engine.hostcpu, engine.base.engine_dtype / platform_env) -------------------
 
 CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n"
 
@@ -391,23 +392,23 @@ def _params(tmp_path, **engine):
 
 
 def test_engine_gets_the_host_settings(tmp_path, monkeypatch):
-    monkeypatch.setattr(offline, "engine_platform", lambda: "cpu")
+    monkeypatch.setattr(base, "engine_platform", lambda: "cpu")
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2"})
     monkeypatch.setattr(hostcpu, "usable_cores", lambda: [0, 1])
     p = _params(tmp_path)
     assert p.engine.dtype == "auto" and p.engine.cpu_threads_bind == "auto"
-    assert offline.engine_dtype(p) == "float32"
-    assert offline.engine_kwargs(p, "dummy")["dtype"] == "float32"
-    assert offline.platform_env(p)["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in offline.platform_env(_params(tmp_path, cpu_threads_bind="vllm"))
-    assert offline.engine_dtype(_params(tmp_path, dtype="bfloat16")) == "bfloat16"
+    assert base.engine_dtype(p) == "float32"
+    assert base.engine_kwargs(p, base.model_facts(p, "dummy"))["dtype"] == "float32"
+    assert base.platform_env(p)["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in base.platform_env(_params(tmp_path, cpu_threads_bind="vllm"))
+    assert base.engine_dtype(_params(tmp_path, dtype="bfloat16")) == "bfloat16"
     host = P.host_settings(p, "cpu")
     assert host["vector_isa"] == "AVX2" and [c["chosen"] for c in host["choices"]] == ["float32", "0-1"]
     assert len(P.host_rows(host)) >= 4
     assert p.performance.decode_pct_warn.of("npu") == 20 and p.performance.decode_pct_fail.of("cpu") == 20
-    monkeypatch.setattr(offline, "engine_platform", lambda: "cuda")
+    monkeypatch.setattr(base, "engine_platform", lambda: "cuda")
     # on an accelerator `auto` is the model's own dtype (the stand-in's config.json: bfloat16), as vLLM resolves it
-    assert offline.engine_dtype(p) == "bfloat16" and "VLLM_CPU_OMP_THREADS_BIND" not in offline.platform_env(p)
+    assert base.engine_dtype(p) == "bfloat16" and "VLLM_CPU_OMP_THREADS_BIND" not in base.platform_env(p)
 
 
 def test_bad_thread_binding_is_one_line(tmp_path):

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from bitcpm_validation.engine import identity, offline, server, shared
+from bitcpm_validation.engine import base
+from bitcpm_validation.engine import identity, server, shared
 from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
 from bitcpm_validation.params import ParamsError, load_params
 
@@ -44,7 +45,7 @@ def _copy_with_dtype(tmp: Path, torch_dtype) -> Path:
 @pytest.fixture(params=["npu", "cuda"])
 def accelerator(request, monkeypatch):
     """A host whose engine build is `request.param` (the detection every reader goes through, patched)."""
-    monkeypatch.setattr(offline, "engine_platform", lambda: request.param)
+    monkeypatch.setattr(base, "engine_platform", lambda: request.param)
     return request.param
 
 
@@ -55,8 +56,8 @@ def test_auto_is_the_model_dtype_on_an_accelerator(tmp_path, accelerator, config
     """config.json's torch_dtype, float32 downcast to bfloat16 as vLLM's own auto does; none named: bfloat16."""
     p = load_params(_profile(tmp_path, _copy_with_dtype(tmp_path, config_dtype)))
     assert p.engine.dtype == "auto"
-    assert offline.engine_dtype(p) == want
-    assert offline.engine_kwargs(p, "real")["dtype"] == want
+    assert base.engine_dtype(p) == want
+    assert base.engine_kwargs(p, base.model_facts(p, "real"))["dtype"] == want
 
 
 def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, monkeypatch):
@@ -66,8 +67,8 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
     model_dtype = json.loads((STAND_IN / "config.json").read_text())["torch_dtype"]
     seen: dict[str, str] = {}
     # engine kwargs (the offline engine), real and dummy weights
-    seen["kwargs real"] = offline.engine_kwargs(p, "real")["dtype"]
-    seen["kwargs dummy"] = offline.engine_kwargs(p, "dummy")["dtype"]
+    seen["kwargs real"] = base.engine_kwargs(p, base.model_facts(p, "real"))["dtype"]
+    seen["kwargs dummy"] = base.engine_kwargs(p, base.model_facts(p, "dummy"))["dtype"]
     # the server's argv
     argv = server.serve_command(p, "real", port=8123)
     seen["serve argv"] = argv[argv.index("--dtype") + 1]
@@ -76,27 +77,28 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
 
     def fake_start(params, log, which, **kw):
         started["argv"] = server.serve_command(params, which, engine_overrides=kw.get("engine_overrides"))
+        kwargs = base.engine_kwargs(params, base.model_facts(params, which), **(kw.get("engine_overrides") or {}))
         return SimpleNamespace(log_start=0, base_url="http://127.0.0.1:1/v1", pid=1, model="m", command="vllm serve",
-                               startup_s=1.0, env={}, tokenizer_reason={}, stop=lambda: None)
+                               startup_s=1.0, env={}, tokenizer_reason={}, stop=lambda: None, kwargs=kwargs)
 
     monkeypatch.setattr(server, "start", fake_start)
     monkeypatch.setattr(server, "metrics_kv_tokens", lambda url: None)
     (tmp_path / "run" / "evidence").mkdir(parents=True)
     (tmp_path / "run" / "evidence" / shared.SHARED_LOG_NAME).write_text("")
-    _, info = shared.start_shared(p, tmp_path / "run")
+    _, info = server.start_shared(p, tmp_path / "run")
     seen["shared kwargs"] = info.kwargs["dtype"]
     seen["shared argv"] = started["argv"][started["argv"].index("--dtype") + 1]
     seen["shared-engine.json"] = shared.read_info(tmp_path / "run").kwargs["dtype"]
     # the report's settings tables: chapter 01's (real and the full shape) and an engine's own settings()
     settings = environment.engine_settings(p)
     seen["01 settings real"], seen["01 settings full shape"] = settings["real"]["dtype"], settings["full_shape"]["dtype"]
-    seen["engine settings()"] = offline.settings_of(offline.engine_kwargs(p), accelerator, {})["dtype"]
+    seen["engine settings()"] = base.settings_of(base.engine_kwargs(p, base.model_facts(p)), accelerator, {})["dtype"]
     # the performance chapter: its arithmetic takes the resolved dtype (it raises on auto)
     which, model_dir = performance.benchmark_model(p)
     from bitcpm_validation.engine.identity import model_source
     # the shape's config: the synthetic checkpoint's source (its cache directory is written only when loaded)
     arith = performance.model_arith(model_source(p, which, write=False).config_dir / "config.json",
-                                    offline.engine_dtype(p, which))
+                                    base.engine_dtype(p, which))
     seen["performance"] = arith["dtype"]
     assert seen == {k: model_dtype for k in seen}, seen
     assert "auto" not in argv
@@ -106,12 +108,12 @@ def test_auto_on_a_cpu_is_still_the_isa_rule(tmp_path, monkeypatch):
     """The CPU keeps its own rule (engine.hostcpu): this host has no AVX-512 BF16 / AMX, so float32."""
     from bitcpm_validation.engine import hostcpu
 
-    monkeypatch.setattr(offline, "engine_platform", lambda: "cpu")
+    monkeypatch.setattr(base, "engine_platform", lambda: "cpu")
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2"})
     p = load_params(_profile(tmp_path, STAND_IN))
-    assert offline.engine_dtype(p) == "float32" and offline.engine_kwargs(p)["dtype"] == "float32"
+    assert base.engine_dtype(p) == "float32" and base.engine_kwargs(p, base.model_facts(p))["dtype"] == "float32"
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2", "amx_bf16"})
-    assert offline.engine_dtype(p) == "bfloat16"
+    assert base.engine_dtype(p) == "bfloat16"
 
 
 # -- 7a. the platform from vLLM's current_platform --------------------------------------------------------------
@@ -130,11 +132,11 @@ class _FakePlatform:
 
 
 def test_platform_kind_from_what_vllm_says():
-    assert offline.platform_kind(_FakePlatform(cpu=True, device_type="cpu")) == "cpu"
-    assert offline.platform_kind(_FakePlatform(cuda=True, device_type="cuda")) == "cuda"
+    assert base.platform_kind(_FakePlatform(cpu=True, device_type="cpu")) == "cpu"
+    assert base.platform_kind(_FakePlatform(cuda=True, device_type="cuda")) == "cuda"
     # vLLM-Ascend's NPUPlatform: out of tree, device_type "npu" (vllm_ascend/platform.py@v0.18.0)
-    assert offline.platform_kind(_FakePlatform(oot=True, device_type="npu")) == "npu"
-    assert offline.platform_kind(_FakePlatform()) == "unknown"
+    assert base.platform_kind(_FakePlatform(oot=True, device_type="npu")) == "npu"
+    assert base.platform_kind(_FakePlatform()) == "unknown"
 
 
 def test_platform_facts_on_this_host_and_the_loading_line():
@@ -142,8 +144,8 @@ def test_platform_facts_on_this_host_and_the_loading_line():
     DEBUG: the loading chapter's platform row comes from the object, not from a log line."""
     from bitcpm_validation.chapters import loading
 
-    facts = offline.platform_facts()
-    assert facts["kind"] == offline.detect_platform() == "cpu"
+    facts = base.platform_facts()
+    assert facts["kind"] == base.detect_platform() == "cpu"
     assert facts["class"] == "CpuPlatform" and facts["out_of_tree"] is False
     row = loading.platform_line(facts)
     assert row["line"] == "cpu: CpuPlatform (device_type=cpu, is_out_of_tree()=False)"
@@ -171,15 +173,15 @@ VLLM_ASCEND_RFORK = "INFO 12-03 08:00:05 [rfork_loader.py:150] Loading model wei
 
 
 def test_weights_loaded_lines_of_both_platforms():
-    cuda = offline.parse_engine_log(VLLM_CUDA)
+    cuda = base.parse_engine_log(VLLM_CUDA)
     assert (cuda["weights_load_s"], cuda["model_load_gib"], cuda["model_load_s"]) == (0.41, 0.93, 1.873512)
     assert cuda["engine_core_init_s"] == 7.12
-    v2 = offline.parse_engine_log(VLLM_V2_RUNNER)
+    v2 = base.parse_engine_log(VLLM_V2_RUNNER)
     assert (v2["model_load_gib"], v2["model_load_s"]) == (0.93, 1.873512)
-    npu = offline.parse_engine_log(VLLM_ASCEND)
+    npu = base.parse_engine_log(VLLM_ASCEND)
     assert npu["weights_load_s"] == 1.27 and npu["model_load_gib"] == 0.9318
     assert "model_load_s" not in npu  # vLLM-Ascend's line has no seconds: the loader's line gives them
-    rfork = offline.parse_engine_log(VLLM_ASCEND_RFORK)
+    rfork = base.parse_engine_log(VLLM_ASCEND_RFORK)
     assert rfork == {"weights_load_s": 2.05}  # "... took 2.05 seconds" is a time, never a size
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bitcpm_validation.engine import server
 from bitcpm_validation.chapters import precision as P
 from bitcpm_validation.engine import prompting, shared
 from bitcpm_validation.params import load_params, load_prompts
@@ -21,7 +22,7 @@ def client(tmp_path_factory):
         pytest.skip("models/stand-in has no weights")
     run_dir = tmp_path_factory.mktemp("srv") / "run"
     (run_dir / "evidence").mkdir(parents=True)
-    srv, info = shared.start_shared(p, run_dir)
+    srv, info = server.start_shared(p, run_dir)
     try:
         yield p, shared.SharedClient(info, run_dir / "evidence" / "06_precision.log")
     finally:

@@ -24,6 +24,7 @@ import psutil
 import pytest
 import yaml
 
+from bitcpm_validation.engine import base
 from bitcpm_validation.engine import offline, server, shared, starts
 from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
@@ -87,7 +88,7 @@ def test_parse_completion_without_token_ids_is_one_line_error():
 # -- who may share --------------------------------------------------------------------------------------------
 def _info(run_dir: Path, params, base_url: str, **kw) -> shared.SharedInfo:
     info = shared.SharedInfo(base_url=base_url, pid=os.getpid(), model=params.model.name, which="real",
-                             kwargs=json.loads(json.dumps(offline.engine_kwargs(params, "real", run_dir))),
+                             kwargs=json.loads(json.dumps(base.engine_kwargs(params, base.model_facts(params, "real", run_dir)))),
                              command="vllm serve x", log=str(shared.log_path(run_dir)), startup_s=12.5,
                              platform="cpu", kv_cache_tokens=4096, max_concurrency=2.0, **kw)
     shared.log_path(run_dir).write_text("server log start\n", encoding="utf-8")
@@ -213,7 +214,7 @@ def test_who_gets_an_engine_of_its_own(tmp_path, fake_server, monkeypatch):
     _info(run_dir, p, url)
     launched = _no_engine_start(monkeypatch)
     ev = run_dir / "evidence" / "06_precision.log"
-    other = "bfloat16" if offline.engine_dtype(p) == "float32" else "float32"  # not what auto resolved to here
+    other = "bfloat16" if base.engine_dtype(p) == "float32" else "float32"  # not what auto resolved to here
     assert offline.start(p, ev, dtype=other) == "own-engine"                # an override changes the engine
     assert offline.start(p, ev, fresh=True, why="restart") == "own-engine"  # deliberate
     assert offline.start(p, ev, "dummy") == "own-engine"                   # other weights
@@ -340,7 +341,7 @@ def proj(tmp_path):
 
 
 def test_runner_starts_one_shared_server_and_stops_it(proj, monkeypatch):
-    monkeypatch.setattr(shared, "start_shared", _fake_start_shared)
+    monkeypatch.setattr(server, "start_shared", _fake_start_shared)
     out = io.StringIO()
     oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out)
     text = out.getvalue()
@@ -364,7 +365,7 @@ def test_runner_starts_one_shared_server_and_stops_it(proj, monkeypatch):
 
 def test_runner_without_engine_chapters_starts_nothing(proj, monkeypatch):
     called = []
-    monkeypatch.setattr(shared, "start_shared", lambda *a: called.append(a))
+    monkeypatch.setattr(server, "start_shared", lambda *a: called.append(a))
     out = io.StringIO()
     runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out, only=["01_environment"])
     assert not called and "[shared]" not in out.getvalue()
@@ -374,7 +375,7 @@ def test_shared_server_failure_is_one_line_and_the_run_goes_on(proj, monkeypatch
     def boom(params, run_dir):
         raise server.ServerError("port 8000 on 127.0.0.1 is taken (serving.port): stop what listens there")
 
-    monkeypatch.setattr(shared, "start_shared", boom)
+    monkeypatch.setattr(server, "start_shared", boom)
     nbs = proj["nbs"]
     notebook(nbs, "02_loading", HEAD + "# engine.start(\nimport pathlib\n"
              "assert not (pathlib.Path(run_dir) / 'shared-engine.json').exists()\nch.finish()")
@@ -395,9 +396,9 @@ DRIVER = textwrap.dedent('''\
     import sys
     sys.path.insert(0, {tests!r})
     import test_shared_engine as T
-    from bitcpm_validation.engine import shared
+    from bitcpm_validation.engine import server
     from bitcpm_validation.report import runner
-    shared.start_shared = T._fake_start_shared
+    server.start_shared = T._fake_start_shared
     oc = runner.run({params!r}, notebooks_dir={nbs!r}, runs_dir={runs!r})
     sys.exit(oc.exit_code)
 ''')
@@ -442,7 +443,7 @@ def test_shared_server_matches_offline_engine(tmp_path):
     p = _params(tmp_path)
     run_dir = _run_dir(tmp_path)
     prompts = [prompting.prompt_ids(t, p.model_path) for t in ("The capital of France is", "1, 2, 3,", "中国的首都是")]
-    srv, info = shared.start_shared(p, run_dir)
+    srv, info = server.start_shared(p, run_dir)
     try:
         assert info.kv_cache_tokens and info.startup_s > 0
         client = offline.start(p, run_dir / "evidence" / "03_inference.log")
@@ -489,7 +490,7 @@ KILLS_SHARED = HEAD + textwrap.dedent('''\
 def test_runner_restarts_a_shared_server_that_died_during_a_chapter(proj, monkeypatch):
     """Issue 22.7: a chapter whose request killed the shared engine costs that chapter's comparison only; the
     later chapters get a new shared server (counted), never a lost run."""
-    monkeypatch.setattr(shared, "start_shared", _fake_start_shared)
+    monkeypatch.setattr(server, "start_shared", _fake_start_shared)
     notebook(proj["nbs"], "02_loading", KILLS_SHARED)
     out = io.StringIO()
     oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bitcpm_validation.engine import base
 from bitcpm_validation.model import synthetic as S
 from bitcpm_validation.model.reference import ReferenceModel
 from bitcpm_validation.model.weights_kind import weights_kind
@@ -77,7 +78,7 @@ def test_model_source_maps_which_to_directory_load_format_and_weights(tmp_path, 
     """engine.identity.model_source: the one mapping of `which` that engine kwargs, the server and prompting read."""
     import pytest
 
-    from bitcpm_validation.engine import identity, offline
+    from bitcpm_validation.engine import identity
 
     monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))
     src = _source(tmp_path)
@@ -94,16 +95,16 @@ def test_model_source_maps_which_to_directory_load_format_and_weights(tmp_path, 
     assert (dummy.model_dir, dummy.load_format, dummy.need_weights) == (src, "dummy", False)
     real = identity.model_source(p, "real")
     assert (real.model_dir, real.load_format, real.need_weights) == (ROOT / "models/stand-in", "auto", True)
-    kw = offline.engine_kwargs(p, "synthetic")
+    kw = base.engine_kwargs(p, base.model_facts(p, "synthetic"))
     assert (kw["model"], kw["load_format"]) == (str(first.model_dir), "auto")
-    assert offline.engine_kwargs(p, "dummy")["load_format"] == "dummy"
+    assert base.engine_kwargs(p, base.model_facts(p, "dummy"))["load_format"] == "dummy"
     assert identity.served_model_name(p, "synthetic") == "arch-synthetic"
     assert identity.weights_label(p, "synthetic") == "random weights"
     assert identity.measured_on(p, "synthetic", "cpu").endswith("shape · random weights · CPU")
     with pytest.raises(identity.ModelSourceError, match="expected real, synthetic or dummy"):
         identity.model_source(p, "fake")
-    with pytest.raises(offline.EngineError, match="model.dummy_config is not set"):
-        offline.engine_kwargs(_profile(tmp_path, None), "synthetic")
+    with pytest.raises(base.EngineError, match="model.dummy_config is not set"):
+        base.model_facts(_profile(tmp_path, None), "synthetic")
 
 
 @pytest.mark.engine
@@ -137,7 +138,7 @@ def test_vllm_reads_every_synthetic_weight_and_a_missing_one_fails_the_load(tmp_
     sd = load_file(str(f))
     del sd["model.layers.1.input_layernorm.weight"]
     save_file(sd, str(f), metadata={"format": "pt"})
-    with pytest.raises(offline.EngineError) as err:
+    with pytest.raises(base.EngineError) as err:
         offline.start(p, ev, "synthetic", fresh=True, why="a tensor removed")
     row = loading.judge_load("synthetic", str(err.value))
     assert row.status == "fail" and row.id == "load:synthetic"

@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from bitcpm_validation.engine.offline import one_line
+from bitcpm_validation.engine.base import error_line
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 
 from bitcpm_validation.report import items, stats
@@ -493,9 +493,9 @@ def _evaluate_task(*, task, base_url, model, tokenizer, out_dir, num_fewshot, li
     except Exception as err:
         secs = round(time.monotonic() - t0, 3)
         if is_unreachable(err, hub_offline=offline, base_url=base_url):
-            return TaskResult(task, "skipped", reason=f"dataset unreachable (hub offline): {one_line(err)}",
+            return TaskResult(task, "skipped", reason=f"dataset unreachable (hub offline): {error_line(err)}",
                               seconds=secs, command=command)
-        return TaskResult(task, "failed", reason=one_line(err), seconds=secs, command=command)
+        return TaskResult(task, "failed", reason=error_line(err), seconds=secs, command=command)
     secs = round(time.monotonic() - t0, 3)
     if res is None:
         return TaskResult(task, "failed", reason="lm-eval returned no results", seconds=secs, command=command)
@@ -633,7 +633,7 @@ def load_references(path: Optional[str | Path]) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{p}: not valid YAML ({one_line(e)}): fix the reference registry") from None
+        raise ValueError(f"{p}: not valid YAML ({error_line(e)}): fix the reference registry") from None
     entries = data.get("references") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"{p}: needs a list under `references:` (see the comment at its top)")
@@ -762,7 +762,7 @@ def measure_task(task: str, params: Any, *, base_url: str, model: str, out_dir: 
         return Measured(evaluate_task(task, base_url=base_url, model=model, tokenizer=params.model_path,
                                       out_dir=out_dir, tm=tm), None, st, None, None)
     except Exception as err:  # data that cannot be read: one line, the other tasks go on
-        return Measured(TaskResult(task, "skipped", reason=f"{task}: its data could not be loaded: {one_line(err)}"),
+        return Measured(TaskResult(task, "skipped", reason=f"{task}: its data could not be loaded: {error_line(err)}"),
                         None, st, None, None)
     choices = 1
     if kind != "generate_until":
@@ -778,7 +778,7 @@ def measure_task(task: str, params: Any, *, base_url: str, model: str, out_dir: 
                                              generate=kind == "generate_until", prompts=prompts)
         rate = rates[rk]
     except Exception as err:  # the estimate is lost, not the task
-        say(f"{task}: request rate not measured ({one_line(err)}); no time estimate")
+        say(f"{task}: request rate not measured ({error_line(err)}); no time estimate")
     key = reference_key(params, task, st, lm_eval_version())
     ref = find_reference(references or [], key)
     available = sum(sizes.values())

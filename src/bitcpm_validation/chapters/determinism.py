@@ -149,7 +149,7 @@ def env_rows(platform: str) -> list[dict[str, Any]]:
     """The platform's determinism variables (engine.DETERMINISM_ENV) with the value actually set."""
     import os
 
-    from bitcpm_validation.engine.offline import DETERMINISM_ENV
+    from bitcpm_validation.engine.base import DETERMINISM_ENV
 
     rec = dict(DETERMINISM_ENV.get(platform, {}))
     rec.setdefault("VLLM_BATCH_INVARIANT", "1 (beta, optional)")

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from bitcpm_validation.engine.offline import WATCHED_ENV
+from bitcpm_validation.engine.base import WATCHED_ENV
 
 from bitcpm_validation.report.results import Check
 from bitcpm_validation.chapters import registered_checks
@@ -223,7 +223,7 @@ def engine_settings(params: Any) -> dict[str, Any]:
     synthetic | dummy; no engine is started, no checkpoint written): shown once, in this chapter, for every
     chapter that starts an engine. {"real", "full_shape", "full_shape_weights", "env"}."""
     from bitcpm_validation.engine.identity import ModelSourceError, model_source
-    from bitcpm_validation.engine.offline import EngineError, engine_kwargs, platform_env
+    from bitcpm_validation.engine.base import EngineError, engine_kwargs, model_facts, platform_env
 
     full = params.model.full_shape_weights
     out: dict[str, Any] = {"full_shape_weights": full}
@@ -231,7 +231,7 @@ def engine_settings(params: Any) -> dict[str, Any]:
         try:
             # the synthetic checkpoint's settings are the full-size directory's; its cache directory is named here
             # and written by the first chapter that loads it (02 shows the time)
-            kw = engine_kwargs(params, "dummy" if which == "synthetic" else which)
+            kw = engine_kwargs(params, model_facts(params, "dummy" if which == "synthetic" else which))
             if which == "synthetic":
                 src = model_source(params, "synthetic", write=False)
                 kw.update(model=src.model_dir, load_format=src.load_format)

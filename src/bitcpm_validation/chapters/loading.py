@@ -798,7 +798,7 @@ KEY_LOG_LINES = (
 
 
 def platform_line(facts: dict[str, Any]) -> dict[str, str]:
-    """{key, zh, en, line}: the platform as vLLM reports it (engine.offline.platform_facts: current_platform), the
+    """{key, zh, en, line}: the platform as vLLM reports it (engine.base.platform_facts: current_platform), the
     row of record. The log's "Automatically detected platform" is DEBUG on vLLM's built-in platforms (CPU, CUDA),
     so it is only additional evidence where it was logged (vLLM-Ascend's "Platform plugin ascend is activated"
     is INFO)."""

@@ -48,7 +48,7 @@ from typing import Any, Optional, Sequence
 
 from bitcpm_validation.engine import hostcpu, hostload
 from bitcpm_validation.engine.identity import model_source
-from bitcpm_validation.engine.offline import cpu_choices, engine_kwargs, one_line, platform_env
+from bitcpm_validation.engine.base import cpu_choices, engine_kwargs, error_line, model_facts, platform_env
 from bitcpm_validation.engine import processes
 from bitcpm_validation.engine.server import serve_flags, tail
 from bitcpm_validation.params import Params
@@ -337,7 +337,7 @@ def model_arith(config_path: Path, dtype: str) -> dict[str, Any]:
     """Parameter count, weight bytes, KV bytes per token and matmul FLOPs per token for a MiniCPM config."""
     if dtype not in _DTYPE_BYTES:
         raise ValueError(f"model_arith: dtype {dtype!r} is not one of {sorted(_DTYPE_BYTES)}: pass the engine's "
-                         f"resolved dtype (engine.offline.engine_dtype)")
+                         f"resolved dtype (engine.base.engine_dtype)")
     cfg = json.loads(Path(config_path).read_text(encoding="utf-8"))
     h, i, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     nh = cfg["num_attention_heads"]
@@ -565,7 +565,7 @@ def load_references(path: Path) -> list[dict[str, Any]]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         return [Reference(**r).model_dump() for r in data.get("references", [])]
     except (OSError, yaml.YAMLError, ValidationError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: cannot read the performance references ({one_line(e)}): fix the file") from None
+        raise ValueError(f"{path}: cannot read the performance references ({error_line(e)}): fix the file") from None
 
 
 def _norm(name: str) -> str:
@@ -621,7 +621,7 @@ def floor_on_shared_server(params: Params, run_dir: Path, dtype: str, tokens: in
         floor = measure_step_floor(info.base_url, info.model, ids, tokens=tokens)
         return floor, model_arith(model_dir / "config.json", dtype), ""
     except Exception as e:  # noqa: BLE001  the floor is one basis among others: say why it is missing
-        return None, None, f"the step-floor requests failed: {one_line(e, 200)}"
+        return None, None, f"the step-floor requests failed: {error_line(e, 200)}"
 
 
 def bases(params: Params, device: str, platform: str, arith: dict[str, Any], bw: dict[str, Any], mm: dict[str, Any],
@@ -669,7 +669,7 @@ def device_name(platform: str) -> str:
 
             return torch.npu.get_device_name(0)
     except Exception as e:  # noqa: BLE001  a name is context; the platform still says which device kind
-        return f"{platform} ({one_line(e, 80)})"
+        return f"{platform} ({error_line(e, 80)})"
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
@@ -986,7 +986,7 @@ def _env(params: Params) -> dict[str, str]:
 
 def throughput_args(params: Params, which: str, out_json: Path, num_prompts: int) -> list[str]:
     pp = params.performance
-    kw = engine_kwargs(params, which)  # type: ignore[arg-type]
+    kw = engine_kwargs(params, model_facts(params, which))  # type: ignore[arg-type]
     return ["--model", kw["model"], *serve_flags(kw), "--dataset-name", "random",
             "--input-len", str(pp.input_len), "--output-len", str(pp.output_len),
             "--num-prompts", str(num_prompts), "--output-json", str(out_json)]
@@ -996,7 +996,7 @@ def run_throughput(params: Params, which: str, out_json: Path, evidence: Path, n
                    timeout: float = 1800) -> dict[str, Any]:
     """`vllm bench throughput` (its own offline engine: one more start, counted)."""
     from bitcpm_validation.engine import starts
-    from bitcpm_validation.engine.offline import run_dir_of
+    from bitcpm_validation.engine.base import run_dir_of
 
     args = throughput_args(params, which, out_json, num_prompts)
     wall = _run_child(bench_argv("throughput", args), evidence, _env(params), timeout)

@@ -266,7 +266,7 @@ class EngineImpl:
         return [(list(g.token_ids), [dict(r) for r in (g.logprobs or [])]) for g in gens]
 
     def score_full(self, seqs):
-        from bitcpm_validation.engine.offline import EngineError
+        from bitcpm_validation.engine.base import EngineError
 
         if self.full_error:  # refused once (probe_whole_vocab): top-k rows from then on
             return None
@@ -297,9 +297,9 @@ def load_transformers(model_dir: Path) -> Any:
         return AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=True,
                                                     dtype=torch.float32).eval()
     except Exception as err:  # any import/config/code error of the remote code: report it, do not hide it
-        from bitcpm_validation.engine.offline import one_line
+        from bitcpm_validation.engine.base import error_line
 
-        raise RuntimeError(one_line(err)) from None
+        raise RuntimeError(error_line(err)) from None
 
 
 def choose_golden(model_dir: Path) -> tuple[str, str, str]:

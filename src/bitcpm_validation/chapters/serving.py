@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.engine.identity import served_model_name
-from bitcpm_validation.engine.offline import one_line
+from bitcpm_validation.engine.base import error_line
 from bitcpm_validation.engine.server import Server, ServerError
 from bitcpm_validation.params import Params, load_params
 from bitcpm_validation.paths import PROJECT_ROOT
@@ -58,7 +58,7 @@ def _run(pid: str, srv: Server, fn) -> ProbeResult:
         raise
     except Exception as err:  # a failed request: record it, unless the server itself is gone
         srv.check_alive()
-        return ProbeResult(pid, False, round(time.monotonic() - t0, 3), {}, one_line(err))
+        return ProbeResult(pid, False, round(time.monotonic() - t0, 3), {}, error_line(err))
 
 
 def probe_models(cl, srv: Server) -> ProbeResult:
@@ -152,7 +152,7 @@ def probe_concurrent(cl, srv: Server, prompts: Sequence[str | Sequence[int]], ma
                 return {"ok": bool(out["text"].strip() or out["token_ids"]), "tokens": len(out["token_ids"] or []),
                         "finish_reason": out["finish_reason"]}
             except Exception as err:
-                return {"ok": False, "error": one_line(err)}
+                return {"ok": False, "error": error_line(err)}
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(prompts)) as ex:
@@ -343,7 +343,7 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
     env: list[str] = []
     if platform == "npu":
         pre.append("# CANN / NNAL environment first, e.g. source /usr/local/Ascend/ascend-toolkit/set_env.sh")
-        from bitcpm_validation.engine.offline import DETERMINISM_ENV
+        from bitcpm_validation.engine.base import DETERMINISM_ENV
 
         det = " ".join(f"{k}={v}" for k, v in DETERMINISM_ENV["npu"].items())
         pre.append(f"# optional, for bit-exact repeated runs (chapter 04): export {det}")

@@ -1,10 +1,11 @@
-"""Deeper validation of a model directory, before an engine sees it (called by engine.check_model_dir).
+"""Validation of a model directory, before an engine sees it: the one check (engine.base.model_facts calls check_once).
 
 vLLM reports a damaged model directory late and obscurely (a Rust panic from safetensors, a shape
 mismatch deep in a weight loader, a CUDA/NPU assert on an out-of-range token id). Everything here
 reads only file headers and JSON, never the tensors, so it is cheap even for large checkpoints:
 
     check_model_dir(path, need_weights=True, max_model_len=None, params_source=None)
+    check_once(path, ..., run_dir=run_dir)   # the same, at most once per run (run_dir/model-checks.json)
     check_params(params)                  # the profile's model (and dummy config) against its params
     check_safetensors(file) -> header     # truncated / corrupt safetensors
     check_config(config, config_path, tokenizer_size=None, weight_shapes=None)
@@ -14,8 +15,10 @@ Each problem raises ModelCheckError with one line naming the file, what is wrong
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -287,3 +290,45 @@ def check_params(params: Any) -> None:
     check_model_dir(params.model_path, need_weights=True, max_model_len=mml, params_source=params.source)
     if params.dummy_config_path is not None:
         check_model_dir(params.dummy_config_path, need_weights=False, max_model_len=mml, params_source=params.source)
+
+
+# -- once per run -------------------------------------------------------------------------------------------
+CHECKED_FILE = "model-checks.json"  # in the run directory: the model directories this run has checked
+
+
+def _signature(model_dir: Path) -> list[list[Any]]:
+    """What a check read: name, size and modification time of each file at the directory's top level."""
+    out: list[list[Any]] = []
+    with contextlib.suppress(OSError):
+        for f in sorted(model_dir.iterdir()):
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                out.append([f.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def check_once(path: str | Path, need_weights: bool = True, max_model_len: Optional[int] = None,
+               params_source: Optional[str] = None, run_dir: Optional[str | Path] = None) -> None:
+    """check_model_dir, at most once per run: with `run_dir`, a directory this run already checked (the same
+    need_weights and max_model_len; its files unchanged since) is not read again (run_dir/model-checks.json,
+    written after a check passed). Every engine start of every chapter calls this; only the first one reads."""
+    d = Path(path)
+    if run_dir is None or not Path(run_dir).is_dir():
+        check_model_dir(d, need_weights, max_model_len, params_source)
+        return
+    key = f"{d.resolve()} need_weights={need_weights} max_model_len={max_model_len}"
+    record_path = Path(run_dir) / CHECKED_FILE
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    signature = _signature(d)
+    if signature and record.get(key) == signature:
+        return
+    check_model_dir(d, need_weights, max_model_len, params_source)
+    record[key] = signature
+    with contextlib.suppress(OSError):
+        tmp = record_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, record_path)

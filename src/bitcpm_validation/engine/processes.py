@@ -7,7 +7,8 @@ One place for the Linux process controls the engine, the benchmarks and the runn
 - `become_subreaper`: orphans of the runner's chapters (an engine a kernel forgot to stop) are re-parented to
   the runner, which can then reap them (PR_SET_CHILD_SUBREAPER);
 - `kill_group`: a signal to a child's whole process group (its own session: engine workers included);
-- `descendants`, `kill_descendants`: what a chapter started below the runner, and stopping it afterwards.
+- `descendants`, `kill_descendants`: what a chapter started below the runner, and stopping it afterwards;
+- `stop_tree`: a server and everything below it.
 
 Off Linux (no prctl) the first two do nothing and the other safeguards (process groups, psutil) remain.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from typing import Iterable, Optional
 
 PR_SET_PDEATHSIG = 1
@@ -127,3 +129,37 @@ def _reap(pids: Iterable[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
         except (ChildProcessError, OSError):
             pass
+
+
+def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop a child started in its own session (a server) and everything below it: SIGTERM (graceful: vLLM's API
+    server shuts its engine processes down), SIGKILL to its group after `timeout` (at once on Ctrl-C), then any
+    descendant that changed its group and still runs."""
+    descendants = []
+    with contextlib.suppress(Exception):
+        import psutil
+
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    if proc.poll() is None:
+        # graceful: the API server shuts its own engine processes down on SIGTERM
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        except BaseException:  # Ctrl-C while waiting: no mercy
+            kill_group(proc.pid)
+            raise
+    # the group is gone; kill any descendant that changed its group and still runs
+    kill_group(proc.pid)
+    for p in descendants:
+        with contextlib.suppress(Exception):
+            if p.is_running():
+                p.kill()
+    with contextlib.suppress(Exception):
+        import psutil
+
+        psutil.wait_procs(descendants, timeout=5)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime as _dt
 import os
 import shlex
 import shutil
@@ -38,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bitcpm_validation.engine import processes
+from bitcpm_validation.engine import processes, shared, starts
+from bitcpm_validation.engine.base import (EngineError, ModelFacts, Which, engine_kwargs, engine_platform, model_facts,
+                                           parse_engine_log, platform_env, run_dir_of)
 from bitcpm_validation.engine.identity import served_model_name
-from bitcpm_validation.engine.offline import EngineError, Which, engine_kwargs, platform_env
+from bitcpm_validation.engine.quiet import quiet_logs
 from bitcpm_validation.params import Params
 
 
@@ -103,11 +106,16 @@ def vllm_console() -> Optional[str]:
 
 def serve_command(params: Params, which: Which = "real", *, host: str = "127.0.0.1", port: int = 8000,
                   console: bool = True, model_override: Optional[str] = None,
-                  run_dir: Optional[Path] = None, engine_overrides: Optional[dict[str, Any]] = None) -> list[str]:
+                  run_dir: Optional[Path] = None, engine_overrides: Optional[dict[str, Any]] = None,
+                  facts: Optional[ModelFacts] = None) -> list[str]:
     """argv of the server: `vllm serve MODEL FLAGS` or `python -m vllm.entrypoints.openai.api_server --model MODEL FLAGS`
     (with `run_dir`: `--tokenizer DIR` where prompting.engine_tokenizer decides on the override;
-    `engine_overrides`: engine_kwargs overrides, e.g. the shared server's gpu_memory_utilization)."""
-    kw = engine_kwargs(params, which, run_dir, **(engine_overrides or {}))
+    `engine_overrides`: engine_kwargs overrides, e.g. the shared server's gpu_memory_utilization; `facts`: the model's
+    facts already read by the caller, else read here: base.model_facts)."""
+    overrides = engine_overrides or {}
+    if facts is None:
+        facts = model_facts(params, which, run_dir, tokenizer="tokenizer" not in overrides)
+    kw = engine_kwargs(params, facts, **overrides)
     model = model_override or kw["model"]
     flags = serve_flags(kw) + ["--served-model-name", served_model_name(params, which), "--host", host, "--port", str(port)]
     exe = vllm_console() if console else None
@@ -261,6 +269,7 @@ class Server:
     tokenizer_reason: dict[str, str] = field(default_factory=dict)
     shared: bool = False               # the run's shared server (engine.shared): the runner stops it, not the chapter
     shared_pid: Optional[int] = None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the engine_kwargs it was started with
 
     @property
     def root_url(self) -> str:
@@ -302,34 +311,7 @@ class Server:
         proc = self.proc
         if proc is None or self.external:
             return
-        descendants = []
-        with contextlib.suppress(Exception):
-            import psutil
-
-            descendants = psutil.Process(proc.pid).children(recursive=True)
-        if proc.poll() is None:
-            # graceful: the API server shuts its own engine processes down on SIGTERM
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                processes.kill_group(proc.pid)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-            except BaseException:  # Ctrl-C while waiting: no mercy
-                processes.kill_group(proc.pid)
-                raise
-        # the group is gone; kill any descendant that changed its group and still runs
-        processes.kill_group(proc.pid)
-        for p in descendants:
-            with contextlib.suppress(Exception):
-                if p.is_running():
-                    p.kill()
-        with contextlib.suppress(Exception):
-            import psutil
-
-            psutil.wait_procs(descendants, timeout=5)
+        processes.stop_tree(proc, timeout)
         if self.evidence_path:
             with contextlib.suppress(OSError), open(self.evidence_path, "a", encoding="utf-8") as f:
                 f.write(f"=== server stopped (pid {proc.pid}, exit code {proc.returncode})\n")
@@ -387,9 +369,6 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
     The returned Server is stopped by its context manager, at exit, or on SIGTERM. The start (or the
     failed attempt) is counted in the run (engine.starts: `kind`, `why`, seconds to healthy).
     """
-    from bitcpm_validation.engine import starts
-    from bitcpm_validation.engine.offline import run_dir_of
-
     label = chapter or starts.chapter_of(Path(evidence_path))
     try:
         srv = _start(params, evidence_path, which, port=port, timeout=timeout, model_override=model_override,
@@ -427,17 +406,15 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
     env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
     _install_handlers()
-    from bitcpm_validation.engine.offline import run_dir_of
-    from bitcpm_validation.engine.prompting import engine_tokenizer
-
-    run_dir = run_dir_of(evidence)
-    tok = engine_tokenizer(params, run_dir, which)
-    argv = serve_command(params, which, host=host, port=port, model_override=model_override, run_dir=run_dir,
-                         engine_overrides=engine_overrides)
+    overrides = engine_overrides or {}
+    facts = model_facts(params, which, run_dir_of(evidence), tokenizer="tokenizer" not in overrides)  # read once
+    tok = facts.tokenizer
+    argv = serve_command(params, which, host=host, port=port, model_override=model_override, facts=facts,
+                         engine_overrides=overrides)
     tries = [argv]
     if Path(argv[0]).name == "vllm":
         tries.append(serve_command(params, which, host=host, port=port, console=False, model_override=model_override,
-                                   run_dir=run_dir, engine_overrides=engine_overrides))
+                                   facts=facts, engine_overrides=overrides))
     last_err: Optional[ServerError] = None
     for attempt in tries:
         mark = evidence.stat().st_size if evidence.exists() else 0
@@ -446,7 +423,9 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
         srv = Server(base_url=f"http://{host}:{port}/v1", model=served_model_name(params, which), argv=attempt, proc=proc,
                      evidence_path=evidence, log_start=mark,
                      env={k: env[k] for k in penv}, model_path=attempt[2] if attempt[1] == "serve" else attempt[4],
-                     tokenizer=str(tok.path) if tok.path else None, tokenizer_reason={"en": tok.en, "zh": tok.zh})
+                     tokenizer=str(tok.path) if tok and tok.path else None,
+                     tokenizer_reason={"en": tok.en, "zh": tok.zh} if tok else {},
+                     kwargs=engine_kwargs(params, facts, **overrides))
         with _LOCK:
             _LIVE.add(srv)
         try:
@@ -492,8 +471,6 @@ def connect(endpoint: str, timeout: float = 30.0) -> Server:
 def shared_server(params: Params, evidence_path: Path, which: Which = "real") -> tuple[Optional[Server], str]:
     """(the run's shared server as a Server that this chapter never stops, "") when it serves this request,
     else (None, why not; "" where the run has none). See engine.shared."""
-    from bitcpm_validation.engine import shared
-
     client, why_not = shared.client_for(params, evidence_path, which, {})
     if client is None:
         return None, why_not
@@ -542,3 +519,37 @@ def serving(params: Params, evidence_path: Path, which: Which = "real", *, fresh
         yield srv
     finally:
         srv.stop()
+
+
+def start_shared(params: Any, run_dir: Path) -> tuple[Server, shared.SharedInfo]:
+    """Start the run's shared server (the runner calls this), wait until healthy, write shared-engine.json.
+
+    Returns (Server, shared.SharedInfo); raises ServerError / EngineError with one line."""
+    quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
+    log = shared.log_path(run_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    platform = engine_platform()  # without importing vLLM into the runner where the installed build says it
+    overrides = shared.shared_memory_overrides(params, platform)
+    srv = start(params, log, "real", port=0, kind="shared-server", chapter="runner",
+                why="the run's shared engine (every chapter that can share it)", engine_overrides=overrides)
+    try:
+        with open(log, "rb") as f:
+            f.seek(srv.log_start)
+            facts = parse_engine_log(f.read().decode("utf-8", errors="replace"))
+        kv = metrics_kv_tokens(srv.base_url)  # the server's own /metrics; its log line as the fallback
+        facts["kv_cache_source"] = "server /metrics (vllm:cache_config_info)" if kv else "engine log"
+        kv = kv or facts.get("kv_cache_tokens")
+        kwargs = srv.kwargs  # as the server was started (its facts read once)
+        info = shared.SharedInfo(
+            base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=shared.normal(kwargs),
+            command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
+            platform=platform, env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
+            kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (
+                kv / kwargs["max_model_len"] if kv else None),
+            log_facts=facts,
+            started=_dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"))
+        shared.write_info(run_dir, info)
+    except BaseException:
+        srv.stop()
+        raise
+    return srv, info

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import datetime as _dt
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from bitcpm_validation.engine.offline import EngineError, Generation, PromptInput, Which, parse_engine_log
+from bitcpm_validation.engine.base import (EngineError, Generation, PromptInput, Which, engine_kwargs, model_facts,
+                                           run_dir_of, settings_of, settings_rows)
 
 SHARED_FILE = "shared-engine.json"
 SHARED_LOG_NAME = "shared-engine.log"  # in run_dir/evidence/
@@ -94,14 +94,15 @@ def needs_engine(notebook: Path) -> bool:
 MEMORY_ONLY = frozenset({"gpu_memory_utilization"})
 
 
-def _normal(kw: dict[str, Any]) -> dict[str, Any]:
+def normal(kw: dict[str, Any]) -> dict[str, Any]:
+    """engine_kwargs as shared-engine.json holds them (a JSON round trip: paths as strings)."""
     return json.loads(json.dumps(kw, sort_keys=True, default=str))
 
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Engine settings that differ between two engine_kwargs (after a JSON round trip), as 'key: a -> b'
     (memory-only settings, MEMORY_ONLY, are not differences)."""
-    a, b = _normal(a), _normal(b)
+    a, b = normal(a), normal(b)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in MEMORY_ONLY]
 
@@ -132,15 +133,14 @@ def client_for(params: Any, evidence_path: Path, which: Which, overrides: dict[s
     """(a client of the run's shared server, "") when it can serve this request, else (None, why not).
 
     why not is "" where the run simply has no shared server (JupyterLab, no runner)."""
-    from bitcpm_validation.engine.offline import engine_kwargs, run_dir_of
-
     run_dir = run_dir_of(Path(evidence_path))
     info = read_info(run_dir)
     if info is None:
         return None, ""
     if which != info.which:
         return None, f"{which} weights (the shared engine serves {info.which})"
-    diff = differences(info.kwargs, engine_kwargs(params, which, run_dir, **overrides))
+    facts = model_facts(params, which, run_dir, tokenizer="tokenizer" not in overrides)
+    diff = differences(info.kwargs, engine_kwargs(params, facts, **overrides))
     if diff:
         return None, "settings differ from the shared engine (" + "; ".join(diff) + ")"
     if not alive(info):
@@ -180,16 +180,12 @@ class SharedClient:
 
     # -- settings (as Engine) -----------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        from bitcpm_validation.engine.offline import settings_of
-
         s = settings_of(self.kwargs, self.platform, self.env)
         s["engine"] = f"shared vllm serve (pid {self.info.pid}, started by the runner)"
         return s
 
     def settings_rows(self) -> list[list[Any]]:
-        from bitcpm_validation.engine.offline import Engine
-
-        return Engine.settings_rows(self)  # type: ignore[arg-type]  (same rows from settings())
+        return settings_rows(self.settings())
 
     def tokenizer(self):
         if self._tok is None:
@@ -399,42 +395,3 @@ def parse_completion(resp: dict[str, Any]) -> Generation:
     return Generation(prompt_token_ids=prompt_ids, token_ids=token_ids, text=c.get("text", ""),
                       finish_reason=c.get("finish_reason"), logprobs=lp, prompt_logprobs=plp,
                       num_cached_tokens=int(cached) if cached is not None else None)
-
-
-def start_shared(params: Any, run_dir: Path) -> tuple[Any, SharedInfo]:
-    """Start the run's shared server (the runner calls this), wait until healthy, write shared-engine.json.
-
-    Returns (server.Server, SharedInfo); raises server.ServerError / EngineError with one line."""
-    from bitcpm_validation.engine import server
-    from bitcpm_validation.engine.offline import engine_kwargs, engine_platform
-
-    from bitcpm_validation.engine.quiet import quiet_logs
-
-    quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
-    log = log_path(run_dir)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    platform = engine_platform()  # without importing vLLM into the runner where the installed build says it
-    overrides = shared_memory_overrides(params, platform)
-    kwargs = engine_kwargs(params, "real", Path(run_dir), **overrides)
-    srv = server.start(params, log, "real", port=0, kind="shared-server", chapter="runner",
-                       why="the run's shared engine (every chapter that can share it)", engine_overrides=overrides)
-    try:
-        with open(log, "rb") as f:
-            f.seek(srv.log_start)
-            facts = parse_engine_log(f.read().decode("utf-8", errors="replace"))
-        kv = server.metrics_kv_tokens(srv.base_url)  # the server's own /metrics; its log line as the fallback
-        facts["kv_cache_source"] = "server /metrics (vllm:cache_config_info)" if kv else "engine log"
-        kv = kv or facts.get("kv_cache_tokens")
-        info = SharedInfo(
-            base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=_normal(kwargs),
-            command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
-            platform=platform, env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
-            kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (
-                kv / kwargs["max_model_len"] if kv else None),
-            log_facts=facts,
-            started=_dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"))
-        write_info(run_dir, info)
-    except BaseException:
-        srv.stop()
-        raise
-    return srv, info

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO, Optional, Sequence
 
+from bitcpm_validation.engine import server as engine_server
 from bitcpm_validation.engine import shared as shared_engine
 from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
@@ -152,7 +153,7 @@ def check_platform(params: Params, allow_mismatch: bool = False, detected: Optio
     if wanted == "auto":
         return {"profile": "auto", "detected": None, "mismatch": False, "allowed": False}
     if detected is None:
-        from bitcpm_validation.engine.offline import detect_platform
+        from bitcpm_validation.engine.base import detect_platform
 
         try:
             detected = detect_platform()
@@ -358,13 +359,13 @@ def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutco
     """Start the run's shared `vllm serve` (the run's params, as the chapters get them) with a progress line;
     on failure one line, and None (chapters then start their own engines)."""
     from bitcpm_validation.engine import server
-    from bitcpm_validation.engine.offline import EngineError
+    from bitcpm_validation.engine.base import EngineError
 
     print(f"[shared] {'vllm serve':<18} … ", end="", file=out, flush=True)
     ticker = _Progress(out, f"[shared] {'vllm serve':<18} … ")
     t0 = time.monotonic()
     try:
-        srv, info = shared_engine.start_shared(params, run_dir)
+        srv, info = engine_server.start_shared(params, run_dir)
     except (server.ServerError, EngineError) as err:
         ticker.stop()
         line = one_line(str(err), 300)
