@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import sys
 import time
@@ -267,6 +268,9 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
         with _to_evidence(Path(evidence_path)), (
                 startup.in_process() if mode.name == startup.IN_PROCESS else contextlib.nullcontext()):
             print(f"=== engine start ({which}): vllm.LLM(**{kwargs!r}) [{mode.name}: {mode.reason}]", flush=True)
+            # import_vllm's quiet_logs set vLLM's logger to WARNING; vLLM re-applies the evidence config (INFO) only
+            # when it changed, so a second start in this process would log no INFO lines (KV cache, load times)
+            logging.getLogger("vllm").setLevel(logging.INFO)
             llm = LLM(**kwargs)
             if mode.name == startup.IN_PROCESS:
                 llm = startup.InProcessLLM(llm, startup.worker_threads(llm.llm_engine.vllm_config))
