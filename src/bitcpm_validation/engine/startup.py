@@ -32,8 +32,11 @@ What the engine computes is the same either way (tests/test_engine_start_modes.p
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import gc
+import logging
 import os
+import random
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional
@@ -98,8 +101,6 @@ def torch_threads(n: Optional[int]) -> Iterator[None]:
 def in_process() -> Iterator[None]:
     """Start an engine in this process: VLLM_ENABLE_V1_MULTIPROCESSING=0 for the start; afterwards the process's
     own settings that the start changes (the module docstring lists them) are put back."""
-    import random
-
     import numpy as np
     import torch
 
@@ -130,8 +131,6 @@ def in_process() -> Iterator[None]:
 def worker_threads(vllm_config: Any) -> Optional[int]:
     """The thread count vLLM's multiprocess executor would bind its one worker to (OMPProcessManager, the same
     code: multiproc_executor.py:189); None where it would not bind (VLLM_CPU_OMP_THREADS_BIND=nobind)."""
-    import logging
-
     # its "OpenMP thread binding info ... core ids=" line would claim a binding this process does not get
     quiet = logging.getLogger("vllm.utils.ompmultiprocessing")
     was_disabled, quiet.disabled = quiet.disabled, True
@@ -187,8 +186,6 @@ _PHASE_RES = {
 
 def first_seen(log: str, own_pid: int) -> dict[int, float]:
     """{pid: seconds after the log's first timed line} at which each other process first logged."""
-    import datetime as _dt
-
     first: dict[int, float] = {}
     t0: Optional[float] = None
     for line in log.splitlines():
