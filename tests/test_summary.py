@@ -168,8 +168,7 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     assert [(c["check_id"], c["mark"]) for c in claims] == [("ratio", "❌")] and "0.29" in claims[0]["says"]["en"]
     f = S.findings(rows, SPECS)
     assert [x.scope for x in f] == ["document"] and "(no verdict)" in f[0].impact.en
-    # page one gives the claims one line (the table follows); its findings list keeps to the verdict scopes
-    assert S.findings_markdown(f, "en", document=False) == "No ❌ or ⚠️."
+    # page one gives the claims one line (the table follows)
     assert S.document_line(claims).en == ("Original document's claims: 1 checked (❌ 1), [table on the next page](#claims); "
                                          "never in a verdict.")
     assert S.document_line(claims).zh.startswith("原文档的说法：核对 1 条（❌ 1）")
@@ -323,9 +322,6 @@ def test_findings_one_line_each_with_impact_and_remedy(tmp_path):
     assert probe.remedy.en == "see chapter 03" and probe.impact.en == "model quality in doubt"
     for x in f:
         assert "\n" not in x.line.en and "\n" not in x.line.zh
-    md = S.findings_markdown(f, "en")
-    assert md.count("\n") == len(f) - 1 and "中" not in md
-    assert S.findings_markdown([], "zh") == "没有 ❌ 或 ⚠️。"
 
 
 # -- page one ------------------------------------------------------------------------------------------

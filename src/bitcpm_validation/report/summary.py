@@ -867,17 +867,6 @@ def scopes_table(verdicts: dict[str, ScopeVerdict], page: Optional[dict[str, Any
     return headers, body
 
 
-def findings_markdown(found: list[Finding], lang: str, *, document: bool = True) -> str:
-    """The findings as a Markdown list in one language (each line escaped: details carry model output).
-    `document=False` leaves out the original document's claims (page one gives them one line, `document_line`)."""
-    from bitcpm_validation.report.textsafe import md_escape
-
-    found = [f for f in found if document or f.scope != "document"]
-    if not found:
-        return "没有 ❌ 或 ⚠️。" if lang == "zh" else "No ❌ or ⚠️."
-    return "\n".join(f"- {md_escape(f.line.zh if lang == 'zh' else f.line.en)}" for f in found)
-
-
 PAGE_ONE_FINDINGS = 6  # page one fits one A4 page: beyond this many findings, one row points to the check matrix
 
 
