@@ -1,6 +1,6 @@
 """Rendering a (fake) run, one language per file: merged notebook, self-contained HTML, PDF, report.md.
 
-Also the checks on what a reader sees (render.text_problems on page texts, render.language_leaks on
+Also the checks on what a reader sees (render.text_problems on page texts, rendered_text.language_leaks on
 the HTML), first on made-up pages that must be caught, then on the rendered fake run."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from bitcpm_validation.report import render as RD
+import rendered_text as RT
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.display import LANG_KEY
 from bitcpm_validation.report.textsafe import html_pre, html_table, md_table
@@ -117,13 +118,13 @@ def test_reprs_and_stderr_never_reach_the_report(html):
 
 
 def test_each_file_is_in_its_language(html):
-    assert RD.language_leaks(html["en"], "en") == []
-    assert RD.language_leaks(html["zh"], "zh") == []
+    assert RT.language_leaks(html["en"], "en") == []
+    assert RT.language_leaks(html["zh"], "zh") == []
 
 
 def test_no_external_url(html):
     for h in html.values():
-        assert RD.external_refs(h) == []
+        assert RT.external_refs(h) == []
         assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", h, re.I)
         assert "require.js" not in h and "mathjax" not in h.lower().replace("mathjax_", "")
 
@@ -184,7 +185,7 @@ def test_clean_html_keeps_local_content_only():
            '<img src="data:image/png;base64,iVBORw0KGgo=" alt="plot"><b onclick="alert(1)">bold</b>'
            '<style>@import url("https://fonts.example/x.css"); .a{background:url(//cdn.z/b.png)}</style>')
     out = RD.clean_html(raw)
-    assert RD.external_refs(out) == []
+    assert RT.external_refs(out) == []
     assert '<a href="#local">' in out and ">hf</a>" in out and "huggingface" not in out
     assert 'src="data:image/png;base64,' in out and "<b>bold</b>" in out
     assert "//cdn" not in out and "<script" not in out and "onclick" not in out and "@import" not in out
@@ -220,13 +221,13 @@ def test_text_problems_page_limit_and_clean_pages():
 
 
 def test_language_leaks_catch():
-    assert RD.language_leaks("<p>Device 设备</p>", "en")
-    assert RD.language_leaks("<p>这一段写着 this sentence is plainly written in English here。</p>", "zh")
+    assert RT.language_leaks("<p>Device 设备</p>", "en")
+    assert RT.language_leaks("<p>这一段写着 this sentence is plainly written in English here。</p>", "zh")
     # model output and code are verbatim, not the report's language
-    assert RD.language_leaks('<pre class="untrusted">设备</pre><code>中文</code><p>Device</p>', "en") == []
-    assert RD.language_leaks("<p>在 vLLM 上以 BF16 运行，KV cache 为 1 GiB。</p>", "zh") == []
+    assert RT.language_leaks('<pre class="untrusted">设备</pre><code>中文</code><p>Device</p>', "en") == []
+    assert RT.language_leaks("<p>在 vLLM 上以 BF16 运行，KV cache 为 1 GiB。</p>", "zh") == []
     header = "<tr><th>scale min</th><th>scale median</th><th>scale max</th><th>round trip</th></tr>"
-    assert RD.language_leaks(f"<table>{header}</table>", "zh") == []  # adjacent cells are not a sentence
+    assert RT.language_leaks(f"<table>{header}</table>", "zh") == []  # adjacent cells are not a sentence
 
 
 @pytest.mark.skipif(not RD.find_chromium(), reason="headless Chromium not installed (make setup installs it)")
@@ -286,7 +287,7 @@ def test_display_helpers_reach_only_their_language(executed):
         assert html.count('src="data:image/png;base64,') == 2
         assert "{&#x27;id&#x27;: &#x27;x&#x27;}" not in html and "{'id': 'x'}" not in html  # a bare value's repr
         assert '<td class="bv-num">16,898.6 ms</td>' in html  # a number with its unit stays on one line
-        assert RD.language_leaks(html, lang) == []
+        assert RT.language_leaks(html, lang) == []
 
 
 def test_number_cells():

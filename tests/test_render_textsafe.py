@@ -122,7 +122,7 @@ def test_appendix_goes_after_the_chapters():
 
 
 def test_print_problems_find_breaks_reprs_and_placeholders():
-    from bitcpm_validation.report.render import print_problems
+    from rendered_text import print_problems
 
     bad = ["run with --enforce-eage\nr and VLLM_CPU_OMP_THREADS_BIN\nD", "A\nutoModelForCausalLM from the stand-i\nn",
            "… max_bytes=None), device_config=cpu, x=StructuredOutputsConfig(backend= …", "thresholds in prompts.yaml grading: . Where"]
@@ -135,7 +135,7 @@ def test_print_problems_find_breaks_reprs_and_placeholders():
 
 
 def test_english_words_outside_verbatim_and_names():
-    from bitcpm_validation.report.render import english_words
+    from rendered_text import english_words
 
     html = ('<p>本章使用 vLLM 与 CPU，dummy 权重，derived 值</p><code>--enforce-eager model</code>'
             '<span class="bv-verbatim">Hello world</span><p>AutoModelForCausalLM、VLLM_CPU_OMP_THREADS_BIND、params/default.yaml</p>')
@@ -148,7 +148,7 @@ def test_english_words_outside_verbatim_and_names():
 
 
 def test_orphan_headings():
-    from bitcpm_validation.report.render import orphan_headings
+    from rendered_text import orphan_headings
 
     assert orphan_headings("<h2>Runs and the restart</h2><h2>Next</h2><p>text</p>") == ["Runs and the restart"]
     assert orphan_headings("<h2>A</h2><h3>B</h3><table><tr><td>1</td></tr></table>") == []

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bitcpm_validation.report import render as RD
+import rendered_text as RT
 from bitcpm_validation.report.contents import all_chapters
 
 pytestmark = pytest.mark.e2e
@@ -39,13 +40,13 @@ def test_every_chapter_heading_in_the_file_language(e2e_run, lang):
 @pytest.mark.parametrize("lang", LANGS)
 def test_html_is_self_contained(e2e_run, lang):
     html = html_of(e2e_run, lang)
-    assert RD.external_refs(html) == []
+    assert RT.external_refs(html) == []
     assert not re.search(r"""\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", html, re.I)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_html_carries_only_its_language(e2e_run, lang):
-    leaks = RD.language_leaks(html_of(e2e_run, lang), lang)
+    leaks = RT.language_leaks(html_of(e2e_run, lang), lang)
     assert leaks == [], f"{len(leaks)} passage(s) in the other language, e.g. {leaks[:5]}"
 
 
@@ -75,26 +76,26 @@ def test_model_card_says_what_ran(e2e_run):
 # -- issue 20: text that survives printing, each language whole ----------------------------------------------
 @pytest.mark.parametrize("lang", LANGS)
 def test_pdf_has_no_midword_break_repr_or_placeholder(e2e_run, lang):
-    assert RD.print_problems(pdf_pages(e2e_run, lang)) == []
+    assert RT.print_problems(pdf_pages(e2e_run, lang)) == []
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_no_heading_without_content(e2e_run, lang):
-    assert RD.orphan_headings(html_of(e2e_run, lang)) == []
+    assert RT.orphan_headings(html_of(e2e_run, lang)) == []
 
 
 def test_chinese_file_has_no_new_english_words(e2e_run):
     """Outside verbatim data, code and the glossary's names (report/glossary.yaml), no English word that is not
     on the glossary's list of words still to translate (issue 20.5: that list only shrinks)."""
-    words = RD.english_words(html_of(e2e_run, "zh"))
-    new = {w: n for w, n in words.items() if w not in set(RD.glossary()["pending"])}
+    words = RT.english_words(html_of(e2e_run, "zh"))
+    new = {w: n for w, n in words.items() if w not in set(RT.glossary()["pending"])}
     assert new == {}, (f"{sum(new.values())} English words in the Chinese file that report/glossary.yaml neither "
                        f"allows nor lists as pending: {sorted(new, key=new.get, reverse=True)[:30]}")
 
 
 def test_glossary_pending_words_are_not_allowed_names():
     """A word is either a name kept in Latin letters or one still to translate, never both."""
-    g = RD.glossary()
+    g = RT.glossary()
     assert not set(g["pending"]) & set(g["allow"])
 
 
