@@ -8,17 +8,20 @@ One place for the Linux process controls the engine, the benchmarks and the runn
   the runner, which can then reap them (PR_SET_CHILD_SUBREAPER);
 - `kill_group`: a signal to a child's whole process group (its own session: engine workers included);
 - `descendants`, `kill_descendants`: what a chapter started below the runner, and stopping it afterwards;
-- `stop_tree`: a server and everything below it.
+- `stop_tree`: a server and everything below it;
+- `on_exit_and_termination`: a clean-up that runs at exit and on SIGTERM / SIGHUP (the servers' own).
 
 Off Linux (no prctl) the first two do nothing and the other safeguards (process groups, psutil) remain.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import subprocess
-from typing import Iterable, Optional
+import threading
+from typing import Callable, Iterable, Optional
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -163,3 +166,27 @@ def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         import psutil
 
         psutil.wait_procs(descendants, timeout=5)
+
+
+def on_exit_and_termination(callback: Callable[[], None]) -> None:
+    """Run `callback` at interpreter exit (atexit) and on SIGTERM / SIGHUP, then behave as before: the previous
+    handler, or the default action (the signal re-raised with the default handler). Signals only from the main
+    thread (Python's rule); atexit always."""
+    atexit.register(callback)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        prev = signal.getsignal(signum)
+
+        def handler(sig, frame, _prev=prev):
+            callback()
+            if callable(_prev):
+                _prev(sig, frame)
+            elif _prev == signal.SIG_IGN:
+                return
+            else:
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+
+        with contextlib.suppress(Exception):
+            signal.signal(signum, handler)

@@ -20,13 +20,11 @@ model). Every start is counted in the run (engine.starts).
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as _dt
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -168,29 +166,12 @@ def _stop_all() -> None:
 
 
 def _install_handlers() -> None:
-    """atexit + SIGTERM/SIGHUP: stop our servers, then behave as before (main thread only)."""
+    """Stop our servers at exit and on SIGTERM/SIGHUP (processes.on_exit_and_termination), once."""
     global _HANDLERS_INSTALLED
     if _HANDLERS_INSTALLED:
         return
     _HANDLERS_INSTALLED = True
-    atexit.register(_stop_all)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        prev = signal.getsignal(signum)
-
-        def handler(sig, frame, _prev=prev):
-            _stop_all()
-            if callable(_prev):
-                _prev(sig, frame)
-            elif _prev == signal.SIG_IGN:
-                return
-            else:
-                signal.signal(sig, signal.SIG_DFL)
-                os.kill(os.getpid(), sig)
-
-        with contextlib.suppress(Exception):
-            signal.signal(signum, handler)
+    processes.on_exit_and_termination(_stop_all)
 
 
 
