@@ -136,7 +136,7 @@ def model_facts(params: Params, which: Which = "real", run_dir: Optional[Path] =
                               params_source=params.source, run_dir=run_dir)
     except modelcheck.ModelCheckError as err:
         raise EngineError(str(err)) from None
-    decision = engine_tokenizer(params, run_dir, which) if run_dir is not None and tokenizer else None
+    decision = engine_tokenizer(params, run_dir, which, src) if run_dir is not None and tokenizer else None
     return ModelFacts(which, src, engine_dtype(params, which), decision)
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional, Sequence, Union
 
-from bitcpm_validation.engine.identity import model_source
+from bitcpm_validation.engine.identity import ModelSource, model_source
 from bitcpm_validation.model import tokenizer as T
 from bitcpm_validation.params import Params, Prompt
 
@@ -146,7 +146,8 @@ class TokenizerDecision(NamedTuple):
 FAITHFUL_TOKENIZER_DIR = "faithful-tokenizer"
 
 
-def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "real") -> TokenizerDecision:
+def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "real",
+                     source: Optional[ModelSource] = None) -> TokenizerDecision:
     """THE decision on the engine's `tokenizer=` (offline vllm.LLM and `vllm serve --tokenizer` alike).
 
     engine.tokenizer_override auto: where AutoTokenizer on the model directory (as vLLM loads it) encodes
@@ -155,7 +156,7 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     write the faithful tokenizer directory (tokenizer.json loaded as is) into
     run_dir/artifacts/faithful-tokenizer/<model dir name> and use it, provided it does encode like the
     reference. Otherwise (off, no tokenizer.json to load as is, already faithful) the model's own tokenizer."""
-    model_dir = Path(model_source(params, which).model_dir)
+    model_dir = Path((source or model_source(params, which)).model_dir)  # `source`: the caller's, already resolved
     if params.engine.tokenizer_override == "off":
         return TokenizerDecision(None, "engine.tokenizer_override is off: the engine uses the model directory's own tokenizer",
                                  "engine.tokenizer_override 为 off：引擎使用模型目录自带的分词器")
