@@ -170,3 +170,24 @@ def test_tokenizer_json_only_dir_passes(tmp_path):
 def test_no_tokenizer_at_all(tmp_path):
     d = fake_model_dir(tmp_path / "m", tokenizer=False)
     assert "has no tokenizer (tokenizer.json / tokenizer.model)" in _err(M.check_model_dir, d)
+
+
+def test_check_once_reads_a_directory_once_per_run_and_again_when_a_file_changes(tmp_path, monkeypatch):
+    d = fake_model_dir(tmp_path / "m")
+    run = tmp_path / "run"
+    run.mkdir()
+    calls = []
+    real = M.check_model_dir
+    monkeypatch.setattr(M, "check_model_dir", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    M.check_once(d, max_model_len=2048, run_dir=run)
+    M.check_once(d, max_model_len=2048, run_dir=run)  # the second engine start of the run: not read again
+    assert len(calls) == 1 and (run / M.CHECKED_FILE).is_file()
+    M.check_once(d, max_model_len=1024, run_dir=run)  # other settings: checked for those
+    assert len(calls) == 2
+    w = d / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-8])  # the weights changed (truncated) after the check: read again, and fail
+    assert "truncated safetensors file" in _err(M.check_once, d, max_model_len=2048, run_dir=run)
+    assert len(calls) == 3
+    M.check_once(d, need_weights=False, run_dir=None)  # no run directory: every call checks
+    M.check_once(d, need_weights=False, run_dir=None)
+    assert len(calls) == 5
