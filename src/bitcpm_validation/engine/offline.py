@@ -231,10 +231,10 @@ def _start_offline(params: Params, evidence_path: Path, which: Which = "real", *
         starts.record(run_dir, starts.Start(starts.chapter_of(evidence_path), "offline", which, why,
                                             None, ok=False, error=str(err)[:300]))
         raise
+    facts = getattr(eng, "log_facts", None) or {}  # what _launch_offline measured (mode, phases)
     starts.record(run_dir, starts.Start(starts.chapter_of(evidence_path), "offline", which, why,
-                                        round(time.monotonic() - t_start, 2),
-                                        mode=eng.log_facts.get("start_mode", ""),
-                                        phases=eng.log_facts.get("start_phases", {})))
+                                        round(time.monotonic() - t_start, 2), mode=facts.get("start_mode", ""),
+                                        phases=facts.get("start_phases", {})))
     return eng
 
 
