@@ -47,5 +47,5 @@ def test_in_process_engine_gives_the_multiprocess_engines_outputs(tmp_path, monk
     assert torch.set_num_threads is set_num_threads and torch.get_num_threads() == threads
     recorded = starts.load(tmp_path)
     assert [s.mode for s in recorded] == [startup.MULTIPROCESS, startup.IN_PROCESS, startup.IN_PROCESS]
-    assert "processes" in recorded[0].phases and "processes" not in recorded[1].phases
+    assert "worker_process" in recorded[0].phases and "engine_core_process" not in recorded[1].phases
     assert recorded[2].phases["import"] == 0.0 and all(s.phases["other"] >= 0 for s in recorded)

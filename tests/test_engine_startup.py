@@ -102,8 +102,10 @@ def test_first_seen_per_process():
 
 def test_phases_of_a_multiprocess_start():
     ph = S.phases(import_s=15.0, config_s=2.0, engine_s=40.3, log=MP_LOG, own_pid=100, mode=S.MULTIPROCESS)
-    assert list(ph) == ["import", "config", "processes", "model_load", "kv_cache_and_warmup", "other"]
-    assert ph["processes"] == 36.04 and ph["model_load"] == 0.01 and ph["kv_cache_and_warmup"] == 0.37
+    assert list(ph) == ["import", "config", "engine_core_process", "worker_process", "model_load",
+                        "kv_cache_and_warmup", "other"]
+    assert ph["engine_core_process"] == 24.45 and ph["worker_process"] == 11.59
+    assert ph["model_load"] == 0.01 and ph["kv_cache_and_warmup"] == 0.37
     assert ph["other"] == round(40.3 - 36.04 - 0.01 - 0.37, 2)
 
 
@@ -111,7 +113,7 @@ def test_phases_of_an_in_process_start_have_no_process_phase():
     log = MP_LOG.replace(" 200 [", " 100 [").replace(" 300 [", " 100 [").replace(
         "Loading weights took 0.01 seconds", "Model loading took 0.01 GiB memory and 0.25 seconds")
     ph = S.phases(import_s=0.0, config_s=1.0, engine_s=9.0, log=log, own_pid=100, mode=S.IN_PROCESS)
-    assert "processes" not in ph and ph["import"] == 0.0 and ph["model_load"] == 0.25
+    assert "engine_core_process" not in ph and ph["import"] == 0.0 and ph["model_load"] == 0.25
     assert ph["other"] == round(9.0 - 0.25 - 0.37, 2)
 
 

@@ -27,8 +27,8 @@ class Start:
     error: Optional[str] = None
     at: str = ""          # ISO time of the start
     mode: str = ""        # offline: in-process | multiprocess (engine.startup.choose_mode); "" for servers
-    # seconds of each phase, in order (engine.startup.phases: import, config, processes, model_load,
-    # kv_cache_and_warmup, compile, other); {} where not measured
+    # seconds of each phase, in order (engine.startup.phases: import, config, engine_core_process, worker_process,
+    # model_load, kv_cache_and_warmup, compile, other); {} where not measured
     phases: dict[str, float] = field(default_factory=dict)
 
 

@@ -203,17 +203,20 @@ def first_seen(log: str, own_pid: int) -> dict[int, float]:
 def phases(*, import_s: float, config_s: float, engine_s: float, log: str, own_pid: int, mode: str) -> dict[str, float]:
     """Seconds of each phase of one start, in order: `import` (vLLM into this process; 0 when already there),
     `config` (engine arguments: the model directory's checks, the tokenizer), then inside `vllm.LLM(...)`:
-    `processes` (multiprocess: until the last engine process logged its first line, i.e. spawns and their
-    imports of vLLM), `model_load`, `kv_cache_and_warmup` (profile, KV cache, warm-up) and `compile` as the
-    engine logged them, and `other` (the rest of LLM(): engine configuration, tokenizer, processor)."""
+    multiprocess only, `engine_core_process` (until the engine core process logged its first line: its spawn
+    and import of vLLM) and `worker_process` (from there until the worker's first line: the same for the
+    worker); `model_load`, `kv_cache_and_warmup` (profile, KV cache, warm-up) and `compile` as the engine
+    logged them; `other` (the rest of LLM(): engine configuration, tokenizer, processor)."""
     out = {"import": round(import_s, 2), "config": round(config_s, 2)}
     logged: dict[str, float] = {}
     for key, rx in _PHASE_RES.items():
         for m in rx.finditer(log):
             logged[key] = float(m.group(1))
-    seen = first_seen(log, own_pid) if mode == MULTIPROCESS else {}
-    if seen:
-        out["processes"] = max(seen.values())
+    seen = sorted(first_seen(log, own_pid).values()) if mode == MULTIPROCESS else []
+    if seen:  # vLLM's processes start one after another: the engine core, then it spawns the worker(s)
+        out["engine_core_process"] = seen[0]
+        if len(seen) > 1:
+            out["worker_process"] = round(seen[-1] - seen[0], 2)
     if "model_load" not in logged and "weights_load" in logged:  # vLLM-Ascend logs only the loader's line
         logged["model_load"] = logged["weights_load"]
     for key in ("model_load", "kv_cache_and_warmup", "compile"):

@@ -1224,7 +1224,8 @@ START_WEIGHTS_ZH = {"real": "真实权重", "synthetic": "合成权重", "dummy"
 
 # Phases of an engine start (engine.startup.phases) and where it ran (engine.startup.choose_mode)
 START_PHASES = {"import": ("导入 vLLM", "import vLLM"), "config": ("参数与检查", "config"),
-                "processes": ("引擎进程启动", "engine processes"), "model_load": ("模型加载", "model load"),
+                "engine_core_process": ("引擎核心进程启动", "engine core process"),
+                "worker_process": ("工作进程启动", "worker process"), "model_load": ("模型加载", "model load"),
                 "kv_cache_and_warmup": ("KV 缓存与预热", "KV cache and warm-up"), "compile": ("编译", "compile"),
                 "other": ("其余", "other")}
 START_MODES = {"in-process": ("进程内", "in process"), "multiprocess": ("多进程", "multiprocess")}
