@@ -34,12 +34,6 @@ def test_engine_and_report_never_import_a_chapter():
     assert not bad, f"report/engine must not import chapter modules: {bad}"
 
 
-def test_engine_never_imports_the_report_layer_internals():
-    bad = [(str(p.relative_to(PKG)), m) for p in _modules("engine") for m, _ in _imports(p)
-           if m.startswith("bitcpm_validation.report") and m not in ("bitcpm_validation.report.textsafe",)]
-    assert not bad, f"engine modules reach into the report layer: {bad}"
-
-
 def test_no_private_name_crosses_modules():
     bad = []
     for p in sorted(PKG.rglob("*.py")):
