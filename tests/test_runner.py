@@ -293,3 +293,25 @@ def test_chapter_kernels_print_nothing_onto_the_progress_lines(tmp_path, monkeyp
             km.shutdown_kernel(now=False)
         err.seek(0)
         assert err.read().decode().strip() == ""
+
+
+def test_a_native_crash_in_the_kernel_is_named_with_its_signal_and_frame(tmp_path):
+    """An in-process engine's C++ kernel dying with SIGILL kills the chapter's kernel: the runner's one line names
+    the signal, the Python frame it died in and what to do (faulthandler's trace in the evidence log), and what the
+    chapter recorded before is kept."""
+    nb = notebook(tmp_path, "04_determinism", HEAD + 'ch.record(spec("before", "Before", "之前").row("pass"))\nch.save()\n'
+                  'import os, signal\ndef engine_step():\n    os.kill(os.getpid(), signal.SIGILL)\nengine_step()')
+    run_dir = tmp_path / "run"
+    out = runner.run_chapter(nb, run_dir, ROOT / "params" / "default.yaml", timeout_s=120)
+    assert out.status == "failed"
+    assert "DeadKernelError: the chapter's kernel died: Illegal instruction" in out.error, out.error
+    assert "engine_step()" in out.error and "engine.dtype: float32" in out.error, out.error
+    res = R.load(run_dir / "results" / "04_determinism.json")
+    assert res.status == "failed" and [c.id for c in res.checks] == ["before"]
+
+
+def test_a_kernel_killed_without_a_trace_says_so(tmp_path):
+    log = tmp_path / "07_performance.log"
+    log.write_text("engine started\n", encoding="utf-8")
+    assert runner.kernel_death(log).startswith("the chapter's kernel died without a Python error (killed, or out of memory)")
+    assert "the system log" in runner.kernel_death(tmp_path / "missing.log")

@@ -15,6 +15,8 @@ nothing: the runner marks the chapter failed and keeps what it had recorded.
 from __future__ import annotations
 
 import datetime as _dt
+import faulthandler
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +25,8 @@ from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import chapter as _chapter_info
 from bitcpm_validation.params import Params, PromptSet, load_params, load_prompts
 from bitcpm_validation.paths import PROJECT_ROOT
+
+_crash_log = None  # the open evidence log faulthandler writes a native crash to (one per kernel)
 
 DEFAULT_RUN_DIR = "runs/lab"  # where a notebook opened in JupyterLab writes
 
@@ -50,6 +54,19 @@ class Chapter:
         for sub in ("results", "evidence", "notebooks", "artifacts"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         self._save()
+        self._trace_native_crashes()
+
+    def _trace_native_crashes(self) -> None:
+        """A native crash (SIGSEGV, SIGILL, SIGBUS, SIGFPE, SIGABRT) in this kernel — an in-process engine's C++
+        kernels run here — writes 'Fatal Python error: <signal>' and the Python stack to the evidence log, where
+        the runner finds it to say why the kernel died (report.runner.kernel_death)."""
+        global _crash_log
+        if "ipykernel" not in sys.modules:  # a notebook kernel only: elsewhere (pytest, scripts) the host's own handler stays
+            return
+        if _crash_log is not None:
+            _crash_log.close()
+        _crash_log = self.evidence_path.open("a", encoding="utf-8")
+        faulthandler.enable(file=_crash_log, all_threads=False)
 
     @classmethod
     def open(cls, chapter_id: str, params_path: str | Path, run_dir: str | Path = DEFAULT_RUN_DIR) -> "Chapter":

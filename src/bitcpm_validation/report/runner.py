@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -232,6 +233,30 @@ def _error_line(e: BaseException) -> tuple[str, str]:
     return ename, one_line(f"{ename}: {evalue}" if evalue else ename, 400)
 
 
+_FATAL = re.compile(r"Fatal Python error: (\w[^\n]*)")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+) in (\w+)')
+
+
+def kernel_death(evidence_log: Path) -> str:
+    """Why a chapter's kernel died, from what faulthandler wrote to its evidence log (report.recorder): the
+    signal, the innermost Python frame and what to do; a generic line where the log holds no trace."""
+    try:
+        text = evidence_log.read_text(encoding="utf-8", errors="replace")[-20000:]
+    except OSError:
+        text = ""
+    m = None
+    for m in _FATAL.finditer(text):
+        pass
+    if m is None:
+        return (f"the chapter's kernel died without a Python error (killed, or out of memory): see {evidence_log.name} "
+                f"and the system log")
+    frame = _FRAME.search(text, m.end())
+    where = f" in {Path(frame.group(1)).name}:{frame.group(2)} {frame.group(3)}()" if frame else ""
+    hint = ("; an in-process engine's native kernels crashed: on a CPU set engine.dtype: float32 (vLLM's BF16/AMX kernels "
+            "are not used then)" if "illegal instruction" in m.group(1).lower() else "")
+    return f"the chapter's kernel died: {m.group(1).strip()}{where} (stack in {evidence_log.name}){hint}"
+
+
 def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[str] = None,
                 timeout_s: Optional[float] = None, keep: Optional[set[int]] = None) -> ChapterOutcome:
     """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt.
@@ -256,6 +281,8 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
         raise
     except Exception as e:  # noqa: BLE001  (PapermillExecutionError, DeadKernelError, timeouts, ...)
         ename, error = _error_line(e)
+        if ename == "DeadKernelError":
+            error = one_line(f"{ename}: {kernel_death(run_dir / 'evidence' / f'{stem}.log')}", 400)
         status = "skipped" if ename == "ChapterSkipped" else "failed"
         if status == "skipped":
             error = None
