@@ -221,7 +221,7 @@ class PerformanceParams(_Section):
     # Thresholds are % of what a healthy device reaches for this model (a baseline run, the reference registered
     # for the device, else the overhead floor measured in the run), not of a physical roof: batch-1 decode of a
     # 0.5B model in eager mode is bound by launches, and the original document's 85 tok/s on a 910B3 is ~5 % of
-    # its bandwidth roof. Calibrated so that figure passes on a 910B3 (tests/test_performance.py).
+    # its bandwidth roof. Calibrated so that figure passes on a 910B3 (tests/chapters/test_performance.py).
     decode_pct_warn: DeviceThresholds = Field(
         DeviceThresholds(cpu=50, cuda=70, npu=70),
         description="batch-1 decode below this % of what the device reaches for this model is a warning (per device)")

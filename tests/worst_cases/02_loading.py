@@ -64,7 +64,7 @@ CASES = {
     "weights_match_config": lambda: L.judge_weights(CFG, {"model.embed_tokens.weight": {"dtype": "BF16", "shape": [40, 64]}}),
     "load": lambda: L.judge_load("real", "EngineError: vLLM engine failed to start"),
     # the synthetic checkpoint's forward pass at the full shape gave a NaN score (the real weights' empty answer:
-    # tests/test_loading.py)
+    # tests/chapters/test_loading.py)
     "infer": lambda: L.judge_infer("synthetic", 8, 8, ignore_eos=True, chosen_logprobs=[-1.0] * 7 + [float("nan")]),
     "kv_capacity": lambda: L.judge_kv_capacity("real", 1024, 2048, 8),
     "doc_tie_word_embeddings": lambda: L.judge_doc_tie({"flag": True, "flag_source": "class default", "lm_head": None},

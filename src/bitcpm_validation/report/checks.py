@@ -20,7 +20,7 @@ by hand. Scopes (see results.SCOPES):
 
 `worst` is the worst status a check can give: "fail" for nearly all; "warn" only where a failure is
 not the check's to call (the reason is stated in `worst_reason`, and the appendix prints it). Every
-registered check has a test that makes it reach its worst status (tests/test_every_check_can_fail.py,
+registered check has a test that makes it reach its worst status (tests/chapters/test_every_check_can_fail.py,
 with one case per check in tests/worst_cases/<chapter>.py).
 `bitcpm_validation.chapters.registry()` returns every spec (and imports every chapter module, so a test
 can check that each entry is used). `define()` registers one check by hand (tests' throwaway chapters).

@@ -15,7 +15,7 @@ import pytest
 
 from fake_run import make_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 

@@ -14,7 +14,7 @@ from bitcpm_validation.chapters import accuracy as A
 from bitcpm_validation.engine import datasets as D
 from bitcpm_validation.report import items, stats
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "c0ffee0000000000000000000000000000000001"
 
 

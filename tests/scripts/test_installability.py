@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.index
 # npu on both architectures for each Python vLLM-Ascend v0.18.0 supports (>= 3.10, < 3.12)
 TARGETS = ("npu-aarch64-cp310", "npu-aarch64-cp311", "npu-x86_64-cp310", "npu-x86_64-cp311", "cuda", "cpu")

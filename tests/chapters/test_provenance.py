@@ -17,7 +17,7 @@ from bitcpm_validation.report import results as R
 from bitcpm_validation.params import load_params
 from fake_model import fake_model_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp_path: Path, model: Path, trust: bool | None = True, **extra) -> Path:

@@ -17,7 +17,7 @@ import yaml
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import runner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models" / "stand-in"
 
 

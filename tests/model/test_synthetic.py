@@ -14,7 +14,7 @@ from bitcpm_validation.model.reference import ReferenceModel
 from bitcpm_validation.model.weights_kind import weights_kind
 from bitcpm_validation.model.writer import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _source(tmp: Path, **cfg_overrides) -> Path:

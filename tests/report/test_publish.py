@@ -16,7 +16,7 @@ import pytest
 from bitcpm_validation.report import publish as P
 from bitcpm_validation.report import results as R
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_run(runs: Path, run_id: str, *, fail: bool = False, host: str = "npu-host-1", device: str = "Ascend 910B3",

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from bitcpm_validation.chapters import environment as E
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 

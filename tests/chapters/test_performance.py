@@ -16,8 +16,8 @@ from bitcpm_validation.chapters import performance as P
 from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.params import ParamsError, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
-FIX = Path(__file__).parent / "fixtures" / "perf"
+ROOT = Path(__file__).resolve().parents[2]
+FIX = Path(__file__).parents[1] / "fixtures" / "perf"
 FULL = ROOT / "models/bitcpm4-0.5b/config.json"
 
 

@@ -15,7 +15,7 @@ from bitcpm_validation.chapters import precision as P
 from bitcpm_validation.model import agreement as A
 from bitcpm_validation.params import PrecisionParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models" / "stand-in"
 PP = PrecisionParams()
 

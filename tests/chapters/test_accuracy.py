@@ -12,7 +12,7 @@ from bitcpm_validation.chapters import accuracy as A
 from bitcpm_validation.engine import datasets
 from bitcpm_validation.tasks import TASKS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_local_task_data():

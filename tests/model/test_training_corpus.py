@@ -8,7 +8,7 @@ from bitcpm_validation.chapters import inference as I
 from bitcpm_validation.model.training_corpus import CorpusError, contamination, declared_corpus
 from bitcpm_validation.params import load_prompts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = load_prompts(ROOT / "params/prompts.yaml")
 
 

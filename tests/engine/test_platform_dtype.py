@@ -17,7 +17,7 @@ from bitcpm_validation.engine import identity, server, shared
 from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
 from bitcpm_validation.params import ParamsError, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models/stand-in"
 
 

@@ -12,7 +12,7 @@ from bitcpm_validation.chapters import precision as P
 from bitcpm_validation.engine import prompting, shared
 from bitcpm_validation.params import load_params, load_prompts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

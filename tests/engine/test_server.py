@@ -19,7 +19,7 @@ from bitcpm_validation.chapters import serving
 from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _params(tmp: Path, model: Path, **serving_kw):

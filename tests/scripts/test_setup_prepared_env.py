@@ -22,7 +22,7 @@ import pytest
 
 from bitcpm_validation.chapters import environment as E
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE_CONFLICT = ("vllm-ascend 0.18.0 has requirement opencv-python-headless<=4.11.0.86, but you have "
                   "opencv-python-headless 4.13.0.92.")
 

@@ -2,7 +2,7 @@
 its own; the set-up script installs the pins by vLLM-Ascend's procedure (triton removed on x86_64, PyTorch's CPU
 index for vLLM's source build there), stops on a missing CANN / NNAL environment; the Makefile finds an activated
 project env; the CI script maps 'no tests' to a failure. The Python version, the build tools and `pip check`
-before / after: tests/test_setup_prepared_env.py."""
+before / after: tests/scripts/test_setup_prepared_env.py."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pins() -> dict[str, str]:

@@ -13,7 +13,7 @@ import torch
 
 from bitcpm_validation.model.reference import ReferenceModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models" / "stand-in"
 REMOTE_CODE = ROOT / "src" / "bitcpm_validation" / "model" / "remote_code"
 

@@ -31,7 +31,7 @@ from bitcpm_validation.params import load_params
 from bitcpm_validation.report import runner
 from fake_run import notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models" / "stand-in"
 
 

@@ -18,7 +18,7 @@ from bitcpm_validation.report import results as R
 from bitcpm_validation.report import runner
 from fake_run import notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 HEAD = ('from bitcpm_validation.report.recorder import Chapter\nch = Chapter.open("{cid}", params_path, run_dir)\n'
         + 'from bitcpm_validation.report.checks import define\ndef spec(check_id, name_en, name_zh):  # a throwaway check: the runner tests judge nothing\n    return define(check_id, "{cid}", "engine", name_en, name_zh, criterion_en="the notebook reached this line",\n                  criterion_zh="notebook 运行到此行")\n')

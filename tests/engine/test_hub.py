@@ -16,7 +16,7 @@ from bitcpm_validation.engine import hub
 from bitcpm_validation.params import load_params
 from bitcpm_validation.paths import MODELS_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "openbmb/BitCPM4-0.5B"
 
