@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "bitcpm_validation"
 DATA = sorted(p.relative_to(PKG.parent).as_posix() for pattern in ("tasks/*.yaml", "tasks/*.jsonl", "model/corpus/*.jsonl",
-                                                                    "model/corpus/*.txt", "chapters/checks.yaml") for p in PKG.glob(pattern))
+                                                                    "model/corpus/*.txt", "chapters/checks.yaml",
+                                                                    "engine/amx_site/sitecustomize.py") for p in PKG.glob(pattern))
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from bitcpm_validation.engine import shared, starts, startup
+from bitcpm_validation.engine import amx, hostcpu, shared, starts, startup
 from bitcpm_validation.engine.base import (WATCHED_ENV, EngineError, Generation, PromptInput, Which, detect_platform,
                                            engine_kwargs, error_line, model_facts, parse_engine_log, platform_env,
                                            run_dir_of, settings_of, settings_rows)
@@ -256,6 +256,8 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
         os.environ.setdefault(k, v)
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(_logging_config(Path(evidence_path)))
     platform = detect_platform()
+    # this kernel (in-process engine) and the processes vLLM spawns ask Linux for AMX first (engine/amx.py)
+    amx_note = amx.prepare(os.environ, hostcpu.cpu_flags()) if platform == "cpu" else None
     world = int(kwargs.get("tensor_parallel_size") or 1) * int(kwargs.get("pipeline_parallel_size") or 1)
     try:
         mode = startup.choose_mode(platform, world, startup.visible_numa_nodes(), os.environ)
@@ -268,6 +270,8 @@ def _launch_offline(params: Params, evidence_path: Path, which: Which = "real", 
         with _to_evidence(Path(evidence_path)), (
                 startup.in_process() if mode.name == startup.IN_PROCESS else contextlib.nullcontext()):
             print(f"=== engine start ({which}): vllm.LLM(**{kwargs!r}) [{mode.name}: {mode.reason}]", flush=True)
+            if amx_note:
+                print(amx_note, flush=True)
             # import_vllm's quiet_logs set vLLM's logger to WARNING; vLLM re-applies the evidence config (INFO) only
             # when it changed, so a second start in this process would log no INFO lines (KV cache, load times)
             logging.getLogger("vllm").setLevel(logging.INFO)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bitcpm_validation.engine import processes, shared, starts
+from bitcpm_validation.engine import amx, hostcpu, processes, shared, starts
 from bitcpm_validation.engine.base import (EngineError, ModelFacts, Which, engine_kwargs, engine_platform, model_facts,
                                            parse_engine_log, platform_env, run_dir_of)
 from bitcpm_validation.engine.identity import served_model_name
@@ -384,6 +384,10 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
     for k, v in penv.items():
         env.setdefault(k, v)
     env.update(extra_env or {})
+    amx_note = amx.prepare(env, hostcpu.cpu_flags()) if engine_platform() == "cpu" else None  # engine/amx.py
+    if amx_note:
+        with evidence.open("a", encoding="utf-8") as f:
+            f.write(amx_note + "\n")
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
     env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
     _install_handlers()
