@@ -394,8 +394,8 @@ def test_shared_server_failure_is_one_line_and_the_run_goes_on(proj, monkeypatch
 
 DRIVER = textwrap.dedent('''\
     import sys
-    sys.path.insert(0, {tests!r})
-    import test_shared_engine as T
+    sys.path[:0] = [{here!r}, {tests!r}]  # this file and the shared fixtures (fake_run)
+    import test_shared as T
     from bitcpm_validation.engine import server
     from bitcpm_validation.report import runner
     server.start_shared = T._fake_start_shared
@@ -408,7 +408,7 @@ def test_ctrl_c_stops_the_shared_server(proj, tmp_path):
     nbs = proj["nbs"]
     notebook(nbs, "03_inference", HEAD + "# engine.start(\nimport time\ntime.sleep(600)")
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(tests=str(ROOT / "tests"), params=str(proj["params"]), nbs=str(nbs),
+    driver.write_text(DRIVER.format(here=str(Path(__file__).parent), tests=str(ROOT / "tests"), params=str(proj["params"]), nbs=str(nbs),
                                     runs=str(proj["runs"])))
     proc = subprocess.Popen([sys.executable, str(driver)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
