@@ -97,3 +97,24 @@ def test_select_prompts_adds_chat_variants():
     sel = C.select_prompts(ps)
     assert [q.id for q in sel] == ["tr", "zh1", "zh2", "zh1_chat"]
     assert sel[-1].chat and not sel[1].chat
+
+
+def test_same_as_inference_only_on_equal_token_ids_and_text():
+    """Chapter 05 links an output to chapter 03 only when chapter 03 holds the same probe fed the same prompt token
+    ids that gave the same output token ids and text: a different output, prompt, id or missing ids is not the same."""
+    mine = {"id": "zh1", "prompt_token_ids": [1, 2, 3], "token_ids": [7, 8], "text": "你好"}
+    assert C.same_as_inference(mine, [{"id": "en1"}, dict(mine)])
+    assert not C.same_as_inference(mine, [dict(mine, token_ids=[7, 9])])  # 03 generated something else
+    assert not C.same_as_inference(mine, [dict(mine, prompt_token_ids=[1, 2])])  # another prompt (the chat form)
+    assert not C.same_as_inference(mine, [dict(mine, id="zh1_chat")])
+    assert not C.same_as_inference(mine, [dict(mine, text="你")])
+    assert not C.same_as_inference(mine, [{"id": "zh1", "text": "你好"}])  # 03's results without token ids
+    assert not C.same_as_inference(dict(mine, prompt_token_ids=None), [mine]) and not C.same_as_inference(mine, [])
+
+
+def test_text_verdict_is_the_rows_verdict():
+    good = "北京有很多好玩的景点，比如故宫、颐和园、长城和天坛。"
+    loop = "北京有很多好玩的景点，比如故宫、颐和园、" + "故宫、颐和园、" * 12
+    assert C.text_verdict(good, CP, G).status == C.judge_chinese(Q, good, CP, G).status == "pass"
+    v = C.text_verdict(loop, CP, G)
+    assert (v.status, v.label_en) == ("warn", "repetition severe") and C.judge_chinese(Q, loop, CP, G).status == "warn"

@@ -201,11 +201,26 @@ def select_prompts(prompt_set: Any) -> list:
     return base + extra
 
 
+def text_verdict(text: str, cp: Any, g: Any) -> Verdict:
+    """The verdict of one output: `verdict` of its metrics, gated by `grading.gate` (`g`: params.GradingCriteria)."""
+    return verdict(metrics(text or ""), cp, grading.gate(text or "", g))
+
+
+def same_as_inference(output: dict[str, Any], inference_outputs: Sequence[dict[str, Any]]) -> bool:
+    """Whether chapter 03 (its data["outputs"]) already holds exactly this output: a probe with the same id fed the
+    same prompt token ids that gave the same output token ids and text. Only then may the chapter show it once,
+    there; an output without token ids on either side is never taken as the same."""
+    ids, out = output.get("prompt_token_ids"), output.get("token_ids")
+    if not ids or out is None:
+        return False
+    return any(o.get("id") == output.get("id") and o.get("prompt_token_ids") == ids and o.get("token_ids") == out
+               and o.get("text") == output.get("text") for o in inference_outputs)
+
+
 def judge_chinese(prompt: Any, text: str, cp: Any, g: Any, trained_on: Any = None) -> Check:
     """The row of one Chinese probe (`prompt`: params.Prompt, `cp`: params.ChineseParams, `g`:
     params.GradingCriteria, `trained_on`: model.training_corpus.Contamination or None)."""
-    m = metrics(text or "")
-    v = verdict(m, cp, grading.gate(text or "", g))
+    v = text_verdict(text, cp, g)
     chat_en, chat_zh = (" (chat)", "（对话）") if prompt.chat else ("", "")
     names = {"name_en": f"Chinese: {prompt.id}{chat_en}", "name_zh": f"中文：{prompt.id}{chat_zh}"}
     if trained_on is not None and prompt.id in trained_on:

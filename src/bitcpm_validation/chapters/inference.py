@@ -14,6 +14,9 @@ judged: its row is not_run with that reason (the stand-in was trained on every p
 
     row = judge_probe(prompt, text, prompt_set.grading, contamination)
     ch.record(row)
+
+What the chapter shows says that reason once for all such probes (`not_judged_note`) and, per output, only
+the grade it would get (`result_cell`); the rows keep the full reason (the summary and report.md read them).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
 from bitcpm_validation.report import grading
+from bitcpm_validation.report.textsafe import html_escape
 from bitcpm_validation.chapters.chinese import cjk_share, metrics as repetition_metrics
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 from bitcpm_validation.params import Expectation, GradingCriteria, Prompt
@@ -185,3 +189,44 @@ def judge_probe(prompt: Prompt, text: str, g: GradingCriteria,
                                        f"{trained_on.reason_zh(prompt.id)}（输出评分本应为 {mark}，不计入）",
                                        item=prompt.id, name_en=name_en, name_zh=name_zh)
     return CHECKS["probe"].row(gr.status, gr.detail_en, gr.detail_zh, item=prompt.id, name_en=name_en, name_zh=name_zh)
+
+
+MARKS = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_run": "—"}
+
+
+def not_judged_note(trained_on: Contamination, ids: Sequence[str]) -> tuple[str, str]:
+    """(zh, en): the one line above the outputs that says why the probes the model was trained on are not
+    judged, so that each output's row shows only what differs (`result_cell`)."""
+    hits = [i for i in ids if i in trained_on]
+    if not hits:
+        return trained_on.summary_zh(), trained_on.summary_en()
+    if len(hits) == len(ids):
+        which_zh, which_en = "这些项全部", "None of them is judged (not run)"
+    else:
+        which_zh = f"其中 {'、'.join(hits)} "
+        which_en = f"{', '.join(hits)} {'is' if len(hits) == 1 else 'are'} not judged (not run)"
+    return (f"{trained_on.summary_zh()}。{which_zh}不评判（记为未运行）：模型训练时见过这些提示，回答只说明记忆，"
+            "不说明能力；结果一栏给出输出本应得到的评分，不计入。",
+            f"{trained_on.summary_en()}. {which_en}: the model was trained on these prompts, so their answers show "
+            "recall, not ability; the result column gives the grade each output would get, not counted.")
+
+
+def result_cell(row: Check, would_be: Optional[str] = None, label_zh: str = "", label_en: str = "") -> tuple[str, str]:
+    """(zh, en): an output's result beside it: the mark and why for a judged row; for one not judged because
+    the model was trained on its prompt (said once, by `not_judged_note`), only the grade it would get
+    (`would_be`: pass | warn | fail, given only for such a prompt; `label_*`: the verdict's short name, shown for
+    ⚠️ / ❌ only, since ✅ has one meaning)."""
+    if row.status == "not_run" and would_be is not None:
+        if would_be == "pass":
+            label_zh = label_en = ""
+        zh = f"—（本应为 {MARKS[would_be]}{' ' + label_zh if label_zh else ''}）"
+        en = f"— (would be {MARKS[would_be]}{' ' + label_en if label_en else ''})"
+        return zh, en
+    return f"{MARKS[row.status]} {row.detail_zh}".strip(), f"{MARKS[row.status]} {row.detail_en}".strip()
+
+
+def probe_cell(prompt: Prompt) -> tuple[str, str]:
+    """(zh, en) HTML: the probe's names from prompts.yaml (id, language, kind) marked as verbatim data, then
+    whether it went through the chat template, in the report's language."""
+    names = f'<span class="bv-verbatim">{html_escape(f"{prompt.id} ({prompt.lang}, {prompt.kind})")}</span>'
+    return names + ("，对话模板" if prompt.chat else ""), names + (", chat template" if prompt.chat else "")

@@ -1,0 +1,46 @@
+"""Chapter 03's display helpers: the trained-on reason said once, each output's result beside it."""
+from bitcpm_validation.chapters import inference as I
+from bitcpm_validation.model.training_corpus import contamination
+from bitcpm_validation.params import GradingCriteria, Prompt
+
+G = GradingCriteria()
+SEEN = Prompt(id="seen", lang="en", kind="knowledge", prompt="What is the capital of France?")
+NEW = Prompt(id="new", lang="zh", kind="chat", prompt="你好", chat=True)
+
+
+def _trained(tmp_path):
+    (tmp_path / "training_corpus.json").write_text('{"files": ["c.txt"]}')
+    (tmp_path / "c.txt").write_text("What is the capital of France?\nParis.")
+    return contamination(tmp_path, {q.id: q.prompt for q in (SEEN, NEW)})
+
+
+def test_the_reason_is_said_once_and_each_row_shows_its_would_be_grade(tmp_path):
+    trained = _trained(tmp_path)
+    zh, en = I.not_judged_note(trained, ["seen", "new"])
+    assert "1 of 2 items" in en and "seen is not judged (not run)" in en and "recall, not ability" in en
+    assert "其中 seen 不评判" in zh and "new" not in zh and "记忆" in zh
+    row = I.judge_probe(SEEN, "The capital of France is Paris.", G, trained)
+    assert row.status == "not_run" and "would grade ✅" in row.detail_en  # the row keeps its full reason
+    zh_cell, en_cell = I.result_cell(row, "pass", "中文回答", "Chinese")
+    assert (zh_cell, en_cell) == ("—（本应为 ✅）", "— (would be ✅)")  # ✅ has one meaning: no label
+    assert I.result_cell(row, "warn", "重复严重", "repetition severe") == ("—（本应为 ⚠️ 重复严重）",
+                                                                        "— (would be ⚠️ repetition severe)")
+    judged = I.judge_probe(NEW, "qzx vbnq kjwp zzrt xqv", G, trained)  # not trained on: graded (noise: ❌), its reason shown
+    assert judged.status == "fail"
+    zh_cell, en_cell = I.result_cell(judged)
+    assert en_cell == "❌ " + judged.detail_en and zh_cell == "❌ " + judged.detail_zh
+
+
+def test_every_probe_trained_on_and_no_corpus(tmp_path):
+    trained = _trained(tmp_path)
+    assert "None of them is judged (not run)" in I.not_judged_note(trained, ["seen"])[1]
+    assert "这些项全部不评判" in I.not_judged_note(trained, ["seen"])[0]
+    none = contamination(tmp_path / "absent", {"seen": SEEN.prompt})
+    assert I.not_judged_note(none, ["seen"]) == (none.summary_zh(), none.summary_en())
+
+
+def test_probe_cell_marks_names_as_data():
+    zh, en = I.probe_cell(NEW)
+    assert en == '<span class="bv-verbatim">new (zh, chat)</span>, chat template' and zh.endswith("，对话模板")
+    evil = Prompt(id="<b>x", lang="en", kind="k", prompt="p")
+    assert "<b>" not in I.probe_cell(evil)[1] and I.probe_cell(evil)[1].endswith("</span>")
