@@ -96,6 +96,32 @@ def test_collect(tmp_path):
     assert "error" in prov["engine"]["full_shape"]  # dummy_config unset: recorded, not raised
 
 
+def test_input_sets_one_row_per_set_and_a_manifest_of_every_file(tmp_path, monkeypatch):
+    """Issue 20.2: the page shows one row per set (files, bytes, a digest over the set); every file's full
+    SHA-256 goes to a sha256sum manifest that `sha256sum -c` accepts in the set's directory."""
+    monkeypatch.setenv("BITCPM_VALIDATION_CACHE", str(tmp_path / "cache"))  # no synthetic checkpoint written here
+    d = fake_model_dir(tmp_path / "m")
+    inputs = P.collect(load_params(_params(tmp_path, d)))["inputs"]
+    sets = P.input_sets(inputs)
+    assert [s["set"] for s in sets] == ["model", "params"]
+    model = sets[0]
+    files = [e for e in inputs if e["set"] == "model"]
+    assert model["files"] == len(files) and model["bytes"] == sum(e["bytes"] for e in files) and model["missing"] == 0
+    text = P.manifest(inputs)
+    assert f"{_sha(d / 'model.safetensors')}  model.safetensors" in text and f"# set model: {d}" in text
+    model_lines = "".join(f"{e['sha256']}  {e['path']}\n" for e in sorted(files, key=lambda e: e["path"]))
+    assert model["digest"] == hashlib.sha256(model_lines.encode()).hexdigest()  # the digest is of the set's lines
+    (d / "config.json").write_text("{}")  # one file of the set changes: its digest changes, the other set's does not
+    again = P.input_sets(P.collect(load_params(_params(tmp_path, d)))["inputs"])
+    assert again[0]["digest"] != model["digest"] and again[1]["digest"] == sets[1]["digest"]
+    ok = subprocess.run(["sha256sum", "-c", "-"], cwd=d, capture_output=True, text=True,
+                        input="".join(line + "\n" for line in text.splitlines()
+                                      if line.endswith("model.safetensors")))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    gone = [dict(e, sha256=None, bytes=None, missing=True) if e["path"] == "config.json" else e for e in inputs]
+    assert P.input_sets(gone)[0]["missing"] == 1 and "missing  config.json" in P.manifest(gone)
+
+
 def test_trust_remote_code_default_is_not_explicit(tmp_path):
     d = fake_model_dir(tmp_path / "m")
     params = load_params(_params(tmp_path, d, trust=None))

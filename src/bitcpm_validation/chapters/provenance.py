@@ -207,7 +207,9 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
     dummy = params.dummy_config_path
     if dummy is not None and Path(dummy).resolve() != Path(params.model_path).resolve():
         inputs += hash_model_dir(dummy, "dummy_config")
-    inputs += hash_model_dir(synthetic_checkpoint(params) or "", "synthetic_checkpoint")
+    synthetic = synthetic_checkpoint(params)
+    if synthetic is not None:  # never Path(""): that is the working directory, hashed whole
+        inputs += hash_model_dir(synthetic, "synthetic_checkpoint")
     run_params = Path(run_dir) / "params.yaml" if run_dir else None
     for e in (
         _file_entry("params", "params", params.source),
@@ -242,6 +244,51 @@ def collect(params: Any, run_dir: Optional[str | Path] = None) -> dict[str, Any]
 
 def short(sha: Optional[str], n: int = 16) -> str:
     return sha[:n] if sha else "—"
+
+
+# -- input files: one row per set, every file in a sha256sum manifest ---------------------------------------------
+MANIFEST_NAME = "input-hashes.sha256"  # in the chapter's artifacts folder: every input file's full SHA-256
+
+
+def _manifest_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """`sha256sum` lines ("<sha256>  <path>"), sorted by path; a missing file's hash is "missing"."""
+    return [f"{e['sha256'] or 'missing'}  {e['path']}" for e in sorted(entries, key=lambda e: e["path"])]
+
+
+def input_sets(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per set of input files (model, dummy_config, synthetic_checkpoint, params, run), in the order the
+    sets first appear: files, bytes, missing files, the directories, and a digest over the set: the SHA-256 of its
+    sha256sum lines sorted by path, so it changes when any file of the set changes, appears or goes (issue 20.2:
+    the per-file hashes stay in the results and the manifest, not on the page)."""
+    import hashlib
+
+    sets: dict[str, list[dict[str, Any]]] = {}
+    for e in inputs:
+        sets.setdefault(e["set"], []).append(e)
+    out = []
+    for name, entries in sets.items():
+        text = "".join(line + "\n" for line in _manifest_lines(entries))
+        out.append({"set": name, "files": len(entries), "bytes": sum(e["bytes"] or 0 for e in entries),
+                    "missing": sum(1 for e in entries if e.get("missing") or not e["sha256"]),
+                    "dirs": sorted({e["dir"] for e in entries}),
+                    "digest": hashlib.sha256(text.encode("utf-8")).hexdigest()})
+    return out
+
+
+def manifest(inputs: list[dict[str, Any]]) -> str:
+    """Every input file's full SHA-256 in `sha256sum` format, set by set, each set headed by comment lines naming
+    it, its directory and its digest (input_sets); `sha256sum -c` in that directory checks it."""
+    sets: dict[str, list[dict[str, Any]]] = {}
+    for e in inputs:
+        sets.setdefault(e["set"], []).append(e)
+    digests = {s["set"]: s["digest"] for s in input_sets(inputs)}
+    out = []
+    for name, entries in sets.items():
+        for d in sorted({e["dir"] for e in entries}):
+            here = [e for e in entries if e["dir"] == d]
+            out.append(f"# set {name}: {d} (set digest {digests[name]})")
+            out += _manifest_lines(here)
+    return "\n".join(out) + "\n"
 
 
 # -- what the chapter shows ------------------------------------------------------------------------------------
