@@ -362,8 +362,8 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
     if faithful_tokenizer:
         model_dir = _local_dir_placeholder(params)
         tok_dir = f"{model_dir.rstrip('/')}-faithful-tokenizer"
-        pre.append("# the model's tokenizer_config.json makes transformers rebuild its tokenizer (ids differ from "
-                   "SentencePiece's); write a faithful tokenizer directory once and pass it as --tokenizer:")
+        # why the model's own tokenizer is replaced: chapter 02 (Engine tokenizer as deployed), said there once
+        pre.append("# a faithful tokenizer directory (see chapter 02): write it once, pass it as --tokenizer")
         if _is_hub_id(model):
             repo = model.split("@", 1)[0]
             pre.append(f"git lfs clone https://huggingface.co/{repo} {model_dir}  # a local copy for the tokenizer files")
