@@ -108,13 +108,15 @@ def test_probe_summary_one_row_per_probe_and_a_shared_reason_once(tmp_path):
     probes = X.probe_summary(run, S.check_matrix(run))
     assert [(p.id, p.status) for p in probes] == [("paris", "not_run"), ("four", "not_run"), ("poem", "not_run"),
                                                   ("evil", "fail")]
-    shared, headers, body = X.probe_table(probes)
-    # one sentence that differs only in the probe's id and its would-be grade is said once
-    assert shared.en == "3 probes share one reason: trained on this prompt: …'s text is in the corpus (would grade …, not counted)"
-    assert shared.zh == "3 个探针的原因相同：训练过：… 在语料中（本应为 …，不计入）"
-    assert body[0][:3] == ["03 paris", "What is the capital of France?", "—"] and body[0][3].en == "as above (✅)"
-    assert body[1][3].en == "as above (❌)" and body[1][3].zh == "同上（❌）"
-    assert body[3][2] == "❌" and body[3][3].en == "wrong answer"  # its own reason, once
+    assert probes[0].prompt == "What is the capital of France?"  # the prompt stays with the results
+    headers, body = X.probe_table(probes)
+    # one verdict and one reason that differs only in the probe's id: one row listing the probes; a different
+    # would-be grade (❌) keeps its probe apart, and so does a different verdict
+    assert [row[:3] for row in body] == [["03", "paris, poem", "—"], ["03", "four", "—"], ["03", "evil", "❌"]]
+    assert body[0][3].en == "trained on this prompt: each probe's text is in the corpus (would grade ✅, not counted)"
+    assert body[0][3].zh == "训练过：每个探针在语料中（本应为 ✅，不计入）"  # the id's spaces go with it
+    assert body[1][3].en == "trained on this prompt: four's text is in the corpus (would grade ❌, not counted)"
+    assert body[2][3].en == "wrong answer" and len(headers) == 4
 
 
 def test_reproducing_commands_come_from_the_run(tmp_path):
@@ -146,6 +148,10 @@ def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
     rows = {f.path: f for f in X.evidence_index(run)}
     assert rows["artifacts/07_performance/bench_serve_c*.json"].count == 4
     assert rows["artifacts/07_performance/bench_serve_c*.json"].bytes == 8
+    (run / "artifacts" / "11_provenance").mkdir()
+    (run / "artifacts" / "11_provenance" / "input-hashes.sha256").write_text("ab  config.json\n")
+    manifest = {f.path: f for f in X.evidence_index(run)}["artifacts/11_provenance/input-hashes.sha256"]
+    assert (manifest.chapter, manifest.holds.en) == ("11", "every input file's full SHA-256 (sha256sum format, by set)")
     assert "artifacts/07_performance/sweep.en.png" in rows and "evidence/07_performance.log" in rows
     body = X.evidence_table(X.evidence_index(run))[1]
     assert body[1][3].en == "vllm bench serve result (one per concurrency) (4 files)"

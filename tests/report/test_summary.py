@@ -175,6 +175,23 @@ def test_document_fail_is_a_finding_not_a_verdict(tmp_path):
     assert S.document_line([]) is None
 
 
+def test_claims_are_shown_once_in_full_and_the_chapters_point_there(tmp_path):
+    """Issue 20.2: the summary's claims table holds each claim's finding in full; a chapter that checked claims
+    gives one line (each claim's mark and a link to the table), not the rows again."""
+    long = "full 0.5B shape, analytic: " + "packed 71.8 % smaller than stored; " * 6
+    rows = scoped_run(tmp_path, GOOD | {"10_quantization": [chk("ratio", "fail", "document", long)]})
+    _, body = S.document_table(S.document_claims(rows))
+    assert body[0][2].en == long and body[0][1] == "❌"  # not cut short: nowhere else shows it
+    claims = [R.Check("ratio", "fail", "Original claim: ~90% compression", "原文档：约 90% 压缩", long, "详", "document"),
+              R.Check("bits", "pass", "Original claim: ~1.58 bit", "原文档：约 1.58 bit", "ok", "好", "document")]
+    line = S.document_pointer(claims)
+    assert line.en == ("❌ Original claim: ~90% compression; ✅ Original claim: ~1.58 bit. Each claim with what the files "
+                       "and measurements say: the summary's [claims table](#claims).")
+    assert line.zh.startswith("❌ 原文档：约 90% 压缩；✅ 原文档：约 1.58 bit。") and "(#claims)" in line.zh
+    assert long not in line.en  # the finding is in the table only
+    assert S.document_pointer([]).en == "This chapter checked no claim of the original document."
+
+
 def test_engine_fail_and_model_warn(tmp_path):
     rows = scoped_run(tmp_path, GOOD | {"02_loading": [chk("kv", "fail", "engine", "KV 0 tokens")],
                                         "03_inference": [chk("probe:paris", "warn", "model", "close")]})

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +25,6 @@ from bitcpm_validation.report.summary import MatrixRow, check_matrix, chapter_re
 
 # check families that judge one probe each: (chapter, family id)
 PROBE_FAMILIES = (("03_inference", "probe"), ("05_chinese", "zh"))
-SHARED_REASON_MIN = 3  # this many probes with one reason: the reason is said once, above the table
 
 
 # -- per-probe summary ----------------------------------------------------------------------------------------
@@ -60,35 +58,31 @@ def probe_summary(run_dir: str | Path, rows: list[MatrixRow]) -> list[ProbeRow]:
     return out
 
 
-_MARKS = re.compile("✅|⚠️|❌")
+def _template(p: ProbeRow, text: str, placeholder: str = "…") -> str:
+    """A reason with the probe's id (what varies from probe to probe) replaced by `placeholder`."""
+    return text.replace(p.id, placeholder) if len(p.id) >= 3 else text  # a short id could be any word
 
 
-def _template(p: ProbeRow, text: str) -> str:
-    """A reason with what varies from probe to probe (its id, a would-be grade mark) left out."""
-    return _MARKS.sub("…", text.replace(p.id, "…") if len(p.id) >= 3 else text)  # a short id could be any word
-
-
-def probe_table(probes: list[ProbeRow], limit: int = 70) -> tuple[Optional[T], list[T], list[list[Any]]]:
-    """(the reason many probes share, said once, or None; headers; rows: probe, prompt, verdict, why). Reasons
-    that differ only in the probe's id or a would-be grade are one reason: said once above the table, each such
-    row says "as above" with the grade mark it carried (issue 20.2: never fifteen copies of one sentence)."""
-    counts = Counter(_template(p, p.why.en) for p in probes)
-    common, n = counts.most_common(1)[0] if counts else ("", 0)
-    shared = None
-    if n >= SHARED_REASON_MIN:
-        first = next(p for p in probes if _template(p, p.why.en) == common)
-        shared = T(f"{n} 个探针的原因相同：{_template(first, first.why.zh)}",
-                   f"{n} probes share one reason: {common}")
-    headers = [T("探针", "Probe"), T("提示", "Prompt"), T("结论", "Verdict"), T("原因", "Why")]
-    body = []
+def probe_table(probes: list[ProbeRow], limit: int = 220) -> tuple[list[T], list[list[Any]]]:
+    """(headers, rows: chapter, probes, verdict, why). Probes of one chapter with the same verdict and a
+    reason that differs only in the probe's id share one row that lists them, the id in the reason read as
+    "each probe" (issue 20.2: never fifteen copies of one sentence); a would-be grade in the reason stays, so
+    probes that would grade differently keep apart. The prompts are in chapters 03 / 05 and the results."""
+    groups: dict[tuple[str, str, str], list[ProbeRow]] = {}
     for p in probes:
-        if shared is not None and _template(p, p.why.en) == common:
-            marks = " ".join(_MARKS.findall(p.why.en))
-            why: Any = T(f"同上（{marks}）", f"as above ({marks})") if marks else T("同上", "as above")
+        groups.setdefault((p.chapter, p.status, _template(p, p.why.en)), []).append(p)
+    headers = [T("章节", "Chapter"), T("探针", "Probes"), T("结论", "Verdict"), T("原因", "Why")]
+    body = []
+    for (chapter, _, _), group in groups.items():
+        first = group[0]
+        if len(group) == 1:
+            why = T(short(first.why.zh, limit // 2 + 5), short(first.why.en, limit))
         else:
-            why = T(short(p.why.zh, limit // 2 + 5), short(p.why.en, limit))
-        body.append([f"{p.chapter.split('_', 1)[0]} {p.id}", short(p.prompt, 60) or "—", p.mark, why])
-    return shared, headers, body
+            # the Chinese text sets an id off with spaces: "每个探针 的" keeps no gap
+            zh = re.sub(r"每个探针 (?=[\u3400-\u9fff])", "每个探针", _template(first, first.why.zh, "每个探针"))
+            why = T(short(zh, limit // 2 + 5), short(_template(first, first.why.en, "each probe"), limit))
+        body.append([chapter.split("_", 1)[0], ", ".join(p.id for p in group), first.mark, why])
+    return headers, body
 
 
 # -- reproducing commands ---------------------------------------------------------------------------------------
@@ -159,6 +153,7 @@ def commands_table(cmds: list[Command]) -> tuple[list[T], list[list[Any]]]:
 # -- the evidence and artifact files ------------------------------------------------------------------------------
 _KIND = (  # (file name ends with / contains, what it holds)
     (".log", T("原始日志：引擎、服务与工具的输出", "raw log: engine, server and tool output")),
+    (".sha256", T("每个输入文件的完整 SHA-256（sha256sum 格式，按组）", "every input file's full SHA-256 (sha256sum format, by set)")),
     ("bench_throughput.json", T("离线吞吐基准（vllm bench）的结果", "vllm bench throughput result")),
     ("bench", T("vllm bench serve 的结果（每个并发一份）", "vllm bench serve result (one per concurrency)")),
     (".jsonl", T("逐题结果（可与基线逐题配对）", "per-item results (pairable with a baseline item by item)")),

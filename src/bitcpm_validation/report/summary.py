@@ -1117,10 +1117,23 @@ def document_table(claims: list[dict[str, Any]]) -> tuple[list[T], list[list[Any
 
     headers = [T("原文档的说法", "Claim of the original document"), T("结果", "Verdict"),
                T("文件与测量显示", "What the files and measurements say"), T("章节", "Chapter")]
-    return headers, [[T(c["claim"]["zh"], c["claim"]["en"]), c["mark"],
-                      T(short(c["says"]["zh"], 60), short(c["says"]["en"], 120)),
+    # in full: the chapters point here instead of showing their claim rows again (issue 20.2: each table once)
+    return headers, [[T(c["claim"]["zh"], c["claim"]["en"]), c["mark"], T(c["says"]["zh"], c["says"]["en"]),
                       f'<a href="#ch-{html_escape(c["chapter"])}">{html_escape(c["chapter"].split("_", 1)[0])}</a>']
                      for c in claims]
+
+
+def document_pointer(checks: Iterable[R.Check]) -> T:
+    """A chapter's one line on the original document's claims it checked: each claim with its mark, and where
+    they are shown with what the files say (the summary's claims table, anchor #claims), so the rows are not
+    shown twice."""
+    checks = list(checks)
+    if not checks:
+        return T("本章没有核对原文档的说法。", "This chapter checked no claim of the original document.")
+    zh = "；".join(f"{R.STATUS_MARK[c.status]} {c.name_zh}" for c in checks)
+    en = "; ".join(f"{R.STATUS_MARK[c.status]} {c.name_en}" for c in checks)
+    return T(f"{zh}。每条说法与文件、测量的对照见总结的[说法表](#claims)。",
+             f"{en}. Each claim with what the files and measurements say: the summary's [claims table](#claims).")
 
 
 def registry_rows(specs: Iterable[CheckSpec]) -> list[dict[str, Any]]:
