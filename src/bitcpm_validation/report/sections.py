@@ -145,9 +145,15 @@ def reproducing_commands(run_dir: str | Path) -> list[Command]:
 
 
 def commands_table(cmds: list[Command]) -> tuple[list[T], list[list[Any]]]:
-    """What, the command (verbatim: show with `verbatim_cols=(1,)`), chapter."""
-    return ([T("用途", "What"), T("命令", "Command"), T("章节", "Chapter")],
-            [[c.what, c.command, c.chapter.split("_", 1)[0] if c.chapter else "—"] for c in cmds])
+    """What (with the chapter that ran it), the command (verbatim: show with `verbatim_cols=(1,)`); two columns,
+    so that the long command lines get the width."""
+    def what(c: Command) -> T:
+        if not c.chapter:
+            return c.what
+        n = c.chapter.split("_", 1)[0]
+        return T(f"{c.what.zh}，第 {n} 章", f"{c.what.en}, chapter {n}")
+
+    return [T("用途", "What"), T("命令", "Command")], [[what(c), c.command] for c in cmds]
 
 
 # -- the evidence and artifact files ------------------------------------------------------------------------------
