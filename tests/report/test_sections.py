@@ -149,13 +149,16 @@ def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
     rows = {f.path: f for f in X.evidence_index(run)}
     assert rows["artifacts/07_performance/bench_serve_c*.json"].count == 4
     assert rows["artifacts/07_performance/bench_serve_c*.json"].bytes == 8
+    assert "artifacts/07_performance/sweep.en.png" in rows and "evidence/07_performance.log" in rows
+    body = X.evidence_table(X.evidence_index(run))[1]
+    assert body[1][3].en == "vllm bench serve result (one per concurrency) (4 files)"
+    (run / "evidence" / "09_accuracy.log").write_text("log\n")  # evidence files of several chapters: each its own
+    assert {f.path: f.chapter for f in X.evidence_index(run) if f.path.startswith("evidence/")} == {
+        "evidence/07_performance.log": "07", "evidence/09_accuracy.log": "09"}
     (run / "artifacts" / "11_provenance").mkdir()
     (run / "artifacts" / "11_provenance" / "input-hashes.sha256").write_text("ab  config.json\n")
     manifest = {f.path: f for f in X.evidence_index(run)}["artifacts/11_provenance/input-hashes.sha256"]
     assert (manifest.chapter, manifest.holds.en) == ("11", "every input file's full SHA-256 (sha256sum format, by set)")
-    assert "artifacts/07_performance/sweep.en.png" in rows and "evidence/07_performance.log" in rows
-    body = X.evidence_table(X.evidence_index(run))[1]
-    assert body[1][3].en == "vllm bench serve result (one per concurrency) (4 files)"
 
 
 def test_change_log_against_the_previous_run_of_the_profile(tmp_path):

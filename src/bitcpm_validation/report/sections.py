@@ -204,13 +204,16 @@ def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
         for p in sorted(base.rglob("*")) if base.is_dir() else []:
             if p.is_file():
                 groups.setdefault((p.parent.as_posix(), _holds(p.name).en, p.suffix), []).append(p)
+        def chapter_of(f: Path) -> str:  # evidence/<chapter>.log, artifacts/<chapter>/...: each file its own
+            n = (f.stem if sub == "evidence" else f.relative_to(run_dir).parts[1]).split("_", 1)[0]
+            return n if n.isdigit() else "—"
+
         for files in groups.values():
             rel = files[0].relative_to(run_dir)
-            chapter = (files[0].stem if sub == "evidence" else rel.parts[1]).split("_", 1)[0]
-            chapter = chapter if chapter.isdigit() else "—"
+            chapter = chapter_of(files[0])
             size = sum(f.stat().st_size for f in files)
             if sub == "evidence" or len(files) < GROUP_FILES:
-                out += [EvidenceFile(f.relative_to(run_dir).as_posix(), f.stat().st_size, chapter, _holds(f.name))
+                out += [EvidenceFile(f.relative_to(run_dir).as_posix(), f.stat().st_size, chapter_of(f), _holds(f.name))
                         for f in files]
                 continue
             names = [f.name for f in files]
