@@ -25,7 +25,7 @@ SECTIONS = {
     "vLLM-Ascend 关键日志 (platform plugin, device_config, parameters reset)": ("02_loading", "## 10. Key log lines"),
     "推理测试 / 推理输出 (prompts, outputs, graded)": ("03_inference", "## Outputs and grades"),
     "推理自洽性 (token-level determinism)": ("04_determinism", "## Token-level comparison"),
-    "中文能力 (Chinese outputs)": ("05_chinese", "## Per output"),
+    "中文能力 (Chinese outputs)": ("05_chinese", "## Outputs"),
     "精度 (logits-level comparison, GPU baseline)": ("06_precision", "## Agreement for every pair"),
     "精度: GPU / NPU baseline comparison": ("06_precision", "## Cross-device baselines"),
     "基准 (CEval / MMLU through lm_eval, published numbers)": ("09_accuracy", "## Against the published numbers"),
