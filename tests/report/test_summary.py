@@ -630,3 +630,15 @@ def test_page_one_findings_are_short_and_keep_what_to_do():
     assert len(row[1].en) <= 110 and len(row[1].zh) <= 60 and row[1].en.endswith("…")
     assert "; remedy" in row[2].en and "；处理" in row[2].zh  # what to do survives the cut
     assert S.findings_table(f)[1][0][1].en == "word " * 60  # elsewhere: whole
+
+
+def test_page_one_says_which_shapes_and_lengths_the_engine_verdict_covers():
+    """The precision chapter's compared_lengths (a description the card leaves out) is one line under the card."""
+    value = "stand-in (4L×256): short 6–11, long-1024 1024 tokens; synthetic bitcpm4-0.5b (24L×1024): full-shape/long-1024 1024"
+    km = [S.KeyMetric("06_precision", "", "compared_lengths", "Shapes and prompt lengths compared with the golden",
+                      "与黄金实现比较的形状与提示长度", value, ""),
+          S.KeyMetric("06_precision", "", "top1", "Top-1", "Top-1", 0.99, "")]
+    assert all(r.id != "compared_lengths" for r in S.results_card(km))
+    line = S.compared_line(km)
+    assert f"`{value}`" in line.en and f"`{value}`" in line.zh and line.zh.startswith("引擎结论所覆盖的比较")
+    assert S.compared_line(km[1:]) is None

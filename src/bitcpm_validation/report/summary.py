@@ -1030,6 +1030,17 @@ def results_card(km: list[KeyMetric], results: Optional[dict[str, R.ChapterResul
     return rows
 
 
+def compared_line(km: list[KeyMetric]) -> Optional[T]:
+    """Which shapes and prompt lengths the precision chapter compared with its golden (its `compared_lengths`
+    metric, a description the card leaves out), as one line under the card: what the engine verdict covers."""
+    m = next((m for m in km if m.id == "compared_lengths" and m.value), None)
+    if m is None:
+        return None
+    value = str(m.value).replace("`", "'")
+    return T(f"引擎结论所覆盖的比较（与黄金实现，按形状与提示长度，单位词元）：`{value}`",
+             f"What the engine verdict covers (compared with the golden, by shape and prompt length in tokens): `{value}`")
+
+
 def results_card_table(rows: list[CardRow]) -> tuple[list[T], list[list[Any]]]:
     """The results card as a table: metric | value | unit | n | measured on | chapter (a link to it: the chapter
     cell is HTML made here, show with `trusted_cols=(5,)`)."""
