@@ -82,7 +82,7 @@ GLOSSARY_FILE = Path(render.__file__).with_name("glossary.yaml")
 
 
 # a Latin word, not part of an identifier: not inside a path, file name, dotted name, KEY=value or <placeholder>
-_LATIN_WORD = re.compile(r"(?<![\w./\\=<-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w|=|/\S|>)"
+LATIN_WORD = re.compile(r"(?<![\w./\\=<-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w|=|/\S|>)"
                          r"|(?<![\w./=<-])[A-Za-z]\b(?![./_-]\w|=|/\S|>)")
 
 
@@ -100,7 +100,7 @@ def english_words(html: str, allow: Optional[Iterable[str]] = None) -> dict[str,
     p.feed(html.replace("<wbr>", ""))  # an identifier's break points do not split it into words
     found: dict[str, int] = {}
     for part in p.parts:
-        for m in _LATIN_WORD.finditer(part):
+        for m in LATIN_WORD.finditer(part):
             w = m.group(0)
             # all capitals (an acronym, an environment name) or a capital inside (AutoConfig): a name, not a word
             if w not in allowed and not w.isupper() and not any(ch.isupper() for ch in w[1:]):
