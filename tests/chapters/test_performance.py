@@ -311,8 +311,9 @@ def test_bandwidth_and_matmul_measured():
     assert P.combine_bandwidth(bw, {**bw, "gb_s": 2 * bw["gb_s"]})["gb_s"] == 2 * bw["gb_s"]
     mm = P.measure_matmul("cpu", "float32", n=256, repeats=2, min_seconds=0.05)
     assert mm["flops_per_s"] > 0 and mm["n"] == 256 and mm["dtype"] == "float32"
-    # enough back-to-back work that one launch's latency does not count
-    assert mm["seconds_per_timing"] >= 0.05 * 0.5 and mm["matmuls_per_timing"] >= 1
+    # (that k grows until one timing holds min_seconds of work is tested on a fake device below: here the best of the
+    # repeats may be shorter than the first, inflated timing on a busy host)
+    assert mm["seconds_per_timing"] > 0 and mm["matmuls_per_timing"] >= 1
     both = P.combine_matmul(mm, {**mm, "flops_per_s": 3 * mm["flops_per_s"]})
     assert both["flops_per_s"] == 3 * mm["flops_per_s"] and len(both["samples_gflops"]) == 2
 
