@@ -752,7 +752,7 @@ def setup_rows(params: Params, which: str, model_dir: Path, platform: str, arith
         [T("每 token KV 字节", "KV bytes per token"), f"{arith['kv_bytes_per_token']:,}"],
         [T("每个提示 token 的矩阵乘参数", "Matmul weights per prompt token"), f"{arith['matmul_params']:,}"],
         [T("输入/输出长度", "Input / output len"), f"{pp.input_len} / {pp.output_len}"],
-        [T("并发（每级请求数）", "Concurrency levels (requests in flight)"), ", ".join(str(c) for c in pp.concurrency)],
+        [T("并发级别（同时在途的请求数）", "Concurrency levels (requests in flight)"), ", ".join(str(c) for c in pp.concurrency)],
     ]
 
 
