@@ -123,3 +123,19 @@ def test_the_run_root_is_the_exported_runner_pid(monkeypatch):
 def test_the_real_proc_can_be_read():
     s = H.snapshot()
     assert s.procs and s.cpu_total > 0
+
+
+def test_busiest_process_names_are_marked_as_data():
+    """Process names ("memfd:sealed-91", "process_api") are the host's data: backquoted in both languages, so the
+    report shows them as code and the Chinese text carries no English words of its own."""
+    load = H.HostLoad(seconds=3.0, cores=2, other_cpu_s=3.0, other_cores=1.0, steal_share=None, load_1min=None,
+                      busiest=[("memfd:sealed-91", 1227, 2.5)])
+    v = H.judge(load, 0.25, 0.05)
+    assert not v.comparable
+    assert "`memfd:sealed-91` (pid 1227)" in v.reason_en and "`memfd:sealed-91` (pid 1227)" in v.reason_zh
+
+
+def test_a_note_shows_backquoted_spans_as_code_and_escapes_the_rest():
+    from bitcpm_validation.report.display import note_html
+
+    assert note_html("busiest: `memfd:sealed-91` <b>") == "busiest: <code>memfd:sealed-91</code> &lt;b&gt;"

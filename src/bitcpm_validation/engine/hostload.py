@@ -194,7 +194,7 @@ class Validity:
 def judge(load: HostLoad, busy_cores: float, max_steal_share: float) -> Validity:
     """Comparable unless other processes used more than `busy_cores` cores on average, or the hypervisor stole more
     than `max_steal_share` of the CPU time. The reason names the figures (and the busiest other processes)."""
-    who = ", ".join(f"{c} (pid {pid}) {s:.1f} s" for c, pid, s in load.busiest)
+    who = ", ".join(f"`{c}` (pid {pid}) {s:.1f} s" for c, pid, s in load.busiest)  # process names: data (code)
     steal = "" if load.steal_share is None else f", steal {100 * load.steal_share:.1f} %"
     facts_en = (f"other processes used {load.other_cores:.2f} of {load.cores} cores over {load.seconds:.0f} s"
                 f"{steal}" + (f"; busiest: {who}" if who else ""))

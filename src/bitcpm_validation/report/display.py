@@ -17,6 +17,8 @@ project-written Markdown.
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 from bitcpm_validation.report.textsafe import html_escape, html_pre, html_table
@@ -103,13 +105,21 @@ def show_text(s: Any, cls: str = "untrusted") -> None:
     _emit({None: html_pre(s, cls)})
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def note_html(text: str) -> str:
+    """A note's text as HTML: escaped, with `backquoted` spans (names, settings, process names: data) as code."""
+    return _CODE_SPAN.sub(r"<code>\1</code>", html_escape(text))
+
+
 def show_note(text: T | str, kind: str = "info") -> None:
-    """A highlighted box (kind: info | warn | fail) with project-written plain text."""
+    """A highlighted box (kind: info | warn | fail) with project-written plain text; `spans` become code."""
     cls = f"bv-note bv-note-{html_escape(kind)}"
     if isinstance(text, T):
-        _emit({lang: f'<div class="{cls}">{html_escape(in_lang(text, lang))}</div>' for lang in LANGS})
+        _emit({lang: f'<div class="{cls}">{note_html(in_lang(text, lang))}</div>' for lang in LANGS})
     else:
-        _emit({None: f'<div class="{cls}">{html_escape(text)}</div>'})
+        _emit({None: f'<div class="{cls}">{note_html(text)}</div>'})
 
 
 def show_figure(draw: Callable[[str], Any]) -> None:
