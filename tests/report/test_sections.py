@@ -155,6 +155,9 @@ def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
     (run / "evidence" / "09_accuracy.log").write_text("log\n")  # evidence files of several chapters: each its own
     assert {f.path: f.chapter for f in X.evidence_index(run) if f.path.startswith("evidence/")} == {
         "evidence/07_performance.log": "07", "evidence/09_accuracy.log": "09"}
+    (run / "evidence" / "02_loading.log").write_text("log\n")  # three chapters' logs: one row, their range
+    logs = [f for f in X.evidence_index(run) if f.path.startswith("evidence/")]
+    assert [(f.path, f.chapter, f.count) for f in logs] == [("evidence/0*.log", "02–09", 3)]
     (run / "artifacts" / "11_provenance").mkdir()
     (run / "artifacts" / "11_provenance" / "input-hashes.sha256").write_text("ab  config.json\n")
     manifest = {f.path: f for f in X.evidence_index(run)}["artifacts/11_provenance/input-hashes.sha256"]

@@ -189,13 +189,14 @@ def _holds(name: str) -> T:
     return T("本章的输出", "the chapter's output")
 
 
-GROUP_FILES = 3  # this many files of one kind in one artifacts folder are one row ("bench_c*.json, 4 files")
+GROUP_FILES = 3  # this many files of one kind in one folder are one row ("bench_c*.json, 4 files"; the chapters' logs)
 
 
 def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
-    """Every file under the run's evidence/ and artifacts/ (in that order, sorted), with what it holds; in an
-    artifacts folder, GROUP_FILES or more files of one kind are one row whose path is a pattern (`*` for what
-    differs) and whose `count` says how many (the appendix stays within its pages)."""
+    """Every file under the run's evidence/ and artifacts/ (in that order, sorted), with what it holds; in one
+    folder, GROUP_FILES or more files of one kind are one row whose path is a pattern (`*` for what differs), whose
+    `count` says how many and, for the chapters' logs, whose chapter is their range (the appendix stays within
+    its pages)."""
     run_dir = Path(run_dir)
     out: list[EvidenceFile] = []
     for sub in ("evidence", "artifacts"):
@@ -210,9 +211,11 @@ def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
 
         for files in groups.values():
             rel = files[0].relative_to(run_dir)
-            chapter = chapter_of(files[0])
+            # a group of evidence logs spans chapters (each log is named after its chapter): their range
+            numbered = sorted({c for c in map(chapter_of, files) if c.isdigit()})
+            chapter = (f"{numbered[0]}–{numbered[-1]}" if len(numbered) > 1 else numbered[0] if numbered else "—")
             size = sum(f.stat().st_size for f in files)
-            if sub == "evidence" or len(files) < GROUP_FILES:
+            if len(files) < GROUP_FILES:
                 out += [EvidenceFile(f.relative_to(run_dir).as_posix(), f.stat().st_size, chapter_of(f), _holds(f.name))
                         for f in files]
                 continue
