@@ -25,6 +25,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 from bitcpm_validation.engine import hostcpu, modelcheck
 from bitcpm_validation.engine.identity import FULL_SHAPE, ModelSource, ModelSourceError, model_source
 from bitcpm_validation.engine.prompting import TokenizerDecision, engine_tokenizer
+from bitcpm_validation.engine.startup import ENGINE_INIT_RE, MODEL_LOAD_RE, WEIGHTS_LOAD_RE
 from bitcpm_validation.params import Params
 from bitcpm_validation.paths import PROJECT_ROOT
 
@@ -238,11 +239,11 @@ _CONC_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\
 # no seconds there; the loader's line gives them), vllm_ascend/model_loader/rfork/rfork_loader.py@v0.18.0
 # "Loading model weights took %.2f seconds".
 _FLOAT_RES = {
-    "weights_load_s": re.compile(r"Loading (?:model )?weights took ([\d.]+) s"),
+    "weights_load_s": WEIGHTS_LOAD_RE,
     "model_init_s": re.compile(r"Initializing model took ([\d.]+) s"),
     "model_load_gib": re.compile(r"Model loading took ([\d.]+) ?GiB|Loading model weights took ([\d.]+) ?GB\b"),
-    "model_load_s": re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s"),
-    "engine_core_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "model_load_s": MODEL_LOAD_RE,
+    "engine_core_init_s": ENGINE_INIT_RE,
     "checkpoint_gib": re.compile(r"Checkpoint size: ([\d.]+) GiB"),
     "kv_cache_gib": re.compile(r"Available KV cache memory: ([\d.]+) GiB|Explicitly set \(([\d.]+)/"),
 }

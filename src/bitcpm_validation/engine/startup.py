@@ -175,11 +175,14 @@ class InProcessLLM:
 # -- where a start's seconds go --------------------------------------------------------------------------------
 # A line of the evidence log as engine.offline's logging config writes it: level, time with milliseconds, pid.
 _LINE_RE = re.compile(r"^[A-Z]+ (\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) (\d+) \[")
-# The engine's own timings (vLLM's messages; CPU, CUDA and vLLM-Ascend share them)
+# The engine's own timings (vLLM's messages; CPU, CUDA and vLLM-Ascend share them; engine.base reads them too)
+MODEL_LOAD_RE = re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s")
+WEIGHTS_LOAD_RE = re.compile(r"Loading (?:model )?weights took ([\d.]+) s")
+ENGINE_INIT_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s")
 _PHASE_RES = {
-    "model_load": re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s"),
-    "weights_load": re.compile(r"Loading (?:model )?weights took ([\d.]+) s"),
-    "kv_cache_and_warmup": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "model_load": MODEL_LOAD_RE,
+    "weights_load": WEIGHTS_LOAD_RE,
+    "kv_cache_and_warmup": ENGINE_INIT_RE,
     "compile": re.compile(r"torch\.compile take[sn]? ([\d.]+) s in total"),
 }
 
