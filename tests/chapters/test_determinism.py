@@ -26,7 +26,7 @@ def test_compare_all_groups_and_checks():
     assert _statuses(res) == {"determinism_repeat": "pass", "determinism_restart": "pass", "determinism_batch": "warn"}
     det = D.judge_batch(res)
     assert det.scope == "engine" and "b at token 1 (5 ≠ 6)" in det.detail_en and "1/2 sequences" in det.detail_en
-    assert "第 1 个 token" in det.detail_zh
+    assert "第 1 个词元" in det.detail_zh
     rows = D.table_rows(res["rows"])
     assert len(rows[0]) == len(D.table_headers()) and rows[-1][4] == "1 (5 ≠ 6)" and rows[-1][5] == "❌"
     assert rows[-1][1].en == "inside the batch vs alone" and rows[-1][1].zh == "批内与单独"

@@ -211,7 +211,7 @@ def test_tokenizer_report_with_sentencepiece(tiny):
     fid = loading.judge_fidelity(tr)
     # transformers 5.x rebuilds LlamaTokenizer (a leading "▁" after BOS): the first mismatch is named
     assert fid.status == "warn" and "at token 1" in fid.detail_en and "reference (SentencePiece" in fid.detail_en
-    assert "第 1 个 token" in fid.detail_zh
+    assert "第 1 个词元" in fid.detail_zh
     bad = next(r for r in tr["fidelity"] if not r["match"])
     assert bad["reference_piece_at"] != bad["engine_piece_at"]
 

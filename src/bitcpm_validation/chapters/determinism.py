@@ -61,7 +61,7 @@ def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:  # noqa: D401
 
 
 def table_headers() -> list[T]:
-    return [T("提示", "Prompt"), T("比较", "Comparison"), T("比较的 token 数", "Tokens compared"),
+    return [T("提示", "Prompt"), T("比较", "Comparison"), T("比较的词元数", "Tokens compared"),
             T("相同", "Identical"), T("首个分歧位置", "First divergence"), T("一致", "Match")]
 
 
@@ -111,11 +111,11 @@ def _judge_group(spec: CheckSpec, res: dict[str, Any], group: str, bad: str) -> 
         return spec.not_run(f"disabled in params (determinism.{key})", f"参数中已关闭（determinism.{key}）")
     diverged = [r for r in res["rows"] if r["group"] == group and not r["match"]]
     en = f"{t['rows_matching']}/{t['rows']} sequences identical, {t['identical']}/{t['tokens_compared']} tokens"
-    zh = f"{t['rows_matching']}/{t['rows']} 条序列一致，{t['identical']}/{t['tokens_compared']} 个 token 相同"
+    zh = f"{t['rows_matching']}/{t['rows']} 条序列一致，{t['identical']}/{t['tokens_compared']} 个词元相同"
     if diverged:
         d = diverged[0]
         en += f"; first divergence: {d['prompt']} at token {d['first_divergence']} ({d['a_at']} ≠ {d['b_at']})"
-        zh += f"；首个分歧：{d['prompt']} 第 {d['first_divergence']} 个 token（{d['a_at']} ≠ {d['b_at']}）"
+        zh += f"；首个分歧：{d['prompt']} 第 {d['first_divergence']} 个词元（{d['a_at']} ≠ {d['b_at']}）"
     return spec.row("fail" if diverged and bad == "fail" else ("warn" if diverged else "pass"), en, zh)
 
 

@@ -200,7 +200,7 @@ def judge_tokenizer(tr: dict[str, Any], config: dict[str, Any]) -> Check:
         problems_zh.append(f"分词器 EOS {tr.get('eos')!r} = {tr.get('eos_id')} 不在 config.json 的 eos_token_id {cfg_eos} 中")
     facts_en = (f"{tr['class']} (tokenizer_config: {tr['config_class']}), {tr['size']:,} tokens, "
                 f"{len(tr['added_tokens'])} added")
-    facts_zh = f"{tr['class']}（tokenizer_config：{tr['config_class']}），共 {tr['size']:,} 个 token，附加 {len(tr['added_tokens'])} 个"
+    facts_zh = f"{tr['class']}（tokenizer_config：{tr['config_class']}），共 {tr['size']:,} 个词元，附加 {len(tr['added_tokens'])} 个"
     if problems_en:
         return CHECKS["tokenizer"].row("fail", f"{facts_en}; " + "; ".join(problems_en) + ": generation would not start or stop "
                                                "as the model was trained",
@@ -294,7 +294,7 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
           f"{mm['a']} {r.get('reference_piece_at')!r} vs engine {mm['b']} {r.get('engine_piece_at')!r} "
           f"(reference {_ids(ref_ids)}… vs engine {_ids(eng_ids)}…; {tr['class']} as transformers builds it); text sent to the "
           f"engine is encoded differently from how the model was trained")
-    zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个 token：参照（{ref}）{mm['a']} "
+    zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个词元：参照（{ref}）{mm['a']} "
           f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {_ids(ref_ids)}…，引擎 "
           f"{_ids(eng_ids)}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
     return CHECKS["tokenizer_fidelity"].row("warn", en, zh)
@@ -409,7 +409,7 @@ def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
                                                 f"{vocab_size - tokenizer_size:,} 行未使用")
     return CHECKS["vocab_vs_tokenizer"].row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
                                                     f"embedding would crash the engine",
-                                            f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的 token id 会使引擎崩溃")
+                                            f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的词元 id 会使引擎崩溃")
 
 
 def expected_tensors(cfg: dict[str, Any], lm_head: bool) -> dict[str, list[int]]:
@@ -528,7 +528,7 @@ def judge_infer(which: str, generated: Optional[int], requested: int, *, ignore_
     ok = generated >= need
     rule_en = f"{requested} asked for, EOS ignored" if ignore_eos else f"up to {requested}"
     rule_zh = f"请求 {requested} 个，忽略 EOS" if ignore_eos else f"最多 {requested} 个"
-    en, zh = f"{generated} tokens generated ({rule_en})", f"生成 {generated} 个 token（{rule_zh}）"
+    en, zh = f"{generated} tokens generated ({rule_en})", f"生成 {generated} 个词元（{rule_zh}）"
     if chosen_logprobs is not None:
         bad = [i for i, lp in enumerate(chosen_logprobs) if lp is None or not math.isfinite(lp) or lp > 1e-6]
         if len(chosen_logprobs) < generated:
@@ -643,8 +643,8 @@ FILE_PURPOSE: dict[str, tuple[str, str]] = {
     "tokenizer.model": ("SentencePiece 分词模型（参照编码）", "SentencePiece model (the reference encoding)"),
     "tokenizer.json": ("快速分词器（tokenizers 格式）", "fast tokenizer (tokenizers format)"),
     "tokenizer_config.json": ("分词器配置（类名、BOS/EOS 规则、对话模板）", "tokenizer configuration (class, BOS/EOS rules, chat template)"),
-    "special_tokens_map.json": ("特殊 token 映射", "special-token map"),
-    "added_tokens.json": ("附加 token 及其 id", "added tokens and their ids"),
+    "special_tokens_map.json": ("特殊词元映射", "special-token map"),
+    "added_tokens.json": ("附加词元及其 id", "added tokens and their ids"),
     "generation_config.json": ("默认生成参数（采样、EOS）", "default generation settings (sampling, EOS)"),
     "model.safetensors.index.json": ("分片索引（张量 -> 文件）", "shard index (tensor -> file)"),
     "README.md": ("说明文档", "documentation"),

@@ -174,7 +174,7 @@ def _judge_against(spec: Any, what_en: str, what_zh: str, tok_s: Optional[float]
     basis = pick_basis(bases)
     if tok_s is None:
         return spec.not_run(f"no {what_en} at concurrency 1 (the sweep has no concurrency 1, or it produced "
-                                        f"no tokens)", f"并发 1 没有{what_zh}（扫描未含并发 1 或未生成 token）")
+                                        f"no tokens)", f"并发 1 没有{what_zh}（扫描未含并发 1 或未生成词元）")
     if basis is None:
         return spec.not_run(
             f"{tok_s:,.1f} tok/s measured, but nothing to judge it against on {device}: no baseline run "
@@ -538,7 +538,7 @@ def floor_bases(step_ms: float, shared_arith: dict[str, Any], arith: dict[str, A
                   zh + f" + 以 {bandwidth_gbs:,.1f} GB/s 读取 {extra_bytes / 1e9:.2f} GB 权重"),
             Basis("floor", input_len / (prefill_ms / 1000.0),
                   en + f" + {input_len} prompt tokens at {flops_per_s / 1e9:,.0f} GFLOP/s",
-                  zh + f" + 以 {flops_per_s / 1e9:,.0f} GFLOP/s 计算 {input_len} 个提示 token"))
+                  zh + f" + 以 {flops_per_s / 1e9:,.0f} GFLOP/s 计算 {input_len} 个提示词元"))
 
 
 REFERENCES_FILE = "params/performance-references.yaml"
@@ -749,8 +749,8 @@ def setup_rows(params: Params, which: str, model_dir: Path, platform: str, arith
         [T("平台", "Platform"), platform],
         [T("参数量", "Parameters"), f"{arith['params']:,}"],
         [T("权重字节", "Weight bytes"), f"{arith['weight_bytes'] / 1e9:.3f} GB ({arith['dtype']})"],
-        [T("每 token KV 字节", "KV bytes per token"), f"{arith['kv_bytes_per_token']:,}"],
-        [T("每个提示 token 的矩阵乘参数", "Matmul weights per prompt token"), f"{arith['matmul_params']:,}"],
+        [T("每个词元 KV 字节", "KV bytes per token"), f"{arith['kv_bytes_per_token']:,}"],
+        [T("每个提示词元的矩阵乘参数", "Matmul weights per prompt token"), f"{arith['matmul_params']:,}"],
         [T("输入/输出长度", "Input / output len"), f"{pp.input_len} / {pp.output_len}"],
         [T("并发级别（同时在途的请求数）", "Concurrency levels (requests in flight)"), ", ".join(str(c) for c in pp.concurrency)],
     ]

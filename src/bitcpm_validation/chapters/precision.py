@@ -487,7 +487,7 @@ def probe_whole_vocab(eng_impl: "EngineImpl", ids: Sequence[int], alive: Any = N
 def judge_whole_vocab(probe: dict[str, Any]) -> Check:
     if probe["ok"]:
         return CHECKS["whole_vocab"].row("pass", "a 3-token request with prompt_logprobs = -1 returned whole rows",
-                                         "3 个 token 的请求（prompt_logprobs = -1）返回了整行")
+                                         "3 个词元的请求（prompt_logprobs = -1）返回了整行")
     dead = "" if probe.get("engine_alive", True) else "; the engine died and was replaced"
     dead_zh = "" if probe.get("engine_alive", True) else "；引擎退出，已换用新的引擎"
     return CHECKS["whole_vocab"].row(
@@ -587,7 +587,7 @@ def judge_chunked(split: Optional[dict[str, Any]], tol: Tolerances, reason_en: s
                      f"max |Δ| {_num(r.get('max_abs_dlogprob'))} over {r.get('positions', 0)} positions")
     en = (f"budget {split['budget']} tokens, {len(split['prompts'])} prompts chunked; later chunks: {fmt(later)}; "
           f"first chunk: {fmt(first)}")
-    zh = (f"预算 {split['budget']} 个 token，{len(split['prompts'])} 个提示被分块；之后各块：{fmt(later)}；第一块：{fmt(first)}")
+    zh = (f"预算 {split['budget']} 个词元，{len(split['prompts'])} 个提示被分块；之后各块：{fmt(later)}；第一块：{fmt(first)}")
     bad = []
     if not later.get("positions"):
         bad.append("no position after the first chunk")
@@ -652,12 +652,12 @@ def judge_prefix_cache(probe: dict[str, Any], max_abs: float) -> Check:
     en = (f"{probe['prompt_len']}-token prompt: cached tokens {probe.get('cached_cold')} cold, {cw} second "
           f"({probe.get('cached_source')}); tokens {d['match_len']}/{d['len']} equal, max |Δ logprob| "
           f"{_num(d.get('max_abs_dlogprob'))} (≤ {max_abs})")
-    zh = (f"{probe['prompt_len']} 个 token 的提示：缓存 token 冷请求 {probe.get('cached_cold')}，第二次 {cw}"
+    zh = (f"{probe['prompt_len']} 个词元的提示：缓存词元冷请求 {probe.get('cached_cold')}，第二次 {cw}"
           f"（{probe.get('cached_source')}）；token {d['match_len']}/{d['len']} 相同，最大 |Δ logprob| "
           f"{_num(d.get('max_abs_dlogprob'))}（≤ {max_abs}）")
     if cw is None:
         return CHECKS["prefix_cache"].not_run("the engine reports no cached-token count: " + en,
-                                              "引擎没有报告缓存 token 数：" + zh)
+                                              "引擎没有报告缓存词元数：" + zh)
     bad = []
     if cw <= 0:
         bad.append(("the second request did not hit the prefix cache (is prefix caching on?)",
@@ -668,7 +668,7 @@ def judge_prefix_cache(probe: dict[str, Any], max_abs: float) -> Check:
     for key, en_, zh_ in (("cold_vs_golden", "cold", "冷请求"), ("warm_vs_golden", "cached", "缓存请求")):
         if not probe[key]["close"]:
             bad.append((f"the {en_} request is not close to the golden at token {probe[key]['first_divergence']}",
-                        f"{zh_}在第 {probe[key]['first_divergence']} 个 token 处与黄金实现不接近"))
+                        f"{zh_}在第 {probe[key]['first_divergence']} 个词元处与黄金实现不接近"))
     if bad:
         return CHECKS["prefix_cache"].row("fail", "; ".join(b[0] for b in bad) + f" ({en})",
                                           "；".join(b[1] for b in bad) + f"（{zh}）")
@@ -753,7 +753,7 @@ def run_features(eng: Any, golden: Implementation, fam: dict[str, Any], short_it
     else:
         checks.append(judge_chunked(None, tol, "engine.max_num_batched_tokens is not set: vLLM's default budget "
                                     "(2,048-8,192 tokens) chunks no prompt of this run; set it below the long prompts",
-                                    "未设置 engine.max_num_batched_tokens：vLLM 的默认预算（2,048–8,192 个 token）不会切分本次运行的任何提示；"
+                                    "未设置 engine.max_num_batched_tokens：vLLM 的默认预算（2,048–8,192 个词元）不会切分本次运行的任何提示；"
                                     "请设为低于长提示的值"))
     cap = max_model_len - pp.max_new_tokens
     n_pc = 3 * block_size - 7 if block_size else 0  # hits are whole blocks: more than two of them

@@ -203,7 +203,7 @@ def _failed(spec, r: ProbeResult, what_en: str, what_zh: str) -> Check:
 
 def _answer_detail(d: dict[str, Any]) -> tuple[str, str]:
     n = len(d.get("token_ids") or [])
-    return (f"{n} tokens, finish reason {d.get('finish_reason')}", f"{n} 个 token，结束原因 {d.get('finish_reason')}")
+    return (f"{n} tokens, finish reason {d.get('finish_reason')}", f"{n} 个词元，结束原因 {d.get('finish_reason')}")
 
 
 def judge_models(r: ProbeResult) -> Check:
@@ -233,16 +233,16 @@ def judge_chat_template(r: ProbeResult) -> Check:
     if d.get("template_matches") is None:
         why = ("the server returned no prompt token ids" if d.get("prompt_token_ids") is None
                else "no local tokenizer to build the expected ChatML ids")
-        why_zh = "服务端未返回提示 token id" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML token"
+        why_zh = "服务端未返回提示词元 id" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML 词元"
         return CHECKS["chat_template"].not_run(why, why_zh)
     if d["template_matches"]:
         n = len(d.get("expected_prompt_token_ids") or [])
-        return CHECKS["chat_template"].row("pass", f"{n} prompt tokens identical", f"{n} 个提示 token 相同")
+        return CHECKS["chat_template"].row("pass", f"{n} prompt tokens identical", f"{n} 个提示词元相同")
     fd = d.get("template_first_diff")
     return CHECKS["chat_template"].row(
         "fail", f"the server's chat prompt ids differ from the ChatML encoding from position {fd} on (the engine's "
                 f"text tokenizer, see chapter 02): chat answers through the server are affected",
-        f"服务端对话提示的 token 从第 {fd} 位起与 ChatML 编码不同（引擎文本分词器，见第 02 章）：经服务的对话回答受影响")
+        f"服务端对话提示的词元从第 {fd} 位起与 ChatML 编码不同（引擎文本分词器，见第 02 章）：经服务的对话回答受影响")
 
 
 def judge_stream(r: ProbeResult) -> Check:
@@ -263,7 +263,7 @@ def judge_concurrent(r: ProbeResult) -> Check:
         return CHECKS["concurrent"].row("fail", r.error, r.error)
     errors = [o["error"] for o in d.get("results", []) if o.get("error")]
     en = f"{d.get('answered')}/{d.get('requests')} answered in {d.get('wall_s')} s, {d.get('output_tokens')} tokens"
-    zh = f"{d.get('answered')}/{d.get('requests')} 个得到回答，用时 {d.get('wall_s')} 秒，共 {d.get('output_tokens')} 个 token"
+    zh = f"{d.get('answered')}/{d.get('requests')} 个得到回答，用时 {d.get('wall_s')} 秒，共 {d.get('output_tokens')} 个词元"
     if errors:
         en += f"; first error: {errors[0]}"
         zh += f"；首个错误：{errors[0]}"
@@ -280,11 +280,11 @@ def judge_greedy(rows: Sequence[dict[str, Any]], reference_en: str = "", referen
         return CHECKS["greedy_equal"].not_run(reference_en or "no offline engine reference", reference_zh or "没有离线引擎参照")
     eq = sum(bool(r["equal"]) for r in rows)
     en = f"{eq}/{len(rows)} prompts token-identical"
-    zh = f"{eq}/{len(rows)} 条提示逐 token 相同"
+    zh = f"{eq}/{len(rows)} 条提示逐词元相同"
     bad = next((r for r in rows if not r["equal"]), None)
     if bad is not None:
         en += f"; prompt {bad.get('id', bad['index'])} differs from token {bad['first_diff']}"
-        zh += f"；提示 {bad.get('id', bad['index'])} 从第 {bad['first_diff']} 个 token 起不同"
+        zh += f"；提示 {bad.get('id', bad['index'])} 从第 {bad['first_diff']} 个词元起不同"
     if reference_en:
         en, zh = f"{en} ({reference_en})", f"{zh}（{reference_zh or reference_en}）"
     return CHECKS["greedy_equal"].row("pass" if eq == len(rows) else "fail", en, zh)

@@ -146,7 +146,7 @@ WORDS = {  # compare's own words, one language per file
     "title": T("运行对比", "Run comparison"), "runs": T("运行", "Runs"), "envs": T("环境", "Environments"),
     "item": T("项目", "Item"), "no_bundle": T("无基线包", "No baseline bundle"),
     "pairs": T("两两一致性", "Agreement for every pair"),
-    "pairs_note": T("P 为第一个运行（基线），Q 为第二个；在 P 的序列上教师强制；KL(P‖Q) 取 P 的 top-k 并重新归一化，仅在 Q 列出全部这些 token 的位置计算（其余为 n/a，从不填补）。",
+    "pairs_note": T("P 为第一个运行（基线），Q 为第二个；在 P 的序列上教师强制；KL(P‖Q) 取 P 的 top-k 并重新归一化，仅在 Q 列出全部这些词元的位置计算（其余为 n/a，从不填补）。",
                     "P = first run (baseline), Q = second; teacher-forced on P's sequences. KL(P‖Q) over P's top-k, "
                     "renormalised, at the positions where Q lists all of them (n/a elsewhere: never filled)."),
     "engines": T("引擎", "engines"), "different": T("权重不同", "DIFFERENT weights"),
