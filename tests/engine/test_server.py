@@ -176,7 +176,9 @@ def _is_engine(q: psutil.Process) -> bool:
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import faulthandler, signal, sys, time
+    stacks = open(sys.argv[2] + ".stacks", "w")
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)  # where it hangs, if it does
     from bitcpm_validation.params import load_params
     from bitcpm_validation.engine import server
     p = load_params(sys.argv[1])
@@ -207,7 +209,15 @@ def test_interrupt_leaves_no_process(tmp_path, tiny, sig):
         time.sleep(0.3)
     assert family, "the server process never started"
     proc.send_signal(sig)
-    proc.wait(timeout=120)
+    try:  # stopping takes at most ~30 s (SIGTERM, 20 s grace, SIGKILL); a starved 2-core host may take longer
+        proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        stacks = Path(str(tmp_path / "ev.log") + ".stacks")
+        pytest.fail(f"still running 300 s after {sig.name}; its threads: "
+                    f"{stacks.read_text() if stacks.exists() else '(no stack dump)'}")
     gone, alive = psutil.wait_procs(list(family.values()), timeout=30)
     assert not [q for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)], [q.pid for q in alive]
     assert not [q for q in _ours(str(link)) if _status(q) not in (None, psutil.STATUS_ZOMBIE)]
