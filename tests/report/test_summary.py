@@ -460,12 +460,20 @@ def test_registry_appendix_says_why_a_check_cannot_fail():
     headers, body = S.registry_table(specs)
     assert [h.en for h in headers] == ["Chapter", "Check and criterion", "Scope", "Worst"]
     assert [r[0] for r in body] == ["04", "", "05"] and [r[3] for r in body] == ["⚠️", "❌", "❌"]
-    assert body[0][1].en == "<b>batch</b> (batch): criterion. At worst ⚠️: no batch-invariance promise"
-    assert body[0][1].zh == "<b>batch</b>（batch）：判据。最差为 ⚠️：不保证批次不变"
-    assert body[2][1].en == "<b>x&lt;y</b> (x&lt;y): criterion"  # a trusted cell: every part escaped
+    assert body[0][1].en == "<b>batch</b> (<code>batch</code>): criterion. At worst ⚠️: no batch-invariance promise"
+    assert body[0][1].zh == "<b>batch</b>（<code>batch</code>）：判据。最差为 ⚠️：不保证批次不变"
+    assert body[2][1].en == "<b>x&lt;y</b> (<code>x&lt;y</code>): criterion"  # a trusted cell: every part escaped
     data = S.registry_rows(specs)
     assert data[0]["worst_reason"] == {"zh": "不保证批次不变", "en": "no batch-invariance promise"}
     assert data[1]["worst_reason"] is None
+
+
+def test_registry_appendix_shows_ids_and_backquoted_settings_as_code():
+    """The Chinese appendix carries no English words: a check's id and `settings` in its criterion are code."""
+    s = CheckSpec("repeat", "04_determinism", "engine", "repeat", "repeat", "runs `x` and a<b", "运行 `vllm bench serve` 且 a<b")
+    _, body = S.registry_table([s])
+    assert body[0][1].zh == "<b>repeat</b>（<code>repeat</code>）：运行 <code>vllm bench serve</code> 且 a&lt;b"
+    assert body[0][1].en.endswith("runs <code>x</code> and a&lt;b")
 
 
 def test_fake_run_with_the_stand_in_flag_gets_the_next_command_box(tmp_path):

@@ -1158,16 +1158,18 @@ def registry_table(specs: Iterable[CheckSpec]) -> tuple[list[T], list[list[Any]]
     """The appendix: every registered check with its chapter (on its first row), scope and worst status; the
     check cell is "**name** (id): criterion" (a check whose worst is ⚠️ says why after it), HTML made here
     from escaped parts: show with `trusted_cols=(1,)`."""
-    from bitcpm_validation.report.textsafe import html_escape as e
+    from bitcpm_validation.report.display import note_html as e  # escaped; `settings`, `commands` as code
+    from bitcpm_validation.report.textsafe import html_escape
 
     headers = [T("章节", "Chapter"), T("检查项与判据", "Check and criterion"), T("范围", "Scope"), T("最差", "Worst")]
     body, last = [], None
     for s in specs:
-        zh = f"<b>{e(s.name_zh)}</b>（{e(s.id)}）：{e(s.criterion_zh)}"
-        en = f"<b>{e(s.name_en)}</b> ({e(s.id)}): {e(s.criterion_en)}"
+        cid = f"<code>{html_escape(s.id)}</code>"  # an identifier (checks.yaml), not a word of either language
+        zh = f"<b>{html_escape(s.name_zh)}</b>（{cid}）：{e(s.criterion_zh)}"
+        en = f"<b>{html_escape(s.name_en)}</b> ({cid}): {e(s.criterion_en)}"
         if s.worst_reason:
-            zh += f"。最差为 ⚠️：{e(s.worst_reason_zh or s.worst_reason)}"
-            en += f". At worst ⚠️: {e(s.worst_reason)}"
+            zh = zh.rstrip("。") + f"。最差为 ⚠️：{e(s.worst_reason_zh or s.worst_reason)}"
+            en = en.rstrip(".") + f". At worst ⚠️: {e(s.worst_reason)}"
         body.append([s.chapter.split("_", 1)[0] if s.chapter != last else "", T(zh, en), SCOPE_WORD[s.scope],
                      R.STATUS_MARK[s.worst]])
         last = s.chapter
