@@ -82,7 +82,8 @@ GLOSSARY_FILE = Path(render.__file__).with_name("glossary.yaml")
 
 
 # a Latin word, not part of an identifier: not inside a path, file name, dotted name, KEY=value or <placeholder>
-LATIN_WORD = re.compile(r"(?<![\w./\\=<-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w|=|/\S|>)"
+# (nor part of one with a digit: "top-1", "long-256", "full-shape-6c9f…" are names and ids, not "top", "long", "full")
+LATIN_WORD = re.compile(r"(?<![\w./\\=<-])[A-Za-z][A-Za-z'-]*[A-Za-z]\b(?![./_\\(]\w|=|/\S|>|-)"
                          r"|(?<![\w./=<-])[A-Za-z]\b(?![./_-]\w|=|/\S|>)")
 
 
