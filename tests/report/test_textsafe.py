@@ -156,3 +156,13 @@ def test_orphan_headings():
     assert orphan_headings("<h2>Runs and the restart</h2><h2>Next</h2><p>text</p>") == ["Runs and the restart"]
     assert orphan_headings("<h2>A</h2><h3>B</h3><table><tr><td>1</td></tr></table>") == []
     assert orphan_headings('<h2>A</h2><div class="jp-Cell-inputWrapper"><pre>code</pre></div>') == ["A"]
+
+
+def test_table_cells_show_backquoted_spans_of_project_text_as_code():
+    from bitcpm_validation.report.display import T, table_html
+
+    rows = [[T("结束原因 `stop`，<b>", "finish `stop`, <b>"), "`raw` <i>"]]
+    zh = table_html(["h"], rows, "zh")
+    assert "<td>结束原因 <code>stop</code>，&lt;b&gt;</td>" in zh  # project text: spans as code, the rest escaped
+    assert "<td>`raw` &lt;i&gt;</td>" in zh  # not project text (data): escaped as it is, no code
+    assert "<code>stop</code>" in table_html(["h"], rows, "en")

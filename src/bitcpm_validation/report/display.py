@@ -21,7 +21,7 @@ import re
 
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
-from bitcpm_validation.report.textsafe import html_escape, html_pre, html_table
+from bitcpm_validation.report.textsafe import CellHtml, cell_html, html_escape, html_pre, html_table
 
 LANGS = ("zh", "en")
 LANG_KEY = "bitcpm_lang"  # output metadata key read by report.render
@@ -71,12 +71,26 @@ def _verbatim(v: Any) -> str:
     return f'<span class="bv-verbatim">{html_escape("" if v is None else v)}</span>'
 
 
+def _text_cell(v: Any, lang: str) -> Any:
+    """A project-written cell (T) in `lang`: its `backquoted` spans (names, settings, samples: data) as code,
+    the rest escaped; any other cell as it is (html_table escapes it)."""
+    if not isinstance(v, T):
+        return v
+    text = in_lang(v, lang)
+    if not _CODE_SPAN.search(text):
+        return text
+    parts = _CODE_SPAN.split(text)  # text, code, text, code, ...
+    return CellHtml("".join(f"<code>{cell_html(p)}</code>" if i % 2 else cell_html(p) for i, p in enumerate(parts)))
+
+
 def table_html(headers: Sequence[Any], rows: Iterable[Sequence[Any]], lang: str, *,
                trusted_cols: Iterable[int] = (), verbatim_cols: Iterable[int] = (), cls: str = "bv-table") -> str:
-    """One language's HTML table; cells that are T are picked in `lang`, everything else escaped as is;
-    `verbatim_cols` hold data in whatever language it came (samples, log lines, model output)."""
-    verbatim = set(verbatim_cols)
-    body = [[_verbatim(v) if i in verbatim else in_lang(v, lang) for i, v in enumerate(r)] for r in rows]
+    """One language's HTML table; cells that are T are picked in `lang` (their `backquoted` spans shown as
+    code), everything else escaped as is; `verbatim_cols` hold data in whatever language it came (samples,
+    log lines, model output)."""
+    verbatim, trusted = set(verbatim_cols), set(trusted_cols)
+    body = [[_verbatim(v) if i in verbatim else in_lang(v, lang) if i in trusted else _text_cell(v, lang)
+             for i, v in enumerate(r)] for r in rows]
     return html_table([in_lang(h, lang) for h in headers], body, trusted_cols=set(trusted_cols) | verbatim, cls=cls)
 
 

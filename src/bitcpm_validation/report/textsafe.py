@@ -136,14 +136,19 @@ def cell_html(v: Any) -> str:
     return _LONG.sub(mark, html_escape("" if v is None else v))
 
 
+class CellHtml(str):
+    """A table cell already made safe HTML by the project (display.table_html: a T cell with `code` spans)."""
+
+
 def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),
                cls: str = "bv-table") -> str:
-    """An HTML table with every cell escaped (unless its column is trusted project HTML, e.g. a mark)."""
+    """An HTML table with every cell escaped (unless its column is trusted project HTML, e.g. a mark, or the
+    cell is CellHtml)."""
     trusted = set(trusted_cols)
     head = "".join(f"<th>{html_escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
-        tds = "".join(f"<td>{v}</td>" if i in trusted else
+        tds = "".join(f"<td>{v}</td>" if i in trusted or isinstance(v, CellHtml) else
                       (f'<td class="bv-num">{cell_html(v)}</td>' if is_number_text(v) else f"<td>{cell_html(v)}</td>")
                       for i, v in enumerate(r))
         body.append(f"<tr>{tds}</tr>")
