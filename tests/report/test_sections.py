@@ -131,7 +131,7 @@ def test_reproducing_commands_come_from_the_run(tmp_path):
                        "lm_eval --model local-completions --tasks ceval-valid"]  # a task without a command: none
     headers, body = X.commands_table(cmds)
     assert len(headers) == 2 and body[-1][0].en == "accuracy: ceval-valid (lm_eval), chapter 09"
-    assert body[-1][0].zh == "准确率：ceval-valid（lm_eval），第 09 章" and body[0][0].en == "the whole report (this run's parameters)"
+    assert body[-1][0].zh == "准确率：`ceval-valid`（lm_eval），第 09 章" and body[0][0].en == "the whole report (this run's parameters)"
 
 
 def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):

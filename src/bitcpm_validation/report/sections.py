@@ -125,21 +125,21 @@ def reproducing_commands(run_dir: str | Path) -> list[Command]:
     serve = _first(((serving.data.get("server") or {}) if serving else {}).get("command"),
                    perf.data.get("server_command") if perf else None)
     if serve:
-        out.append(Command(T("服务（vllm serve）", "the server (vllm serve)"), serve,
+        out.append(Command(T("服务（`vllm serve`）", "the server (vllm serve)"), serve,
                            "08_serving" if serving and (serving.data.get("server") or {}).get("command") else "07_performance"))
     if perf is not None:
         sweep = [s for s in perf.data.get("serve") or [] if isinstance(s, dict) and s.get("command")]
         if sweep:
-            out.append(Command(T(f"基准测试（vllm bench serve，并发 {sweep[0].get('concurrency')}）",
+            out.append(Command(T(f"基准测试（`vllm bench serve`，并发 {sweep[0].get('concurrency')}）",
                                  f"benchmark (vllm bench serve, concurrency {sweep[0].get('concurrency')})"),
                                str(sweep[0]["command"]), "07_performance"))
         thr = _first((perf.data.get("throughput") or {}).get("command"))
         if thr:
-            out.append(Command(T("离线吞吐（vllm bench）", "offline throughput (vllm bench throughput)"), thr,
+            out.append(Command(T("离线吞吐（`vllm bench throughput`）", "offline throughput (vllm bench throughput)"), thr,
                                "07_performance"))
     for t in (acc.data.get("tasks") or []) if acc is not None else []:
         if isinstance(t, dict) and _first(t.get("command")):
-            out.append(Command(T(f"准确率：{t.get('task')}（lm_eval）", f"accuracy: {t.get('task')} (lm_eval)"),
+            out.append(Command(T(f"准确率：`{t.get('task')}`（lm_eval）", f"accuracy: {t.get('task')} (lm_eval)"),
                                str(t["command"]), "09_accuracy"))
     return out
 
@@ -160,12 +160,12 @@ def commands_table(cmds: list[Command]) -> tuple[list[T], list[list[Any]]]:
 _KIND = (  # (file name ends with / contains, what it holds)
     (".log", T("原始日志：引擎、服务与工具的输出", "raw log: engine, server and tool output")),
     (".sha256", T("每个输入文件的完整 SHA-256（sha256sum 格式，按组）", "every input file's full SHA-256 (sha256sum format, by set)")),
-    ("bench_throughput.json", T("离线吞吐基准（vllm bench）的结果", "vllm bench throughput result")),
-    ("bench", T("vllm bench serve 的结果（每个并发一份）", "vllm bench serve result (one per concurrency)")),
+    ("bench_throughput.json", T("离线吞吐基准（`vllm bench throughput`）的结果", "vllm bench throughput result")),
+    ("bench", T("`vllm bench serve` 的结果（每个并发一份）", "vllm bench serve result (one per concurrency)")),
     (".jsonl", T("逐题结果（可与基线逐题配对）", "per-item results (pairable with a baseline item by item)")),
     ("samples", T("lm-eval 抽取的题目", "the items lm-eval drew")),
     (".png", T("图", "figure")), (".svg", T("图", "figure")),
-    (".npz", T("数组（logprob 等）", "arrays (logprobs and the like)")),
+    (".npz", T("数组（对数概率等）", "arrays (logprobs and the like)")),
     (".safetensors", T("权重张量", "weight tensors")),
     (".json", T("工具输出（JSON）", "tool output (JSON)")),
     (".txt", T("文本输出", "text output")),
