@@ -67,8 +67,18 @@ def row_from_full(logprobs: np.ndarray, k: int, also: Sequence[int] = ()) -> Row
 
 
 def full_topk(logprobs: np.ndarray, k: int) -> list[int]:
-    """The k most likely token ids of a whole-vocabulary row (ties: lower id first)."""
-    return [int(t) for t in np.argsort(-logprobs, kind="stable")[:k]]
+    """The k most likely token ids of a whole-vocabulary row (ties: lower id first).
+
+    A partition finds the k-th largest value in O(V); only the ids at or above it (every tie included) are
+    sorted. A full argsort of a 73,448-id row per position took ~10 s on a 1,024-token prompt."""
+    x = np.asarray(logprobs)
+    n = x.shape[-1]
+    if k >= n or np.isnan(x).any():  # NaN has no order a partition keeps: the stable sort's (NaN last)
+        return [int(t) for t in np.argsort(-x, kind="stable")[:k]]
+    kth = np.partition(x, n - k)[n - k]
+    cand = np.flatnonzero(x >= kth)
+    order = np.lexsort((cand, -x[cand]))  # by value descending, then by id
+    return [int(t) for t in cand[order[:k]]]
 
 
 def top1(row: Row) -> int:

@@ -157,8 +157,10 @@ class MiniCPM(nn.Module):
             h = layer(h, cos, sin, None if caches is None else caches[i], mask)
         return self.model.norm(h)
 
-    def forward(self, ids: torch.Tensor, start: int = 0, caches: Optional[list] = None):
+    def forward(self, ids: torch.Tensor, start: int = 0, caches: Optional[list] = None, last_only: bool = False):
         h = self.hidden(ids, start, caches)
+        if last_only:  # a prefill that only needs the next token: the head (hidden x vocab) on one position
+            h = h[:, -1:]
         return F.linear(h / (self.cfg["hidden_size"] / self.cfg["dim_model_base"]), self.head_weight())
 
 
@@ -248,7 +250,7 @@ class ReferenceModel:
         stop = set(self._eos_ids() if stop_ids is None else stop_ids)
         ids = torch.as_tensor(list(token_ids), dtype=torch.long)[None]
         caches = [[None, None] for _ in m.model.layers]
-        logits = m(ids, 0, caches)[0, -1]
+        logits = m(ids, 0, caches, last_only=True)[0, -1]
         pos = ids.shape[1]
         new: list[int] = []
         steps: list[GreedyStep] = []
