@@ -146,6 +146,9 @@ def test_probes(running):
             serving.judge_stream(s).status, serving.judge_completions(c).status] == ["pass"] * 4
     log = srv.evidence_path.read_text()
     assert "=== server start:" in log
+    ph = srv.startup_phases  # engine.startup.server_phases on the lines the launcher read
+    assert list(ph)[:3] == ["api_server_process", "engine_core_process", "worker_process"], ph
+    assert "to_healthy" in ph and abs(sum(ph.values()) - srv.startup_s) < 0.5, (ph, srv.startup_s)
     ext = server.connect(srv.root_url)  # `serving.endpoint`: validate a running deployment
     assert ext.external and ext.model == srv.model and ext.alive() and ext.base_url == srv.base_url
     ext.stop()  # never stops what it did not start
@@ -234,6 +237,29 @@ def test_log_tail_is_one_line_without_colour(tmp_path):
     log.write_text("\x1b[32mINFO\x1b[0m starting\nTraceback (most recent call last):\nValueError: bad model\nbye\n")
     t = server.tail(log)
     assert "\n" not in t and "\x1b" not in t and "ValueError: bad model" in t
+
+
+def test_log_lines_are_stamped_when_read_from_the_start_on(tmp_path, monkeypatch):
+    """The launcher stamps each complete line of the server's log with its read time after the launch (the
+    clock of engine.startup.server_phases); a line still being written waits for its end."""
+    import types
+
+    log = tmp_path / "ev.log"
+    log.write_text("=== an earlier start's line\n")
+    now = [100.0]
+    monkeypatch.setattr(server, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    lines = server.LogLines(log, log.stat().st_size, t0=100.0)
+    with open(log, "a") as f:
+        f.write("(APIServer pid=1) INFO 12-03 15:22:41 [a.py:1] up\n(EngineCore pid=2) INF")
+    now[0] = 110.25
+    lines.read()
+    with open(log, "a") as f:
+        f.write("O 12-03 15:22:51 [core.py:133] Initializing\n")
+    now[0] = 120.5
+    lines.read()
+    lines.read()  # nothing new
+    assert lines.lines == [(10.25, "(APIServer pid=1) INFO 12-03 15:22:41 [a.py:1] up"),
+                           (20.5, "(EngineCore pid=2) INFO 12-03 15:22:51 [core.py:133] Initializing")]
 
 
 def test_server_dies_with_a_killed_parent(tmp_path):

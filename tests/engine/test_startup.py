@@ -133,3 +133,58 @@ def test_starts_keep_mode_and_phases(tmp_path):
     assert a.mode == S.IN_PROCESS and a.phases == {"import": 0.0, "config": 1.0, "other": 8.5}
     assert b.mode == "" and b.phases == {}
     assert starts.of_run(tmp_path)["starts"][0]["phases"]["other"] == 8.5
+
+
+# A `vllm serve` start on this project's 2-core host (params/default.yaml's model, the stand-in), as its launcher
+# read it: (seconds after the launch at which engine.server.LogLines read the line, the line); /health answered
+# at 41.78 s. Lines shortened; every line the phases need kept, with a few that they must ignore.
+SERVER_LINES = [
+    (0.02, "=== server start: vllm serve /work/main/models/stand-in --trust-remote-code --dtype bfloat16"),
+    (7.56, "Triton is installed, but doesn't include CPU backend. Disabling Triton."),
+    (10.17, "(APIServer pid=12854) INFO 12-03 15:22:41 [api_utils.py:347] "),
+    (10.17, "(APIServer pid=12854) INFO 12-03 15:22:41 [api_utils.py:286] non-default args: {'model_tag': 'm'}"),
+    (12.18, "(APIServer pid=12854) ERROR 12-03 15:22:43 [repo_utils.py:124] Error parsing config for /t: Unrecognized"),
+    (20.54, "(EngineCore pid=12903) INFO 12-03 15:22:51 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with "
+            "config: model='/work/main/models/stand-in'"),
+    (33.11, "[W1203 15:23:04.959519448 utils.cpp:68] Warning: NUMA binding: Using MEMBIND policy"),
+    (33.11, "(VllmWorker-0 pid=12999) WARNING 12-03 15:23:04 [vllm.py:725] Model Runner V2 requires Triton"),
+    (33.21, "(Worker pid=12999) INFO 12-03 15:23:04 [cpu_model_runner.py:68] Starting to load model m..."),
+    (33.51, "(Worker pid=12999) INFO 12-03 15:23:04 [default_loader.py:501] Loading weights took 0.02 seconds"),
+    (34.22, "(EngineCore pid=12903) INFO 12-03 15:23:05 [kv_cache_utils.py:2327] CPU KV cache size: 524,288 tokens"),
+    (37.65, "(EngineCore pid=12903) INFO 12-03 15:23:08 [core.py:402] init engine (profile, create kv cache, "
+            "warmup model) took 3.41 s"),
+    (39.66, "(EngineCore pid=12903) ERROR 12-03 15:23:10 [repo_utils.py:124] Error parsing config for /t: Unrecognized"),
+    (40.97, "INFO:     Started server process [12854]"),
+    (41.48, "INFO:     Application startup complete."),
+]
+
+
+def test_server_process_of_a_line():
+    assert [S.server_process(line) for _, line in SERVER_LINES[1:9]] == [
+        None, "api_server", "api_server", "api_server", "engine_core", None, "worker", "worker"]
+    assert S.server_process("(EngineCore_DP0 pid=7) INFO 12-03 15:22:51 [core.py:133] x") == "engine_core"
+
+
+def test_phases_of_a_server_start():
+    ph = S.server_phases(SERVER_LINES, 41.78)
+    assert ph == {"api_server_process": 10.17, "engine_core_process": 10.37, "worker_process": 12.57,
+                  "model_load": 0.02, "kv_cache_and_warmup": 3.41, "other": 1.11, "to_healthy": 4.13}
+    assert round(sum(ph.values()), 2) == 41.78  # the phases add up to the seconds to healthy
+
+
+def test_server_phases_without_a_line_keep_the_seconds_in_the_next_phase():
+    no_core = [(t, line) for t, line in SERVER_LINES if "EngineCore" not in line]
+    ph = S.server_phases(no_core, 41.78)  # no engine core line, so no "engine ready" line either
+    assert "engine_core_process" not in ph and "to_healthy" not in ph
+    assert ph["worker_process"] == round(33.11 - 10.17, 2) and ph["other"] == round(41.78 - 33.11 - 0.02, 2)
+    assert S.server_phases([], 5.0) == {"other": 5.0}
+
+
+def test_compile_is_taken_out_of_the_engine_init_it_ran_in():
+    log = ("INFO 12-03 12:26:32.813 200 [monitor.py:60] torch.compile took 9.10 s in total\n"
+           "INFO 12-03 12:26:40.813 200 [core.py:402] init engine (profile, create kv cache, warmup model) took "
+           "12.50 s (compilation: 9.25 s)\n")
+    assert S.logged_phases(log) == {"kv_cache_and_warmup": 3.25, "compile": 9.25}
+    assert S.logged_phases(log.splitlines()[0]) == {"compile": 9.1}
+    ph = S.phases(import_s=0.0, config_s=0.0, engine_s=20.0, log=log, own_pid=200, mode=S.IN_PROCESS)
+    assert ph["other"] == round(20.0 - 12.5, 2)

@@ -526,6 +526,15 @@ def test_engine_starts_table_names_each_start_in_one_language():
     assert row[2] == S.T("合成权重", "synthetic") and row[5].zh.startswith("完整尺寸结构，合成检查点")
 
 
+def test_a_server_starts_phases_are_named_in_each_language():
+    start = {"chapter": "runner", "kind": "shared-server", "which": "real", "seconds": 41.8, "ok": True, "why": "",
+             "mode": "", "phases": {"api_server_process": 10.2, "engine_core_process": 10.4, "model_load": 0.0,
+                                    "to_healthy": 4.1}}
+    assert S.start_phases_text(start) == S.T(
+        "API 服务进程启动 10.2 s · 引擎核心进程启动 10.4 s · 模型加载 0.0 s · 至健康检查通过 4.1 s",
+        "API server process 10.2 s · engine core process 10.4 s · model load 0.0 s · until healthy 4.1 s")
+
+
 def test_matrix_folds_a_chapters_passes_and_keeps_every_warning():
     def row(cid, status, name):
         return S.MatrixRow("02_loading", "02 · Loading", "ok", cid, name, name, status, "why " + name, "why " + name,

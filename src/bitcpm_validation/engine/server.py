@@ -16,7 +16,8 @@ SIGTERM of this process, at interpreter exit (atexit), and, on Linux, when this 
 
 Inside a run, `serving(...)` yields the run's shared server (engine.shared; started and stopped by the
 runner, `srv.shared` is True) unless the chapter asks for its own (`fresh=True, why=...`, a port, another
-model). Every start is counted in the run (engine.starts).
+model). Every start is counted in the run (engine.starts), with its phases read from its log
+(engine.startup.server_phases).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bitcpm_validation.engine import amx, hostcpu, processes, shared, starts
+from bitcpm_validation.engine import amx, hostcpu, processes, shared, starts, startup
 from bitcpm_validation.engine.base import (EngineError, ModelFacts, Which, engine_kwargs, engine_platform, model_facts,
                                            parse_engine_log, platform_env, run_dir_of)
 from bitcpm_validation.engine.identity import served_model_name
@@ -242,6 +243,8 @@ class Server:
     evidence_path: Optional[Path] = None
     log_start: int = 0
     startup_s: Optional[float] = None
+    # seconds of each phase of the start, from its log (engine.startup.server_phases); {} where not started here
+    startup_phases: dict[str, float] = field(default_factory=dict)
     external: bool = False             # an already-running deployment (params.serving.endpoint)
     env: dict[str, str] = field(default_factory=dict)
     model_path: Optional[str] = None
@@ -304,29 +307,67 @@ class Server:
         self.stop()
 
 
-def _wait_healthy(srv: Server, timeout: float) -> None:
+class LogLines:
+    """The lines a starting server writes to its log (from byte offset `start`), each with the seconds after
+    `t0` (the launch, time.monotonic()) at which this launcher read it. Read times, not the lines' own
+    timestamps: vLLM's format logs whole seconds only, while the log is read every LOG_POLL_S here, on the same
+    clock that times the launch and the first /health answer (engine.startup.server_phases)."""
+
+    def __init__(self, path: Path, start: int, t0: float):
+        self.path, self.offset, self.t0 = Path(path), start, t0
+        self.lines: list[tuple[float, str]] = []
+        self._partial = b""
+
+    def read(self) -> None:
+        """Stamp the complete lines written since the last read (a line still being written waits)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        if not chunk:
+            return
+        self.offset += len(chunk)
+        *done, self._partial = (self._partial + chunk).split(b"\n")
+        at = round(time.monotonic() - self.t0, 2)
+        self.lines += [(at, ln.decode("utf-8", errors="replace").rstrip("\r")) for ln in done]
+
+
+LOG_POLL_S, HEALTH_POLL_S = 0.1, 0.5
+
+
+def _wait_healthy(srv: Server, timeout: float, log: Optional[LogLines] = None) -> None:
+    """Wait for /health 200 (polled every HEALTH_POLL_S), reading the server's log into `log` meanwhile."""
     t0 = time.monotonic()
     url = srv.root_url + "/health"
+    next_probe = t0
     while True:
+        if log is not None:
+            log.read()
         if srv.proc is not None and srv.proc.poll() is not None:
-            log = srv.log_tail()
+            tail_text = srv.log_tail()
             rc = srv.proc.returncode
             srv.stop()
-            if "Address already in use" in log or "address already in use" in log:
+            if "Address already in use" in tail_text or "address already in use" in tail_text:
                 raise ServerError(f"port {srv.root_url.rsplit(':', 1)[-1]} is taken: the vLLM server could not bind "
-                                  f"it; set serving.port to a free port or 0; log tail: {log}")
-            raise ServerError(f"vLLM server exited with code {rc} before it was ready; log tail: {log}")
-        try:
-            if _http_get(url, timeout=3)[0] == 200:
-                return
-        except Exception:
-            pass
+                                  f"it; set serving.port to a free port or 0; log tail: {tail_text}")
+            raise ServerError(f"vLLM server exited with code {rc} before it was ready; log tail: {tail_text}")
+        if time.monotonic() >= next_probe:
+            try:
+                if _http_get(url, timeout=3)[0] == 200:
+                    if log is not None:
+                        log.read()
+                    return
+            except Exception:
+                pass
+            next_probe = time.monotonic() + HEALTH_POLL_S
         if time.monotonic() - t0 > timeout:
-            log = srv.log_tail()
+            tail_text = srv.log_tail()
             srv.stop()
             raise ServerError(f"vLLM server not healthy after {timeout:.0f} s (serving.startup_timeout_s); "
-                              f"log tail: {log}")
-        time.sleep(0.5)
+                              f"log tail: {tail_text}")
+        time.sleep(LOG_POLL_S if log is not None else HEALTH_POLL_S)
 
 
 def _launch(argv: list[str], evidence: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -359,7 +400,7 @@ def start(params: Params, evidence_path: Path, which: Which = "real", *, port: O
                       starts.Start(label, kind, which, why, None, ok=False, error=str(err)[:300]))
         raise
     starts.record(run_dir_of(Path(evidence_path)),
-                  starts.Start(label, kind, which, why, round(srv.startup_s or 0.0, 2)))
+                  starts.Start(label, kind, which, why, round(srv.startup_s or 0.0, 2), phases=srv.startup_phases))
     return srv
 
 
@@ -413,8 +454,9 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
                      kwargs=engine_kwargs(params, facts, **overrides))
         with _LOCK:
             _LIVE.add(srv)
+        log = LogLines(evidence, mark, t0)
         try:
-            _wait_healthy(srv, timeout)
+            _wait_healthy(srv, timeout, log)
         except ServerError as err:
             last_err = err
             if attempt is not tries[-1] and any(m in str(err) for m in _METADATA_FAIL):
@@ -424,6 +466,7 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
             srv.stop()  # Ctrl-C while waiting
             raise
         srv.startup_s = time.monotonic() - t0
+        srv.startup_phases = startup.server_phases(log.lines, srv.startup_s)
         return srv
     raise last_err  # pragma: no cover
 
@@ -521,6 +564,7 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Server, shared.SharedInfo]
         with open(log, "rb") as f:
             f.seek(srv.log_start)
             facts = parse_engine_log(f.read().decode("utf-8", errors="replace"))
+        facts["start_phases"] = dict(srv.startup_phases)  # as an offline engine's log_facts carry them
         kv = metrics_kv_tokens(srv.base_url)  # the server's own /metrics; its log line as the fallback
         facts["kv_cache_source"] = "server /metrics (vllm:cache_config_info)" if kv else "engine log"
         kv = kv or facts.get("kv_cache_tokens")

@@ -28,7 +28,9 @@ class Start:
     at: str = ""          # ISO time of the start
     mode: str = ""        # offline: in-process | multiprocess (engine.startup.choose_mode); "" for servers
     # seconds of each phase, in order (engine.startup.phases: import, config, engine_core_process, worker_process,
-    # model_load, kv_cache_and_warmup, compile, other); {} where not measured
+    # model_load, kv_cache_and_warmup, compile, other; a server's, engine.startup.server_phases: api_server_process,
+    # engine_core_process, worker_process, model_load, kv_cache_and_warmup, compile, other, to_healthy); {} where
+    # not measured (vllm bench throughput's own engine)
     phases: dict[str, float] = field(default_factory=dict)
 
 

@@ -27,7 +27,8 @@ run next), and what `in_process()` puts back:
   `OMPProcessManager` on the engine's config), the kernel's own count around them; the threads are not pinned.
 
 What the engine computes is the same either way (tests/engine/test_startup_modes.py: token ids and logprobs).
-`vllm serve` always spawns its engine core; this module is for the offline engine only.
+`vllm serve` always spawns its engine core: the modes are for the offline engine only; where a start's seconds go
+is read from the engine's log here for both (`phases` for an offline start, `server_phases` for a `vllm serve`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 MODE_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 IN_PROCESS, MULTIPROCESS = "in-process", "multiprocess"
@@ -175,16 +176,43 @@ class InProcessLLM:
 # -- where a start's seconds go --------------------------------------------------------------------------------
 # A line of the evidence log as engine.offline's logging config writes it: level, time with milliseconds, pid.
 _LINE_RE = re.compile(r"^[A-Z]+ (\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) (\d+) \[")
+# A line of a `vllm serve` log: vLLM's own format (times to the whole second) behind the prefix naming the process
+# that wrote it: "(APIServer pid=6845) INFO 12-03 15:14:47 [api_utils.py:347] ..."; the engine core's is
+# "(EngineCore pid=…)" (or "EngineCore_DP0"), the worker's "(VllmWorker-0 pid=…)" or "(Worker pid=…)".
+SERVER_LINE_RE = re.compile(r"^\((\w[\w-]*) pid=(\d+)\) [A-Z]+ ")
 # The engine's own timings (vLLM's messages; CPU, CUDA and vLLM-Ascend share them; engine.base reads them too)
 MODEL_LOAD_RE = re.compile(r"Model loading took [\d.]+ ?GiB(?: memory)? and ([\d.]+) s")
 WEIGHTS_LOAD_RE = re.compile(r"Loading (?:model )?weights took ([\d.]+) s")
-ENGINE_INIT_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s")
-_PHASE_RES = {
-    "model_load": MODEL_LOAD_RE,
-    "weights_load": WEIGHTS_LOAD_RE,
-    "kv_cache_and_warmup": ENGINE_INIT_RE,
-    "compile": re.compile(r"torch\.compile take[sn]? ([\d.]+) s in total"),
-}
+# vllm/v1/engine/core.py: "... took %.2f s" or, after a torch.compile, "... took %.2f s (compilation: %.2f s)"
+ENGINE_INIT_RE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"
+                            r"(?: \(compilation: ([\d.]+) s)?")
+# vllm/compilation/monitor.py: "torch.compile took %.2f s in total" (older builds: "takes")
+COMPILE_RE = re.compile(r"torch\.compile (?:take[sn]?|took) ([\d.]+) s in total")
+
+
+def logged_phases(log: str) -> dict[str, float]:
+    """The phases the engine times itself, as it logged them (last start in the log wins): `model_load`,
+    `kv_cache_and_warmup` (profile run, KV cache, warm-up) and `compile`. The compilation runs inside vLLM's
+    "init engine (profile, create kv cache, warmup model)" span: it is taken out of kv_cache_and_warmup, so
+    the phases add up."""
+    logged: dict[str, float] = {}
+    for m in MODEL_LOAD_RE.finditer(log):
+        logged["model_load"] = float(m.group(1))
+    if "model_load" not in logged:  # vLLM-Ascend (and vLLM's CPU runner) log only the loader's line
+        for m in WEIGHTS_LOAD_RE.finditer(log):
+            logged["model_load"] = float(m.group(1))
+    compile_s = None
+    for m in COMPILE_RE.finditer(log):
+        compile_s = float(m.group(1))
+    for m in ENGINE_INIT_RE.finditer(log):
+        logged["kv_cache_and_warmup"] = float(m.group(1))
+        if m.group(2) is not None:  # the engine's own sum of its compilations wins over the monitor's line
+            compile_s = float(m.group(2))
+    if compile_s is not None:
+        logged["compile"] = compile_s
+        if "kv_cache_and_warmup" in logged:
+            logged["kv_cache_and_warmup"] = max(0.0, logged["kv_cache_and_warmup"] - compile_s)
+    return {k: round(logged[k], 2) for k in ("model_load", "kv_cache_and_warmup", "compile") if k in logged}
 
 
 def first_seen(log: str, own_pid: int) -> dict[int, float]:
@@ -209,22 +237,64 @@ def phases(*, import_s: float, config_s: float, engine_s: float, log: str, own_p
     multiprocess only, `engine_core_process` (until the engine core process logged its first line: its spawn
     and import of vLLM) and `worker_process` (from there until the worker's first line: the same for the
     worker); `model_load`, `kv_cache_and_warmup` (profile, KV cache, warm-up) and `compile` as the engine
-    logged them; `other` (the rest of LLM(): engine configuration, tokenizer, processor)."""
+    logged them (logged_phases); `other` (the rest of LLM(): engine configuration, tokenizer, processor)."""
     out = {"import": round(import_s, 2), "config": round(config_s, 2)}
-    logged: dict[str, float] = {}
-    for key, rx in _PHASE_RES.items():
-        for m in rx.finditer(log):
-            logged[key] = float(m.group(1))
     seen = sorted(first_seen(log, own_pid).values()) if mode == MULTIPROCESS else []
     if seen:  # vLLM's processes start one after another: the engine core, then it spawns the worker(s)
         out["engine_core_process"] = seen[0]
         if len(seen) > 1:
             out["worker_process"] = round(seen[-1] - seen[0], 2)
-    if "model_load" not in logged and "weights_load" in logged:  # vLLM-Ascend logs only the loader's line
-        logged["model_load"] = logged["weights_load"]
-    for key in ("model_load", "kv_cache_and_warmup", "compile"):
-        if key in logged:
-            out[key] = round(logged[key], 2)
+    out.update(logged_phases(log))
     inside = sum(v for k, v in out.items() if k not in ("import", "config"))
     out["other"] = round(max(0.0, engine_s - inside), 2)
+    return out
+
+
+def server_process(line: str) -> Optional[str]:
+    """Which of a `vllm serve`'s processes wrote a log line: "api_server", "engine_core", "worker"; None for a
+    line without vLLM's process prefix (a print, a warning from a library, a progress bar)."""
+    m = SERVER_LINE_RE.match(line)
+    if not m:
+        return None
+    name = m.group(1)
+    if name.startswith("APIServer"):
+        return "api_server"
+    if name.startswith("EngineCore"):
+        return "engine_core"
+    return "worker" if "Worker" in name else None
+
+
+def server_phases(lines: Sequence[tuple[float, str]], healthy_s: float) -> dict[str, float]:
+    """Seconds of each phase of one `vllm serve` start, in order, from its log: `lines` are (seconds after the
+    launch at which the launcher read the line, the line) and `healthy_s` the seconds to the first /health 200.
+
+    `api_server_process` (launch until the API server's first line: its spawn, import of vLLM, arguments),
+    `engine_core_process` (until the engine core's first line: the API server's engine configuration, the core's
+    spawn and import of vLLM), `worker_process` (until the worker's first line: the same for the worker);
+    `model_load`, `kv_cache_and_warmup`, `compile` as the engine logged them (logged_phases, as for an offline
+    start); `other` (the rest until the engine reported itself initialised); `to_healthy` (from there until
+    /health answered: the API server's own set-up and the HTTP server's start). A process or line that never
+    appears leaves its phase out and its seconds in the next one."""
+    first: dict[str, float] = {}
+    ready: Optional[float] = None
+    for t, line in lines:
+        proc = server_process(line)
+        if proc and proc not in first:
+            first[proc] = t
+        if ready is None and ENGINE_INIT_RE.search(line):
+            ready = t
+    out: dict[str, float] = {}
+    before = 0.0
+    for key, proc in (("api_server_process", "api_server"), ("engine_core_process", "engine_core"),
+                      ("worker_process", "worker")):
+        t = first.get(proc)
+        if t is not None and t >= before:
+            out[key] = round(t - before, 2)
+            before = t
+    logged = logged_phases("\n".join(line for _, line in lines))
+    out.update(logged)
+    end = min(ready, healthy_s) if ready is not None else healthy_s
+    out["other"] = round(max(0.0, end - before - sum(logged.values())), 2)
+    if ready is not None:
+        out["to_healthy"] = round(max(0.0, healthy_s - end), 2)
     return out

@@ -1248,12 +1248,14 @@ START_REASON_ZH = {
 START_WEIGHTS_ZH = {"real": "真实权重", "synthetic": "合成权重", "dummy": "随机权重"}
 
 
-# Phases of an engine start (engine.startup.phases) and where it ran (engine.startup.choose_mode)
+# Phases of an engine start (engine.startup.phases; a server's: engine.startup.server_phases) and where it ran
+# (engine.startup.choose_mode)
 START_PHASES = {"import": ("导入 vLLM", "import vLLM"), "config": ("参数与检查", "config"),
+                "api_server_process": ("API 服务进程启动", "API server process"),
                 "engine_core_process": ("引擎核心进程启动", "engine core process"),
                 "worker_process": ("工作进程启动", "worker process"), "model_load": ("模型加载", "model load"),
                 "kv_cache_and_warmup": ("KV 缓存与预热", "KV cache and warm-up"), "compile": ("编译", "compile"),
-                "other": ("其余", "other")}
+                "other": ("其余", "other"), "to_healthy": ("至健康检查通过", "until healthy")}
 START_MODES = {"in-process": ("进程内", "in process"), "multiprocess": ("多进程", "multiprocess")}
 
 
