@@ -170,7 +170,8 @@ def test_architecture_table_is_complete():
     assert rows["hidden_act"]["value"] == "silu" and rows["torch_dtype"]["value"] == "bfloat16"
     assert rows["bos_token_id"]["value"] == 1 and rows["eos_token_id"]["value"] == "[2, 73440]"
     assert rows["tie_word_embeddings"]["value"] is True and rows["tie_word_embeddings"]["source"] == "class default"
-    assert rows["tied_effective"]["value"] == "(no weights)"  # flag only: no checkpoint to confirm
+    assert rows["tied_effective"]["value"] == "—"  # flag only: no checkpoint to confirm
+    assert loading.word(rows["tied_effective"]["source"]).zh == "无权重"
     assert rows["parameters"]["value"] == 433_873_920
     stand_in = {r["key"]: r for r in loading.architecture(STAND_IN)}
     assert stand_in["tied_effective"]["value"] is True and stand_in["tied_effective"]["source"].endswith("+ weights")
@@ -425,3 +426,21 @@ def test_architecture_source_and_unit_words_in_both_languages():
 
     assert in_lang(loading.word("derived"), "zh") == "推算" and in_lang(loading.word("class default"), "en") == "class default"
     assert loading.word("config.json") == "config.json" and loading.word(12) == 12  # file names and numbers as they are
+
+
+def test_chinese_details_carry_no_english_words():
+    """Issue 20.5: the Chinese details name sources, ids and token counts in the glossary's terms; identifiers
+    (config.json, vocab_size, tie_word_embeddings=…) and `samples` stay as they are."""
+    import sys
+    from pathlib import Path as _P
+    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
+    from rendered_text import english_words
+    from bitcpm_validation.report.display import note_html
+
+    tie = loading.judge_tie({"flag": True, "flag_source": "class default", "lm_head": False, "tied": True})
+    assert "类默认值" in tie.detail_zh and "class default" in tie.detail_en
+    details = [tie.detail_zh, loading.judge_vocab(40, 40).detail_zh, loading.judge_vocab(48, 40).detail_zh,
+               loading.judge_kv_capacity("real", 4096, 2048, 8).detail_zh,
+               loading.judge_kv_capacity("real", None, 2048, 8).detail_zh]
+    words = english_words("".join(f"<p>{note_html(d)}</p>" for d in details))
+    assert words == {}, details

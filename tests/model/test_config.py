@@ -36,7 +36,7 @@ def test_architecture_rows_derive_the_facts():
     assert rows["rope_mscale"]["value"] == 1.0
     assert rows["rope_short_equals_long"]["value"] is True
     assert rows["tie_word_embeddings"]["value"] is True and rows["tie_word_embeddings"]["source"] == "class default"
-    assert rows["model_type"]["value"].startswith("(absent")
+    assert rows["model_type"]["value"] == "— (auto_map)"
     assert rows["rope_theta"]["value"] == 10000.0
     for r in rows.values():
         assert set(r) == {"key", "name_en", "name_zh", "value", "unit", "source"}

@@ -260,7 +260,7 @@ def judge_round_trip(tr: dict[str, Any]) -> Check:
         lost_en = f" (the files cannot encode {', '.join(repr(c) for c in lost)})" if lost else ""
         lost_zh = f"（文件无法编码 {'、'.join(repr(c) for c in lost)}）" if lost else ""
         return CHECKS["round_trip"].row("fail", f"{en}; first: {r['text']!r} came back as {got!r}{lost_en}",
-                                        f"{zh}；首个：{r['text']!r} 还原为 {got!r}{lost_zh}")
+                                        f"{zh}；首个：`{r['text']!r}` 还原为 `{got!r}`{lost_zh}")
     return CHECKS["round_trip"].row("pass", en, zh)
 
 
@@ -294,8 +294,8 @@ def judge_fidelity(tr: dict[str, Any]) -> Check:
           f"{mm['a']} {r.get('reference_piece_at')!r} vs engine {mm['b']} {r.get('engine_piece_at')!r} "
           f"(reference {_ids(ref_ids)}… vs engine {_ids(eng_ids)}…; {tr['class']} as transformers builds it); text sent to the "
           f"engine is encoded differently from how the model was trained")
-    zh = (f"{len(bad)}/{n} 条样本不一致；首个：{txt!r} 第 {mm['index']} 个词元：参照（{ref}）{mm['a']} "
-          f"{r.get('reference_piece_at')!r}，引擎 {mm['b']} {r.get('engine_piece_at')!r}（参照 {_ids(ref_ids)}…，引擎 "
+    zh = (f"{len(bad)}/{n} 条样本不一致；首个：`{txt!r}` 第 {mm['index']} 个词元：参照（{ref}）{mm['a']} "
+          f"`{r.get('reference_piece_at')!r}`，引擎 {mm['b']} `{r.get('engine_piece_at')!r}`（参照 {_ids(ref_ids)}…，引擎 "
           f"{_ids(eng_ids)}…；transformers 构建的 {tr['class']}）；以文本送入引擎的请求与模型训练时的编码不同")
     return CHECKS["tokenizer_fidelity"].row("warn", en, zh)
 
@@ -321,7 +321,7 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
         en += (f"; the running engine's own tokenizer encodes {engine_probe['text']!r} as "
                f"{_ids(engine_probe['engine_ids'][:8])} ({'=' if same else '≠'} reference "
                f"{_ids(engine_probe['reference_ids'][:8])})")
-        zh += (f"；运行中引擎的分词器将 {engine_probe['text']!r} 编码为 {_ids(engine_probe['engine_ids'][:8])}"
+        zh += (f"；运行中引擎的分词器将 `{engine_probe['text']!r}` 编码为 {_ids(engine_probe['engine_ids'][:8])}"
                f"（{'=' if same else '≠'} 参照 {_ids(engine_probe['reference_ids'][:8])}）")
     return CHECKS["engine_tokenizer_deployed"].row("pass" if ok else "fail", f"{en}. {decision_en}", f"{zh}。{decision_zh}")
 
@@ -329,14 +329,14 @@ def judge_deployed_tokenizer(dtr: dict[str, Any], decision_en: str, decision_zh:
 # -- architecture, files and their consistency -------------------------------------------------------------
 # Rows the original document's architecture table has beyond model.config's (facts sheet §1).
 _EXTRA_ROWS = (("hidden_act", "Activation", "激活函数"), ("torch_dtype", "torch_dtype", "torch_dtype"),
-               ("bos_token_id", "BOS token id", "BOS token id"), ("eos_token_id", "EOS token id(s)", "EOS token id"))
+               ("bos_token_id", "BOS token id", "BOS 词元编号"), ("eos_token_id", "EOS token id(s)", "EOS 词元编号"))
 
 
 # the architecture table's source and unit words in the report's languages (report/glossary.yaml); file
 # names (config.json, weight headers) stay as they are
 _WORDS = {"derived": T("推算", "derived"), "class default": T("类默认值", "class default"),
           "dummy": T("随机权重", "dummy"), "synthetic": T("合成权重", "synthetic"), "real": T("真实权重", "real"),
-          "params": T("个参数", "params"), "bytes": T("字节", "bytes"), "tokens": T("词元", "tokens")}
+          "params": T("个参数", "params"), "weights": T("权重", "weights"), "no weights": T("无权重", "no weights"), "bytes": T("字节", "bytes"), "tokens": T("词元", "tokens")}
 
 
 def word(s: Any) -> Any:
@@ -358,8 +358,8 @@ def architecture(model_dir: Path) -> list[dict[str, Any]]:
              for k, en, zh in _EXTRA_ROWS]
     tie = tying(d)
     extra.append(dict(key="tied_effective", name_en="Output head tied to the embedding", name_zh="输出层与嵌入绑定",
-                      value=tie["tied"] if tie["tied"] is not None else "(no weights)", unit="",
-                      source=tie["source"]))
+                      value=tie["tied"] if tie["tied"] is not None else "—", unit="",
+                      source=tie["source"] if tie["tied"] is not None else "no weights"))
     return rows[:at] + extra + rows[at:]
 
 
@@ -382,14 +382,19 @@ def tying(model_dir: Path) -> dict[str, Any]:
             "source": f"{src} + weights" if lm is not None else src}
 
 
+def source_zh(source: str) -> str:
+    """Where a value came from (tying()'s flag_source), in Chinese: config.json stays a file name."""
+    return word(source).zh if isinstance(word(source), T) else source
+
+
 def judge_tie(t: dict[str, Any]) -> Check:
     if t["lm_head"] is None:
         return CHECKS["tie_vs_lm_head"].not_run(f"no weights: tie_word_embeddings={t['flag']} ({t['flag_source']}); only a weight file can "
-                                                f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{t['flag_source']}）；只有权重文件能确认")
+                                                f"confirm it", f"无权重：tie_word_embeddings={t['flag']}（{source_zh(t['flag_source'])}）；只有权重文件能确认")
     ok = t["flag"] != t["lm_head"]
     en = (f"tie_word_embeddings={t['flag']} ({t['flag_source']}), lm_head.weight "
           f"{'present' if t['lm_head'] else 'absent'} in the checkpoint")
-    zh = f"tie_word_embeddings={t['flag']}（{t['flag_source']}），权重中{'有' if t['lm_head'] else '无'} lm_head.weight"
+    zh = f"tie_word_embeddings={t['flag']}（{source_zh(t['flag_source'])}），权重中{'有' if t['lm_head'] else '无'} lm_head.weight"
     if ok:
         return CHECKS["tie_vs_lm_head"].row("pass", en, zh)
     return CHECKS["tie_vs_lm_head"].row("fail", en + ": inconsistent, the engine would use a wrong or random output head",
@@ -401,15 +406,15 @@ def judge_vocab(vocab_size: int, tokenizer_size: Optional[int]) -> Check:
         return CHECKS["vocab_vs_tokenizer"].not_run("no tokenizer size could be read", "无法读取分词器大小")
     if tokenizer_size == vocab_size:
         return CHECKS["vocab_vs_tokenizer"].row("pass", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids",
-                                                f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id")
+                                                f"config.json 的 vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个编号")
     if tokenizer_size < vocab_size:
         return CHECKS["vocab_vs_tokenizer"].row("warn", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: the embedding has "
                                                         f"{vocab_size - tokenizer_size:,} unused rows",
-                                                f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：嵌入表有 "
+                                                f"config.json 的 vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个编号：嵌入表有 "
                                                 f"{vocab_size - tokenizer_size:,} 行未使用")
     return CHECKS["vocab_vs_tokenizer"].row("fail", f"config vocab_size {vocab_size:,}, tokenizer {tokenizer_size:,} ids: token ids beyond the "
                                                     f"embedding would crash the engine",
-                                            f"config vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个 id：超出嵌入表的词元 id 会使引擎崩溃")
+                                            f"config.json 的 vocab_size {vocab_size:,}，分词器 {tokenizer_size:,} 个编号：超出嵌入表的词元编号会使引擎崩溃")
 
 
 def expected_tensors(cfg: dict[str, Any], lm_head: bool) -> dict[str, list[int]]:
@@ -569,11 +574,11 @@ def full_shape_text(which: str) -> T:
 
 def judge_kv_capacity(which: str, kv_tokens: Optional[int], max_model_len: int, max_num_seqs: int) -> Check:
     if not kv_tokens:
-        return CHECKS["kv_capacity"].not_run("the engine reported no KV-cache size", "引擎未报告 KV cache 大小", item=which)
+        return CHECKS["kv_capacity"].not_run("the engine reported no KV-cache size", "引擎未报告 KV 缓存大小", item=which)
     conc = kv_tokens / max_model_len
     en = (f"{kv_tokens:,} tokens = {conc:,.1f} requests of max_model_len {max_model_len:,} "
           f"(max_num_seqs {max_num_seqs})")
-    zh = f"{kv_tokens:,} tokens = {conc:,.1f} 个 max_model_len {max_model_len:,} 的请求（max_num_seqs {max_num_seqs}）"
+    zh = f"{kv_tokens:,} 个词元 = {conc:,.1f} 个 max_model_len {max_model_len:,} 的请求（max_num_seqs {max_num_seqs}）"
     if kv_tokens < max_model_len:
         return CHECKS["kv_capacity"].row("fail", en + ": not even one full-length request fits", zh + "：连一个满长请求都放不下", item=which)
     if conc < max_num_seqs:
@@ -597,7 +602,7 @@ def judge_doc_tie(t: dict[str, Any], where: str) -> Check:
     tied = t["flag"] if t["lm_head"] is None else (not t["lm_head"])
     how_en = (f"{where}: tie_word_embeddings={t['flag']} ({t['flag_source']})"
               + ("" if t["lm_head"] is None else f", lm_head.weight {'present' if t['lm_head'] else 'absent'}"))
-    how_zh = (f"{where}：tie_word_embeddings={t['flag']}（{t['flag_source']}）"
+    how_zh = (f"{where}：tie_word_embeddings={t['flag']}（{source_zh(t['flag_source'])}）"
               + ("" if t["lm_head"] is None else f"，lm_head.weight {'存在' if t['lm_head'] else '不存在'}"))
     if tied:
         return CHECKS["doc_tie_word_embeddings"].row("fail", f"the files say tied ({how_en}); the document's False is wrong: the output head is "
@@ -644,7 +649,7 @@ FILE_PURPOSE: dict[str, tuple[str, str]] = {
     "tokenizer.json": ("快速分词器（tokenizers 格式）", "fast tokenizer (tokenizers format)"),
     "tokenizer_config.json": ("分词器配置（类名、BOS/EOS 规则、对话模板）", "tokenizer configuration (class, BOS/EOS rules, chat template)"),
     "special_tokens_map.json": ("特殊词元映射", "special-token map"),
-    "added_tokens.json": ("附加词元及其 id", "added tokens and their ids"),
+    "added_tokens.json": ("附加词元及其编号", "added tokens and their ids"),
     "generation_config.json": ("默认生成参数（采样、EOS）", "default generation settings (sampling, EOS)"),
     "model.safetensors.index.json": ("分片索引（张量 -> 文件）", "shard index (tensor -> file)"),
     "README.md": ("说明文档", "documentation"),
@@ -686,7 +691,7 @@ def model_information(params: Any, arch_dir: Path, dtype: str) -> list[tuple[tup
                         "MiniCPM), not BitCPM4")
         original: Any = ("无（替身模型）；BitCPM4-0.5B 的原始模型为 MiniCPM4-0.5B", "none (a stand-in); BitCPM4-0.5B's original "
                          "model is MiniCPM4-0.5B")
-        source: Any = (f"本项目训练（make stand-in）；BitCPM4 的仓库：{repo}", f"trained by this project (make stand-in); "
+        source: Any = (f"本项目训练（`make stand-in`）；BitCPM4 的仓库：{repo}", f"trained by this project (make stand-in); "
                        f"BitCPM4's repository: {repo}")
     else:
         weights = ("真实权重", "real weights")
@@ -700,7 +705,7 @@ def model_information(params: Any, arch_dir: Path, dtype: str) -> list[tuple[tup
         (("模型来源", "Source"), source),
         (("架构", "Architecture"), ", ".join(cfg.get("architectures") or [])),
         (("本次加载的权重", "Weights loaded in this run"), weights),
-        (("参数量（完整尺寸架构，由 config 推导）", "Parameters (full-size architecture, derived from config)"),
+        (("参数量（完整尺寸架构，由 config.json 推导）", "Parameters (full-size architecture, derived from config)"),
          f"{config_params:,}"),
         (("参数量（本次加载的权重，由 safetensors 头统计）", "Parameters (weights loaded, counted from safetensors headers)"),
          f"{loaded_params:,}" if loaded_params else "—"),
@@ -718,8 +723,8 @@ TIMELINE_EVENTS = (
     ("model_init", "模型实例化完成（随机权重即随机初始化）", "model instantiated (dummy weights: randomly initialised)",
      r"Initializing model took"),
     ("weights_done", "权重加载完成", "weights loaded", r"Loading (?:model )?weights took|Model loading took"),
-    ("kv_cache", "KV cache 分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),
-    ("ready", "引擎就绪（性能剖析、KV cache、预热完成）", "engine ready (profile, KV cache, warm-up done)",
+    ("kv_cache", "KV 缓存分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),
+    ("ready", "引擎就绪（性能剖析、KV 缓存、预热完成）", "engine ready (profile, KV cache, warm-up done)",
      r"init engine \(profile, create kv cache, warmup model\) took"),
 )
 _TS = re.compile(r"^(?:\(\w+(?: pid=\d+)?\)\s+)?(?:INFO|WARNING|DEBUG|ERROR)\s+(\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s")
@@ -873,7 +878,7 @@ MATRIX = (
     ("vLLM 的加载器从文件读入权重（BitCPM4 的存储布局：名称与形状须对上）",
      "vLLM's loader reads the weights from the files (BitCPM4's stored layout: names and shapes must map)", "load:{w}",
      "load:real", ("synthetic",)),
-    ("KV cache 按该形状分配并容纳满长请求", "KV cache sized for the shape and holds a full-length request",
+    ("KV 缓存按该形状分配并容纳满长请求", "KV cache sized for the shape and holds a full-length request",
      "kv_capacity:{w}", "kv_capacity:real", ("synthetic", "dummy")),
     ("前向计算端到端运行，得分为有限值（首个请求）", "Forward pass runs end to end with finite scores (first request)",
      "infer:{w}", "infer:real", ("synthetic",)),

@@ -124,7 +124,7 @@ def architecture_rows(path: str | Path) -> list[dict]:
 
     rows = [
         ("architectures", "Architecture", "架构", ",".join(cfg.get("architectures") or []), "", src("architectures")),
-        ("model_type", "model_type in config.json", "config.json 中的 model_type", raw.get("model_type", "(absent: auto_map)"), "", "config.json"),
+        ("model_type", "model_type in config.json", "config.json 中的 model_type", raw.get("model_type", "— (auto_map)"), "", "config.json"),
         ("hidden_size", "Hidden size", "隐藏维度", cfg["hidden_size"], "", src("hidden_size")),
         ("intermediate_size", "MLP intermediate size", "MLP 中间维度", cfg["intermediate_size"], "", src("intermediate_size")),
         ("num_hidden_layers", "Layers", "层数", cfg["num_hidden_layers"], "", src("num_hidden_layers")),
@@ -134,11 +134,11 @@ def architecture_rows(path: str | Path) -> list[dict]:
         ("gqa_ratio", "GQA ratio (query:KV)", "GQA 比例（查询:KV）", f"{dv['gqa_ratio']}:1", "", "derived"),
         ("vocab_size", "Vocabulary size", "词表大小", cfg["vocab_size"], "tokens", src("vocab_size")),
         ("max_position_embeddings", "Max positions", "最大位置数", cfg["max_position_embeddings"], "tokens", src("max_position_embeddings")),
-        ("rope_theta", "RoPE theta", "RoPE theta", cfg["rope_theta"], "", src("rope_theta")),
+        ("rope_theta", "RoPE theta", "RoPE 基频 θ", cfg["rope_theta"], "", src("rope_theta")),
         ("scale_emb", "Embedding scale", "嵌入缩放", cfg["scale_emb"], "×", src("scale_emb")),
         ("residual_scale", "Residual scale scale_depth/√L", "残差缩放 scale_depth/√L", round(dv["residual_scale"], 6), "×", "derived"),
-        ("logit_divisor", "Logit divisor hidden/dim_model_base", "logit 除数 hidden/dim_model_base", dv["logit_divisor"], "÷", "derived"),
-        ("rms_norm_eps", "RMSNorm eps", "RMSNorm eps", cfg["rms_norm_eps"], "", src("rms_norm_eps")),
+        ("logit_divisor", "Logit divisor hidden/dim_model_base", "对数几率除数 hidden/dim_model_base", dv["logit_divisor"], "÷", "derived"),
+        ("rms_norm_eps", "RMSNorm eps", "RMSNorm ε", cfg["rms_norm_eps"], "", src("rms_norm_eps")),
     ]
     rope = dv["rope"]
     if rope:
@@ -147,11 +147,11 @@ def architecture_rows(path: str | Path) -> list[dict]:
             ("rope_original_max", "LongRoPE original max positions", "LongRoPE 原始最大位置", rope["original_max_position_embeddings"], "tokens", "config.json"),
             ("rope_short_equals_long", "short_factor == long_factor", "short_factor 与 long_factor 相同", rope["short_equals_long"], "", "derived"),
             ("rope_factor_range", "LongRoPE factor range", "LongRoPE 因子范围", f"{min(rope['factors']):.4f} … {max(rope['factors']):.4f}", "", "derived"),
-            ("rope_mscale", "LongRoPE mscale", "LongRoPE mscale", round(rope["mscale"], 6), "×", "derived"),
+            ("rope_mscale", "LongRoPE mscale", "LongRoPE 注意力缩放因子", round(rope["mscale"], 6), "×", "derived"),
         ]
     rows += [
         ("tie_word_embeddings", "tie_word_embeddings flag", "tie_word_embeddings 标志", cfg["tie_word_embeddings"], "", src("tie_word_embeddings")),
-        ("lm_head_tensor", "lm_head.weight tensor present", "存在 lm_head.weight 张量", lm_head if has_weights else "(no weights)", "", "weights" if has_weights else "-"),
+        ("lm_head_tensor", "lm_head.weight tensor present", "存在 lm_head.weight 张量", lm_head if has_weights else "—", "", "weights" if has_weights else "no weights"),
         ("parameters", "Parameters", "参数量", n_params, "params", "derived"),
         ("bf16_bytes", "Size in BF16", "BF16 大小", n_params * 2, "bytes", "derived"),
         ("bf16_gib", "Size in BF16", "BF16 大小", round(n_params * 2 / 2**30, 3), "GiB", "derived"),
