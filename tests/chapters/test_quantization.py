@@ -132,6 +132,10 @@ def test_weight_checks_judge_the_tensors():
     assert Q.judge_projections([dense]).status == "fail"
     assert Q.judge_granularity([tern, dense]).status == "pass"
     assert Q.judge_granularity([tern, other]).status == "warn"
+    # Chinese details and table cells name roles and granularities in the glossary's terms; g32 is a name
+    assert Q.judge_granularity([tern, other]).detail_zh == "粒度不一致：g32、按行"
+    assert Q.judge_granularity([other]).detail_en == "detected: row"
+    assert [Q.word(w).zh for w in ("embedding", "norm", "projection", "dense", "g32")] == ["嵌入层", "归一化层", "投影层", "稠密", "g32"]
     assert Q.judge_roundtrip([tern]).status == "pass"
     assert Q.judge_roundtrip([dense]).status == "not_run"
 

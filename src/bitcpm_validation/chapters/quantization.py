@@ -82,6 +82,17 @@ def role_of(name: str, ndim: int) -> str:
     return "other"
 
 
+# a tensor's role and a scale granularity as the tables show them (report/glossary.yaml); "g32" is a name
+_WORDS = {"embedding": T("嵌入层", "embedding"), "lm_head": T("输出头", "lm_head"), "norm": T("归一化层", "norm"),
+          "projection": T("投影层", "projection"), "other": T("其他", "other"), "tensor": T("整张量", "tensor"),
+          "row": T("按行", "row"), "dense": T("稠密", "dense"), "none": T("无", "none")}
+
+
+def word(label: Any) -> T:
+    """A role (role_of) or granularity (tensor, row, g32, dense) in both languages; any other label as it is."""
+    return _WORDS.get(label) or T(str(label), str(label))
+
+
 def candidates(in_dim: int, group_sizes: Iterable[int]) -> list[tuple[str, int]]:
     """(label, group size along the input dim), coarsest first; 'tensor' has group size 0 (= all)."""
     out: list[tuple[str, int]] = [("tensor", 0), ("row", in_dim)]
@@ -392,8 +403,8 @@ def judge_granularity(tensors: Sequence[TensorInfo]) -> Check:
     if not grans:
         return CHECKS["granularity"].row("fail", "no ternary tensor: no granularity detected", "没有三值张量：未检测到粒度")
     if len(grans) > 1:
-        return CHECKS["granularity"].row("warn", f"mixed granularities: {', '.join(grans)}", f"粒度不一致：{'、'.join(grans)}")
-    return CHECKS["granularity"].row("pass", f"detected: {grans[0]}", f"检测到：{grans[0]}")
+        return CHECKS["granularity"].row("warn", f"mixed granularities: {', '.join(grans)}", f"粒度不一致：{'、'.join(word(g).zh for g in grans)}")
+    return CHECKS["granularity"].row("pass", f"detected: {grans[0]}", f"检测到：{word(grans[0]).zh}")
 
 
 def judge_roundtrip(tensors: Sequence[TensorInfo]) -> Check:
@@ -443,7 +454,7 @@ def judge_size_claim(sizes_full: dict[str, Any]) -> Check:
           f"embeddings ({sizes_full['dense_bytes'] / GB:.3f} GB); as released it is {st:.3f} GB (fake-quantized BF16), "
           f"and no file of that size ships")
     zh = (f"完整 0.5B 形状（解析计算）：打包后 2-bit 为 {b2:.3f} GB、三进制为 {b3:.3f} GB（含缩放因子和 BF16 词嵌入 "
-          f"{sizes_full['dense_bytes'] / GB:.3f} GB）；发布的文件是 {st:.3f} GB（fake-quantized BF16），并不存在该大小的文件")
+          f"{sizes_full['dense_bytes'] / GB:.3f} GB）；发布的文件是 {st:.3f} GB（伪量化的 BF16），并不存在该大小的文件")
     return CHECKS["claim_size_03gb"].row("pass" if 0.2 <= b2 <= 0.35 else "fail", en, zh)
 
 
