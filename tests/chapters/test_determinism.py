@@ -57,6 +57,12 @@ def test_env_rows_record_platform_vars(monkeypatch):
     rows = {r["var"]: r for r in D.env_rows("npu")}
     assert rows["LCCL_DETERMINISTIC"]["actual"] == "1" and rows["HCCL_DETERMINISTIC"]["recommended"] == "true"
     assert "VLLM_BATCH_INVARIANT" in rows
+    # the table's cells: the project's words in the reader's language, values as code in the Chinese file
+    cells = D.env_cells(rows["VLLM_BATCH_INVARIANT"])
+    assert cells[1].zh == "1（试验性，可选）" and cells[1].en == "1 (beta, optional)"
+    assert D.env_cells(rows["HCCL_DETERMINISTIC"])[1] == ("`true`", "true")
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    assert D.env_cells(D.env_rows("cpu")[-1])[2] == ("（未设置）", "(unset)")
 
 
 def test_select_prompts_original_first():

@@ -90,3 +90,11 @@ def test_greedy_request_error_fails():
     assert c.status == "fail" and c.detail_en == "APIError: Internal Server Error"
     c = S.judge_greedy(S.compare_greedy([[1]], [[1]]), "reference: chapter 04's restarted engine", "参照：第 04 章重启的引擎")
     assert c.status == "pass" and "chapter 04" in c.detail_en and "第 04 章" in c.detail_zh
+
+
+def test_chinese_details_show_data_as_code():
+    """Issue 20.5: a finish reason and a served name are data (code in the Chinese file), not English words."""
+    from bitcpm_validation.chapters import serving as SV
+
+    assert SV._answer_detail({"token_ids": [1, 2], "finish_reason": "stop"}) == (
+        "2 tokens, finish reason stop", "2 个词元，结束原因 `stop`")

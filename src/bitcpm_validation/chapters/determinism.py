@@ -152,8 +152,20 @@ def env_rows(platform: str) -> list[dict[str, Any]]:
     from bitcpm_validation.engine.base import DETERMINISM_ENV
 
     rec = dict(DETERMINISM_ENV.get(platform, {}))
-    rec.setdefault("VLLM_BATCH_INVARIANT", "1 (beta, optional)")
-    return [{"var": k, "recommended": v, "actual": os.environ.get(k, "(unset)")} for k, v in rec.items()]
+    rec.setdefault("VLLM_BATCH_INVARIANT", OPTIONAL_BATCH_INVARIANT)
+    return [{"var": k, "recommended": v, "actual": os.environ.get(k, UNSET)} for k, v in rec.items()]
+
+
+UNSET, OPTIONAL_BATCH_INVARIANT = "(unset)", "1 (beta, optional)"
+_ENV_WORDS = {UNSET: T("（未设置）", UNSET), OPTIONAL_BATCH_INVARIANT: T("1（试验性，可选）", OPTIONAL_BATCH_INVARIANT)}
+
+
+def env_cells(row: dict[str, Any]) -> list[Any]:
+    """An env_rows() row as table cells: the project's own words in the reader's language, values as they are."""
+    def cell(v: Any) -> Any:  # a value ("true", "1") is data: code in the Chinese file
+        return _ENV_WORDS.get(v) or T(f"`{v}`", str(v))
+
+    return [row["var"], cell(row["recommended"]), cell(row["actual"])]
 
 
 def select_prompts(prompt_set: Any, n: int) -> list:

@@ -203,15 +203,15 @@ def _failed(spec, r: ProbeResult, what_en: str, what_zh: str) -> Check:
 
 def _answer_detail(d: dict[str, Any]) -> tuple[str, str]:
     n = len(d.get("token_ids") or [])
-    return (f"{n} tokens, finish reason {d.get('finish_reason')}", f"{n} 个词元，结束原因 {d.get('finish_reason')}")
+    return (f"{n} tokens, finish reason {d.get('finish_reason')}", f"{n} 个词元，结束原因 `{d.get('finish_reason')}`")
 
 
 def judge_models(r: ProbeResult) -> Check:
     d = r.detail
     if r.ok and not r.error:
-        return CHECKS["models"].row("pass", f"serves {d['expected']!r}", f"部署名 {d['expected']!r}")
+        return CHECKS["models"].row("pass", f"serves {d['expected']!r}", f"部署名 `{d['expected']!r}`")
     return _failed(CHECKS["models"], r, f"{d.get('expected')!r} is not among the served models {d.get('models')}",
-                   f"所部署的模型 {d.get('models')} 中没有 {d.get('expected')!r}")
+                   f"所部署的模型 `{d.get('models')}` 中没有 `{d.get('expected')!r}`")
 
 
 def judge_completions(r: ProbeResult) -> Check:
@@ -233,7 +233,7 @@ def judge_chat_template(r: ProbeResult) -> Check:
     if d.get("template_matches") is None:
         why = ("the server returned no prompt token ids" if d.get("prompt_token_ids") is None
                else "no local tokenizer to build the expected ChatML ids")
-        why_zh = "服务端未返回提示词元 id" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML 词元"
+        why_zh = "服务端未返回提示词元编号" if d.get("prompt_token_ids") is None else "本机无分词器，无法构造预期的 ChatML 词元"
         return CHECKS["chat_template"].not_run(why, why_zh)
     if d["template_matches"]:
         n = len(d.get("expected_prompt_token_ids") or [])
@@ -400,7 +400,7 @@ def guide_for(params: Params, platform: str, *, faithful_tokenizer: bool, user_p
     curl = (f"curl http://localhost:{DEFAULT_PORT}/v1/chat/completions \\\n  -H \"Content-Type: application/json\" \\\n"
             f"  -d {shlex.quote(body)}")
     zh, en = _DEVICE_TITLE.get(platform, (platform, platform))
-    return {"platform": platform, "profile": params.profile, "title_zh": f"{zh}：配置 {params.profile}",
+    return {"platform": platform, "profile": params.profile, "title_zh": f"{zh}：配置 `{params.profile}`",
             "title_en": f"{en}: profile {params.profile}", "model": model, "served_model_name": name,
             "serve": serve, "python": python, "curl": curl}
 
