@@ -102,7 +102,12 @@ def test_faithful_tokenizer_dir_loads_like_sentencepiece(tmp_path):
     out = T.write_faithful_tokenizer_dir(STAND_IN, tmp_path / "ft")
     assert out == tmp_path / "ft"
     assert {p.name for p in out.iterdir()} == {"tokenizer.json", "tokenizer.model", "special_tokens_map.json",
-                                               "added_tokens.json", "tokenizer_config.json"}
+                                               "added_tokens.json", "tokenizer_config.json", "config.json",
+                                               "configuration_minicpm.py"}
+    # vLLM parses the tokenizer directory's config in every process (a missing one costs 2 s of retry each)
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(str(out), trust_remote_code=True).model_type == "minicpm"
     assert (out / "tokenizer.json").read_bytes() == (STAND_IN / "tokenizer.json").read_bytes()
     src_cfg = json.loads((STAND_IN / "tokenizer_config.json").read_text())
     cfg = json.loads((out / "tokenizer_config.json").read_text())

@@ -358,8 +358,8 @@ FAITHFUL_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "special_tokens
 def write_faithful_tokenizer_dir(model_dir: str | Path, out_dir: str | Path) -> Path:
     """A tokenizer-only directory that AutoTokenizer loads exactly as the reference encodes.
 
-    Copies tokenizer.json, tokenizer.model, special_tokens_map.json, added_tokens.json (those present)
-    and tokenizer_config.json with `tokenizer_class` set to `PreTrainedTokenizerFast` (chat_template,
+    Copies tokenizer.json, tokenizer.model, special_tokens_map.json, added_tokens.json, config.json (those
+    present) and tokenizer_config.json with `tokenizer_class` set to `PreTrainedTokenizerFast` (chat_template,
     bos/eos, add_bos_token ... kept): transformers then loads tokenizer.json as is instead of rebuilding
     a LlamaTokenizer pipeline (Metaspace prepend_scheme "always", see the module docstring). Where
     tokenizer.json's post-processor does not add BOS/EOS as tokenizer_config says (a tokenizer.json-only
@@ -387,7 +387,23 @@ def write_faithful_tokenizer_dir(model_dir: str | Path, out_dir: str | Path) -> 
     tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     tcfg.pop("auto_map", None)  # a remote tokenizer class would bypass tokenizer_class
     (out / "tokenizer_config.json").write_text(json.dumps(tcfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    _copy_model_config(src, out)
     return out
+
+
+def _copy_model_config(src: Path, out: Path) -> None:
+    """The model's config.json and the module its AutoConfig names go along: every vLLM process parses the
+    tokenizer directory's config (vllm/tokenizers/registry.py `get_config`, 0.32.0) and, where there is none,
+    fails, waits 2 s and fails again (transformers_utils/repo_utils.py `with_retry`) — 4 s of each server start.
+    The tokenizer is still chosen by tokenizer_config.json's tokenizer_class, which a config does not override."""
+    import shutil
+
+    if not (src / "config.json").is_file():
+        return
+    shutil.copyfile(src / "config.json", out / "config.json")
+    auto_config = (json.loads((src / "config.json").read_text(encoding="utf-8")).get("auto_map") or {}).get("AutoConfig")
+    if isinstance(auto_config, str) and (src / f"{auto_config.split('.')[0]}.py").is_file():
+        shutil.copyfile(src / f"{auto_config.split('.')[0]}.py", out / f"{auto_config.split('.')[0]}.py")
 
 
 def faithful_ids(model_dir: str | Path, text: str, add_bos: Optional[bool] = None) -> list[int]:
