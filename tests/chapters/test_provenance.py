@@ -200,6 +200,8 @@ def test_remote_code_check_statuses(tmp_path):
         ("model", "configuration_minicpm.py"), ("model", "modeling_minicpm.py"),
         ("dummy_config", "configuration_minicpm.py"), ("dummy_config", "modeling_minicpm.py"),
         ("dummy_config", "extra_ops.py")}
+    # the Chinese file says how each runs in Chinese (auto_map is a config key)
+    assert {r["how_zh"] for r in rows} == {"auto_map 目标", "在模型目录中（可被目标导入）"}
     row = P.judge_remote_code(prov)
     assert row.status == "pass" and row.detail_en.startswith("5 file(s) executed") and "dummy_config/extra_ops.py" in row.detail_en
     prov_off = P.collect(load_params(_params(tmp_path, d, trust=False)))

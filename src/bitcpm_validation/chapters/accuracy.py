@@ -59,6 +59,7 @@ PUBLISHED = {
     "humaneval": ("HumanEval", 29.88),
 }
 PUBLISHED_SOURCE = "MiniCPM4 technical report, OpenCompass (BitCPM4-0.5B column)"
+PUBLISHED_SOURCE_ZH = "MiniCPM4 技术报告，OpenCompass（BitCPM4-0.5B 一列）"
 
 LOCAL_TASKS = {"bitcpm_probe_mc"}
 
@@ -556,7 +557,7 @@ def judge_task(r: TaskResult) -> Check:
         zh = f"{len(r.rows)} 行指标，用时 {r.seconds:.0f} 秒" + (f"，{max(n)} 道题" if n else "")
         return CHECKS["task"].row("pass", en, zh, item=r.task)
     if r.status == "skipped":
-        return CHECKS["task"].not_run(r.reason or "dataset unreachable", "数据集无法获取（Hub 不可达）：" + (r.reason or ""),
+        return CHECKS["task"].not_run(r.reason or "dataset unreachable", "数据集无法获取（Hugging Face 不可达）：" + (r.reason or ""),
                                       item=r.task)
     return CHECKS["task"].row("fail", r.reason or "failed", r.reason or "失败", item=r.task)
 

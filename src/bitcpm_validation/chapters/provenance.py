@@ -302,9 +302,14 @@ def remote_code_sets(prov: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return sets
 
 
+# how a remote-code file may run (remote_code()'s "how"), in Chinese; auto_map is a config key
+HOW_ZH = {"auto_map target": "auto_map 目标", "in the model directory (importable by the targets)": "在模型目录中（可被目标导入）"}
+
+
 def remote_code_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per Python file of each model directory: set, dir, file, how, referenced_by, sha256, executed."""
-    return [{"set": s, "dir": rc["model_dir"], "file": f["file"], "how": f["how"],
+    """One row per Python file of each model directory: set, dir, file, how (how_zh), referenced_by, sha256,
+    executed."""
+    return [{"set": s, "dir": rc["model_dir"], "file": f["file"], "how": f["how"], "how_zh": HOW_ZH.get(f["how"], f["how"]),
              "referenced_by": ", ".join(f["referenced_by"]), "sha256": f["sha256"], "executed": f["executed"]}
             for s, rc in remote_code_sets(prov) for f in rc["files"]]
 
