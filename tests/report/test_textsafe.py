@@ -166,3 +166,5 @@ def test_table_cells_show_backquoted_spans_of_project_text_as_code():
     assert "<td>结束原因 <code>stop</code>，&lt;b&gt;</td>" in zh  # project text: spans as code, the rest escaped
     assert "<td>`raw` &lt;i&gt;</td>" in zh  # not project text (data): escaped as it is, no code
     assert "<code>stop</code>" in table_html(["h"], rows, "en")
+    # a project-written cell in a verbatim column is still picked in the table's language
+    assert ">未安装<" in table_html(["h"], [[T("未安装", "not installed")]], "zh", verbatim_cols=(0,))

@@ -89,7 +89,7 @@ def table_html(headers: Sequence[Any], rows: Iterable[Sequence[Any]], lang: str,
     code), everything else escaped as is; `verbatim_cols` hold data in whatever language it came (samples,
     log lines, model output)."""
     verbatim, trusted = set(verbatim_cols), set(trusted_cols)
-    body = [[_verbatim(v) if i in verbatim else in_lang(v, lang) if i in trusted else _text_cell(v, lang)
+    body = [[_verbatim(in_lang(v, lang)) if i in verbatim else in_lang(v, lang) if i in trusted else _text_cell(v, lang)
              for i, v in enumerate(r)] for r in rows]
     return html_table([in_lang(h, lang) for h in headers], body, trusted_cols=set(trusted_cols) | verbatim, cls=cls)
 
