@@ -443,3 +443,17 @@ def test_agreement_reason_splits_prompt_and_generated_positions_with_n():
     assert "提示位置 0.988889（n = 180），生成位置 1.000000（n = 60）" in row.detail_zh
     assert "mean KL 0.001000 nat (full) over n = 250 positions" in row.detail_en
     assert P.region_split({"positions": 3}) == ("", "")
+
+
+@pytest.mark.parametrize("whole, basis, en", [
+    (True, "full", "whole vocabulary"),  # the KL over the rows scored: one phrase
+    (False, "top-k", "top-k"),
+    (False, "shared top-k support", "top-k, shared"),
+    (True, "top-k", "whole vocabulary; KL: top-k"),  # rows and KL differ: both said
+    (False, None, "top-k; KL: n/a"),
+])
+def test_family_table_says_rows_and_kl_basis_in_one_cell(whole, basis, en):
+    cell = P.rows_and_basis(whole, basis)
+    assert (cell if isinstance(cell, str) else cell.en) == en
+    row = P.family_row("long-256", {"kl_basis": basis, "mean_kl": 0.0002}, [256], whole)
+    assert len(row) == len(P.FAMILY_HEADERS) and row[2] == cell

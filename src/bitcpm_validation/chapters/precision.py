@@ -777,20 +777,33 @@ def run_features(eng: Any, golden: Implementation, fam: dict[str, Any], short_it
     return {"checks": checks, "data": data}
 
 
-FAMILY_HEADERS = [T("类别 / 长度", "Family / length"), T("提示长度", "Prompt tokens"), T("行", "Rows"),
+FAMILY_HEADERS = [T("类别 / 长度", "Family / length"), T("提示长度", "Prompt tokens"), T("行 / KL 基础", "Rows / KL basis"),
                   T("top-1（提示）", "top-1 (prompt)"), T("top-1（生成）", "top-1 (generated)"),
-                  "mean |Δ logprob|", "max |Δ logprob|", T("平均 KL（奈特）", "mean KL (nats)"), T("KL 基础", "KL basis"),
+                  "mean |Δ logprob|", "max |Δ logprob|", T("平均 KL（奈特）", "mean KL (nats)"),
                   T("决定性", "decisive"), T("平局 / 翻转", "ties / flips")]
+
+
+def rows_and_basis(whole: bool, kl_basis: Optional[str]) -> Any:
+    """The rows scored and the KL's basis in one short cell: "whole vocabulary" where the KL is over it too,
+    "top-k, shared" where it is over the tokens both sides list; anything else spelled out."""
+    basis = kl_basis or "n/a"
+    if whole and basis == "full":
+        return T("整个词表", "whole vocabulary")
+    if not whole and basis == "top-k":
+        return "top-k"
+    if not whole and basis == "shared top-k support":
+        return T("top-k（双方共同列出）", "top-k, shared")
+    return T(f"{'整个词表' if whole else 'top-k'}；KL：{basis}", f"{'whole vocabulary' if whole else 'top-k'}; KL: {basis}")
 
 
 def family_row(group: str, s: dict[str, Any], lengths: Sequence[int], whole: bool) -> list[Any]:
     ls = sorted(set(lengths))
     return [group, "–".join(str(x) for x in (ls[0], ls[-1])) if len(ls) > 1 else str(ls[0] if ls else 0),
-            T("整个词表", "whole vocabulary") if whole else "top-k",
+            rows_and_basis(whole, s.get("kl_basis")),
             A.fmt_small((s.get("prompt_region") or {}).get("top1_agreement")),
             A.fmt_small((s.get("generated_region") or {}).get("top1_agreement")),
             A.fmt_small(s.get("mean_abs_dlogprob")), A.fmt_small(s.get("max_abs_dlogprob")),
-            A.fmt_small(s.get("mean_kl"), 6), s.get("kl_basis") or "n/a",
+            A.fmt_small(s.get("mean_kl"), 6),
             f"{s.get('decisive_share') or 0:.0%}", f"{s.get('ties', 0)} / {s.get('flips', 0)}"]
 
 
