@@ -91,6 +91,10 @@ def test_figures_against_both_limits():
     assert F["decode_tok_s"] == d["value"] and F["prefill_tok_s"] == p["value"]
     rows = P.figure_rows(F)
     assert len(rows) == len(F["rows"]) and all(len(r) == 8 for r in rows)
+    # the per-concurrency output rows are the sweep table's: sweep_apart leaves exactly those out
+    apart = P.figure_rows(F, sweep_apart=True)
+    assert len(apart) == len(rows) - len(F["sweep"]) and [r for r in rows if r not in apart] == \
+        [rows[i] for i, r in enumerate(F["rows"]) if r["id"].startswith("serve_c")]
     # the samples behind each percentile: requests at concurrency 1, token gaps for ITL
     n = ids["tpot_ms_p50"]["samples"]
     assert n == F["samples_c1"] and n > 0 and ids["itl_ms_p50"]["samples"] == n * 7

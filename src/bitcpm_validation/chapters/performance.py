@@ -827,14 +827,19 @@ def samples_note(row: dict[str, Any]) -> str:
     return "" if row.get("samples") is None else f"n = {row['samples']:,}"
 
 
-def figure_rows(F: dict[str, Any]) -> list[list[Any]]:
+SWEEP_ROW = re.compile(r"^serve_c\d+_output_tok_s$")  # one row per concurrency level: the sweep table's
+
+
+def figure_rows(F: dict[str, Any], sweep_apart: bool = False) -> list[list[Any]]:
+    """The figures table's rows; `sweep_apart`: without the per-concurrency output rows (the sweep table shows them,
+    with their roofs)."""
     def fmt(v: Optional[float], d: int = 2) -> str:
         return "—" if v is None else f"{v:,.{d}f}"
 
     kinds = {"bandwidth": T("带宽", "bandwidth"), "compute": T("算力", "compute"), None: "—"}
     return [[T(r["name_zh"], r["name_en"]), fmt(r["value"]), r["unit"], fmt(r["limit"], 1), kinds[r["limit_kind"]],
              fmt(r["pct"], 1), samples_text(r.get("samples"), r.get("samples_of", "requests")), r["tool"]]
-            for r in F["rows"]]
+            for r in F["rows"] if not (sweep_apart and SWEEP_ROW.match(r["id"]))]
 
 
 SWEEP_HEADERS = [T("并发", "Concurrency"), T("输出吞吐（tok/s）", "Output (tok/s)"), T("带宽上限（tok/s）", "Roof (tok/s)"),
