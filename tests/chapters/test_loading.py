@@ -444,3 +444,9 @@ def test_chinese_details_carry_no_english_words():
                loading.judge_kv_capacity("real", None, 2048, 8).detail_zh]
     words = english_words("".join(f"<p>{note_html(d)}</p>" for d in details))
     assert words == {}, details
+
+
+def test_engine_who_in_both_languages():
+    shared = loading.engine_who({"engine": "shared vllm serve (pid 42, started by the runner)"})
+    assert shared.zh == "本次运行共享的 `vllm serve`（进程 42，由运行器启动）" and shared.en.startswith("shared vllm serve (pid 42")
+    assert loading.engine_who({}).zh == "本章的离线引擎"

@@ -382,6 +382,19 @@ def tying(model_dir: Path) -> dict[str, Any]:
             "source": f"{src} + weights" if lm is not None else src}
 
 
+_SHARED_ENGINE = re.compile(r"shared vllm serve \(pid (\d+), started by the runner\)")
+
+
+def engine_who(settings: dict[str, Any]) -> T:
+    """Which engine a chapter used (an engine's settings()["engine"]; none: the chapter's own offline engine), in
+    both languages: the shared server's description is engine.shared's, in English, put into Chinese here."""
+    who = settings.get("engine")
+    if not who:
+        return T("本章的离线引擎", "this chapter's offline engine")
+    m = _SHARED_ENGINE.fullmatch(str(who))
+    return T(f"本次运行共享的 `vllm serve`（进程 {m.group(1)}，由运行器启动）", str(who)) if m else T(f"`{who}`", str(who))
+
+
 def source_zh(source: str) -> str:
     """Where a value came from (tying()'s flag_source), in Chinese: config.json stays a file name."""
     return word(source).zh if isinstance(word(source), T) else source

@@ -95,7 +95,7 @@ def choose_dtype(requested: str, flags: Iterable[str]) -> Choice:
     isa = vector_isa(flags)
     if requested != "auto":
         return Choice("dtype", requested, requested, f"set in the profile (engine.dtype: {requested}); CPU: {isa}",
-                      f"由配置指定（engine.dtype: {requested}）；CPU：{isa}")
+                      f"由配置指定（`engine.dtype: {requested}`）；CPU：{isa}")
     if has_native_bf16(flags):
         return Choice("dtype", "auto", "bfloat16",
                       f"the CPU has {isa}: oneDNN runs BF16 linear layers natively",
@@ -121,6 +121,6 @@ def choose_binding(requested: str, cores: Optional[list[int]] = None) -> Choice:
     if requested == "vllm":
         return Choice("cpu_threads_bind", "vllm", "vLLM default",
                       "vLLM's own binding (it reserves a core per worker for the front end)",
-                      "vLLM 自己的绑定方式（每个 worker 为前端预留一个核心）")
+                      "vLLM 自己的绑定方式（每个工作进程为前端预留一个核心）")
     return Choice("cpu_threads_bind", requested, requested, f"set in the profile (engine.cpu_threads_bind: {requested})",
-                  f"由配置指定（engine.cpu_threads_bind: {requested}）", {"VLLM_CPU_OMP_THREADS_BIND": requested})
+                  f"由配置指定（`engine.cpu_threads_bind: {requested}`）", {"VLLM_CPU_OMP_THREADS_BIND": requested})

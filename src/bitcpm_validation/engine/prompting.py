@@ -59,7 +59,7 @@ def describe(model_dir: Union[str, Path]) -> dict[str, str]:
               f"and EOS per tokenizer_config.json for raw prompts, none for the ChatML chat path (as vLLM's chat "
               f"endpoint does). The engine's text tokenizer is checked against this encoding; a difference affects "
               f"text sent to the engine, not this report's probes.",
-        "zh": f"提示以词元 id 形式送入引擎，由{src_zh}编码：先切分出附加特殊词元，普通提示按 tokenizer_config.json "
+        "zh": f"提示以词元编号形式送入引擎，由{src_zh}编码：先切分出附加特殊词元，普通提示按 tokenizer_config.json "
               f"加 BOS/EOS，ChatML 对话提示不加（与 vLLM 对话接口默认一致）。引擎的文本分词器与此编码逐词元比对；"
               f"若不一致，只影响以文本方式发给引擎的请求，不影响本报告的探针。",
     }
@@ -159,7 +159,7 @@ def engine_tokenizer(params: Params, run_dir: Union[str, Path], which: str = "re
     model_dir = Path((source or model_source(params, which)).model_dir)  # `source`: the caller's, already resolved
     if params.engine.tokenizer_override == "off":
         return TokenizerDecision(None, "engine.tokenizer_override is off: the engine uses the model directory's own tokenizer",
-                                 "engine.tokenizer_override 为 off：引擎使用模型目录自带的分词器")
+                                 "`engine.tokenizer_override` 为 `off`：引擎使用模型目录自带的分词器")
     kind = T.reference_kind(model_dir)
     if kind is None:
         return TokenizerDecision(None, "the model directory has neither tokenizer.model nor tokenizer.json: nothing to "

@@ -153,8 +153,8 @@ WORDS = {  # compare's own words, one language per file
     "references": T("fp32 参考实现", "fp32 references"), "own_ref": T("引擎对比其 fp32 参考实现", "engine vs its fp32 reference"),
     "metrics": T("关键指标", "Key metrics"), "metric": T("指标", "Metric"), "unit": T("单位", "Unit"),
     "ratios": T("比值以 `{first}` 为 1。", "Ratios relative to `{first}`."),
-    "agreement_headers": [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), "max |Δ logprob|",
-                          "mean |Δ logprob|", "mean KL", T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
+    "agreement_headers": [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), T("最大 |Δ 对数概率|", "max |Δ logprob|"),
+                          T("平均 |Δ 对数概率|", "mean |Δ logprob|"), T("平均 KL", "mean KL"), T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
                           T("接近", "close")],
 }
 WORDS.update({
