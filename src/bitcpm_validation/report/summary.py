@@ -97,8 +97,8 @@ RERUN_PERFORMANCE = "make report RESUME=runs/{run} ONLY=performance"
 CHAPTER_PROBLEMS = ("failed", "running", "unreadable", "skipped", "missing", "not_selected")
 _BROKEN = ("failed", "running", "unreadable")  # a failure, not a deliberate absence
 
-_ASCEND_RUN = T("请在昇腾主机上运行 make report PARAMS=params/ascend-910b3.yaml（先设置 model.path，或使用 "
-                "MODEL=openbmb/BitCPM4-0.5B）。",
+_ASCEND_RUN = T("请在昇腾主机上运行 `make report PARAMS=params/ascend-910b3.yaml`（先设置 model.path，或使用 "
+                "`MODEL=openbmb/BitCPM4-0.5B`）。",
                 "On an Ascend host run make report PARAMS=params/ascend-910b3.yaml (set model.path, or "
                 "MODEL=openbmb/BitCPM4-0.5B).")
 NEXT_COMMAND = T("本次运行验证的是流程本身，而不是 BitCPM4 在昇腾上的表现。" + _ASCEND_RUN.zh,
@@ -926,7 +926,7 @@ CARD_ELSEWHERE = {"device", "vllm", "model_commit", "git_commit"}
 # one fact, two metrics: the second is left out where the first is there (the run's shared server is the engine
 # chapter 02 timed)
 CARD_SAME_FACT = {"server_startup_s": "init_s"}
-CARD_UNIT_ZH = {"tokens": "词元", "requests": "个请求", "nat": "nat"}
+CARD_UNIT_ZH = {"tokens": "词元", "requests": "个请求", "nat": "奈特"}
 _FRACTION = re.compile(r"^\s*([\d,]+)\s*/\s*([\d,]+)\s*$")
 _N_IN_NAME = re.compile(r"\s*[（(]n\s*([\d,]+)[)）]\s*$")
 _REQUESTS_UNIT = re.compile(r"^×\s*([\d,]+)-token requests$")
