@@ -1,6 +1,6 @@
 """The default run's rendered report, one language per file (issue 11): every chapter's heading in the
 file's language only, self-contained HTML, only its language outside technical terms and model output,
-and PDFs of at most 30 pages with no empty or heading-only page, no number split across lines, no
+and PDFs of at most 24 pages for page one and the chapters (4 more for the appendices) with no empty or heading-only page, no number split across lines, no
 Python repr and no scientific notation. Runs on the session's e2e run (BITCPM_E2E_RUN_DIR reuses one)."""
 from __future__ import annotations
 

@@ -212,11 +212,13 @@ def test_text_problems_catch(page, found):
 
 def test_text_problems_page_limit_and_clean_pages():
     assert RD.text_problems([BODY] * 3) == []
-    assert any("31 pages before the appendix: more than 30" in p for p in RD.text_problems([BODY] * 31))
-    # the appendix after the chapters is counted apart: 29 + 4 pages pass, 29 + 5 do not
+    assert RD.text_problems([BODY] * 24) == []
+    assert any("25 pages before the appendix: more than 24" in p for p in RD.text_problems([BODY] * 25))
+    # the appendix after the chapters is counted apart: 24 + 4 pages pass, 24 + 5 do not
     appendix = ["Appendix: check registry\n" + BODY] + [BODY] * 3
-    assert RD.text_problems([BODY] * 29 + appendix) == []
-    assert RD.text_problems([BODY] * 29 + appendix + [BODY]) == ["5 appendix pages: more than 4"]
+    assert RD.text_problems([BODY] * 24 + appendix) == []
+    assert RD.text_problems([BODY] * 24 + appendix + [BODY]) == ["5 appendix pages: more than 4"]
+    assert RD.text_problems([BODY] * 25 + appendix) == ["25 pages before the appendix: more than 24"]
     assert RD.appendix_start([BODY, "附录：检查项登记表\n" + BODY]) == 1
 
 

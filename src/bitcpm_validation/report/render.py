@@ -405,7 +405,7 @@ SCIENTIFIC = re.compile(r"(?<![\w.])\d(?:\.\d+)?e[+-]\d{2,}\b")
 BROKEN_NUMBER = (re.compile(r"\d[,.]$"), re.compile(r"^\d"))  # "16,898." / "63"
 BROKEN_FRACTION = (re.compile(r"\d$"), re.compile(r"^[.,]\d"))  # "16,898" / ".63"
 BROKEN_WORD = (re.compile(r"[A-Za-z]{3}$"), re.compile(r"^[a-z]$"))  # "Statu" / "s"
-MAX_PAGES = 30  # page one and the chapters
+MAX_PAGES = 24  # page one and the chapters (issue 20.8: a report read on paper, not a dump)
 MAX_APPENDIX_PAGES = 4  # the appendices after the chapters (the check registry), counted apart
 APPENDIX_HEADING = re.compile(r"^\s*(?:Appendix|附录)\b", re.M)
 
