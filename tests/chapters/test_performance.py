@@ -91,6 +91,8 @@ def test_figures_against_both_limits():
     assert F["decode_tok_s"] == d["value"] and F["prefill_tok_s"] == p["value"]
     rows = P.figure_rows(F)
     assert len(rows) == len(F["rows"]) and all(len(r) == 8 for r in rows)
+    assert rows[0][7] == ("`bench serve c=1`", "bench serve c=1")  # the tool: code in the Chinese file
+    assert ids["ttft_ms_p50"]["name_zh"] == "首词元时延 p50"
     # the per-concurrency output rows are the sweep table's: sweep_apart leaves exactly those out
     apart = P.figure_rows(F, sweep_apart=True)
     assert len(apart) == len(rows) - len(F["sweep"]) and [r for r in rows if r not in apart] == \
@@ -355,6 +357,9 @@ def test_matmul_roof_on_an_accelerator_is_timed_with_device_events(monkeypatch):
     mm = P.measure_matmul("cuda", "bfloat16", n=1000, repeats=2, min_seconds=0.2)
     assert mm["matmuls_per_timing"] == 32 and mm["seconds_per_timing"] == pytest.approx(0.32)  # first k >= 20
     assert mm["flops_per_s"] == pytest.approx(2 * 1000 ** 3 / 0.010) and "device events" in mm["method"]
+    # the method in Chinese carries no English words (issue 20.5): identifiers as code
+    assert mm["method_zh"].startswith("torch：每次计时连续 32 次 1000 × 1000 @ 1000 × 1000 矩阵乘（bfloat16") and \
+        "设备事件计时" in mm["method_zh"] and "best" not in mm["method_zh"]
 
 
 # -- the host CPU settings (engine.hostcpu, engine.base.engine_dtype / platform_env) -------------------

@@ -317,12 +317,12 @@ def diagnose(device: str, dtype: str, flags: set[str], log_facts: dict[str, Any]
             out.append(Cause(f"the engine's threads were bound to {len(bound)} of {usable_cores} usable cores "
                              f"({bound}): set engine.cpu_threads_bind: auto",
                              f"引擎线程只绑定到 {usable_cores} 个可用核心中的 {len(bound)} 个（{bound}）："
-                             f"设 engine.cpu_threads_bind: auto"))
+                             f"设 `engine.cpu_threads_bind: auto`"))
         for lib in log_facts.get("missing_preloads", []):
             out.append(Cause(f"{lib} not in LD_PRELOAD (vLLM's warning)", f"{lib} 不在 LD_PRELOAD 中（vLLM 的警告）"))
     elif enforce_eager:
         out.append(Cause("eager mode (engine.enforce_eager: true): every step launches its kernels one by one",
-                         "eager 模式（engine.enforce_eager: true）：每步逐个启动算子"))
+                         "即时执行模式（`engine.enforce_eager: true`）：每步逐个启动算子"))
     return out
 
 
@@ -418,7 +418,8 @@ def measure_bandwidth(platform: str = "cpu", size_mib: int = 512, repeats: int =
     return {"device": dev, "buffer_mib": size_mib, "repeats": repeats,
             "copy_gb_s": copy_gbs, "read_gb_s": read_gbs, "gb_s": max(copy_gbs, read_gbs),
             "threads": torch.get_num_threads() if dev == "cpu" else None,
-            "method": "torch: Tensor.copy_ (read + write) and Tensor.sum (read), best of each"}
+            "method": "torch: Tensor.copy_ (read + write) and Tensor.sum (read), best of each",
+            "method_zh": "torch：`Tensor.copy_`（读 + 写）与 `Tensor.sum`（只读），各取最好一次"}
 
 
 def _timer(torch, dev: str, sync):
@@ -473,7 +474,10 @@ def measure_matmul(platform: str = "cpu", dtype: str = "bfloat16", n: int = 2048
             "threads": torch.get_num_threads() if dev == "cpu" else None,
             "method": f"torch: {k} back-to-back {n} x {n} @ {n} x {n} in {dtype} per timing (>= {min_seconds:g} s of "
                       f"work, {'device events' if dev in ('cuda', 'npu') else 'perf_counter around a sync'}), "
-                      f"2n^3 FLOPs each, best of {repeats}"}
+                      f"2n^3 FLOPs each, best of {repeats}",
+            "method_zh": f"torch：每次计时连续 {k} 次 {n} × {n} @ {n} × {n} 矩阵乘（{dtype}，至少 {min_seconds:g} 秒工作量，"
+                         f"{'设备事件计时' if dev in ('cuda', 'npu') else '同步前后的 `perf_counter`'}），每次 2n^3 FLOPs，"
+                         f"取 {repeats} 次中最好"}
 
 
 def combine_bandwidth(*measurements: dict[str, Any]) -> dict[str, Any]:
@@ -519,7 +523,9 @@ def measure_step_floor(base_url: str, model: str, prompt_ids: Sequence[int], tok
     return {"base_url": base_url, "model": model, "tokens": tokens, "repeats": repeats, "short_s": short,
             "long_s": long, "step_ms": 1000.0 * step_s,
             "method": f"greedy completions of 1 and {1 + tokens} tokens (EOS ignored) on the run's shared server, "
-                      f"best of {repeats} each: step = difference / {tokens}"}
+                      f"best of {repeats} each: step = difference / {tokens}",
+            "method_zh": f"在本次运行的共享服务器上贪心补全 1 个与 {1 + tokens} 个词元（忽略 EOS），各取 {repeats} 次中最好："
+                         f"每步 = 差值 / {tokens}"}
 
 
 def floor_bases(step_ms: float, shared_arith: dict[str, Any], arith: dict[str, Any], bandwidth_gbs: float,
@@ -773,7 +779,8 @@ def host_rows(host: dict[str, Any]) -> list[list[Any]]:
     rows: list[list[Any]] = [[T("向量指令集", "Vector ISA"), host["vector_isa"], ""],
                              [T("可用核心", "Usable cores"), f"{host['usable_core_count']} ({host['usable_cores']})", ""]]
     for c in host["choices"]:
-        rows.append([c["setting"], f"{c['requested']} → {c['chosen']}", T(c["why_zh"], c["why_en"])])
+        rows.append([T(f"`{c['setting']}`", c["setting"]), T(f"`{c['requested']}` → `{c['chosen']}`", f"{c['requested']} → {c['chosen']}"),
+                     T(c["why_zh"], c["why_en"])])  # settings and values are identifiers: code in the Chinese file
     for k, v in host.get("env_in_effect", {}).items():
         rows.append([k, v, T("引擎启动时的环境变量", "environment of the engine")])
     return rows
@@ -838,7 +845,8 @@ def figure_rows(F: dict[str, Any], sweep_apart: bool = False) -> list[list[Any]]
 
     kinds = {"bandwidth": T("带宽", "bandwidth"), "compute": T("算力", "compute"), None: "—"}
     return [[T(r["name_zh"], r["name_en"]), fmt(r["value"]), r["unit"], fmt(r["limit"], 1), kinds[r["limit_kind"]],
-             fmt(r["pct"], 1), samples_text(r.get("samples"), r.get("samples_of", "requests")), r["tool"]]
+             fmt(r["pct"], 1), samples_text(r.get("samples"), r.get("samples_of", "requests")),
+             T(f"`{r['tool']}`", r["tool"]) if r.get("tool") else "—"]  # the tool's command: code in the Chinese file
             for r in F["rows"] if not (sweep_apart and SWEEP_ROW.match(r["id"]))]
 
 
@@ -1157,7 +1165,7 @@ def figures(sweep: Sequence[dict[str, Any]], bandwidth_gbs: float, flops_per_s: 
             prefill, "tok/s", pre_lim, "compute", "bench serve c=1", "compute-bound", samples_c1)
         add("serve_b1_output_tok_s", "Batch-1 output tok/s (end to end)", "单请求输出速度（端到端）",
             s["output_tok_s"], "tok/s", None, None, "bench serve c=1", "prefill included", samples_c1)
-        names = {"ttft": ("TTFT", "首 token 时延"), "tpot": ("TPOT", "每输出 token 时间"), "itl": ("ITL", "token 间延迟")}
+        names = {"ttft": ("TTFT", "首词元时延"), "tpot": ("TPOT", "每输出词元时间"), "itl": ("ITL", "词元间延迟")}
         for m, (en, zh) in names.items():  # only the percentiles its sample supports (stats.supported_percentiles)
             for stat in supported_percentiles(n[m]):
                 add(f"{m}_ms_{stat}", f"{en} {stat}", f"{zh} {STAT_ZH.get(stat, stat)}", s.get(f"{m}_ms_{stat}"), "ms", None, None,
