@@ -22,8 +22,8 @@ def check(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def all_targets() -> subprocess.CompletedProcess:
-    return check()  # every target at once (they resolve in parallel)
+def all_targets(install_check) -> subprocess.CompletedProcess:
+    return install_check("all")  # started in the background when collection ended (conftest.py)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -57,15 +57,15 @@ def test_the_targets_cover_both_pythons_and_architectures():
     assert check_install.select(known, ["npu-x86_64"]) == (["npu-x86_64-cp310", "npu-x86_64-cp311"], [])
 
 
-def test_a_torch_npu_that_does_not_exist_fails():
-    r = check("npu-aarch64-cp310", "--set", "ASCEND_TORCH_NPU=2.9.99")
+def test_a_torch_npu_that_does_not_exist_fails(install_check):
+    r = install_check("torch_npu_that_does_not_exist")
     assert r.returncode == 1
     assert "FAIL: npu-aarch64-cp310" in r.stderr and "torch-npu==2.9.99" in r.stderr, r.stderr[-2000:]
 
 
-def test_the_vllm_wheel_with_torch_2_9_fails():
+def test_the_vllm_wheel_with_torch_2_9_fails(install_check):
     """Yesterday's broken combination: the vllm 0.18.0 wheel declares torch==2.10.0."""
-    r = check("cuda", "--set", "CUDA_VLLM=0.18.0", "--set", "CUDA_TORCH=2.9.0")
+    r = install_check("vllm_wheel_with_torch_2_9")
     assert r.returncode == 1
     assert re.search(r"FAIL: cuda: vllm requires torch==2\.10\.0 but the pin is torch==2\.9\.0", r.stderr), r.stderr[-2000:]
 
