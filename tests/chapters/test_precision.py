@@ -457,3 +457,23 @@ def test_family_table_says_rows_and_kl_basis_in_one_cell(whole, basis, en):
     assert (cell if isinstance(cell, str) else cell.en) == en
     row = P.family_row("long-256", {"kl_basis": basis, "mean_kl": 0.0002}, [256], whole)
     assert len(row) == len(P.FAMILY_HEADERS) and row[2] == cell
+
+
+def test_chinese_details_carry_no_english_words():
+    """Issue 20.5: logprob is 对数概率, nat 奈特, the KL basis in Chinese; sources and prompt ids as code."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from rendered_text import english_words
+    from bitcpm_validation.report.display import note_html
+
+    s = {"top1_agreement": 1.0, "mean_abs_dlogprob": 0.001, "max_abs_dlogprob": 0.02, "mean_kl": 1e-5,
+         "kl_basis": "shared top-k support", "positions": 12}
+    region = {"top1_agreement": 1.0, "mean_abs_dlogprob": 0.02, "max_abs_dlogprob": 0.2, "positions": 9, "decisive": 9}
+    chunked = P.judge_chunked({"budget": 8, "prompts": ["long-256"], "first_chunk": region, "later_chunks": region},
+                              P.Tolerances(0.9, 0.1, 0.1))
+    probe = {"prompt_len": 300, "cached_cold": 0, "cached_warm": None, "cached_source": "server /metrics (vllm:prefix_cache_hits)",
+             "cold_vs_warm": {"match_len": 8, "len": 8, "max_abs_dlogprob": 0.0, "same_tokens": True}}
+    zh = [P._figures(s)[1], chunked.detail_zh, P.judge_prefix_cache(probe, 0.05).detail_zh,
+          P.summary_row("a", s)[5].zh, P.family_row("kv-block-127", s, [127], False)[0].zh]
+    assert "双方共同列出的 top-k" in zh[0] and "奈特" in zh[0]
+    assert english_words("".join(f"<p>{note_html(x)}</p>" for x in zh)) == {}, zh

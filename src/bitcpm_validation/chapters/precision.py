@@ -86,16 +86,24 @@ def agreement_failures(s: dict[str, Any], tol: Tolerances) -> list[tuple[str, st
         out.append((f"top-1 agreement {_num(t1)} < {tol.min_top1}", f"top-1 一致率 {_num(t1)} < {tol.min_top1}"))
     if md is None or md > tol.max_mean_abs_dlogprob:
         out.append((f"mean |Δ logprob| {_num(md)} > {tol.max_mean_abs_dlogprob}",
-                    f"平均 |Δ logprob| {_num(md)} > {tol.max_mean_abs_dlogprob}"))
+                    f"平均 |Δ 对数概率| {_num(md)} > {tol.max_mean_abs_dlogprob}"))
     if tol.max_abs_dlogprob is not None and (mx is None or mx > tol.max_abs_dlogprob):
         out.append((f"max |Δ logprob| {_num(mx)} > {tol.max_abs_dlogprob}",
-                    f"最大 |Δ logprob| {_num(mx)} > {tol.max_abs_dlogprob}"))
+                    f"最大 |Δ 对数概率| {_num(mx)} > {tol.max_abs_dlogprob}"))
     if kl is None:
         out.append(("KL could not be computed exactly at any position", "KL 在任何位置都无法精确计算"))
     elif kl > tol.max_kl:
         out.append((f"mean KL ({s.get('kl_basis')}) {_num(kl)} > {tol.max_kl}",
-                    f"平均 KL（{s.get('kl_basis')}）{_num(kl)} > {tol.max_kl}"))
+                    f"平均 KL（{basis_zh(s.get('kl_basis'))}）{_num(kl)} > {tol.max_kl}"))
     return out
+
+
+# the KL's basis (model.agreement's kl_basis) in Chinese (top-k is a name)
+KL_BASIS_ZH = {"full": "整个词表", "top-k": "top-k", "shared top-k support": "双方共同列出的 top-k"}
+
+
+def basis_zh(basis: Optional[str]) -> str:
+    return KL_BASIS_ZH.get(basis or "", basis or "无")
 
 
 def region_split(s: dict[str, Any]) -> tuple[str, str]:
@@ -118,8 +126,8 @@ def _figures(s: dict[str, Any]) -> tuple[str, str]:
           + f", mean |Δ logprob| {_num(s.get('mean_abs_dlogprob'))} nat, max |Δ logprob| {_num(s.get('max_abs_dlogprob'))} nat, "
           f"mean KL {kl} over n = {s.get('positions', 0):,} positions")
     zh = (f"top-1 {_num(s.get('top1_agreement'))}" + (f"［{split_zh}］" if split_zh else "")
-          + f"，平均 |Δ logprob| {_num(s.get('mean_abs_dlogprob'))} nat，最大 |Δ logprob| {_num(s.get('max_abs_dlogprob'))} nat，"
-          f"平均 KL {kl}，共 n = {s.get('positions', 0):,} 个位置")
+          + f"，平均 |Δ 对数概率| {_num(s.get('mean_abs_dlogprob'))} 奈特，最大 |Δ 对数概率| {_num(s.get('max_abs_dlogprob'))} 奈特，"
+          f"平均 KL {_num(s.get('mean_kl'))} 奈特（{basis_zh(s.get('kl_basis'))}），共 n = {s.get('positions', 0):,} 个位置")
     return en, zh
 
 
@@ -585,9 +593,11 @@ def judge_chunked(split: Optional[dict[str, Any]], tol: Tolerances, reason_en: s
     later, first = split["later_chunks"], split["first_chunk"]
     fmt = lambda r: (f"top-1 {_num(r.get('top1_agreement'))}, mean |Δ| {_num(r.get('mean_abs_dlogprob'))}, "  # noqa: E731
                      f"max |Δ| {_num(r.get('max_abs_dlogprob'))} over {r.get('positions', 0)} positions")
+    fmt_zh = lambda r: (f"top-1 {_num(r.get('top1_agreement'))}，平均 |Δ| {_num(r.get('mean_abs_dlogprob'))}，"  # noqa: E731
+                        f"最大 |Δ| {_num(r.get('max_abs_dlogprob'))}，共 {r.get('positions', 0)} 个位置")
     en = (f"budget {split['budget']} tokens, {len(split['prompts'])} prompts chunked; later chunks: {fmt(later)}; "
           f"first chunk: {fmt(first)}")
-    zh = (f"预算 {split['budget']} 个词元，{len(split['prompts'])} 个提示被分块；之后各块：{fmt(later)}；第一块：{fmt(first)}")
+    zh = (f"预算 {split['budget']} 个词元，{len(split['prompts'])} 个提示被分块；之后各块：{fmt_zh(later)}；第一块：{fmt_zh(first)}")
     bad = []
     if not later.get("positions"):
         bad.append("no position after the first chunk")
@@ -653,7 +663,7 @@ def judge_prefix_cache(probe: dict[str, Any], max_abs: float) -> Check:
           f"({probe.get('cached_source')}); tokens {d['match_len']}/{d['len']} equal, max |Δ logprob| "
           f"{_num(d.get('max_abs_dlogprob'))} (≤ {max_abs})")
     zh = (f"{probe['prompt_len']} 个词元的提示：缓存词元冷请求 {probe.get('cached_cold')}，第二次 {cw}"
-          f"（{probe.get('cached_source')}）；token {d['match_len']}/{d['len']} 相同，最大 |Δ logprob| "
+          f"（`{probe.get('cached_source')}`）；词元 {d['match_len']}/{d['len']} 相同，最大 |Δ 对数概率| "
           f"{_num(d.get('max_abs_dlogprob'))}（≤ {max_abs}）")
     if cw is None:
         return CHECKS["prefix_cache"].not_run("the engine reports no cached-token count: " + en,
@@ -694,7 +704,7 @@ def judge_batch(probe: dict[str, Any], max_abs: float) -> Check:
     en = (f"{len(same)}/{len(per)} prompts (lengths {lens[0] if lens else 0}–{lens[-1] if lens else 0}) identical "
           f"in the batch and alone; max |Δ logprob| {_num(worst)} (≤ {max_abs})")
     zh = (f"{len(same)}/{len(per)} 个提示（长度 {lens[0] if lens else 0}–{lens[-1] if lens else 0}）在批内与单独发送时相同；"
-          f"最大 |Δ logprob| {_num(worst)}（≤ {max_abs}）")
+          f"最大 |Δ 对数概率| {_num(worst)}（≤ {max_abs}）")
     if not per:
         return CHECKS["batch_mixed"].not_run("no prompt sent", "没有发送提示")
     if len(same) == len(per):
@@ -739,7 +749,7 @@ def run_features(eng: Any, golden: Implementation, fam: dict[str, Any], short_it
                  max_model_len: int, model_dir: Path, tol: Tolerances) -> dict[str, Any]:
     """Chunked prefill (from the families' long prompts), prefix caching and a mixed-length batch:
     {"checks": [Check, ...], "data": {...}} (when precision.features is off, the checks are not run)."""
-    off = ("precision.features is false", "precision.features 为 false")
+    off = ("precision.features is false", "`precision.features` 为 `false`")
     if not pp.features:
         return {"checks": [CHECKS[c].not_run(*off) for c in ("chunked_prefill", "prefix_cache", "batch_mixed")],
                 "data": {}}
@@ -779,7 +789,7 @@ def run_features(eng: Any, golden: Implementation, fam: dict[str, Any], short_it
 
 FAMILY_HEADERS = [T("类别 / 长度", "Family / length"), T("提示长度", "Prompt tokens"), T("行 / KL 基础", "Rows / KL basis"),
                   T("top-1（提示）", "top-1 (prompt)"), T("top-1（生成）", "top-1 (generated)"),
-                  "mean |Δ logprob|", "max |Δ logprob|", T("平均 KL（奈特）", "mean KL (nats)"),
+                  T("平均 |Δ 对数概率|", "mean |Δ logprob|"), T("最大 |Δ 对数概率|", "max |Δ logprob|"), T("平均 KL（奈特）", "mean KL (nats)"),
                   T("决定性", "decisive"), T("平局 / 翻转", "ties / flips")]
 
 
@@ -793,12 +803,13 @@ def rows_and_basis(whole: bool, kl_basis: Optional[str]) -> Any:
         return "top-k"
     if not whole and basis == "shared top-k support":
         return T("top-k（双方共同列出）", "top-k, shared")
-    return T(f"{'整个词表' if whole else 'top-k'}；KL：{basis}", f"{'whole vocabulary' if whole else 'top-k'}; KL: {basis}")
+    return T(f"{'整个词表' if whole else 'top-k'}；KL：{basis_zh(kl_basis)}", f"{'whole vocabulary' if whole else 'top-k'}; KL: {basis}")
 
 
 def family_row(group: str, s: dict[str, Any], lengths: Sequence[int], whole: bool) -> list[Any]:
     ls = sorted(set(lengths))
-    return [group, "–".join(str(x) for x in (ls[0], ls[-1])) if len(ls) > 1 else str(ls[0] if ls else 0),
+    return [T(f"`{group}`", group),  # a prompt family's id: code in the Chinese file
+            "–".join(str(x) for x in (ls[0], ls[-1])) if len(ls) > 1 else str(ls[0] if ls else 0),
             rows_and_basis(whole, s.get("kl_basis")),
             A.fmt_small((s.get("prompt_region") or {}).get("top1_agreement")),
             A.fmt_small((s.get("generated_region") or {}).get("top1_agreement")),
@@ -842,13 +853,15 @@ def plot_by_position(per: Sequence[dict[str, Any]], tolerance: float, path: Opti
 
 
 # -- presentation -------------------------------------------------------------------------------------------
-SUMMARY_HEADERS = [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), "max |Δ logprob|",
-                   "mean |Δ logprob|", "mean KL", T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
+SUMMARY_HEADERS = [T("对比", "Comparison"), T("top-1 一致率", "top-1 agreement"), T("最大 |Δ 对数概率|", "max |Δ logprob|"),
+                   T("平均 |Δ 对数概率|", "mean |Δ logprob|"), T("平均 KL", "mean KL"), T("KL 基础", "KL basis"), T("完全一致长度", "exact match"),
                    T("接近", "close")]
 
 
 def summary_row(label: Any, s: dict[str, Any]) -> list[Any]:
-    return [label, *A.summary_cells(s)]
+    cells = A.summary_cells(s)
+    cells[4] = T(basis_zh(s.get("kl_basis")), cells[4])  # the KL basis: a word of the report's language
+    return [label, *cells]
 
 
 def environment_summary(extra: Optional[dict] = None) -> dict[str, Any]:
@@ -918,7 +931,7 @@ def full_shape_plan(model_dir: Path, dummy_config: Optional[Path], enabled: bool
     """(run the synthetic full-shape comparison?, why en, why zh): where the model is smaller than the profile's
     full-size architecture (the stand-in) and precision.full_shape is on."""
     if not enabled:
-        return False, "precision.full_shape is false", "precision.full_shape 为 false"
+        return False, "precision.full_shape is false", "`precision.full_shape` 为 `false`"
     if dummy_config is None or not (Path(dummy_config) / "config.json").is_file():
         return False, "model.dummy_config names no architecture directory", "model.dummy_config 没有指向架构目录"
     if shape_of(model_dir) == shape_of(dummy_config):
