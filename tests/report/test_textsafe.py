@@ -166,5 +166,7 @@ def test_table_cells_show_backquoted_spans_of_project_text_as_code():
     assert "<td>结束原因 <code>stop</code>，&lt;b&gt;</td>" in zh  # project text: spans as code, the rest escaped
     assert "<td>`raw` &lt;i&gt;</td>" in zh  # not project text (data): escaped as it is, no code
     assert "<code>stop</code>" in table_html(["h"], rows, "en")
+    # a header too (a model directory's name as a column)
+    assert "<th><code>stand-in</code></th>" in table_html([T("`stand-in`", "stand-in")], [], "zh")
     # a project-written cell in a verbatim column is still picked in the table's language
     assert ">未安装<" in table_html(["h"], [[T("未安装", "not installed")]], "zh", verbatim_cols=(0,))

@@ -91,7 +91,7 @@ def table_html(headers: Sequence[Any], rows: Iterable[Sequence[Any]], lang: str,
     verbatim, trusted = set(verbatim_cols), set(trusted_cols)
     body = [[_verbatim(in_lang(v, lang)) if i in verbatim else in_lang(v, lang) if i in trusted else _text_cell(v, lang)
              for i, v in enumerate(r)] for r in rows]
-    return html_table([in_lang(h, lang) for h in headers], body, trusted_cols=set(trusted_cols) | verbatim, cls=cls)
+    return html_table([_text_cell(h, lang) for h in headers], body, trusted_cols=set(trusted_cols) | verbatim, cls=cls)
 
 
 def show_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted_cols: Iterable[int] = (),

@@ -145,7 +145,7 @@ def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, trusted
     """An HTML table with every cell escaped (unless its column is trusted project HTML, e.g. a mark, or the
     cell is CellHtml)."""
     trusted = set(trusted_cols)
-    head = "".join(f"<th>{html_escape(h)}</th>" for h in headers)
+    head = "".join(f"<th>{h if isinstance(h, CellHtml) else html_escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
         tds = "".join(f"<td>{v}</td>" if i in trusted or isinstance(v, CellHtml) else
