@@ -164,6 +164,30 @@ def test_evidence_index_lists_every_file_with_what_it_holds(tmp_path):
     assert (manifest.chapter, manifest.holds.en) == ("11", "every input file's full SHA-256 (sha256sum format, by set)")
 
 
+def test_evidence_index_one_row_per_bundle_and_per_figure_in_two_languages(tmp_path):
+    from bitcpm_validation.report import sections as X
+
+    run = _run(tmp_path, "r1", "2026-12-01T10:00:00")
+    tok = run / "artifacts" / "faithful-tokenizer" / "stand-in"
+    tok.mkdir(parents=True)
+    for name in ("tokenizer.json", "config.json", "tokenizer.model", "configuration_minicpm.py"):
+        (tok / name).write_text("x" * 10)
+    loading = run / "artifacts" / "02_loading"
+    loading.mkdir()
+    for name in ("init_timeline_en.png", "init_timeline_zh.png"):
+        (loading / name).write_text("x")
+    quant = run / "artifacts" / "10_quantization"
+    quant.mkdir()
+    for name in ("sizes_en.png", "other.png"):  # two figures, not one in two languages
+        (quant / name).write_text("x")
+    rows = {f.path: f for f in X.evidence_index(run)}
+    bundle = rows["artifacts/faithful-tokenizer/stand-in/"]  # the directory, not its four files
+    assert (bundle.count, bundle.bytes, bundle.chapter) == (4, 40, "—") and "tokenizer" in bundle.holds.en
+    assert not any(p.startswith("artifacts/faithful-tokenizer/stand-in/") and p != bundle.path for p in rows)
+    assert rows["artifacts/02_loading/init_timeline_*.png"].count == 2  # one figure in zh and en: one row
+    assert rows["artifacts/10_quantization/other.png"].count == rows["artifacts/10_quantization/sizes_en.png"].count == 1
+
+
 def test_change_log_against_the_previous_run_of_the_profile(tmp_path):
     from bitcpm_validation.report import sections as X
 

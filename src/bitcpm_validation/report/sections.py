@@ -190,6 +190,18 @@ def _holds(name: str) -> T:
 
 
 GROUP_FILES = 3  # this many files of one kind in one folder are one row ("bench_c*.json, 4 files"; the chapters' logs)
+# a folder the run writes as one piece: one row for all its files (artifacts/<folder>/<name>/)
+BUNDLES = {"faithful-tokenizer": T("忠实分词器目录（交给引擎的 `--tokenizer`；见第 02 章）",
+                                   "faithful tokenizer directory (the engine's --tokenizer; see chapter 02)")}
+_LANG_PAIR = re.compile(r"^(.*[._-])(?:en|zh)(\.[a-z]+)$")  # sizes_en.png / sizes_zh.png: one figure, two languages
+
+
+def _one_row(files: list[Path]) -> bool:
+    """Fewer than GROUP_FILES files that are still one thing: the same figure in each language."""
+    if len(files) != 2:
+        return False
+    m = [_LANG_PAIR.match(f.name) for f in files]
+    return all(m) and m[0].groups() == m[1].groups()
 
 
 def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
@@ -202,9 +214,18 @@ def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
     for sub in ("evidence", "artifacts"):
         base = run_dir / sub
         groups: dict[tuple[str, str, str], list[Path]] = {}
+        bundles: dict[Path, list[Path]] = {}
         for p in sorted(base.rglob("*")) if base.is_dir() else []:
-            if p.is_file():
+            if not p.is_file():
+                continue
+            parts = p.relative_to(base).parts
+            if sub == "artifacts" and len(parts) > 2 and parts[0] in BUNDLES:
+                bundles.setdefault(base / parts[0] / parts[1], []).append(p)
+            else:
                 groups.setdefault((p.parent.as_posix(), _holds(p.name).en, p.suffix), []).append(p)
+        for folder, files in bundles.items():
+            out.append(EvidenceFile(folder.relative_to(run_dir).as_posix() + "/", sum(f.stat().st_size for f in files),
+                                    "—", BUNDLES[folder.parent.name], count=len(files)))
         def chapter_of(f: Path) -> str:  # evidence/<chapter>.log, artifacts/<chapter>/...: each file its own
             n = (f.stem if sub == "evidence" else f.relative_to(run_dir).parts[1]).split("_", 1)[0]
             return n if n.isdigit() else "—"
@@ -215,7 +236,7 @@ def evidence_index(run_dir: str | Path) -> list[EvidenceFile]:
             numbered = sorted({c for c in map(chapter_of, files) if c.isdigit()})
             chapter = (f"{numbered[0]}–{numbered[-1]}" if len(numbered) > 1 else numbered[0] if numbered else "—")
             size = sum(f.stat().st_size for f in files)
-            if len(files) < GROUP_FILES:
+            if len(files) < GROUP_FILES and not _one_row(files):
                 out += [EvidenceFile(f.relative_to(run_dir).as_posix(), f.stat().st_size, chapter_of(f), _holds(f.name))
                         for f in files]
                 continue
