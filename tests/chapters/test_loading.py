@@ -357,7 +357,7 @@ def test_file_list_and_download_commands():
     assert files["modeling_minicpm.py"]["purpose_zh"].startswith("MiniCPM")
     assert files["tokenizer.model"]["bytes"] == (STAND_IN / "tokenizer.model").stat().st_size
     cmds = dict(loading.download_commands("openbmb/BitCPM4-0.5B"))
-    assert "git lfs clone https://huggingface.co/openbmb/BitCPM4-0.5B ./BitCPM4-0.5B" in cmds["Hugging Face (git lfs)"]
+    assert "git lfs clone https://huggingface.co/openbmb/BitCPM4-0.5B ./BitCPM4-0.5B" in cmds["Hugging Face: `git lfs`"]
     assert "snapshot_download('openbmb/BitCPM4-0.5B', local_dir='./BitCPM4-0.5B')" in cmds["ModelScope"]
 
 

@@ -646,7 +646,7 @@ def download_commands(repo_id: str, local_dir: Optional[str] = None) -> list[tup
     """[(how, command)] to fetch the model: git lfs from Hugging Face, ModelScope's snapshot_download."""
     local = local_dir or "./" + repo_id.rsplit("/", 1)[-1]
     return [
-        ("Hugging Face (git lfs)", f"git lfs install\ngit lfs clone https://huggingface.co/{repo_id} {local}"),
+        ("Hugging Face: `git lfs`", f"git lfs install\ngit lfs clone https://huggingface.co/{repo_id} {local}"),
         ("ModelScope", f"pip install modelscope\npython3 -c \"from modelscope import snapshot_download; "
                        f"snapshot_download('{repo_id}', local_dir='{local}')\""),
     ]
