@@ -86,3 +86,10 @@ def test_engine_settings_name_the_synthetic_checkpoint_without_writing_it(tmp_pa
     assert s["full_shape"]["load_format"] == "auto" and not want.exists()  # named, not written (chapter 02 writes it)
     assert s["full_shape"]["max_model_len"] == s["real"]["max_model_len"] and s["real"]["load_format"] == "auto"
     assert E.FULL_SHAPE_HEADER["synthetic"] == ("完整规模（合成权重）", "Full shape (synthetic weights)")
+
+
+
+def test_device_name_is_in_no_language():
+    """The device's name is data in both files (issue 20.5): a CPU's usable cores as `nproc` counts them."""
+    assert E.device_name("cpu", [], {"model": "Some CPU", "usable_cores": 2}) == "CPU: Some CPU (nproc=2)"
+    assert E.device_name("npu", [{"name": "Ascend910B3"}] * 2, {}) == "Ascend910B3 × 2"

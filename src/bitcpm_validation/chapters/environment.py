@@ -169,6 +169,13 @@ def probe_torch() -> dict[str, Any]:
     return out
 
 
+def device_name(kind: str, devs: list[dict[str, Any]], cpu: dict[str, Any]) -> str:
+    """The device as both files name it (data, in no language): a CPU with its usable cores as `nproc` counts them."""
+    if kind == "cpu":
+        return f"CPU: {cpu['model']} (nproc={cpu['usable_cores']})"
+    return f"{devs[0]['name']} × {len(devs)}" if devs else kind.upper()
+
+
 def probe(run_tools: bool = True) -> dict[str, Any]:
     """Everything the environment chapter reports. Never raises."""
     t = probe_torch()
@@ -180,10 +187,7 @@ def probe(run_tools: bool = True) -> dict[str, Any]:
         kind = "cpu"
     cpu = cpu_info()
     devs = [d for d in t["devices"] if d["kind"] == kind]
-    if kind == "cpu":
-        name = f"CPU: {cpu['model']} ({cpu['usable_cores']} cores)"
-    else:
-        name = f"{devs[0]['name']} × {len(devs)}" if devs else kind.upper()
+    name = device_name(kind, devs, cpu)
     tools = {}
     if run_tools:
         tools["npu-smi info"] = _run(["npu-smi", "info"])
