@@ -30,7 +30,8 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
 
 
 class _Visible(HTMLParser):
-    """The text a reader sees, leaving out verbatim blocks (model output, code, logs), hidden code and the
+    """The text a reader sees, leaving out verbatim blocks (model output, code, logs), hidden code (a code cell's
+    input: report.css hides it; a Markdown cell's text lives in its input wrapper too, and is read) and the
     toolbar (its language switch names the other language in that language)."""
 
     SKIP = {"pre", "code", "script", "style", "samp", "kbd"}
@@ -39,22 +40,27 @@ class _Visible(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
-        self._stack: list[bool] = []
+        self._stack: list[tuple[bool, bool]] = []  # (skipped, a code cell) per open element
+        self._code_cells = 0
 
     def handle_starttag(self, tag, attrs):
         if tag in _VOID:
             return
-        cls = dict(attrs).get("class") or ""
-        skip = tag in self.SKIP or bool({"untrusted", "jp-Cell-inputWrapper", "bv-verbatim", "bv-toolbar"}
-                                        & set(cls.split()))
-        self._stack.append(skip)
+        cls = set((dict(attrs).get("class") or "").split())
+        code_cell = "jp-CodeCell" in cls
+        skip = tag in self.SKIP or bool({"untrusted", "bv-verbatim", "bv-toolbar", "jp-InputPrompt", "jp-OutputPrompt"} & cls) \
+            or ("jp-Cell-inputWrapper" in cls and self._code_cells > 0)
+        self._stack.append((skip, code_cell))
         self._skip += skip
+        self._code_cells += code_cell
 
     def handle_endtag(self, tag):
         if tag in _VOID:
             return
         if self._stack:
-            self._skip -= self._stack.pop()
+            skip, code_cell = self._stack.pop()
+            self._skip -= skip
+            self._code_cells -= code_cell
 
     def handle_data(self, data):
         if not self._skip:

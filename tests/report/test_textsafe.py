@@ -145,6 +145,11 @@ def test_english_words_outside_verbatim_and_names():
     # a command's KEY=value and path are identifiers; the words around them still count
     assert english_words("<p>请在空闲主机上重新运行：make report RESUME=runs/&lt;id&gt; ONLY=performance</p>") == {
         "make": 1, "report": 1}
+    # a Markdown cell's text is read (it lives in the cell's input wrapper); a code cell's input is hidden
+    md = ('<div class="jp-Cell jp-MarkdownCell"><div class="jp-Cell-inputWrapper"><p>本章 dummy</p></div></div>'
+          '<div class="jp-Cell jp-CodeCell"><div class="jp-Cell-inputWrapper"><div>x = derived</div></div>'
+          '<div class="jp-Cell-outputWrapper"><p>输出 real</p></div></div>')
+    assert english_words(md) == {"dummy": 1, "real": 1}
     # a hyphenated token with a digit or a path is one identifier, never a shorter word inside it
     assert english_words("<p>top-1 一致率；long-256、full-shape/short、full-shape-6c9f 与 distinct-2；top-k</p>") == {}
     assert english_words("<p>top 与 full 与 'Hello' 与 run's</p>") == {"top": 1, "full": 1, "Hello": 1, "run's": 1}
