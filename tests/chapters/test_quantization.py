@@ -1,13 +1,20 @@
-"""The ternary checker on tensors of known granularity, a dense tensor, one value off; packing round trips."""
+"""The quantization chapter (chapters/quantization.py): the ternary checker on tensors of known granularity, a dense
+tensor, one value off; packing round trips; sizes; the chapter notebook skipping a directory without weights.
+Its checks on a real chapter run share the precision chapter's run: tests/chapters/test_precision.py."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from bitcpm_validation.chapters import quantization as Q
+from bitcpm_validation.report import results as R
+from bitcpm_validation.report import runner
 
+ROOT = Path(__file__).resolve().parents[2]
 GS = [32, 64, 128, 256]
 
 
@@ -181,3 +188,16 @@ def test_a_small_checkpoint_is_drawn_in_mb():
         assert fig.axes[0].texts[0].get_text() == f"{small['stored_bytes'] / 1e6:,.3g}"
     finally:
         plt.close(fig)
+
+
+def test_quantization_skips_without_weights(tmp_path):
+    p = yaml.safe_load((ROOT / "params" / "default.yaml").read_text(encoding="utf-8"))
+    p["model"]["path"] = str(ROOT / "models" / "bitcpm4-0.5b")  # the full-size directory: config only, no weights
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    o = runner.run_chapter(ROOT / "notebooks" / "10_quantization.ipynb", tmp_path / "run", params)
+    assert o.status == "skipped", o.error
+    res = R.load(tmp_path / "run" / "results" / "10_quantization.json")
+    assert res.status == "skipped" and "no weight files" in res.reason_en and res.reason_zh
+    full = res.data["full_size_analytic"]["sizes"]["g32"]
+    assert full["params"] == 433_873_920
