@@ -1,4 +1,5 @@
-"""Chinese metrics and the documented-threshold verdict."""
+"""Chinese metrics and the documented-threshold verdict. The Chinese grader on a random-weight directory's real
+outputs shares chapter 03's fixture and is tested there: tests/chapters/test_inference.py."""
 import random
 
 from bitcpm_validation.chapters import chinese as C
