@@ -202,6 +202,13 @@ def test_remote_code_check_statuses(tmp_path):
         ("dummy_config", "extra_ops.py")}
     # the Chinese file says how each runs in Chinese (auto_map is a config key)
     assert {r["how_zh"] for r in rows} == {"auto_map 目标", "在模型目录中（可被目标导入）"}
+    # the report's table: the same file with the same hash in both sets is one row naming both sets
+    table = {(r["file"], tuple(r["sets"])) for r in P.remote_code_table_rows(rows)}
+    assert table == {("configuration_minicpm.py", ("model", "dummy_config")), ("modeling_minicpm.py", ("model", "dummy_config")),
+                     ("extra_ops.py", ("dummy_config",))}
+    (dummy / "modeling_minicpm.py").write_text("X = 'changed'\n")  # another hash: its own row again
+    changed = P.remote_code_table_rows(P.remote_code_rows(P.collect(load_params(p))))
+    assert sorted(tuple(r["sets"]) for r in changed if r["file"] == "modeling_minicpm.py") == [("dummy_config",), ("model",)]
     row = P.judge_remote_code(prov)
     assert row.status == "pass" and row.detail_en.startswith("5 file(s) executed") and "dummy_config/extra_ops.py" in row.detail_en
     prov_off = P.collect(load_params(_params(tmp_path, d, trust=False)))

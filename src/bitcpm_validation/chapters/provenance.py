@@ -314,6 +314,16 @@ def remote_code_rows(prov: dict[str, Any]) -> list[dict[str, Any]]:
             for s, rc in remote_code_sets(prov) for f in rc["files"]]
 
 
+def remote_code_table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """remote_code_rows for the report's table: the same file (name, how, references, SHA-256, executed) in several
+    sets is one row whose `sets` names them all (the synthetic checkpoint carries the model's own config code)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r["file"], r["how"], r["referenced_by"], r["sha256"], r["executed"]) if r["sha256"] else (id(r),)
+        merged.setdefault(key, {**r, "sets": []})["sets"].append(r["set"])
+    return list(merged.values())
+
+
 CHAPTER = "11_provenance"
 CHECKS = registered_checks("11_provenance")  # this chapter's entries of chapters/checks.yaml
 
