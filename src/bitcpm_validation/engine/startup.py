@@ -26,7 +26,7 @@ run next), and what `in_process()` puts back:
   the engine's calls run with the thread count that binding would give its worker (vLLM's own
   `OMPProcessManager` on the engine's config), the kernel's own count around them; the threads are not pinned.
 
-What the engine computes is the same either way (tests/engine/test_startup_modes.py: token ids and logprobs).
+What the engine computes is the same either way (tests/engine/test_startup.py: token ids and logprobs).
 `vllm serve` always spawns its engine core: the modes are for the offline engine only; where a start's seconds go
 is read from the engine's log here for both (`phases` for an offline start, `server_phases` for a `vllm serve`).
 """
