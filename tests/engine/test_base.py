@@ -1,5 +1,6 @@
-"""Issue 22 (run-time): `engine.dtype: auto` on an accelerator, the platform from vLLM's current_platform, the
-weights-loaded lines of vLLM and vLLM-Ascend, and what the weights are read from the model directory.
+"""engine.base (issue 22, run-time): `engine.dtype: auto` on an accelerator for every reader, the platform from vLLM's
+current_platform, and the weights-loaded lines of vLLM and vLLM-Ascend. What the weights are, read from the model
+directory, is model.weights_kind's: tests/model/test_weights_kind.py.
 
 No engine starts here: the accelerator is simulated by patching the platform detection."""
 from __future__ import annotations
@@ -12,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from bitcpm_validation.engine import base
-from bitcpm_validation.engine import identity, server, shared
-from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
-from bitcpm_validation.params import ParamsError, load_params
+from bitcpm_validation.chapters import environment, loading, performance
+from bitcpm_validation.engine import base, hostcpu, server, shared
+from bitcpm_validation.engine.identity import model_source
+from bitcpm_validation.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models/stand-in"
@@ -61,8 +62,6 @@ def test_auto_is_the_model_dtype_on_an_accelerator(tmp_path, accelerator, config
 
 
 def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, monkeypatch):
-    from bitcpm_validation.chapters import environment, performance
-
     p = load_params(_profile(tmp_path, STAND_IN))
     model_dtype = json.loads((STAND_IN / "config.json").read_text())["torch_dtype"]
     seen: dict[str, str] = {}
@@ -95,7 +94,6 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
     seen["engine settings()"] = base.settings_of(base.engine_kwargs(p, base.model_facts(p)), accelerator, {})["dtype"]
     # the performance chapter: its arithmetic takes the resolved dtype (it raises on auto)
     which, model_dir = performance.benchmark_model(p)
-    from bitcpm_validation.engine.identity import model_source
     # the shape's config: the synthetic checkpoint's source (its cache directory is written only when loaded)
     arith = performance.model_arith(model_source(p, which, write=False).config_dir / "config.json",
                                     base.engine_dtype(p, which))
@@ -106,8 +104,6 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
 
 def test_auto_on_a_cpu_is_still_the_isa_rule(tmp_path, monkeypatch):
     """The CPU keeps its own rule (engine.hostcpu): this host has no AVX-512 BF16 / AMX, so float32."""
-    from bitcpm_validation.engine import hostcpu
-
     monkeypatch.setattr(base, "engine_platform", lambda: "cpu")
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2"})
     p = load_params(_profile(tmp_path, STAND_IN))
@@ -142,8 +138,6 @@ def test_platform_kind_from_what_vllm_says():
 def test_platform_facts_on_this_host_and_the_loading_line():
     """On this CPU host vLLM's current_platform is the built-in CpuPlatform, whose detection vLLM logs only at
     DEBUG: the loading chapter's platform row comes from the object, not from a log line."""
-    from bitcpm_validation.chapters import loading
-
     facts = base.platform_facts()
     assert facts["kind"] == base.detect_platform() == "cpu"
     assert facts["class"] == "CpuPlatform" and facts["out_of_tree"] is False
@@ -186,60 +180,7 @@ def test_weights_loaded_lines_of_both_platforms():
 
 
 def test_timeline_and_log_platform_on_ascend_lines():
-    from bitcpm_validation.chapters import loading
-
     keys = {e["key"]: e["t_s"] for e in loading.init_timeline(VLLM_ASCEND)}
     assert keys["platform"] == 0 and keys["weights_start"] == 3 and keys["weights_done"] == 5
     lines = [r["line"] for r in loading.key_log_lines(VLLM_ASCEND) if r["key"] == "platform"]
     assert lines == ["Platform plugin ascend is activated"]
-
-
-# -- 8. what the weights are: read from the model directory ---------------------------------------------------
-def test_the_stand_in_declares_itself_and_others_do_not(tmp_path):
-    assert json.loads((STAND_IN / "config.json").read_text())[WEIGHTS_KEY] == "stand-in"
-    assert weights_kind(STAND_IN) == "stand-in"
-    assert weights_kind(ROOT / "models/bitcpm4-0.5b") == "real"  # the real config, exactly: no declaration
-    assert weights_kind(tmp_path / "missing") == "real"
-    (tmp_path / "config.json").write_text(json.dumps({WEIGHTS_KEY: "something else"}))
-    assert weights_kind(tmp_path) == "real"
-
-
-def test_random_weights_written_by_the_project_are_synthetic(tmp_path):
-    from bitcpm_validation.model.writer import write_tiny_random_model
-
-    d = write_tiny_random_model(tmp_path / "tiny", num_hidden_layers=1)
-    assert weights_kind(d) == "synthetic"
-    p = load_params(_profile(tmp_path, d))
-    assert not p.model.is_stand_in and identity.weights_label(p) == "random weights"
-
-
-def test_the_profile_no_longer_decides_what_the_weights_are(tmp_path):
-    """The Ascend profile with --model models/stand-in: labelled stand-in (it said "real weights" before)."""
-    a = load_params(ROOT / "params/ascend-910b3.yaml").with_model("models/stand-in")
-    assert a.model.is_stand_in and a.model.weights_kind == "stand-in"
-    assert identity.measured_on(a, "real", "npu") == "stand-in · trained ternary · Ascend NPU"
-    assert identity.served_model_name(a) == "bitcpm-validation/stand-in"
-    # the run's saved params.yaml records what the directory declared, and loads again
-    saved = tmp_path / "saved.yaml"
-    saved.write_text(a.to_yaml(), encoding="utf-8")
-    assert yaml.safe_load(saved.read_text())["model"]["is_stand_in"] is True
-    assert load_params(saved).model.is_stand_in
-    # a profile claim that contradicts the directory is one line naming the key and the fix
-    with pytest.raises(ParamsError) as ei:
-        load_params(_profile(tmp_path, STAND_IN, is_stand_in=False))
-    msg = str(ei.value)
-    assert "\n" not in msg and "model.is_stand_in" in msg and "remove the key" in msg and WEIGHTS_KEY in msg
-    with pytest.raises(ParamsError, match="model.is_stand_in"):
-        load_params(_profile(tmp_path, ROOT / "models/bitcpm4-0.5b", is_stand_in=True))
-    for profile in ("default", "ascend-910b3", "cuda"):
-        assert "is_stand_in" not in (ROOT / f"params/{profile}.yaml").read_text()
-
-
-def test_the_stand_in_training_writes_the_declaration(tmp_path):
-    """`make stand-in` writes the committed config.json, declaration included (it does not touch the weights:
-    training 3 steps with and without it gives the same model.safetensors bytes, see the closing note)."""
-    from bitcpm_validation.model.train_stand_in import train
-
-    train(tmp_path / "s", seed=0, steps=1, batch=2, quiet=True)
-    assert (tmp_path / "s" / "config.json").read_bytes() == (STAND_IN / "config.json").read_bytes()
-    assert weights_kind(tmp_path / "s") == "stand-in"
