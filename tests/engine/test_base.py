@@ -78,7 +78,8 @@ def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, mon
         started["argv"] = server.serve_command(params, which, engine_overrides=kw.get("engine_overrides"))
         kwargs = base.engine_kwargs(params, base.model_facts(params, which), **(kw.get("engine_overrides") or {}))
         return SimpleNamespace(log_start=0, base_url="http://127.0.0.1:1/v1", pid=1, model="m", command="vllm serve",
-                               startup_s=1.0, env={}, tokenizer_reason={}, stop=lambda: None, kwargs=kwargs)
+                               startup_s=1.0, startup_phases={}, env={}, tokenizer_reason={}, stop=lambda: None,
+                               kwargs=kwargs)
 
     monkeypatch.setattr(server, "start", fake_start)
     monkeypatch.setattr(server, "metrics_kv_tokens", lambda url: None)
