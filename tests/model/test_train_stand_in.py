@@ -1,5 +1,5 @@
-"""The shipped stand-in: honest labelling, exactly ternary weights, sensible greedy answers (through
-the reference implementation, no engine), and a training script that runs."""
+"""model.train_stand_in and the stand-in it trained (models/stand-in): honest labelling, exactly ternary weights,
+sensible greedy answers (through the reference implementation, no engine), and a training script that runs."""
 from __future__ import annotations
 
 import json
