@@ -83,8 +83,8 @@ def bench(tmp_path_factory):
     cache = tmp / "hf_datasets"
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_DATASETS_CACHE", str(cache))
-    mp.setenv("HF_DATASETS_OFFLINE", "1")
-    mp.setenv("HF_HUB_OFFLINE", "1")
+    offline = D.hub_offline(True)  # as the accuracy chapter evaluates offline: no minute of retries per load
+    offline.__enter__()
     mp.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
     tm = A.task_manager(tmp / "out")
     needs = D.task_needs(["ceval-valid"], tm=tm)["ceval-valid"]
@@ -97,6 +97,7 @@ def bench(tmp_path_factory):
     url = f"http://127.0.0.1:{srv.server_address[1]}/v1/completions"
     yield {"tmp": tmp, "cache": cache, "tm": tm, "url": url, "needs": needs}
     srv.shutdown()
+    offline.__exit__(None, None, None)
     mp.undo()
 
 
@@ -136,9 +137,9 @@ def test_a_dataset_with_a_loading_script_is_one_line():
         raise RuntimeError("Dataset scripts are no longer supported, but found cmmlu.py")
 
     needs = {"cmmlu": [D.Need("cmmlu", "cmmlu_agronomy", "haonan-li/cmmlu", "agronomy", "test")]}
-    st = D.prefetch(needs, {"haonan-li/cmmlu": "refs/convert/parquet"}, say=said.append, load=refuse)["haonan-li/cmmlu"]
+    st = D.prefetch(needs, {"haonan-li/cmmlu": "refs/convert/parquet"}, say=said.append, load=refuse, online=True)["haonan-li/cmmlu"]
     assert st.status == "script" and "loading script" in st.reason and "parquet" in st.reason
-    st = D.prefetch(needs, {}, say=said.append, load=refuse)["haonan-li/cmmlu"]  # known: not even tried
+    st = D.prefetch(needs, {}, say=said.append, load=refuse, online=True)["haonan-li/cmmlu"]  # known: not even tried
     assert st.status == "script" and "cmmlu.py" in st.reason and all("\n" not in s for s in said)
 
 

@@ -26,11 +26,8 @@ OpenCompass, whose prompts and answer extraction differ from lm-eval's), the gap
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +38,7 @@ from urllib.parse import urlparse
 import yaml
 
 from bitcpm_validation.engine.base import error_line
+from bitcpm_validation.engine.datasets import hub_offline
 from bitcpm_validation.model.training_corpus import Contamination, contamination
 
 from bitcpm_validation.report import items, stats
@@ -138,38 +136,6 @@ def task_contamination(model_dir: str | Path, task: str) -> Contamination:
     """Which of a local task's items the model was trained on: its questions against the training corpus
     the model directory declares (model.training_corpus; the stand-in declares the project's corpus)."""
     return contamination(model_dir, {it["id"]: it["question"] for it in local_items(task)})
-
-
-@contextlib.contextmanager
-def hub_offline(enabled: bool):
-    """Offline mode for datasets / huggingface_hub while evaluating (cached datasets still load): an
-    unreachable hub then fails at once instead of after minutes of retries."""
-    if not enabled:
-        yield
-        return
-    saved = []
-    for modname, attrs in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-                           ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
-        try:
-            mod = importlib.import_module(modname)
-        except Exception:
-            continue
-        for a in attrs:
-            if hasattr(mod, a):
-                saved.append((mod, a, getattr(mod, a)))
-                setattr(mod, a, True)
-    env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ.update({k: "1" for k in env})
-    try:
-        yield
-    finally:
-        for mod, a, v in saved:
-            setattr(mod, a, v)
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _error_text(err: BaseException) -> str:

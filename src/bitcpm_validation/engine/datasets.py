@@ -14,6 +14,8 @@ HF_DATASETS_CACHE/<org>___<name>/<config>/<version>/<commit>/, and takes the new
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import socket
 from dataclasses import asdict, dataclass, field
@@ -94,6 +96,39 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def hub_offline(enabled: bool):
+    """Offline mode for datasets / huggingface_hub (cached datasets still load): an unreachable hub then
+    fails at once instead of after a minute of retries per load. Both libraries read HF_HUB_OFFLINE when imported:
+    their module constants are set too."""
+    if not enabled:
+        yield
+        return
+    saved = []
+    for modname, attrs in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+                           ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
+        try:
+            mod = importlib.import_module(modname)
+        except Exception:
+            continue
+        for a in attrs:
+            if hasattr(mod, a):
+                saved.append((mod, a, getattr(mod, a)))
+                setattr(mod, a, True)
+    env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    os.environ.update({k: "1" for k in env})
+    try:
+        yield
+    finally:
+        for mod, a, v in saved:
+            setattr(mod, a, v)
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def task_needs(tasks: list[str], include_path: Optional[str] = None, tm=None) -> dict[str, list[Need]]:
     """Per task of the profile, the hub dataset configs its leaf tasks load (lm-eval's task index, no data
     loaded). Local tasks (data files) and unknown names need none."""
@@ -151,8 +186,20 @@ def _by_path(needs: dict[str, list[Need]]) -> dict[str, list[Optional[str]]]:
 
 
 def prefetch(needs: dict[str, list[Need]], pins: dict[str, str], *, say: Callable[[str], None] = print,
-             load: Callable = load_config) -> dict[str, DatasetState]:
-    """load_dataset for every config (network needed); returns what the cache now holds per dataset."""
+             load: Callable = load_config, online: Optional[bool] = None) -> dict[str, DatasetState]:
+    """load_dataset for every config (network needed); returns what the cache now holds per dataset. Where the
+    hub does not answer (`online` False, or found so), each load reads the cache in offline mode."""
+    if online is None:
+        online = hub_online()
+    if not online:
+        say(f"the hub ({os.environ.get('HF_ENDPOINT') or 'https://huggingface.co'}) does not answer or offline mode "
+            f"is on: reading what {cache_dir()} holds")
+    with hub_offline(not online):
+        return _prefetch(needs, pins, say, load)
+
+
+def _prefetch(needs: dict[str, list[Need]], pins: dict[str, str], say: Callable[[str], None],
+              load: Callable) -> dict[str, DatasetState]:
     states = {}
     for path, configs in _by_path(needs).items():
         if path in SCRIPT_DATASETS and not pins.get(path):
@@ -222,7 +269,7 @@ def resolve(tasks: list[str], pins: dict[str, str], *, params_source: Optional[s
     for path, configs in by_path.items():
         st = inspect_cache(path, configs, pins.get(path), hint=hint)
         if st.status != "ok" and online:
-            st = prefetch({"_": [Need("_", "_", path, c, None) for c in configs]}, pins, say=say)[path]
+            st = prefetch({"_": [Need("_", "_", path, c, None) for c in configs]}, pins, say=say, online=True)[path]
             if st.status == "ok":
                 st = inspect_cache(path, configs, pins.get(path), hint=hint)
         elif st.status == "missing" and path in SCRIPT_DATASETS:
