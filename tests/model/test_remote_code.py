@@ -1,6 +1,8 @@
-"""The shipped modeling_minicpm.py generates correctly through transformers' GenerationMixin (issue 14):
-greedy `generate()` (KV cache, only new tokens fed) equals the project's fp32 reference's greedy, also
-past original_max_position_embeddings where LongRoPE's long factors and mscale apply."""
+"""model/remote_code, the MiniCPM remote-code files the model directories ship (configuration_minicpm.py,
+modeling_minicpm.py). The shipped copies are the package's sources byte for byte (one implementation, copied into
+each model directory by the writer), and modeling_minicpm.py generates correctly through transformers'
+GenerationMixin (issue 14): greedy `generate()` (KV cache, only new tokens fed) equals the project's fp32
+reference's greedy, also past original_max_position_embeddings where LongRoPE's long factors and mscale apply."""
 from __future__ import annotations
 
 import json
@@ -19,6 +21,17 @@ REMOTE_CODE = ROOT / "src" / "bitcpm_validation" / "model" / "remote_code"
 
 torch.set_num_threads(2)
 
+
+# -- the shipped copies are the package's sources ---------------------------------------------------------------
+@pytest.mark.parametrize("model_dir", ["bitcpm4-0.5b", "stand-in"])
+@pytest.mark.parametrize("name", ["configuration_minicpm.py", "modeling_minicpm.py"])
+def test_model_dir_remote_code_is_the_package_source(model_dir, name):
+    shipped = ROOT / "models" / model_dir / name
+    assert shipped.read_bytes() == (REMOTE_CODE / name).read_bytes(), (
+        f"{shipped} differs from {REMOTE_CODE / name}: rebuild the model dir with the writer")
+
+
+# -- generate() through transformers equals the reference's greedy ----------------------------------------------
 ORIG, MAXPOS, HD = 32, 128, 64
 _rng = random.Random(1)
 LONGROPE = {"rope_type": "longrope", "original_max_position_embeddings": ORIG,
