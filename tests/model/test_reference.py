@@ -1,9 +1,14 @@
 """The fp32 reference MiniCPM: internal consistency, every directory layout, and agreement with an
-independent implementation (transformers' LlamaForCausalLM with the MiniCPM scales folded in)."""
+independent implementation (transformers' LlamaForCausalLM with the MiniCPM scales folded in) and with vLLM (CPU
+build) in fp32 (marked `engine`, one vLLM engine for the module): on a LongRoPE config with short != long factors and
+max_position_embeddings > original, top-5 log-probabilities agree to 1e-3. vLLM is imported only where an engine
+test runs, so the other tests need no engine build."""
 from __future__ import annotations
 
+import gc
 import json
 import math
+import os
 import random
 
 import pytest
@@ -153,3 +158,79 @@ def test_matches_project_remote_code(longrope_dir):
     with torch.no_grad():
         lp_m = torch.log_softmax(m(torch.tensor([ids])).logits[0].float(), -1)
     assert (lp_m - ref.logprobs(ids)).abs().max() < 1e-3
+
+
+# -- agreement with vLLM (CPU build) in fp32 (engine) -----------------------------------------------------------
+VLLM_ORIG, VLLM_MAXPOS = 64, 256  # HD as above
+_vllm_rng = random.Random(2)
+VLLM_LONGROPE = {
+    "rope_type": "longrope",
+    "short_factor": [round(1 + 3 * _vllm_rng.random(), 4) for _ in range(HD // 2)],
+    "long_factor": [round(1 + 30 * _vllm_rng.random(), 4) for _ in range(HD // 2)],
+    "original_max_position_embeddings": VLLM_ORIG,
+}
+VLLM_MAX_MODEL_LEN = VLLM_MAXPOS  # > VLLM_ORIG: vLLM uses the long factors (chosen once per engine)
+
+
+def _vllm_prompts(vocab):
+    g = random.Random(11)
+    return [[1] + [g.randrange(3, vocab - 8) for _ in range(n)] for n in (20, 90, 150)]
+
+
+@pytest.fixture(scope="module")
+def vllm_fp32(tmp_path_factory):
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    d = write_tiny_random_model(tmp_path_factory.mktemp("vllm_fp32"), dtype="float32", seed=4,
+                                max_position_embeddings=VLLM_MAXPOS, rope_scaling=VLLM_LONGROPE, std=0.08)
+    from vllm import LLM
+
+    llm = LLM(model=str(d), dtype="float32", max_model_len=VLLM_MAX_MODEL_LEN, enforce_eager=True,
+              trust_remote_code=True, seed=0, max_num_seqs=4)
+    yield d, llm
+    del llm
+    gc.collect()
+
+
+@pytest.mark.engine
+def test_prompt_logprobs_agree(vllm_fp32):
+    from vllm import SamplingParams
+
+    d, llm = vllm_fp32
+    ref = ReferenceModel.from_pretrained(d, max_model_len=VLLM_MAX_MODEL_LEN)
+    prompts = _vllm_prompts(ref.cfg["vocab_size"])
+    outs = llm.generate([{"prompt_token_ids": p} for p in prompts],
+                        SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=5), use_tqdm=False)
+    worst, n = 0.0, 0
+    for p, o in zip(prompts, outs):
+        lp = ref.logprobs(p)
+        for t in range(1, len(p)):
+            got = o.prompt_logprobs[t]
+            v, i = lp[t - 1].topk(5)
+            for tok, val in zip(i.tolist(), v.tolist()):
+                assert tok in got, (t, tok, sorted(got))
+                worst = max(worst, abs(got[tok].logprob - val))
+                n += 1
+    print(f"\nvLLM fp32 vs reference, teacher-forced top-5: max |Δ logprob| = {worst:.2e} over {n} values")
+    assert worst < 1e-3
+
+
+@pytest.mark.engine
+def test_greedy_logprobs_agree(vllm_fp32):
+    from vllm import SamplingParams
+
+    d, llm = vllm_fp32
+    ref = ReferenceModel.from_pretrained(d, max_model_len=VLLM_MAX_MODEL_LEN)
+    prompts = _vllm_prompts(ref.cfg["vocab_size"])
+    outs = llm.generate([{"prompt_token_ids": p} for p in prompts],
+                        SamplingParams(temperature=0, max_tokens=24, logprobs=5, ignore_eos=True), use_tqdm=False)
+    worst = 0.0
+    for p, o in zip(prompts, outs):
+        new, steps = ref.greedy(p, 24, top_k=5, stop_ids=[])
+        got_ids = list(o.outputs[0].token_ids)
+        assert got_ids == new
+        for s, lpd in zip(steps, o.outputs[0].logprobs):
+            for tok, val in zip(s.top_ids, s.top_logprobs):
+                assert tok in lpd
+                worst = max(worst, abs(lpd[tok].logprob - val))
+    print(f"\nvLLM fp32 vs reference, greedy 24 tokens, top-5: max |Δ logprob| = {worst:.2e}")
+    assert worst < 1e-3
