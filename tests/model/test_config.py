@@ -1,7 +1,10 @@
-"""The shipped full-size architecture directory and the architecture facts table."""
+"""The shipped full-size architecture directory and the architecture facts table; with an engine (marked
+`engine`), the directory loads in vLLM with dummy weights and generates (vLLM imported only there)."""
 from __future__ import annotations
 
+import gc
 import json
+import os
 
 import pytest
 
@@ -61,3 +64,23 @@ def test_untied_flag_counts_lm_head(tmp_path):
     assert rows["parameters"]["value"] == sum(
         v.numel() for v in __import__("bitcpm_validation.model.reference", fromlist=["x"]).load_state_dict(d).values())
     assert rows["parameters"]["value"] > cfg["vocab_size"] * cfg["hidden_size"] * 2
+
+
+# -- the directory in vLLM (engine) ------------------------------------------------------------------------------
+@pytest.mark.engine
+def test_full_size_dummy_load_and_generate():
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=str(FULL), load_format="dummy", trust_remote_code=True,
+              dtype="bfloat16", max_model_len=2048, enforce_eager=True, seed=0, max_num_seqs=4)
+    try:
+        cfg = llm.llm_engine.model_config.hf_config
+        assert cfg.vocab_size == 73448 and cfg.num_hidden_layers == 24 and cfg.tie_word_embeddings
+        o = llm.generate([{"prompt_token_ids": [1, 100, 200, 300]}],
+                         SamplingParams(temperature=0, max_tokens=8, ignore_eos=True), use_tqdm=False)[0]
+        assert len(o.outputs[0].token_ids) == 8
+        assert all(0 <= t < 73448 for t in o.outputs[0].token_ids)
+    finally:
+        del llm
+        gc.collect()
