@@ -1,8 +1,15 @@
 """model.train_stand_in and the stand-in it trained (models/stand-in): honest labelling, exactly ternary weights,
-sensible greedy answers (through the reference implementation, no engine), and a training script that runs."""
+sensible greedy answers through the reference implementation, and a training script that runs.
+
+With an engine (marked `engine`, one vLLM engine for the module, imported only there): the stand-in through vLLM
+(CPU build, BF16, trust_remote_code, as the real repository would be loaded): greedy answers to the probe prompts,
+fed token ids from the faithful tokenizer; and what the engine's own tokenizer does with the same text (that
+comparison stays with the engine it needs rather than start another in test_tokenizer.py)."""
 from __future__ import annotations
 
+import gc
 import json
+import os
 
 import pytest
 import torch
@@ -10,7 +17,8 @@ import torch
 from bitcpm_validation.model.config import PROJECTIONS
 from bitcpm_validation.model.reference import ReferenceModel, load_state_dict
 from bitcpm_validation.model.ternary_qat import check_ternary, ternary_quantize  # noqa: F401
-from bitcpm_validation.model.tokenizer import FaithfulTokenizer
+from bitcpm_validation.model.tokenizer import FaithfulTokenizer, first_mismatch
+from bitcpm_validation.model.train_stand_in import PROBES, train
 from bitcpm_validation.paths import MODELS_DIR
 
 torch.set_num_threads(2)
@@ -67,8 +75,6 @@ def test_reference_greedy_answers(ref, prompt, want, chat):
 
 
 def test_training_script_runs_and_is_deterministic(tmp_path):
-    from bitcpm_validation.model.train_stand_in import train
-
     a = train(tmp_path / "a", seed=0, steps=3, batch=8, quiet=True)
     b = train(tmp_path / "b", seed=0, steps=3, batch=8, quiet=True)
     assert a["losses"] == b["losses"] and a["losses"][-1] < a["losses"][0]
@@ -79,3 +85,57 @@ def test_training_script_runs_and_is_deterministic(tmp_path):
               "model.safetensors", "README.md"):
         assert (tmp_path / "a" / f).is_file(), f
     assert (tmp_path / "a" / "tokenizer.model").read_bytes() == (STAND_IN / "tokenizer.model").read_bytes()
+
+
+# -- the stand-in through vLLM (engine) --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vllm_stand_in():
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM
+
+    engine = LLM(model=str(STAND_IN), dtype="bfloat16", max_model_len=2048, enforce_eager=True,
+                 trust_remote_code=True, seed=0, max_num_seqs=8)
+    yield engine
+    del engine
+    gc.collect()
+
+
+def _probe_ids(tok, prompt, chat):
+    return tok.encode_chat([{"role": "user", "content": prompt}]) if chat else tok.encode(prompt)
+
+
+@pytest.mark.engine
+def test_greedy_probe_answers(vllm_stand_in):
+    from vllm import SamplingParams
+
+    tok = FaithfulTokenizer(STAND_IN)
+    outs = vllm_stand_in.generate([{"prompt_token_ids": _probe_ids(tok, p, c)} for p, c in PROBES],
+                                  SamplingParams(temperature=0, max_tokens=48), use_tqdm=False)
+    answers = {}
+    for (p, c), o in zip(PROBES, outs):
+        text = tok.decode(list(o.outputs[0].token_ids))
+        answers[("chat: " if c else "") + p] = text
+    print("\n" + json.dumps(answers, ensure_ascii=False, indent=1))
+    assert "Paris" in answers["What is the capital of France?"]
+    assert "4" in answers["What is 2+2?"]
+    assert "Paris" in answers["chat: What is the capital of France?"]
+    assert any(s in answers["北京有什么好玩的景点？"] for s in ("故宫", "颐和园", "长城"))
+
+
+@pytest.mark.engine
+def test_engine_tokenizer_vs_faithful(vllm_stand_in):
+    """vLLM tokenizes a text prompt with transformers' AutoTokenizer; compare with SentencePiece."""
+    from vllm import SamplingParams
+
+    tok = FaithfulTokenizer(STAND_IN)
+    prompt = "What is the capital of France?"
+    o = vllm_stand_in.generate([prompt], SamplingParams(temperature=0, max_tokens=24), use_tqdm=False)[0]
+    engine_ids = list(o.prompt_token_ids)
+    mm = first_mismatch(tok.encode(prompt), engine_ids)
+    print(f"\nengine prompt ids {engine_ids}\nfaithful ids      {tok.encode(prompt)}\nfirst mismatch {mm}"
+          f"\nanswer with engine tokenization: {tok.decode(list(o.outputs[0].token_ids))!r}")
+    import transformers
+
+    if transformers.__version__.startswith("5.19"):
+        # Finding (models/README.md): a leading "▁" piece is inserted after BOS; BOS itself is added.
+        assert engine_ids[0] == 1 and mm is not None and mm["index"] == 1
