@@ -1,4 +1,5 @@
-"""The accuracy statistics (report.stats, report.items) against values computed independently here."""
+"""The accuracy statistics (report.stats, report.items) against values computed independently here, and the one
+rule for which percentiles a sample size supports (issue 20.4)."""
 import math
 
 import pytest
@@ -188,3 +189,16 @@ def test_graded_scores_get_a_normal_interval():
     mean = sum(r["score"] for r in recs) / 20
     assert s["points"] == pytest.approx(100 * mean, abs=1e-3)
     assert s["ci"][1] - s["points"] == pytest.approx(s["points"] - s["ci"][0], abs=1e-2)
+
+
+# -- which percentiles a sample size supports -------------------------------------------------------------------
+def test_p99_needs_a_hundred_samples_else_p50_and_max():
+    assert stats.supported_percentiles(100) == ("p50", "p99")
+    assert stats.supported_percentiles(5000) == ("p50", "p99")
+    assert stats.supported_percentiles(99) == ("p50", "max")
+    assert stats.supported_percentiles(1) == ("p50", "max")
+
+
+def test_no_sample_supports_no_percentile():
+    assert stats.supported_percentiles(0) == ()
+    assert stats.supported_percentiles(None) == ()
