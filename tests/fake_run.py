@@ -1,6 +1,6 @@
 """Test helpers, no engine: `notebook` writes a throwaway chapter notebook (runner and bad-input tests);
 `make_run` a small fake run directory whose results and executed notebook carry untrusted text, rendered
-with the project's render module (test_untrusted_text, test_browser)."""
+with the project's render module (test_render, test_browser)."""
 from __future__ import annotations
 
 import json

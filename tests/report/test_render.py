@@ -1,21 +1,26 @@
 """Rendering a (fake) run, one language per file: merged notebook, self-contained HTML, PDF, report.md.
 
 Also the checks on what a reader sees (render.text_problems on page texts, rendered_text.language_leaks on
-the HTML), first on made-up pages that must be caught, then on the rendered fake run."""
+the HTML), first on made-up pages that must be caught, then on the rendered fake run. And untrusted text (issue 7
+point 4): prompts and model outputs carrying HTML, Markdown links and control characters appear as text in
+report.<lang>.html, in the text of report.<lang>.pdf and in report.md; nothing of them is live markup."""
 from __future__ import annotations
 
 import re
 import unicodedata
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from bitcpm_validation.report import render as RD
 import rendered_text as RT
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.display import LANG_KEY
 from bitcpm_validation.report.textsafe import html_pre, html_table, md_table
+from fake_run import make_run
 
 EVIL = '<script>alert("x")</script> <img src=x onerror=alert(1)> [click](https://evil.example/a) \x1b[31m'
 
@@ -151,8 +156,6 @@ def test_code_hidden_by_default_with_inline_toggle(html):
 
 
 def test_model_card_front_matter_from_what_ran(run):
-    import yaml
-
     md = (run / "report.md").read_text(encoding="utf-8")
     front = yaml.safe_load(md.split("---\n")[1])
     assert front["model_name"] == "bitcpm-validation/stand-in" and "base_model" not in front
@@ -166,8 +169,6 @@ def test_model_card_front_matter_from_what_ran(run):
 
 
 def test_model_card_of_the_real_model_on_ascend(tmp_path):
-    import yaml
-
     (tmp_path / "run.json").write_text('{"model": "openbmb/BitCPM4-0.5B", "is_stand_in": false}')
     env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
     env.data["facts"] = {"device": {"kind": "npu", "name": "Ascend910B3"},
@@ -249,8 +250,6 @@ def test_pdf_per_language_clean(run):
 
 
 def test_model_card_takes_verdicts_and_facts_from_the_summary(tmp_path):
-    import yaml
-
     (tmp_path / "run.json").write_text('{"model": "bitcpm-validation/stand-in", "is_stand_in": true}')
     data = {"page_one": {"model": "bitcpm-validation/stand-in", "weights": "stand-in", "verdict": "incomplete",
                          "engine": {"zh": "vLLM 0.11.0", "en": "vLLM 0.11.0"}, "device": {"zh": "CPU", "en": "CPU"},
@@ -324,3 +323,89 @@ def test_page_one_must_fit_one_page():
     assert RD.page_one_overflow([BODY, BODY]) == []  # a report without the summary's page-two heading
     en = ["Summary\n" + BODY, "x\n" + BODY, "Claims of the original document\n" + BODY]
     assert RD.page_one_overflow(en) == ["page one runs onto page 3: page 2 starts with 'x'"]
+
+
+# -- untrusted text is text, never live markup (issue 7.4) -------------------------------------------------------
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.script_text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.script_text.append(data)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    run_dir = make_run(tmp_path_factory.mktemp("untrusted") / "20261127-100000-untrusted")
+    oc = RD.render(run_dir, pdf=RD.find_chromium() is not None)
+    return run_dir, oc
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_html_shows_untrusted_text_as_text(rendered, lang):
+    run_dir, oc = rendered
+    html = oc.html[lang].read_text(encoding="utf-8")
+    p = Tags()
+    p.feed(html)
+    # no live markup from the untrusted text
+    assert not any(t == "img" and ("onerror" in a or a.get("src") == "x") for t, a in p.tags)
+    assert not any(t == "a" and "evil" in (a.get("href") or "") for t, a in p.tags)
+    assert not any("alert(1)" in s for s in p.script_text)
+    handlers = [(t, k, v) for t, a in p.tags for k, v in a.items() if k.startswith("on")]
+    assert not [h for h in handlers if "alert" in (h[2] or "")], handlers  # only the template's own handlers
+    assert "\x1b" not in html and "\x07" not in html and "\u202e" not in html
+    # ... but all of it is there, escaped, as text (in the notebook outputs, the summary, the failure banner)
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "[x](http://evil)" in html
+    assert "\\x1b[31mred" in html and "\\u202eevil-bidi" in html and "\\x07bell" in html
+
+
+def test_markdown_report_shows_untrusted_text_as_text(rendered):
+    run_dir, oc = rendered
+    md = oc.md.read_text(encoding="utf-8")
+    # YAML front matter (model-card metadata): untrusted values are YAML strings, data rather than markup
+    _, front, body = md.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert "<script>alert(1)</script>" in meta["validation"]["key_metrics"]["answer"]["value"]
+    assert "\x1b" not in front and "\x07" not in front and "\u202e" not in front
+    md = body
+    outside_fences = re.sub(r"(`{3,})text\n.*?\n\1", "", md, flags=re.S)
+    assert "<script>" not in outside_fences and "<img" not in outside_fences
+    assert "[x](http://evil)" not in outside_fences  # no live Markdown link
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md  # escaped, visible as text when rendered
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md
+    assert "\\[x\\](http" in md  # brackets escaped: not a link
+    assert not re.search(r"(?<!\\)\[x(?<!\\)\]\(", outside_fences)
+    assert "\x1b" not in md and "\x07" not in md and "\u202e" not in md and "\\x1b" in md
+    assert "ValueError: " in md  # the failed chapter's error is shown, escaped
+    # inside a code fence the text is verbatim (a fence is inert in Markdown)
+    assert "```text\n<script>alert(1)</script>" in md
+
+
+@pytest.mark.parametrize("lang, title", [("zh", "推理测试"), ("en", "Inference")])
+def test_pdf_text_shows_untrusted_text(rendered, lang, title):
+    run_dir, oc = rendered
+    if lang not in oc.pdf:
+        pytest.skip(f"no PDF: {oc.notes}")
+    from pypdf import PdfReader
+
+    text = "\n".join(page.extract_text() or "" for page in PdfReader(str(oc.pdf[lang])).pages)
+    flat = re.sub(r"\s+", "", text)
+    assert "<script>alert(1)</script>" in flat
+    assert "<imgsrc=xonerror=alert(1)>" in flat
+    assert "[x](http://evil)" in flat
+    assert "\\x1b[31mred" in flat
+    assert title in text
