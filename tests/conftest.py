@@ -1,4 +1,8 @@
-"""Shared fixtures. Keep small: chapter-specific fixtures belong in the chapter's own test module."""
+"""Shared fixtures. Keep small: chapter-specific fixtures belong in the chapter's own test module.
+
+Test files mirror the package, one per module (docs/architecture.md); the cross-cutting ones beside this file
+(test_layout, test_bad_inputs, test_notebooks, test_package_data), tests/chapters/test_every_check_can_fail.py and
+tests/e2e/ are named after what they check instead."""
 from __future__ import annotations
 
 import os
