@@ -263,7 +263,7 @@ def judge_vs_base(ternary_tok_s: Optional[float], base_tok_s: Optional[float],
             f"the ternary figure comes from {WEIGHTS_WORD.get(ternary_weights, WEIGHTS_WORD['dummy']).en} at the full shape, "
             f"not BitCPM4's: set performance.model: real with the BitCPM4 weights in model.path",
             f"三值模型的速度来自完整规模的{WEIGHTS_WORD.get(ternary_weights, WEIGHTS_WORD['dummy']).zh}，不是 BitCPM4 的权重："
-            "请设 performance.model: real，"
+            "请设 `performance.model: real`，"
                                "并在 model.path 放入 BitCPM4 权重")
     if ternary_tok_s is None or base_tok_s is None:
         return CHECKS["faster_than_base"].not_run("a decode figure is missing (ternary or base run produced no TPOT)",
@@ -306,7 +306,7 @@ def diagnose(device: str, dtype: str, flags: set[str], log_facts: dict[str, Any]
         isa = hostcpu.vector_isa(flags)
         if dtype == "bfloat16" and not hostcpu.has_native_bf16(flags):
             out.append(Cause(f"BF16 on a CPU with {isa} (no AVX-512 BF16 / AMX): set engine.dtype: auto or float32",
-                             f"CPU 为 {isa}（无 AVX-512 BF16 / AMX）却用 BF16：把 engine.dtype 设为 auto 或 float32"))
+                             f"CPU 为 {isa}（无 AVX-512 BF16 / AMX）却用 BF16：把 `engine.dtype` 设为 `auto` 或 `float32`"))
         elif isa in ("AVX2", "no AVX2"):
             out.append(Cause(f"vector ISA {isa}: no AVX-512 kernels", f"向量指令集 {isa}：无 AVX-512 内核"))
         if log_facts.get("onednn_fallback"):

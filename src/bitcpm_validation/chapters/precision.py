@@ -81,7 +81,7 @@ def agreement_failures(s: dict[str, Any], tol: Tolerances) -> list[tuple[str, st
             out.append((f"only {s['decisive_share']:.0%} of the positions are decisive (golden's top-1 margin ≥ "
                         f"{tol.tie_margin} nat; needs ≥ {tol.min_decisive_share:.0%}): flat logits cannot pass",
                         f"只有 {s['decisive_share']:.0%} 的位置是决定性的（黄金实现 top-1 边际 ≥ {tol.tie_margin} 奈特；需要 ≥ "
-                        f"{tol.min_decisive_share:.0%}）：平坦的 logits 不能通过"))
+                        f"{tol.min_decisive_share:.0%}）：平坦的对数几率不能通过"))
     if t1 is None or t1 < tol.min_top1:
         out.append((f"top-1 agreement {_num(t1)} < {tol.min_top1}", f"top-1 一致率 {_num(t1)} < {tol.min_top1}"))
     if md is None or md > tol.max_mean_abs_dlogprob:
