@@ -15,6 +15,12 @@ def test_html_table_escapes_cells_but_not_trusted_columns():
     assert "&lt;i&gt;a&lt;/i&gt;" in h and "<b>✅</b>" in h
 
 
+def test_md_text_keeps_code_spans_and_escapes_the_rest():
+    assert T.md_text("结束原因 `stop`，*b* <i>") == "结束原因 `stop`，\\*b\\* &lt;i&gt;"
+    assert T.md_text("`a|b` | c") == "`a\\|b` \\| c"  # a pipe never ends a table cell
+    assert T.md_text("单个 ` 反引号") == T.md_escape("单个 ` 反引号")  # no pair: escaped as text
+
+
 def test_md_escape_neutralises_markdown_and_html():
     s = T.md_escape('[x](https://e.com) <img src=x onerror=alert(1)> *b* | c\n# h')
     assert "<img" not in s and "](https://" not in s and "\\[x\\]" in s and "\\*b\\*" in s and "\\|" in s

@@ -52,6 +52,18 @@ def md_escape(s: Any) -> str:
     return "<br>".join(lines)
 
 
+_MD_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def md_text(s: Any) -> str:
+    """Project-written inline Markdown (a check's name or reason, a finding): md_escape, except that its
+    `backquoted` spans (identifiers, commands, samples: data) stay code spans, as notes and tables show them
+    in the HTML. A code span is inert: no HTML, link or emphasis inside it; a `|` in it is escaped (tables)."""
+    parts = _MD_CODE_SPAN.split(str(s if s is not None else ""))
+    return "".join("`" + visible_controls(p).replace("|", "\\|") + "`" if i % 2 else md_escape(p)
+                   for i, p in enumerate(parts))
+
+
 def md_code(s: Any, lang: str = "text") -> str:
     """A fenced code block that the content cannot close (fence longer than any backtick run inside)."""
     s = visible_controls(s)
