@@ -1,14 +1,20 @@
 """Test helpers, no engine: `notebook` writes a throwaway chapter notebook (runner and bad-input tests);
 `make_run` a small fake run directory whose results and executed notebook carry untrusted text, rendered
-with the project's render module (test_render, test_browser)."""
+with the project's render module (test_render, test_browser); `put`, `scoped_run` and the rest at the end write
+chapter results for the summary's modules (tests/report/test_matrix.py, test_verdicts.py, test_findings.py,
+test_page_one.py, test_summary.py)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 
 from bitcpm_validation.report import results as R
+from bitcpm_validation.report.checks import CheckSpec
+from bitcpm_validation.report.contents import all_chapters
+from bitcpm_validation.report.matrix import MatrixRow, check_matrix
 from bitcpm_validation.report.textsafe import md_code, md_escape, md_table
 
 EVIL = ("<script>alert(1)</script> <img src=x onerror=alert(1)> [x](http://evil) "
@@ -80,3 +86,65 @@ def notebook(path: Path, cid: str, body: str) -> Path:
     p = path / f"{cid}.ipynb"
     nbformat.write(nb, p)
     return p
+
+
+# -- chapter results for the summary's modules ---------------------------------------------------------------
+def put(run: Path, chapter: str, status: str, checks=(), metrics=(), **kw) -> None:
+    r = R.ChapterResult(chapter=chapter, title_en=chapter, title_zh=chapter, status=status, **kw)
+    r.checks = [c if isinstance(c, R.Check) else R.Check(*c) for c in checks]
+    r.metrics = [m if isinstance(m, R.Metric) else R.Metric(*m) for m in metrics]
+    R.save(r, run / "results" / f"{chapter}.json")
+
+
+def chk(cid, status, scope, detail="", name=None):
+    return R.Check(cid, status, name or cid, (name or cid) + "（中）", detail, detail + "（中）" if detail else "", scope)
+
+
+def spec(cid, chapter, scope, **kw) -> CheckSpec:
+    # built directly, not with checks.define: tests must not add checks to the project's registry
+    return CheckSpec(cid, chapter, scope, cid, cid, "criterion", "判据", **kw)
+
+
+def every_case_run(tmp_path: Path) -> Path:
+    """A run with every chapter case: ok, failed, skipped, interrupted, a new chapter, unreadable results, the
+    summary's own results (left out); its rows are legacy rows without a scope."""
+    put(tmp_path, "01_environment", "ok", checks=[("platform", "pass", "Device matches", "设备一致", "cpu", "cpu")],
+        metrics=[("device", "CPU", "", "Device", "设备", True)])
+    put(tmp_path, "02_loading", "failed", checks=[("config", "pass", "Config", "配置"), ("weights", "warn", "W", "权重", "slow")],
+        metrics=[("init_s", 12.345, "s", "Init", "初始化", True, True), ("other", 1, "", "o", "o")],
+        error="RuntimeError: engine died <script>")
+    put(tmp_path, "03_inference", "skipped", reason_en="no model", reason_zh="无模型")
+    put(tmp_path, "04_determinism", "running")
+    put(tmp_path, "42_newthing", "ok", checks=[("x", "fail", "New check", "新检查", "bad")])
+    (tmp_path / "results" / "05_chinese.json").write_text("{oops")
+    put(tmp_path, "00_summary", "ok", checks=[("s", "pass", "S", "S")])
+    return tmp_path
+
+
+def scoped_run(tmp: Path, checks: dict[str, list[R.Check]], statuses: dict[str, str] | None = None) -> list[MatrixRow]:
+    """A run where every registered chapter has results (status ok unless given) with the given checks."""
+    statuses = statuses or {}
+    for c in all_chapters():
+        if c.id != "00_summary" and statuses.get(c.id) != "missing":
+            extra = {"error": "boom"} if statuses.get(c.id) == "failed" else {}
+            extra |= {"reason_en": "not on this host", "reason_zh": "不适用于此主机"} if statuses.get(c.id) == "skipped" else {}
+            put(tmp, c.id, statuses.get(c.id, "ok"), checks=checks.get(c.id, []), **extra)
+    return check_matrix(tmp)
+
+
+SPECS = [spec("kv", "02_loading", "engine"), spec("probe", "03_inference", "model", family=True),
+         spec("ratio", "10_quantization", "document"), spec("fidelity", "06_precision", "engine")]
+GOOD = {"02_loading": [chk("kv", "pass", "engine")], "03_inference": [chk("probe:paris", "pass", "model")],
+        "06_precision": [chk("fidelity", "pass", "engine")], "10_quantization": [chk("ratio", "pass", "document")]}
+
+
+def env_result(tmp: Path, kind: str, name: str, vllm="0.11.0", ascend=None) -> None:
+    r = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    r.metrics = [R.Metric("device", name, "", "Device", "设备", key=True), R.Metric("device_kind", kind, "", "k", "k"),
+                 R.Metric("device_count", 1, "", "n", "n")]
+    r.data = {"versions": {"vllm": vllm, "vllm_ascend": ascend}}
+    R.save(r, tmp / "results" / "01_environment.json")
+
+
+def fake_params(stand_in: bool, name="openbmb/BitCPM4-0.5B", source=None):
+    return SimpleNamespace(profile="p", model=SimpleNamespace(name=name, is_stand_in=stand_in, source=source))

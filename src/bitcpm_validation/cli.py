@@ -70,14 +70,16 @@ def _cmd_render(a: argparse.Namespace) -> int:
 
 
 def _cmd_summary(a: argparse.Namespace) -> int:
+    from bitcpm_validation.report import matrix as M
     from bitcpm_validation.report import summary as S
+    from bitcpm_validation.report import verdicts as V
 
-    rows = S.check_matrix(a.run_dir)
+    rows = M.check_matrix(a.run_dir)
     print(S.matrix_markdown(rows, a.lang))
     print()
-    print(S.metrics_markdown(S.key_metrics(a.run_dir), a.lang))
+    print(S.metrics_markdown(M.key_metrics(a.run_dir), a.lang))
     print()
-    print(S.counts_line(S.verdict_counts(rows)))
+    print(S.counts_line(V.verdict_counts(rows)))
     return 0
 
 

@@ -25,8 +25,8 @@ HEAD = ('from bitcpm_validation.report.recorder import Chapter\nch = Chapter.ope
 OK = HEAD + 'ch.record(spec("c1", "Works", "可用").row("pass", "fine", "正常"))\nch.metric("m", 1.5, "s", "M", "M", key=True)\nch.finish()'
 BOOM = HEAD + 'ch.record(spec("before", "Recorded before", "之前记录").row("pass"))\nraise ValueError("boom <b>bad</b>")'
 SKIP = HEAD + 'ch.skip("not for this profile", "不适用")'
-SUMMARY = (HEAD + "from bitcpm_validation.report import summary as S\n"
-           'ch.data["n"] = len(S.check_matrix(ch.run_dir))\nch.finish()')
+SUMMARY = (HEAD + "from bitcpm_validation.report import matrix as M\n"
+           'ch.data["n"] = len(M.check_matrix(ch.run_dir))\nch.finish()')
 
 
 
@@ -240,7 +240,7 @@ def test_cli_wrong_platform_stops_before_any_engine(tmp_path):
 def test_platform_override_is_recorded_and_page_one_says_so(proj):
     """With the override the run goes on (throwaway chapters: no engine), run.json records the mismatch and the
     weights as the model directory declares them (the stand-in, whatever the Ascend profile says)."""
-    from bitcpm_validation.report import summary as S
+    from bitcpm_validation.report import page_one as P1
 
     out = io.StringIO()
     oc = runner.run(ROOT / "params/ascend-910b3.yaml", model="models/stand-in", allow_platform_mismatch=True,
@@ -250,11 +250,11 @@ def test_platform_override_is_recorded_and_page_one_says_so(proj):
     info = json.loads((oc.run_dir / "run.json").read_text())
     assert info["platform_check"] == {"profile": "npu", "detected": "cpu", "mismatch": True, "allowed": True}
     assert info["weights"] == "stand-in" and info["is_stand_in"] is True
-    note = S.platform_override(oc.run_dir)
+    note = P1.platform_override(oc.run_dir)
     assert note["en"] == "the profile asks for npu; this run ran on cpu (forced with --allow-platform-mismatch)"
-    page = S.page_one(oc.run_dir)
+    page = P1.page_one(oc.run_dir)
     assert page["platform_override"] == note and page["weights"] == "stand-in"
-    assert "forced with --allow-platform-mismatch" in S.validated_line(page).en
+    assert "forced with --allow-platform-mismatch" in P1.validated_line(page).en
     # a later invocation on a matching profile keeps the record: chapters of this run ran past the mismatch
     oc2 = runner.run(proj["params"], run_dir=oc.run_dir, only=["environment"], model="models/stand-in",
                      notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=io.StringIO())  # platform: auto
@@ -265,9 +265,9 @@ def test_matching_or_auto_profile_records_no_override(proj):
     oc, _ = run(proj, only=["environment"])
     info = json.loads((oc.run_dir / "run.json").read_text())
     assert info["platform_check"]["mismatch"] is False and info["weights"] == "real"
-    from bitcpm_validation.report import summary as S
+    from bitcpm_validation.report import page_one as P1
 
-    assert S.platform_override(oc.run_dir) is None
+    assert P1.platform_override(oc.run_dir) is None
 
 
 def test_chapter_kernels_print_nothing_onto_the_progress_lines(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ SECTIONS = {
     "仓库说明 / model information (name, original model, source, architecture, parameters, dtype)": ("02_loading", "## 1. Model information"),
     "下载 (git lfs clone / ModelScope snapshot_download)": ("02_loading", "loading.download_commands("),
     "检查项 (check matrix with ✅)": ("00_summary", "## Check matrix"),
-    "关键指标 (weight load, init, KV cache, speed)": ("00_summary", "S.results_card_table("),
+    "关键指标 (weight load, init, KV cache, speed)": ("00_summary", "P1.results_card_table("),
     "组件版本 (versions)": ("01_environment", "## Versions"),
     "设备检测验证 (torch.npu.is_available, device name, memory)": ("01_environment", "## Device"),
     "部署: vllm serve, curl, Python LLM(...)": ("08_serving", "## Deployment guide"),
@@ -102,10 +102,10 @@ def _run(root: Path, name: str, started: str, probe_status: str = "not_run", vll
 
 def test_probe_summary_one_row_per_probe_and_a_shared_reason_once(tmp_path):
     from bitcpm_validation.report import sections as X
-    from bitcpm_validation.report import summary as S
+    from bitcpm_validation.report import matrix as M
 
     run = _run(tmp_path, "r1", "2026-12-01T10:00:00")
-    probes = X.probe_summary(run, S.check_matrix(run))
+    probes = X.probe_summary(run, M.check_matrix(run))
     assert [(p.id, p.status) for p in probes] == [("paris", "not_run"), ("four", "not_run"), ("poem", "not_run"),
                                                   ("evil", "fail")]
     assert probes[0].prompt == "What is the capital of France?"  # the prompt stays with the results

@@ -32,7 +32,8 @@ from typing import Any, Optional
 from bitcpm_validation.files import sha256_file
 from bitcpm_validation.paths import PROJECT_ROOT, REPORT_DIR, RUNS_DIR
 from bitcpm_validation.report import results as R
-from bitcpm_validation.report import summary as S
+from bitcpm_validation.report import matrix as M
+from bitcpm_validation.report import verdicts as V
 
 MANIFEST = "MANIFEST.sha256"
 SKIP_RUNS = ("latest", "lab")
@@ -40,7 +41,7 @@ SITE_DIR = PROJECT_ROOT / "site"
 TEMPLATES = REPORT_DIR / "publish"
 REPORT_FILES = ("report.zh.html", "report.en.html", "report.zh.pdf", "report.en.pdf", "report.md",
                 "report.html", "report.pdf")  # the last two: runs rendered before one-language reports
-SCOPES = S.VERDICT_SCOPES
+SCOPES = V.VERDICT_SCOPES
 LEGACY_SCOPES = ("engine", "model")  # runs summarised before performance and repository had verdicts
 INDEX = {"en": "index.html", "zh": "index.zh.html"}
 GROUP_IDS = ("results", "evidence", "notebooks", "artifacts")
@@ -139,7 +140,7 @@ def _text(x: Any, lang: str = "en") -> str:
 
 def run_entry(run_dir: str | Path) -> RunEntry:
     run_dir = Path(run_dir)
-    info = S.run_info(run_dir)
+    info = M.run_info(run_dir)
     e = RunEntry(run_id=run_dir.name)
     e.date = str(info.get("finished") or info.get("started") or "?")
     e.profile = str(info.get("profile") or "?")
@@ -159,10 +160,10 @@ def run_entry(run_dir: str | Path) -> RunEntry:
     if e.host == "?":
         e.host = str(info.get("host") or info.get("hostname") or "?")
     try:
-        rows = S.check_matrix(run_dir)
-        e.counts = S.verdict_counts(rows)
-        e.verdict = S.verdict(e.counts)
-        e.chapters = {k: str(v) for k, v in S.chapter_statuses(run_dir).items()}
+        rows = M.check_matrix(run_dir)
+        e.counts = V.verdict_counts(rows)
+        e.verdict = V.verdict(e.counts)
+        e.chapters = {k: str(v) for k, v in M.chapter_statuses(run_dir).items()}
     except Exception as err:  # noqa: BLE001  (an unreadable run still gets listed)
         e.verdict = f"unreadable: {type(err).__name__}"
     summary = _summary_data(run_dir)
@@ -181,10 +182,10 @@ def run_entry(run_dir: str | Path) -> RunEntry:
             name = m.get("name") if isinstance(m.get("name"), dict) else {"en": str(m.get("name") or m["id"])}
             e.metrics[f"{m.get('chapter', '')}:{m['id']}"] = {
                 "name": {"zh": name.get("zh") or name.get("en"), "en": name.get("en") or name.get("zh")},
-                "text": str(m.get("text") or S.format_value(m.get("value"), m.get("unit") or "")),
+                "text": str(m.get("text") or M.format_value(m.get("value"), m.get("unit") or "")),
                 "measured_on": str(m.get("measured_on") or "")}
     if not e.metrics:
-        for km in S.key_metrics(run_dir):
+        for km in M.key_metrics(run_dir):
             if km.timing:
                 continue
             e.metrics[f"{km.chapter}:{km.id}"] = {"name": {"zh": km.name_zh or km.name_en, "en": km.name_en},

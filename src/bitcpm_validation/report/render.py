@@ -40,7 +40,10 @@ import nbformat
 
 from bitcpm_validation.paths import REPORT_DIR
 from bitcpm_validation.report import results as R
+from bitcpm_validation.report import matrix as M
+from bitcpm_validation.report import page_one as P1
 from bitcpm_validation.report import summary as S
+from bitcpm_validation.report import verdicts as V
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.report.display import LANG_KEY, LANGS, T, in_lang
 from bitcpm_validation.report.textsafe import break_points, html_escape, md_escape, md_table, visible_controls
@@ -86,7 +89,7 @@ def report_file(run_dir: str | Path, lang: str, ext: str) -> Path:
 def report_langs(run_dir: str | Path, lang: Optional[str] = None) -> list[str]:
     """The languages to render: `lang` if given, else the run's params `lang`; `both` -> zh and en."""
     if not lang:
-        lang = S.run_info(run_dir).get("lang")
+        lang = M.run_info(run_dir).get("lang")
     if not lang:
         try:
             from bitcpm_validation.params import load_params
@@ -205,7 +208,7 @@ def detected(run_dir: str | Path) -> dict[str, Any]:
 def _header(run_dir: Path, lang: str) -> str:
     """One compact block above the summary: title, which run (the summary's identity line says what ran: model,
     weights, engine, device; never twice on page one), and a contents line (HTML only)."""
-    info = S.run_info(run_dir)
+    info = M.run_info(run_dir)
     t = lambda k: html_escape(in_lang(FRAME[k], lang))  # noqa: E731
     date = str(info.get("finished") or info.get("started") or "?")[:16].replace("T", " ")
     facts = [(t("run"), html_escape(run_dir.name)), (t("profile"), html_escape(info.get("profile", "?"))),
@@ -255,7 +258,7 @@ def merged_notebook(run_dir: str | Path, lang: Optional[str] = None) -> nbformat
     for n, cid in enumerate(_chapter_ids(run_dir)):
         nb_path = run_dir / "notebooks" / f"{cid}.ipynb"
         rpath = run_dir / "results" / f"{cid}.json"
-        res, err = S.load_chapter(rpath if rpath.exists() else None)
+        res, err = M.load_chapter(rpath if rpath.exists() else None)
         cells: list[Any] = []
         if nb_path.exists():
             try:
@@ -511,12 +514,12 @@ def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
     """The model card's YAML front matter from what the run loaded and detected (never the profile's wishes):
     the summary's page-one facts and verdicts where the summary ran, else the environment chapter's facts."""
     run_dir = Path(run_dir)
-    info = S.run_info(run_dir)
+    info = M.run_info(run_dir)
     found = detected(run_dir)
     data = summary_data(run_dir)
     page = data.get("page_one") if isinstance(data.get("page_one"), dict) else {}
-    rows = S.check_matrix(run_dir)
-    counts = S.verdict_counts(rows)
+    rows = M.check_matrix(run_dir)
+    counts = V.verdict_counts(rows)
     stand_in = bool(info.get("is_stand_in")) or page.get("weights") == "stand-in"
     name = str(page.get("model") or info.get("model") or "?")
     device_kind = page.get("device_kind") or found["device_kind"]
@@ -534,7 +537,7 @@ def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
         km = {m["id"]: {"value": m.get("value"), "unit": m.get("unit", ""), "measured_on": m.get("measured_on", "")}
               for m in data["key_metrics"] if isinstance(m, dict) and m.get("id")}
     else:
-        km = {m.id: {"value": m.value, "unit": m.unit} for m in S.key_metrics(run_dir)}
+        km = {m.id: {"value": m.value, "unit": m.unit} for m in M.key_metrics(run_dir)}
     front.update({
         "language": ["en", "zh"], "library_name": "vllm", "pipeline_tag": "text-generation", "tags": tags,
         "validation": {
@@ -542,8 +545,8 @@ def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
             "date": info.get("finished") or info.get("started"), "git_commit": info.get("git_commit"),
             "model": name, "model_is_stand_in": stand_in, "weights": page.get("weights"),
             "device": _pick(page.get("device")) or found["device"], "device_kind": device_kind, "engine": engine,
-            "verdict": page.get("verdict") or S.verdict(counts), "scopes": scopes or None, "checks": counts,
-            "chapters": S.chapter_statuses(run_dir), "key_metrics": km,
+            "verdict": page.get("verdict") or V.verdict(counts), "scopes": scopes or None, "checks": counts,
+            "chapters": M.chapter_statuses(run_dir), "key_metrics": km,
         },
     })
     return json.loads(json.dumps(R.jsonable(front)))
@@ -551,10 +554,10 @@ def card_front_matter(run_dir: str | Path) -> dict[str, Any]:
 
 def _card_body(run_dir: Path, lang: str) -> list[str]:
     c = lambda k: in_lang(CARD[k], lang)  # noqa: E731
-    info = S.run_info(run_dir)
+    info = M.run_info(run_dir)
     found = detected(run_dir)
-    rows = S.check_matrix(run_dir)
-    counts = S.verdict_counts(rows)
+    rows = M.check_matrix(run_dir)
+    counts = V.verdict_counts(rows)
     data = summary_data(run_dir)
     page = data.get("page_one") if isinstance(data.get("page_one"), dict) else {}
     out = [f"# {in_lang(REPORT_TITLE, lang)}\n", c("intro") + "\n"]
@@ -573,14 +576,14 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
                 (c("device"), found["device"] or "?"), (c("engine"), found["engine"] or "?"),
                 (c("profile"), info.get("profile", "?")), (c("run"), run_dir.name),
                 (c("date"), info.get("finished") or "?"),
-                (c("verdict"), f"{page.get('verdict') or S.verdict(counts)} ({S.counts_line(counts)})")]
+                (c("verdict"), f"{page.get('verdict') or V.verdict(counts)} ({S.counts_line(counts)})")]
     out.append(md_table([c("item"), c("value")], overview) + "\n")
     out.append(f"## {c('checks')}\n")
     mrows = [[chapter_heading(r.chapter, lang), r.name_zh if lang == "zh" and r.name_zh else r.name_en, r.mark,
               (r.reason_zh if lang == "zh" and r.reason_zh else r.reason_en)] for r in rows]
     out.append(md_table([c("chapter"), c("check"), c("status"), c("detail")], mrows,
                         trusted_cols=(2,)) + "\n")
-    card = S.results_card(S.key_metrics(run_dir), S.chapter_results(run_dir))  # page one's table, the same rows
+    card = P1.results_card(M.key_metrics(run_dir), M.chapter_results(run_dir))  # page one's table, the same rows
     out.append(f"## {c('metrics')}\n")
     krows = [[chapter_heading(r.chapter, lang), in_lang(r.name, lang),
               f"{r.value} {in_lang(r.unit, lang)}".strip(), r.n, in_lang(r.measured_on, lang)] for r in card]
@@ -590,7 +593,7 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
         if cid == SUMMARY_ID:
             continue
         rpath = run_dir / "results" / f"{cid}.json"
-        res, err = S.load_chapter(rpath if rpath.exists() else None)
+        res, err = M.load_chapter(rpath if rpath.exists() else None)
         out.append(f"## {md_escape(chapter_heading(cid, lang))}\n")
         if err:
             out.append(f"❌ {c('unreadable')}: {md_escape(err)}\n")
@@ -610,7 +613,7 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
         if not res.card and res.metrics:
             out.append(md_table([c("metric"), c("value")],
                                 [(m.name_zh if lang == "zh" and m.name_zh else m.name_en,
-                                  S.format_value(m.value, m.unit)) for m in res.metrics]) + "\n")
+                                  M.format_value(m.value, m.unit)) for m in res.metrics]) + "\n")
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.display import T
-from bitcpm_validation.report.summary import MatrixRow, check_matrix, chapter_results, run_info, short
+from bitcpm_validation.report.matrix import MatrixRow, check_matrix, chapter_results, run_info, short
 
 # check families that judge one probe each: (chapter, family id)
 PROBE_FAMILIES = (("03_inference", "probe"), ("05_chinese", "zh"))
