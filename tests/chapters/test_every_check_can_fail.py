@@ -59,3 +59,17 @@ def test_every_registry_entry_is_judged_by_its_chapter_module():
 def test_no_case_for_an_unregistered_check():
     known = {(s.chapter, s.id) for s in SPECS}
     assert not set(CASES) - known, f"cases for checks that are not registered: {sorted(set(CASES) - known)}"
+
+
+def test_every_checks_chinese_text_has_no_english_word():
+    """Issue 20.5: a check's Chinese name, criterion, impact, remedy and worst reason use the glossary's terms;
+    identifiers and commands are `code` (how notes, tables and the registry appendix show them)."""
+    from rendered_text import english_words
+
+    from bitcpm_validation.report.display import note_html
+
+    texts = {(s.id, k): v for s in chapters.registry()
+             for k, v in (("name", s.name_zh), ("criterion", s.criterion_zh), ("impact", s.impact_zh),
+                          ("remedy", s.remedy_zh), ("worst_reason", s.worst_reason_zh)) if v}
+    found = {key: w for key, text in texts.items() if (w := english_words(f"<p>{note_html(text)}</p>"))}
+    assert found == {}
