@@ -232,7 +232,9 @@ def run_info(run_dir: str | Path) -> dict[str, Any]:
         return {}
 
 
+# -- helpers the summary's modules share (verdicts, findings, page_one, summary) -----------------------------------
 def spec_index(specs: Iterable[CheckSpec]) -> dict[tuple[str, str], CheckSpec]:
+    """The registered checks by (chapter, check id)."""
     return {(s.chapter, s.id): s for s in specs}
 
 
