@@ -409,3 +409,21 @@ def test_pdf_text_shows_untrusted_text(rendered, lang, title):
     assert "[x](http://evil)" in flat
     assert "\\x1b[31mred" in flat
     assert title in text
+
+
+def test_model_card_chinese_part_in_chinese(tmp_path):
+    """Issue 20.5: report.md's Chinese part names the verdict in Chinese, keeps `code` spans of project text as code
+    and does not copy the chapters' English data tables (they are in the English part once)."""
+    (tmp_path / "run.json").write_text('{"model": "bitcpm-validation/stand-in", "is_stand_in": true}')
+    data = {"page_one": {"verdict": "incomplete",
+                         "next_command": {"zh": "请运行 `make report PARAMS=x.yaml`。", "en": "Run `make report PARAMS=x.yaml`."}}}
+    R.save(R.ChapterResult("00_summary", "Summary", "总结", status="ok", data=data),
+           tmp_path / "results" / "00_summary.json")
+    env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
+    env.card.append({"title_en": "Environment", "title_zh": "运行环境", "markdown": "| Item | Value |\n|---|---|\n| OS | Debian |"})
+    R.save(env, tmp_path / "results" / "01_environment.json")
+    zh = RD.model_card(tmp_path, ["zh"])
+    assert "不完整" in zh and "incomplete (" not in zh
+    assert "> 请运行 `make report PARAMS=x.yaml`。" in zh  # a code span, not an escaped backquote
+    assert "| Item | Value |" not in zh and RD.CARD["cards_in_english"].zh in zh
+    assert "| Item | Value |" in RD.model_card(tmp_path, ["en"])

@@ -71,7 +71,7 @@ WORDS: dict[str, dict[str, Any]] = {
            "verdict": {"pass": "通过", "warn": "警告", "fail": "失败", "incomplete": "不完整",
                        "not_assessed": "未评估", "not_run": "未运行",
                        "not_comparable": "不可比"},
-           "groups": {"results": "结果文件", "evidence": "证据日志", "notebooks": "已执行的 notebooks",
+           "groups": {"results": "结果文件", "evidence": "证据日志", "notebooks": "已执行的笔记本",
                       "artifacts": "工具输出", "other": "其他"}},
 }
 
