@@ -92,3 +92,10 @@ def test_every_chinese_probe_fails(outputs):
     for q in C.select_prompts(PROMPTS):
         row = C.judge_chinese(q, out[q.id][1], ChineseParams(), PROMPTS.grading)
         assert row.status == "fail", (q.id, out[q.id][1], row.detail_en)
+
+
+def test_probe_name_in_chinese_shows_ids_as_code():
+    """Issue 20.5: a probe's id, language and kind are data: code in the Chinese name (no English words)."""
+    p = Prompt(id="capital_france", lang="en", kind="knowledge", prompt="The capital of France is")
+    row = I.judge_probe(p, "Paris.", GradingCriteria())
+    assert row.name_zh == "探针 `capital_france`（`en`，`knowledge`）" and row.name_en == "Probe capital_france (en, knowledge)"

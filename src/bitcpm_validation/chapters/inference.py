@@ -182,7 +182,7 @@ def judge_probe(prompt: Prompt, text: str, g: GradingCriteria,
                 trained_on: Optional[Contamination] = None) -> Check:
     """The probe's row: not_run when the model was trained on the prompt, else its grade (pass/warn/fail)."""
     gr = grade(text, prompt.expect, g)
-    name_en, name_zh = f"Probe {prompt.id} ({prompt.lang}, {prompt.kind})", f"探针 {prompt.id}（{prompt.lang}，{prompt.kind}）"
+    name_en, name_zh = f"Probe {prompt.id} ({prompt.lang}, {prompt.kind})", f"探针 `{prompt.id}`（`{prompt.lang}`，`{prompt.kind}`）"
     if trained_on is not None and prompt.id in trained_on:
         mark = {"pass": "✅", "warn": "⚠️", "fail": "❌"}[gr.status]
         return CHECKS["probe"].not_run(f"{trained_on.reason_en(prompt.id)} (its output would grade {mark}, not counted)",

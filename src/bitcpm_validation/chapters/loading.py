@@ -250,7 +250,7 @@ def judge_round_trip(tr: dict[str, Any]) -> Check:
     en = "; ".join(f"{r['lang']}: engine {'ok' if r['engine_ok'] else 'differs'}"
                    + ("" if "reference_ok" not in r else f", reference {'ok' if r['reference_ok'] else 'differs'}")
                    for r in rts)
-    zh = "；".join(f"{r['lang']}：引擎{'一致' if r['engine_ok'] else '不一致'}"
+    zh = "；".join(f"`{r['lang']}`：引擎{'一致' if r['engine_ok'] else '不一致'}"
                   + ("" if "reference_ok" not in r else f"，参照{'一致' if r['reference_ok'] else '不一致'}")
                   for r in rts)
     if bad:
