@@ -144,7 +144,7 @@ def grade(text: str, expect: Expectation, g: GradingCriteria) -> Grade:
         top = ", ".join(f"{k} {v:.0%}" for k, v in list(shares.items())[:3]) or "no letters"
         cond("language", got >= g.min_language_share,
              f"{got:.0%} {expect.language} (>= {g.min_language_share:.0%}; lingua: {top})",
-             f"{expect.language} 占 {got:.0%}（要求 ≥ {g.min_language_share:.0%}；lingua：{top}）")
+             f"`{expect.language}` 占 {got:.0%}（要求 ≥ {g.min_language_share:.0%}；lingua：{'、'.join(f'`{k}` {v:.0%}' for k, v in list(shares.items())[:3]) or '没有字母'}）")
     if expect.no_repetition:
         d2 = m.distinct_2 if m.distinct_2 is not None else 0.0
         ok = d2 >= g.min_distinct_2 and m.repeat_share <= g.max_repeat_share
