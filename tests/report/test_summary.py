@@ -97,6 +97,7 @@ def test_engine_starts_table_names_each_start_in_one_language():
     assert rows[0][4] == T("—", "—")  # a start recorded before phases were: nothing made up
     assert rows[2][3].en == "failed: port taken" and rows[2][5].zh == rows[2][5].en == "a reason the project does not know"
     assert rows[0][2] == T("真实权重", "real") and rows[2][2] == T("随机权重", "dummy")
+    assert rows[0][0] == T("运行器", "runner") and rows[1][0] == "04_determinism"  # the runner's start in Chinese
     synthetic = {"chapter": "02_loading", "kind": "offline", "which": "synthetic", "seconds": 40.0, "ok": True,
                  "why": "the full-size architecture with the synthetic checkpoint (seeded ternary weights, read from files)"}
     _, (row,) = S.engine_starts_table({"starts": [synthetic]})

@@ -211,7 +211,8 @@ def _header(run_dir: Path, lang: str) -> str:
     info = M.run_info(run_dir)
     t = lambda k: html_escape(in_lang(FRAME[k], lang))  # noqa: E731
     date = str(info.get("finished") or info.get("started") or "?")[:16].replace("T", " ")
-    facts = [(t("run"), html_escape(run_dir.name)), (t("profile"), html_escape(info.get("profile", "?"))),
+    # the run, profile and commit are identifiers: code (the Chinese file's text carries no English word)
+    facts = [(t("run"), f"<code>{html_escape(run_dir.name)}</code>"), (t("profile"), f"<code>{html_escape(info.get('profile', '?'))}</code>"),
              (t("date"), html_escape(date)), (t("commit"), html_escape(str(info.get("git_commit") or "?"))[:12])]
     meta = "".join(f'<span class="bv-fact"><span class="bv-k">{k}</span> {v}</span>' for k, v in facts)
     toc = "".join(f'<li><a href="#ch-{html_escape(cid)}">{html_escape(chapter_heading(cid, lang))}</a></li>'

@@ -244,7 +244,8 @@ def engine_starts_table(run: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
         seconds = "—" if s.get("seconds") is None else f"{s['seconds']:,.1f} s"
         status = seconds if s.get("ok", True) else T(f"失败：{s.get('error') or ''}", f"failed: {s.get('error') or ''}")
         which = s.get("which", "—")
-        rows.append([s.get("chapter", "—"), kind.get(s.get("kind"), s.get("kind")), T(START_WEIGHTS_ZH.get(which, which), which), status,
+        chapter = T("运行器", "runner") if s.get("chapter") == "runner" else s.get("chapter", "—")  # the server it starts first
+        rows.append([chapter, kind.get(s.get("kind"), s.get("kind")), T(START_WEIGHTS_ZH.get(which, which), which), status,
                      start_phases_text(s), T(START_REASON_ZH.get(why, why), why)])
     return [T("章节", "Chapter"), T("类型", "Kind"), T("权重", "Weights"), T("就绪耗时", "Ready in"),
             T("各阶段", "Phases"), T("原因", "Why")], rows
