@@ -180,6 +180,9 @@ def _is_engine(q: psutil.Process) -> bool:
 
 SCRIPT = textwrap.dedent("""
     import faulthandler, signal, sys, time
+    # Ctrl-C as in a terminal: a test session started in the background (`cmd &` from a script) hands its children
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stacks = open(sys.argv[2] + ".stacks", "w")
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)  # where it hangs, if it does
     from bitcpm_validation.params import load_params
