@@ -72,3 +72,17 @@ def fake_model_dir(path: Path, *, weights: bool = True, tokenizer: bool = True, 
     if weights:
         write_safetensors(path / "model.safetensors", tensors(cfg))
     return path
+
+
+def accelerator_profile(tmp: Path, model: Path, **model_keys: Any) -> Path:
+    """A minimal params profile on `model` (platform auto, dtype auto, the real architecture as dummy_config):
+    tmp/pN.yaml, a new file per call."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    y = {"profile": "acc", "platform": "auto", "prompts": str(root / "params/prompts.yaml"),
+         "model": {"path": str(model), "dummy_config": str(root / "models/bitcpm4-0.5b"), **model_keys},
+         "engine": {"dtype": "auto", "max_model_len": 256}}
+    p = tmp / f"p{len(list(tmp.glob('p*.yaml')))}.yaml"
+    p.write_text(yaml.safe_dump(y), encoding="utf-8")
+    return p

@@ -11,24 +11,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from bitcpm_validation.chapters import environment, loading, performance
 from bitcpm_validation.engine import base, hostcpu, server, shared
 from bitcpm_validation.engine.identity import model_source
 from bitcpm_validation.params import load_params
 
+from fake_model import accelerator_profile
+
 ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models/stand-in"
 
 
-def _profile(tmp: Path, model: Path, **model_keys) -> Path:
-    y = {"profile": "acc", "platform": "auto", "prompts": str(ROOT / "params/prompts.yaml"),
-         "model": {"path": str(model), "dummy_config": str(ROOT / "models/bitcpm4-0.5b"), **model_keys},
-         "engine": {"dtype": "auto", "max_model_len": 256}}
-    p = tmp / f"p{len(list(tmp.glob('p*.yaml')))}.yaml"
-    p.write_text(yaml.safe_dump(y), encoding="utf-8")
-    return p
 
 
 def _copy_with_dtype(tmp: Path, torch_dtype) -> Path:
@@ -55,14 +49,14 @@ def accelerator(request, monkeypatch):
                                                  ("float32", "bfloat16"), (None, "bfloat16")])
 def test_auto_is_the_model_dtype_on_an_accelerator(tmp_path, accelerator, config_dtype, want):
     """config.json's torch_dtype, float32 downcast to bfloat16 as vLLM's own auto does; none named: bfloat16."""
-    p = load_params(_profile(tmp_path, _copy_with_dtype(tmp_path, config_dtype)))
+    p = load_params(accelerator_profile(tmp_path, _copy_with_dtype(tmp_path, config_dtype)))
     assert p.engine.dtype == "auto"
     assert base.engine_dtype(p) == want
     assert base.engine_kwargs(p, base.model_facts(p, "real"))["dtype"] == want
 
 
 def test_every_reader_gets_the_model_dtype_never_auto(tmp_path, accelerator, monkeypatch):
-    p = load_params(_profile(tmp_path, STAND_IN))
+    p = load_params(accelerator_profile(tmp_path, STAND_IN))
     model_dtype = json.loads((STAND_IN / "config.json").read_text())["torch_dtype"]
     seen: dict[str, str] = {}
     # engine kwargs (the offline engine), real and dummy weights
@@ -107,7 +101,7 @@ def test_auto_on_a_cpu_is_still_the_isa_rule(tmp_path, monkeypatch):
     """The CPU keeps its own rule (engine.hostcpu): this host has no AVX-512 BF16 / AMX, so float32."""
     monkeypatch.setattr(base, "engine_platform", lambda: "cpu")
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2"})
-    p = load_params(_profile(tmp_path, STAND_IN))
+    p = load_params(accelerator_profile(tmp_path, STAND_IN))
     assert base.engine_dtype(p) == "float32" and base.engine_kwargs(p, base.model_facts(p))["dtype"] == "float32"
     monkeypatch.setattr(hostcpu, "cpu_flags", lambda cpuinfo=None: {"avx2", "amx_bf16"})
     assert base.engine_dtype(p) == "bfloat16"

@@ -15,18 +15,12 @@ from bitcpm_validation.model.weights_kind import WEIGHTS_KEY, weights_kind
 from bitcpm_validation.model.writer import write_tiny_random_model
 from bitcpm_validation.params import ParamsError, load_params
 
+from fake_model import accelerator_profile
+
 ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = ROOT / "models/stand-in"
 
 
-def _profile(tmp: Path, model: Path, **model_keys) -> Path:
-    """A minimal profile on `model` (the accelerator profile of tests/engine/test_base.py, platform auto)."""
-    y = {"profile": "acc", "platform": "auto", "prompts": str(ROOT / "params/prompts.yaml"),
-         "model": {"path": str(model), "dummy_config": str(ROOT / "models/bitcpm4-0.5b"), **model_keys},
-         "engine": {"dtype": "auto", "max_model_len": 256}}
-    p = tmp / f"p{len(list(tmp.glob('p*.yaml')))}.yaml"
-    p.write_text(yaml.safe_dump(y), encoding="utf-8")
-    return p
 
 
 def test_the_stand_in_declares_itself_and_others_do_not(tmp_path):
@@ -41,7 +35,7 @@ def test_the_stand_in_declares_itself_and_others_do_not(tmp_path):
 def test_random_weights_written_by_the_project_are_synthetic(tmp_path):
     d = write_tiny_random_model(tmp_path / "tiny", num_hidden_layers=1)
     assert weights_kind(d) == "synthetic"
-    p = load_params(_profile(tmp_path, d))
+    p = load_params(accelerator_profile(tmp_path, d))
     assert not p.model.is_stand_in and identity.weights_label(p) == "random weights"
 
 
@@ -58,11 +52,11 @@ def test_the_profile_no_longer_decides_what_the_weights_are(tmp_path):
     assert load_params(saved).model.is_stand_in
     # a profile claim that contradicts the directory is one line naming the key and the fix
     with pytest.raises(ParamsError) as ei:
-        load_params(_profile(tmp_path, STAND_IN, is_stand_in=False))
+        load_params(accelerator_profile(tmp_path, STAND_IN, is_stand_in=False))
     msg = str(ei.value)
     assert "\n" not in msg and "model.is_stand_in" in msg and "remove the key" in msg and WEIGHTS_KEY in msg
     with pytest.raises(ParamsError, match="model.is_stand_in"):
-        load_params(_profile(tmp_path, ROOT / "models/bitcpm4-0.5b", is_stand_in=True))
+        load_params(accelerator_profile(tmp_path, ROOT / "models/bitcpm4-0.5b", is_stand_in=True))
     for profile in ("default", "ascend-910b3", "cuda"):
         assert "is_stand_in" not in (ROOT / f"params/{profile}.yaml").read_text()
 
