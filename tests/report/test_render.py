@@ -422,7 +422,12 @@ def test_model_card_chinese_part_in_chinese(tmp_path):
     env = R.ChapterResult("01_environment", "Environment", "运行环境", status="ok")
     env.card.append({"title_en": "Environment", "title_zh": "运行环境", "markdown": "| Item | Value |\n|---|---|\n| OS | Debian |"})
     R.save(env, tmp_path / "results" / "01_environment.json")
+    loading = R.ChapterResult("02_loading", "Loading", "模型加载", status="ok")
+    loading.card.append({"title_en": "Weights", "title_zh": "权重", "markdown": "| File | Size |\n|---|---|\n| a | 1 |"})
+    R.save(loading, tmp_path / "results" / "02_loading.json")
     zh = RD.model_card(tmp_path, ["zh"])
+    # the English-only data tables: one pointer for all chapters, no heading left empty above it
+    assert zh.count(RD.CARD["cards_in_english"].zh) == 1 and "## 01" not in zh and "## 02" not in zh
     assert "不完整" in zh and "incomplete (" not in zh
     assert "> 请运行 `make report PARAMS=x.yaml`。" in zh  # a code span, not an escaped backquote
     assert "| Item | Value |" not in zh and RD.CARD["cards_in_english"].zh in zh

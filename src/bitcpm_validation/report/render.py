@@ -495,8 +495,8 @@ CARD = {
     "unreadable": T("结果文件无法读取", "results file unreadable"), "not_run": T("未运行", "did not run"),
     "failed": T("本章运行失败", "this chapter failed"), "skipped": T("本章跳过", "skipped"),
     "chapter": T("章节", "Chapter"), "findings": T("发现", "Findings"),
-    "cards_in_english": T("本章的数据表（表头为英文，数据为标识符与数值）只在英文部分给出一次，见英文部分的同一章。",
-                          "This chapter's data tables are in the English part."),
+    "cards_in_english": T("各章的数据表（表头为英文，数据为标识符与数值）只在下方英文部分给出一次，见其同名各章。",
+                          "The chapters' data tables are in the English part."),
 }
 
 
@@ -593,11 +593,19 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
               f"{r.value} {in_lang(r.unit, lang)}".strip(), r.n, in_lang(r.measured_on, lang)] for r in card]
     out.append((md_table([c("chapter"), c("metric"), c("value"), "n / ±", c("measured_on")], krows, trusted_cols=(1,))
                 if card else "—") + "\n")
+    pointed = False
     for cid in _chapter_ids(run_dir):
         if cid == SUMMARY_ID:
             continue
         rpath = run_dir / "results" / f"{cid}.json"
         res, err = M.load_chapter(rpath if rpath.exists() else None)
+        # the chapters' data tables are written in English once: the Chinese part says so once, and shows a
+        # chapter of its own only where it has something to say (failed, skipped, unreadable, not run)
+        if lang == "zh" and not err and res is not None and res.card and res.status == "ok":
+            if not pointed:
+                out.append(c("cards_in_english") + "\n")
+                pointed = True
+            continue
         out.append(f"## {md_escape(chapter_heading(cid, lang))}\n")
         if err:
             out.append(f"❌ {c('unreadable')}: {md_escape(err)}\n")
@@ -610,8 +618,6 @@ def _card_body(run_dir: Path, lang: str) -> list[str]:
         elif res.status == "skipped":
             reason = res.reason_zh if lang == "zh" and res.reason_zh else res.reason_en
             out.append(f"— {c('skipped')}: {md_text(reason or '')}\n")
-        if lang == "zh" and res.card:  # a chapter's data tables are written in English once: not copied here
-            out.append(c("cards_in_english") + "\n")
         for sec in res.card if lang != "zh" else ():
             title = sec.get("title_zh") if lang == "zh" and sec.get("title_zh") else sec.get("title_en", "")
             out.append(f"### {md_escape(title)}\n")
