@@ -733,7 +733,7 @@ TIMELINE_EVENTS = (
     ("config", "模型配置解析（架构）", "model config resolved (architecture)", r"Resolved architecture"),
     ("engine_core", "引擎核心进程初始化", "engine core initialising", r"Initializing a V1 LLM engine|Initializing an LLM engine"),
     ("weights_start", "开始加载权重", "weight loading starts", r"Starting to load model"),
-    ("model_init", "模型实例化完成（随机权重即随机初始化）", "model instantiated (dummy weights: randomly initialised)",
+    ("model_init", "模型实例化完成（各层已分配，尚未读入权重）", "model instantiated (layers allocated, weights not yet read)",
      r"Initializing model took"),
     ("weights_done", "权重加载完成", "weights loaded", r"Loading (?:model )?weights took|Model loading took"),
     ("kv_cache", "KV 缓存分配", "KV cache allocated", r"KV cache size:|Available KV cache memory|GiB for KV cache"),
