@@ -198,11 +198,12 @@ def test_change_log_against_the_previous_run_of_the_profile(tmp_path):
     log = X.change_log(new)
     changes = {c["what"].en: (c["before"], c["now"]) for c in log["changes"]}
     assert log["previous"] == "r1"
-    assert changes["environment: vllm"] == ("0.31.0", "0.32.0") and "vLLM" not in changes  # the version once
+    # the fact's key is an identifier (code in both languages); the version said once
+    assert changes["environment: `vllm`"] == ("0.31.0", "0.32.0") and "vLLM" not in changes
     assert changes["03 Inference Probe paris"] == ("—", "✅") and "03 Inference Probe evil" not in changes
     assert X.change_log(tmp_path / "r0")["previous"] is None
     headers, body = X.change_log_table(log)
-    assert headers[1].en == "previous (r1)" and len(body) == len(log["changes"])
+    assert headers[1].en == "previous (`r1`)" and headers[1].zh == "上次（`r1`）" and len(body) == len(log["changes"])
 
 
 def test_change_log_survives_an_unreadable_previous_run(tmp_path, monkeypatch):

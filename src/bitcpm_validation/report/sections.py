@@ -300,7 +300,7 @@ def change_log(run_dir: str | Path, rows: Optional[list[MatrixRow]] = None, prev
     for k in compare.ENV_KEYS:
         x, y = a["env"].get(k), b["env"].get(k)
         if x != y and (x or y):
-            changes.append({"what": T(f"环境：{k}", f"environment: {k}"), "before": str(x or "—"), "now": str(y or "—")})
+            changes.append({"what": T(f"环境：`{k}`", f"environment: `{k}`"), "before": str(x or "—"), "now": str(y or "—")})
     rows = check_matrix(run_dir) if rows is None else rows
     before = {(r.chapter, r.check_id): r for r in check_matrix(prev)}
     for r in rows:
@@ -325,8 +325,13 @@ def change_log(run_dir: str | Path, rows: Optional[list[MatrixRow]] = None, prev
 
 
 def change_log_table(log: dict[str, Any]) -> tuple[list[T], list[list[Any]]]:
-    return ([T("变更", "What changed"), T(f"上次（{log['previous']}）", f"previous ({log['previous']})"),
+    """Headers and rows; the before / now columns are data (another run's facts and values): show them verbatim
+    (`show_table(..., verbatim_cols=CHANGE_LOG_DATA_COLS)`)."""
+    return ([T("变更", "What changed"), T(f"上次（`{log['previous']}`）", f"previous (`{log['previous']}`)"),
              T("本次", "this run")], [[c["what"], c["before"], c["now"]] for c in log["changes"]])
+
+
+CHANGE_LOG_DATA_COLS = (1, 2)
 
 
 def sections_data(run_dir: str | Path, rows: list[MatrixRow], log: Optional[dict[str, Any]] = None) -> dict[str, Any]:
