@@ -1,0 +1,80 @@
+"""background_report.py: the e2e tests run last, the default report starts in the background only when one of them
+is selected, and stopping it leaves no process behind. No test here starts the report (COMMAND is replaced)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+import background_report as BR
+
+
+def item(name: str, *fixtures: str) -> SimpleNamespace:
+    return SimpleNamespace(name=name, fixturenames=["request", *fixtures])
+
+
+def test_the_tests_that_read_the_report_move_to_the_end_in_their_order():
+    items = [item("a"), item("e1", "e2e_run"), item("b", "tmp_path"), item("e2", "project_root", "e2e_run"),
+             item("c")]
+    assert [i.name for i in BR.e2e_last(items)] == ["a", "b", "c", "e1", "e2"]
+    assert [i.name for i in BR.e2e_last(items[:1] + items[2:3])] == ["a", "b"]  # none: unchanged
+
+
+@pytest.mark.parametrize("names, environ, collect_only, starts", [
+    pytest.param(["a", "e"], {}, False, True, id="an-e2e-test-selected"),
+    pytest.param(["a", "b"], {}, False, False, id="none-selected"),  # -k, -m "not e2e", one file
+    pytest.param(["a", "e"], {"BITCPM_E2E_RUN_DIR": "runs/x"}, False, False, id="a-run-reused"),
+    pytest.param(["a", "e"], {"BITCPM_E2E_RUN_DIR": ""}, False, True, id="empty-run-dir-reuses-nothing"),
+    pytest.param(["a", "e"], {}, True, False, id="collect-only"),
+])
+def test_the_report_starts_only_when_a_selected_test_reads_it(names, environ, collect_only, starts):
+    items = [item(n, "e2e_run") if n == "e" else item(n) for n in names]
+    assert BR.should_start(items, environ, collect_only) is starts
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped by its new parent) counts as gone
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# a stand-in for the report: starts a child in its group, writes its pid, ignores SIGTERM (the worst case for stop)
+STUBBORN = ("import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n")
+
+
+def test_stop_leaves_no_process_of_the_run_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(BR, "COMMAND", (sys.executable, "-c", STUBBORN))
+    monkeypatch.setattr(BR, "STOP_GRACE_S", 0.5)
+    run = BR.BackgroundRun(tmp_path)
+    for _ in range(600):
+        if run.log.read_text().strip():
+            break
+        time.sleep(0.05)
+    child = int(run.log.read_text())
+    assert os.getpgid(run.proc.pid) == run.proc.pid != os.getpgid(0)  # its own session and group
+    run.stop()
+    assert run.proc.returncode == -signal.SIGKILL
+    for _ in range(100):  # the child, reparented, is reaped by init or a subreaper
+        if not _alive(child):
+            break
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_result_is_the_run_dir_its_exit_status_and_its_output(tmp_path, monkeypatch):
+    script = "import sys; print('to stdout'); print('to stderr', file=sys.stderr); sys.exit(3)"
+    monkeypatch.setattr(BR, "COMMAND", (sys.executable, "-c", script))
+    got = BR.BackgroundRun(tmp_path).result()
+    assert got["run_dir"] == tmp_path / "run" and got["rc"] == 3
+    assert "to stdout" in got["output"] and "to stderr" in got["output"]
