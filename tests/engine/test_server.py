@@ -215,7 +215,7 @@ def test_interrupt_leaves_no_process(tmp_path, tiny, sig):
         time.sleep(0.3)
     assert family, "the server process never started"
     proc.send_signal(sig)
-    try:  # stopping takes at most ~30 s (SIGTERM, 20 s grace, SIGKILL); a starved 2-core host may take longer
+    try:  # stopping takes seconds (SIGTERM, server.STARTING_STOP_GRACE_S, SIGKILL); a starved 2-core host longer
         proc.wait(timeout=300)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGUSR1)
@@ -294,3 +294,52 @@ def test_kv_tokens_from_the_servers_prometheus_metrics():
     assert kv_tokens_from_metrics(text) == 524_288
     assert kv_tokens_from_metrics(text.replace('engine="0"', 'engine="1"') + text.split("\n", 2)[2]) is not None
     assert kv_tokens_from_metrics("vllm:num_requests_running 0.0\n") is None
+
+
+# a stand-in server: ignores SIGTERM, or (a healthy server draining its requests) exits `drain` seconds after it; two
+# children ignore SIGTERM too, one in its own session (as the engine processes that must never outlive the server)
+STAND_IN = textwrap.dedent("""
+    import signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the children through exec
+    kids = [subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"], start_new_session=True)]
+    drain = float(sys.argv[1])
+    def finish(sig, frame):
+        time.sleep(drain)
+        sys.exit(0)
+    if drain:
+        signal.signal(signal.SIGTERM, finish)
+    print(*[k.pid for k in kids], flush=True)
+    time.sleep(600)
+""")
+
+
+def _stand_in(drain: float) -> tuple[server.Server, list[psutil.Process]]:
+    proc = subprocess.Popen([sys.executable, "-c", STAND_IN, str(drain)], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    kids = [psutil.Process(int(pid)) for pid in proc.stdout.readline().split()]
+    assert len(kids) == 2, "the stand-in server did not start its children"
+    return server.Server(base_url="http://127.0.0.1:9/v1", model="m", proc=proc), kids
+
+
+def test_a_server_still_starting_is_killed_after_a_short_grace():
+    """Ctrl-C / SIGTERM / a start-up timeout before /health: nothing to drain, and a starting vLLM server ignores
+    SIGTERM until its engine is built, so SIGKILL follows after STARTING_STOP_GRACE_S, not STOP_GRACE_S."""
+    srv, kids = _stand_in(drain=0)
+    t0 = time.monotonic()
+    srv.stop()
+    took = time.monotonic() - t0
+    assert srv.proc.returncode == -signal.SIGKILL
+    assert took < server.STOP_GRACE_S * 0.75, f"stop took {took:.1f} s: the long grace, not the start-up one"
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not [q for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)], "a child outlived the server"
+
+
+def test_a_healthy_server_gets_the_graceful_stop():
+    """Once healthy, SIGTERM gets STOP_GRACE_S to drain: the stand-in finishes (exit code 0) after longer than the
+    start-up grace; its children that ignore SIGTERM are killed afterwards."""
+    srv, kids = _stand_in(drain=server.STARTING_STOP_GRACE_S + 2)
+    srv.healthy = True
+    srv.stop()
+    assert srv.proc.returncode == 0, "killed before it could drain"
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not [q for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)], "a child outlived the server"

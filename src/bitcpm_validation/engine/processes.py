@@ -8,7 +8,7 @@ One place for the Linux process controls the engine, the benchmarks and the runn
   the runner, which can then reap them (PR_SET_CHILD_SUBREAPER);
 - `kill_group`: a signal to a child's whole process group (its own session: engine workers included);
 - `descendants`, `kill_descendants`: what a chapter started below the runner, and stopping it afterwards;
-- `stop_tree`: a server and everything below it;
+- `stop_tree`: a server and everything below it (and the shared memory of what it had to kill);
 - `on_exit_and_termination`: a clean-up that runs at exit and on SIGTERM / SIGHUP (the servers' own).
 
 Off Linux (no prctl) the first two do nothing and the other safeguards (process groups, psutil) remain.
@@ -137,12 +137,14 @@ def _reap(pids: Iterable[int]) -> None:
 def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """Stop a child started in its own session (a server) and everything below it: SIGTERM (graceful: vLLM's API
     server shuts its engine processes down), SIGKILL to its group after `timeout` (at once on Ctrl-C), then any
-    descendant that changed its group and still runs."""
-    descendants = []
+    descendant that changed its group and still runs. The /dev/shm files the killed processes had mapped are
+    removed: a SIGKILL also kills the resource tracker that would have unlinked them (vLLM's message-queue rings)."""
+    below = []
     with contextlib.suppress(Exception):
         import psutil
 
-        descendants = psutil.Process(proc.pid).children(recursive=True)
+        below = psutil.Process(proc.pid).children(recursive=True)
+    shm: set[str] = set()
     if proc.poll() is None:
         # graceful: the API server shuts its own engine processes down on SIGTERM
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -150,22 +152,46 @@ def stop_tree(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(Exception):  # what it started during the grace (the engine's workers)
+                below = list({p.pid: p for p in below + psutil.Process(proc.pid).children(recursive=True)}.values())
+            shm = shm_files([proc.pid, *(p.pid for p in below)])
             kill_group(proc.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         except BaseException:  # Ctrl-C while waiting: no mercy
             kill_group(proc.pid)
             raise
-    # the group is gone; kill any descendant that changed its group and still runs
-    kill_group(proc.pid)
-    for p in descendants:
+    # the group is gone; kill any descendant that changed its group (or outlived the server) and still runs
+    running = []
+    for p in below:
         with contextlib.suppress(Exception):
             if p.is_running():
-                p.kill()
+                running.append(p)
+    shm |= shm_files([p.pid for p in running])
+    kill_group(proc.pid)
+    for p in running:
+        with contextlib.suppress(Exception):
+            p.kill()
     with contextlib.suppress(Exception):
         import psutil
 
-        psutil.wait_procs(descendants, timeout=5)
+        psutil.wait_procs(below, timeout=5)
+    for path in shm:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def shm_files(pids: Iterable[int]) -> set[str]:
+    """The /dev/shm files (shared memory, named semaphores) these processes have mapped and not yet unlinked;
+    empty off Linux or for processes already gone."""
+    out = set()
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(None, 5)
+                if len(fields) == 6 and fields[5].startswith("/dev/shm/") and not fields[5].endswith(" (deleted)"):
+                    out.add(fields[5])
+    return out
 
 
 def on_exit_and_termination(callback: Callable[[], None]) -> None:

@@ -50,6 +50,14 @@ class ServerError(RuntimeError):
     """The server could not start, died, or the endpoint is unreachable; the message is one line."""
 
 
+# SIGTERM grace before SIGKILL. A healthy server drains its requests and shuts its engine down within it. One still
+# starting has nothing to drain and ignores SIGTERM until its engine core is built (the engine core only records
+# the signal, the API server waits for its handshake): the long grace always ran out there (Ctrl-C, a start-up
+# timeout, an early exit), so it gets a short one; its whole process group is killed either way.
+STOP_GRACE_S = 20.0
+STARTING_STOP_GRACE_S = 2.0
+
+
 # --------------------------------------------------------------------------------------------
 # flags
 
@@ -254,6 +262,7 @@ class Server:
     shared: bool = False               # the run's shared server (engine.shared): the runner stops it, not the chapter
     shared_pid: Optional[int] = None
     kwargs: dict[str, Any] = field(default_factory=dict)  # the engine_kwargs it was started with
+    healthy: bool = False              # answered /health once (stop() then gives it STOP_GRACE_S)
 
     @property
     def root_url(self) -> str:
@@ -288,13 +297,16 @@ class Server:
         raise ServerError(f"vLLM server (pid {self.pid}) exited with code {rc} during the chapter; "
                           f"log tail: {self.log_tail()}")
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Terminate the whole process group, then anything that escaped it. Idempotent."""
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Terminate the whole process group, then anything that escaped it. Idempotent. `timeout`: the SIGTERM
+        grace before SIGKILL; by default STOP_GRACE_S once healthy, STARTING_STOP_GRACE_S while still starting."""
         with _LOCK:
             _LIVE.discard(self)
         proc = self.proc
         if proc is None or self.external:
             return
+        if timeout is None:
+            timeout = STOP_GRACE_S if self.healthy else STARTING_STOP_GRACE_S
         processes.stop_tree(proc, timeout)
         if self.evidence_path:
             with contextlib.suppress(OSError), open(self.evidence_path, "a", encoding="utf-8") as f:
@@ -465,6 +477,7 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
         except BaseException:
             srv.stop()  # Ctrl-C while waiting
             raise
+        srv.healthy = True
         srv.startup_s = time.monotonic() - t0
         srv.startup_phases = startup.server_phases(log.lines, srv.startup_s)
         return srv
