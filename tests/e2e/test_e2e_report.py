@@ -49,7 +49,12 @@ def test_at_most_six_engine_starts_each_with_its_reason(e2e_run):
     assert all(s["why"] for s in starts["starts"]), starts["starts"]
     weights = {(s["chapter"], s["kind"]): s["which"] for s in starts["starts"]}
     assert weights.get(("02_loading", "offline")) == "synthetic" and "dummy" not in weights.values(), weights
-    assert weights.get(("07_performance", "benchmark")) == "synthetic", weights
+    # on a CPU the runner starts the benchmark's server together with the shared one (report.runner)
+    assert weights.get(("runner", "benchmark")) == "synthetic", weights
+    perf = R.load(e2e_run["run_dir"] / "results" / "07_performance.json")
+    assert perf.data["server_started_by"] == "runner" and perf.data["engine_log"]["bound_cores"], perf.data["engine_log"]
+    run = json.loads((e2e_run["run_dir"] / "run.json").read_text(encoding="utf-8"))
+    assert run["shared_engine"]["started_with"]["ok"] and not list(e2e_run["run_dir"].glob("shared-engine*.json"))
     summary = R.load(e2e_run["run_dir"] / "results" / "00_summary.json")
     assert summary.metric("engine_starts") == starts["count"]
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from bitcpm_validation.engine import base
-from bitcpm_validation.engine import offline, server, shared, starts
+from bitcpm_validation.engine import offline, processes, server, shared, starts
 from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
 from bitcpm_validation.report import runner
@@ -310,18 +310,19 @@ USES_SHARED = HEAD + textwrap.dedent('''\
 NO_ENGINE = HEAD + 'ch.finish()'
 
 
-def _fake_start_shared(params, run_dir):
+def _fake_start_shared(params, run_dir, which="real"):
     """A stand-in for the shared vllm serve: a sleeping process in its own session, with one child."""
-    log = shared.log_path(run_dir)
+    log = shared.log_path(run_dir, which)
     with open(log, "a") as f:
         proc = subprocess.Popen([sys.executable, "-c", "import subprocess,sys,time; "
                                  "subprocess.Popen([sys.executable,'-c','import time; time.sleep(600)']); "
-                                 "time.sleep(600)"], stdout=f, stderr=f, start_new_session=True)
+                                 "time.sleep(600)"], stdout=f, stderr=f, start_new_session=True,
+                                preexec_fn=processes.die_with_parent)  # as server._launch: gone with its thread
     srv = server.Server(base_url="http://127.0.0.1:1/v1", model="m", proc=proc, evidence_path=log, startup_s=0.5)
-    info = shared.SharedInfo(base_url=srv.base_url, pid=proc.pid, model="m", which="real", kwargs={},
+    info = shared.SharedInfo(base_url=srv.base_url, pid=proc.pid, model="m", which=which, kwargs={},
                              command="vllm serve fake", log=str(log), startup_s=0.5)
     shared.write_info(run_dir, info)
-    starts.record(run_dir, starts.Start("runner", "shared-server", "real", "shared", 0.5))
+    starts.record(run_dir, starts.Start("runner", server.SHARED_WHY[which][0], which, "shared", 0.5))
     time.sleep(0.5)  # let the child appear
     return srv, info
 
@@ -363,6 +364,59 @@ def test_runner_starts_one_shared_server_and_stops_it(proj, monkeypatch):
     assert run["engine_starts"]["count"] == 1 and run["engine_starts"]["starts"][0]["kind"] == "shared-server"
 
 
+BENCHMARK_USES_ITS_SERVER = HEAD + textwrap.dedent('''\
+    import json, pathlib
+    import psutil
+    info = json.loads((pathlib.Path(run_dir) / "shared-engine-synthetic.json").read_text())
+    ch.data["pid"] = info["pid"]
+    ch.data["alive"] = psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE
+    # server.serving( : this chapter needs an engine
+    ch.finish()''')
+AFTER_THE_BENCHMARK = HEAD + textwrap.dedent('''\
+    import pathlib
+    # server.serving(
+    ch.data["benchmark_server_left"] = (pathlib.Path(run_dir) / "shared-engine-synthetic.json").exists()
+    ch.finish()''')
+
+
+def test_runner_starts_the_benchmark_server_with_the_shared_one_and_stops_it_after_its_chapter(proj, monkeypatch):
+    """CPU, performance.model synthetic: the benchmark's server starts at the same time as the shared one (one
+    progress line), serves 07_performance, and is stopped as soon as that chapter is done."""
+    monkeypatch.setattr(server, "start_shared", _fake_start_shared)
+    monkeypatch.setattr(runner, "engine_platform", lambda: "cpu")
+    notebook(proj["nbs"], "07_performance", BENCHMARK_USES_ITS_SERVER)
+    notebook(proj["nbs"], "08_serving", AFTER_THE_BENCHMARK)
+    out = io.StringIO()
+    oc = runner.run(proj["params"], notebooks_dir=proj["nbs"], runs_dir=proj["runs"], out=out)
+    text = out.getvalue()
+    assert [c.status for c in oc.chapters] == ["ok"] * 5, text
+    shared_lines = [ln for ln in text.splitlines() if ln.startswith("[shared]")]
+    assert len(shared_lines) == 1 and "×2" in shared_lines[0] and "the benchmark's (synthetic)" in shared_lines[0]
+    from bitcpm_validation.report import results as R
+
+    bench = R.load(oc.run_dir / "results" / "07_performance.json").data
+    bench_pid = bench["pid"]
+    assert bench["alive"]  # started in a thread, still running chapters later (PR_SET_PDEATHSIG is per thread)
+    assert R.load(oc.run_dir / "results" / "08_serving.json").data["benchmark_server_left"] is False
+    assert not psutil.pid_exists(bench_pid) or psutil.Process(bench_pid).status() == psutil.STATUS_ZOMBIE
+    run = json.loads((oc.run_dir / "run.json").read_text())
+    assert run["shared_engine"]["started_with"] == {"which": "synthetic", "ok": True, "startup_s": 0.5,
+                                                     "pid": bench_pid}
+    assert sorted((s["kind"], s["which"]) for s in run["engine_starts"]["starts"]) == [
+        ("benchmark", "synthetic"), ("shared-server", "real")]
+    assert not list(oc.run_dir.glob("shared-engine*.json"))
+
+
+def test_benchmark_server_only_on_a_cpu_for_the_full_shape_when_its_chapter_runs(tmp_path):
+    p = load_params(ROOT / "params/default.yaml")
+    todo = [Path("01_environment.ipynb"), Path("07_performance.ipynb")]
+    assert runner.benchmark_server_weights(p, todo, "cpu") == "synthetic"
+    assert runner.benchmark_server_weights(p, todo, "npu") is None  # the device keeps room for fresh engines
+    assert runner.benchmark_server_weights(p, todo[:1], "cpu") is None  # the performance chapter is not planned
+    real = p.model_copy(update={"performance": p.performance.model_copy(update={"model": "real"})})
+    assert runner.benchmark_server_weights(real, todo, "cpu") is None  # the shared server's model: its own start
+
+
 def test_runner_without_engine_chapters_starts_nothing(proj, monkeypatch):
     called = []
     monkeypatch.setattr(server, "start_shared", lambda *a: called.append(a))
@@ -372,7 +426,7 @@ def test_runner_without_engine_chapters_starts_nothing(proj, monkeypatch):
 
 
 def test_shared_server_failure_is_one_line_and_the_run_goes_on(proj, monkeypatch):
-    def boom(params, run_dir):
+    def boom(params, run_dir, which="real"):
         raise server.ServerError("port 8000 on 127.0.0.1 is taken (serving.port): stop what listens there")
 
     monkeypatch.setattr(server, "start_shared", boom)

@@ -35,6 +35,7 @@ fallback, allocator preloads, bound cores).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -943,16 +944,29 @@ BENCH_WHY = {"synthetic": "benchmarks at the full 0.5B shape (synthetic checkpoi
              "real": "benchmarks on the model's own weights"}
 
 
+@contextlib.contextmanager
 def start_server(params: Params, evidence: Path, which: str, *, why: Optional[str] = None,
                  model_override: Optional[str] = None):
-    """The chapter's one benchmark server (`vllm serve`), started fresh on purpose (the run's shared server
-    serves another model) and counted in the run's engine starts as kind "benchmark" with `why` (default:
-    BENCH_WHY of `which`). The caller stops it (`with ... as srv`)."""
+    """`with start_server(...) as srv:` the chapter's benchmark server (`vllm serve`). The full shape's (which
+    synthetic | dummy): the one the runner started together with the run's shared engine, where it did (a CPU:
+    engine.shared; the runner stops it after this chapter). Otherwise one started here on purpose (the run's
+    shared server serves another model, or the device must not hold two), counted in the run's engine starts as
+    kind "benchmark" with `why` (default: BENCH_WHY of `which`), and stopped when the block ends."""
     from bitcpm_validation.engine import server
 
+    if model_override is None and which != "real":
+        srv, _ = server.shared_server(params, evidence, which)  # type: ignore[arg-type]
+        if srv is not None:
+            with server.copying_shared_log(srv, evidence):
+                yield srv
+            return
     why = why or BENCH_WHY.get(which, f"benchmarks ({which} weights)")
-    return server.start(params, evidence, which, model_override=model_override, why=why,  # type: ignore[arg-type]
-                        kind="benchmark")
+    srv = server.start(params, evidence, which, model_override=model_override, why=why,  # type: ignore[arg-type]
+                       kind="benchmark")
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def bench_argv(kind: str, args: Sequence[str]) -> list[str]:

@@ -174,8 +174,9 @@ def _stop_all() -> None:
             srv.stop()
 
 
-def _install_handlers() -> None:
-    """Stop our servers at exit and on SIGTERM/SIGHUP (processes.on_exit_and_termination), once."""
+def install_cleanup() -> None:
+    """Stop our servers at exit and on SIGTERM/SIGHUP (processes.on_exit_and_termination), once; signal handlers
+    only when first called from the main thread."""
     global _HANDLERS_INSTALLED
     if _HANDLERS_INSTALLED:
         return
@@ -443,7 +444,7 @@ def _start(params: Params, evidence_path: Path, which: Which, *, port: Optional[
             f.write(amx_note + "\n")
     env.pop("VLLM_LOGGING_CONFIG_PATH", None)  # the server logs to stdout, captured into the evidence
     env.setdefault("NO_COLOR", "1")  # plain text evidence (no ANSI colour codes)
-    _install_handlers()
+    install_cleanup()
     overrides = engine_overrides or {}
     facts = model_facts(params, which, run_dir_of(evidence), tokenizer="tokenizer" not in overrides)  # read once
     tok = facts.tokenizer
@@ -541,17 +542,8 @@ def serving(params: Params, evidence_path: Path, which: Which = "real", *, fresh
     if not fresh and not kw:
         srv, why_not = shared_server(params, evidence_path, which)
         if srv is not None:
-            log = Path(srv.evidence_path)
-            mark = log.stat().st_size if log.exists() else 0
-            try:
+            with copying_shared_log(srv, evidence_path):
                 yield srv
-            finally:  # the shared log's lines of this chapter's requests, into the chapter's evidence
-                with contextlib.suppress(OSError):
-                    with open(log, "rb") as f:
-                        f.seek(mark)
-                        chunk = f.read().decode("utf-8", errors="replace")
-                    with open(evidence_path, "a", encoding="utf-8") as f:
-                        f.write(f"--- {log.name} ---\n{chunk}")
             return
         if why_not:
             why = f"not shareable: {why_not}"
@@ -562,17 +554,42 @@ def serving(params: Params, evidence_path: Path, which: Which = "real", *, fresh
         srv.stop()
 
 
-def start_shared(params: Any, run_dir: Path) -> tuple[Server, shared.SharedInfo]:
-    """Start the run's shared server (the runner calls this), wait until healthy, write shared-engine.json.
+@contextlib.contextmanager
+def copying_shared_log(srv: Server, evidence_path: Path):
+    """While a chapter uses a shared server: afterwards the shared log's new lines (this chapter's requests) are
+    appended to the chapter's evidence."""
+    log = Path(srv.evidence_path)
+    mark = log.stat().st_size if log.exists() else 0
+    try:
+        yield srv
+    finally:
+        with contextlib.suppress(OSError):
+            with open(log, "rb") as f:
+                f.seek(mark)
+                chunk = f.read().decode("utf-8", errors="replace")
+            with open(evidence_path, "a", encoding="utf-8") as f:
+                f.write(f"--- {log.name} ---\n{chunk}")
 
-    Returns (Server, shared.SharedInfo); raises ServerError / EngineError with one line."""
+
+SHARED_WHY = {"real": ("shared-server", "the run's shared engine (every chapter that can share it)"),
+              # CPU only (report.runner.benchmark_server_weights): no device memory to leave room for
+              "synthetic": ("benchmark", "the benchmark's server (07_performance, the full 0.5B shape, synthetic "
+                                         "checkpoint), started by the runner together with the shared engine"),
+              "dummy": ("benchmark", "the benchmark's server (07_performance, the full 0.5B shape, dummy weights), "
+                                     "started by the runner together with the shared engine")}
+
+
+def start_shared(params: Any, run_dir: Path, which: Which = "real") -> tuple[Server, shared.SharedInfo]:
+    """Start one of the run's shared servers (the runner calls this): the model's own weights (`real`, every
+    chapter that can share it) or the full shape's the benchmark uses; wait until healthy, write its
+    shared-engine[-<which>].json. Returns (Server, shared.SharedInfo); raises ServerError / EngineError with one line."""
     quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
-    log = shared.log_path(run_dir)
+    log = shared.log_path(run_dir, which)
     log.parent.mkdir(parents=True, exist_ok=True)
     platform = engine_platform()  # without importing vLLM into the runner where the installed build says it
     overrides = shared.shared_memory_overrides(params, platform)
-    srv = start(params, log, "real", port=0, kind="shared-server", chapter="runner",
-                why="the run's shared engine (every chapter that can share it)", engine_overrides=overrides)
+    kind, why = SHARED_WHY[which]
+    srv = start(params, log, which, port=0, kind=kind, chapter="runner", why=why, engine_overrides=overrides)
     try:
         with open(log, "rb") as f:
             f.seek(srv.log_start)
@@ -583,7 +600,7 @@ def start_shared(params: Any, run_dir: Path) -> tuple[Server, shared.SharedInfo]
         kv = kv or facts.get("kv_cache_tokens")
         kwargs = srv.kwargs  # as the server was started (its facts read once)
         info = shared.SharedInfo(
-            base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which="real", kwargs=shared.normal(kwargs),
+            base_url=srv.base_url, pid=srv.pid or 0, model=srv.model, which=which, kwargs=shared.normal(kwargs),
             command=srv.command, log=str(log), startup_s=round(srv.startup_s or 0.0, 2),
             platform=platform, env=dict(srv.env), tokenizer_reason=dict(srv.tokenizer_reason),
             kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (

@@ -5,6 +5,9 @@ where it lives to run_dir/shared-engine.json; `engine.offline.start(...)` (and `
 a chapter kernel read that file and return a client of it when the chapter asks for the same engine
 (`which="real"`, no `fresh=True`, no override that changes the engine settings). Without the file
 (JupyterLab, a run whose shared server failed) chapters start their own engine as before.
+On a CPU the runner also starts the benchmark's full-shape server (`which="synthetic"` or `"dummy"`) beside it,
+at the same time, described by shared-engine-<which>.json: the performance chapter uses it instead of starting
+its own, and the runner stops it once that chapter is done.
 
     eng = offline.start(ch.params, ch.evidence_path)     # -> SharedClient when the run has one
     gens = eng.generate([ids], max_tokens=64, logprobs=5, prompt_logprobs=5)
@@ -54,31 +57,36 @@ class SharedInfo:
     started: str = ""
 
 
-def info_path(run_dir: Path) -> Path:
-    return Path(run_dir) / SHARED_FILE
+def info_path(run_dir: Path, which: str = "real") -> Path:
+    """shared-engine.json (the model's own weights), shared-engine-<which>.json (the full shape's)."""
+    return Path(run_dir) / (SHARED_FILE if which == "real" else SHARED_FILE.replace(".json", f"-{which}.json"))
 
 
-def log_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "evidence" / SHARED_LOG_NAME
+def log_path(run_dir: Path, which: str = "real") -> Path:
+    name = SHARED_LOG_NAME if which == "real" else SHARED_LOG_NAME.replace(".log", f"-{which}.log")
+    return Path(run_dir) / "evidence" / name
 
 
 def write_info(run_dir: Path, info: SharedInfo) -> None:
-    path = info_path(run_dir)
+    path = info_path(run_dir, info.which)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(asdict(info), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def read_info(run_dir: Path) -> Optional[SharedInfo]:
-    """The run's shared server, or None (no file, or a file this version cannot read)."""
+def read_info(run_dir: Path, which: str = "real") -> Optional[SharedInfo]:
+    """The run's shared server for these weights, or None (no file, or a file this version cannot read)."""
     try:
-        return SharedInfo(**json.loads(info_path(run_dir).read_text(encoding="utf-8")))
+        return SharedInfo(**json.loads(info_path(run_dir, which).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
 
 
-def clear(run_dir: Path) -> None:
-    info_path(run_dir).unlink(missing_ok=True)
+def clear(run_dir: Path, which: Optional[str] = None) -> None:
+    """Forget the shared server of `which` (None: every one, e.g. a previous invocation's)."""
+    paths = [info_path(run_dir, which)] if which else Path(run_dir).glob(SHARED_FILE.replace(".json", "*.json"))
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def needs_engine(notebook: Path) -> bool:
@@ -134,11 +142,11 @@ def client_for(params: Any, evidence_path: Path, which: Which, overrides: dict[s
 
     why not is "" where the run simply has no shared server (JupyterLab, no runner)."""
     run_dir = run_dir_of(Path(evidence_path))
-    info = read_info(run_dir)
+    info = read_info(run_dir, which)
     if info is None:
-        return None, ""
-    if which != info.which:
-        return None, f"{which} weights (the shared engine serves {info.which})"
+        other = read_info(run_dir)
+        return None, (f"{which} weights (the shared engine serves {other.which})"
+                      if other is not None and other.which != which else "")
     facts = model_facts(params, which, run_dir, tokenizer="tokenizer" not in overrides)
     diff = differences(info.kwargs, engine_kwargs(params, facts, **overrides))
     if diff:

@@ -19,9 +19,16 @@ written to run_dir/shared-engine.json; chapters' `engine.start(...)` / `server.s
 of it. It is stopped when the run ends, fails or is interrupted. If it cannot start, one line says why and
 the chapters start their own engines. Every engine start of the run (engine.starts) is listed in run.json
 under `engine_starts`.
+
+On a CPU, when the performance chapter will benchmark the full shape (performance.model synthetic | dummy), the
+benchmark's `vllm serve` starts at the same time as the shared one (shared-engine-<which>.json) and is stopped
+once that chapter is done: a server start is mostly three processes importing vLLM one after the other, one
+core each, so two starts side by side take little longer than one. On a device the benchmark starts its own
+server in its chapter, as the device's memory must leave room for the chapters' fresh engines.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -30,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +49,7 @@ from bitcpm_validation.engine import starts as engine_starts
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.engine import hub, processes
+from bitcpm_validation.engine.base import engine_platform
 from bitcpm_validation.model.weights_kind import weights_kind
 from bitcpm_validation.params import ModelSourceRecord, Params, load_params
 from bitcpm_validation.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RUNS_DIR
@@ -382,35 +391,126 @@ def _shared_answers(srv: Any, run_dir: Path) -> bool:
     return bool(srv.alive()) and shared_engine.read_info(run_dir) is not None
 
 
-def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome):
-    """Start the run's shared `vllm serve` (the run's params, as the chapters get them) with a progress line;
-    on failure one line, and None (chapters then start their own engines)."""
+BENCHMARK_CHAPTER = "07_performance"
+
+
+def benchmark_server_weights(params: Params, todo: Sequence[Path], platform: str) -> Optional[str]:
+    """The weights of the benchmark server the runner starts together with the shared one (synthetic | dummy),
+    or None: the performance chapter is not planned, benchmarks the model's own weights (the shared server's
+    model; its chapter starts a server of its own), or the engine runs on a device (no memory to hold both)."""
+    which = params.performance.model
+    if platform != "cpu" or which == "real" or not any(nb.stem == BENCHMARK_CHAPTER for nb in todo):
+        return None
+    return which
+
+
+class _StartInThread(threading.Thread):
+    """Start a server in this thread, then stay alive until `release()`: a child started with PR_SET_PDEATHSIG
+    (processes.die_with_parent) gets SIGTERM when the *thread* that forked it ends, not only its process."""
+
+    def __init__(self, fn: Any, *args: Any):
+        super().__init__(daemon=True)
+        self.fn, self.args = fn, args
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.done, self._released = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as err:  # noqa: BLE001  handed to the runner's thread
+            self.error = err
+        finally:
+            self.done.set()
+        self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome,
+                  benchmark: Optional[str] = None) -> dict[str, Any]:
+    """Start the run's shared `vllm serve` (the run's params, as the chapters get them) and, where `benchmark`
+    names its weights, the benchmark's server at the same time (its start in a thread that lives as long as the
+    server: `_StartInThread`), with one progress line. Returns {which: Server} of those that started, the
+    benchmark's with its thread under "thread"; a failure is one line (the chapters then start their own engines)."""
     from bitcpm_validation.engine import server
     from bitcpm_validation.engine.base import EngineError
 
-    print(f"[shared] {'vllm serve':<18} … ", end="", file=out, flush=True)
-    ticker = _Progress(out, f"[shared] {'vllm serve':<18} … ")
+    label = "vllm serve" if not benchmark else "vllm serve ×2"
+    print(f"[shared] {label:<18} … ", end="", file=out, flush=True)
+    ticker = _Progress(out, f"[shared] {label:<18} … ")
     t0 = time.monotonic()
+    started: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    server.install_cleanup()  # from the runner's thread (signal handlers), before any start
+    bench = _StartInThread(engine_server.start_shared, params, run_dir, benchmark) if benchmark else None
     try:
-        srv, info = engine_server.start_shared(params, run_dir)
-    except (server.ServerError, EngineError) as err:
+        if bench is not None:
+            bench.start()
+        try:
+            started["real"] = engine_server.start_shared(params, run_dir)
+        except (server.ServerError, EngineError) as err:
+            errors["real"] = one_line(str(err), 300)
+        if bench is not None:
+            bench.done.wait()
+            if isinstance(bench.error, (server.ServerError, EngineError)):
+                errors[benchmark] = one_line(str(bench.error), 300)
+            elif bench.error is not None:
+                raise bench.error
+            else:
+                started[benchmark] = bench.result
+    except BaseException:  # Ctrl-C while they start: stop what did start (server.start stops the rest)
         ticker.stop()
-        line = one_line(str(err), 300)
-        outcome.shared_engine = {"ok": False, "error": line}
-        print(f"failed  {time.monotonic() - t0:6.1f} s  {term_safe(line, 300)}", file=out)
-        print("         the chapters start their own engines instead (slower; every start is counted)",
-              file=out, flush=True)
-        return None
-    except BaseException:  # Ctrl-C while it starts (server.start has stopped it)
-        ticker.stop()
+        for srv, _info in started.values():
+            srv.stop(timeout=5.0)
+        if bench is not None:
+            if bench.done.wait(timeout=30) and bench.result is not None:
+                bench.result[0].stop(timeout=5.0)
+            bench.release()
         raise
     ticker.stop()
-    outcome.shared_engine = {"ok": True, "base_url": info.base_url, "pid": info.pid, "model": info.model,
-                             "command": info.command, "startup_s": info.startup_s, "settings": info.kwargs,
-                             "log": str(Path(info.log).relative_to(run_dir))}
-    print(f"ready   {info.startup_s:6.1f} s  {info.base_url} (pid {info.pid}), shared by the chapters",
-          file=out, flush=True)
-    return srv
+    secs = time.monotonic() - t0
+    if "real" in started:
+        srv, info = started["real"]
+        outcome.shared_engine = {"ok": True, "base_url": info.base_url, "pid": info.pid, "model": info.model,
+                                 "command": info.command, "startup_s": info.startup_s, "settings": info.kwargs,
+                                 "log": str(Path(info.log).relative_to(run_dir))}
+    else:
+        outcome.shared_engine = {"ok": False, "error": errors["real"]}
+    if benchmark:
+        outcome.shared_engine["started_with"] = (
+            {"which": benchmark, "ok": True, "startup_s": started[benchmark][1].startup_s,
+             "pid": started[benchmark][1].pid} if benchmark in started
+            else {"which": benchmark, "ok": False, "error": errors[benchmark]})
+    if "real" in started:
+        info = started["real"][1]
+        parts = [f"{info.base_url} (pid {info.pid}), shared by the chapters"
+                 + (f" ({info.startup_s:.1f} s)" if benchmark else "")]
+    else:
+        parts = [term_safe(errors["real"], 300)]
+    if benchmark:
+        parts.append(f"the benchmark's ({benchmark}) {started[benchmark][1].startup_s:.1f} s" if benchmark in started
+                     else f"the benchmark's ({benchmark}) failed: {term_safe(errors[benchmark], 300)}")
+    print(f"{'ready' if 'real' in started else 'failed':<7} {secs:6.1f} s  {'; '.join(parts)}", file=out)
+    for which in errors:
+        print("         " + ("the chapters start their own engines instead (slower; every start is counted)"
+                             if which == "real" else f"{BENCHMARK_CHAPTER} starts its own server instead"), file=out)
+    out.flush()
+    if bench is not None and benchmark not in started:
+        bench.release()
+    servers = {which: srv for which, (srv, _info) in started.items()}
+    if bench is not None and benchmark in started:
+        servers["thread"] = bench
+    return servers
+
+
+def _stop_benchmark_server(srv: Any, thread: Optional[_StartInThread], run_dir: Path, timeout: float = 20.0) -> None:
+    srv.stop(timeout=timeout)
+    if thread is not None:
+        thread.release()
+    for which in ("synthetic", "dummy"):
+        shared_engine.clear(run_dir, which)
 
 
 class _Progress:
@@ -559,24 +659,29 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         except ValueError:  # not the main thread: keep the defaults
             pass
     current: Optional[Path] = None
-    shared_engine.clear(run_dir)  # a previous invocation's file (its server is gone)
+    shared_engine.clear(run_dir)  # a previous invocation's files (their servers are gone)
     shared_srv = None
+    bench_srv = bench_thread = None  # the benchmark's server, started with the shared one (CPU), stopped after its chapter
     want_shared = shared and any(shared_engine.needs_engine(nb) for nb in todo)
     try:
         for i, nb in enumerate(todo, 1):
             current = nb
             if want_shared and shared_srv is None and shared_engine.needs_engine(nb):
                 want_shared = False
-                shared_srv = _start_shared(run_dir, params, out, outcome)
-                if shared_srv is not None:  # its processes outlive the chapters: the per-chapter cleanup keeps them
-                    pre_existing |= {shared_srv.pid, *processes.descendants(shared_srv.pid)}
+                servers = _start_shared(run_dir, params, out, outcome,
+                                        benchmark_server_weights(params, todo, engine_platform()))
+                shared_srv, bench_thread = servers.pop("real", None), servers.pop("thread", None)
+                bench_srv = next(iter(servers.values()), None)
+                for srv in (shared_srv, bench_srv):  # they outlive the chapters: the per-chapter cleanup keeps them
+                    if srv is not None:
+                        pre_existing |= {srv.pid, *processes.descendants(srv.pid)}
             elif shared_srv is not None and shared_engine.needs_engine(nb) and not _shared_answers(shared_srv, run_dir):
                 # a chapter's request killed it (e.g. a device refusing whole-vocabulary logprobs): the later
                 # chapters get a new one, never a lost run
                 print(f"[shared] the shared engine (pid {shared_srv.pid}) stopped answering: restarting it",
                       file=out, flush=True)
                 shared_srv.stop(timeout=5.0)
-                shared_srv = _start_shared(run_dir, params, out, outcome)
+                shared_srv = _start_shared(run_dir, params, out, outcome).get("real")
                 if shared_srv is not None:
                     pre_existing |= {shared_srv.pid, *processes.descendants(shared_srv.pid)}
             ev = run_dir / "evidence" / f"{nb.stem}.log"
@@ -591,6 +696,9 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 ticker.stop()
             if stop["flag"]:
                 raise KeyboardInterrupt
+            if bench_srv is not None and nb.stem == BENCHMARK_CHAPTER:  # its memory back for the later chapters
+                _stop_benchmark_server(bench_srv, bench_thread, run_dir)
+                bench_srv = None
             outcome.chapters.append(oc)
             tail = f"  {term_safe(oc.error, 160)}" if oc.error else ""
             if oc.status == "skipped":
@@ -611,6 +719,8 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         print(f"stopped {len(killed)} process(es); resume with: python -m bitcpm_validation run --resume {run_dir}",
               file=out, flush=True)
     finally:
+        if bench_srv is not None:
+            _stop_benchmark_server(bench_srv, bench_thread, run_dir, timeout=5.0 if outcome.interrupted else 20.0)
         if shared_srv is not None:
             shared_srv.stop(timeout=5.0 if outcome.interrupted else 20.0)
             shared_engine.clear(run_dir)
