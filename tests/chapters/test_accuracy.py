@@ -1,8 +1,10 @@
-"""Accuracy: the local bilingual task, lm-eval result parsing, published comparison, and the chapter's
-evaluation on the stand-in through the server (one server per module)."""
+"""Accuracy: the local bilingual task, lm-eval result parsing, published comparison, a hub task skipped while the
+hub is unreachable (no server needed: nothing is sent), and the chapter's evaluation of the local task on the
+stand-in through the run's shared server, asserted on the session's default report (conftest `e2e_run`)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import yaml
 
 from bitcpm_validation.chapters import accuracy as A
 from bitcpm_validation.engine import datasets
+from bitcpm_validation.report import items
+from bitcpm_validation.report import results as R
 from bitcpm_validation.tasks import TASKS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +35,6 @@ def test_include_dir_has_absolute_data_files(tmp_path):
     cfg = yaml.safe_load((d / "bitcpm_probe_mc.yaml").read_text())
     f = Path(cfg["dataset_kwargs"]["data_files"]["test"])
     assert f.is_absolute() and f.is_file()
-
-
-def test_task_is_found_by_lm_eval(tmp_path):
-    from lm_eval.tasks import TaskManager
-
-    tm = TaskManager(include_path=str(A.local_include_dir(tmp_path)))
-    assert "bitcpm_probe_mc" in tm.all_tasks
 
 
 def test_rows_and_published():
@@ -66,9 +63,22 @@ def test_unreachable_only_while_the_hub_is_offline_and_never_for_the_server():
     assert not A.is_unreachable(ValueError("shape mismatch"), hub_offline=True)
 
 
-def test_unknown_task_is_a_failure(tmp_path):
+@pytest.fixture(scope="module")
+def task_manager(tmp_path_factory):
+    """lm-eval's TaskManager with the local task's include dir, as the chapter builds it (seconds: built once)."""
+    return A.task_manager(tmp_path_factory.mktemp("tm"))
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a request sent there fails at once, naming 127.0.0.1 and the port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unknown_task_is_a_failure(tmp_path, task_manager):
     r = A.evaluate_task("no_such_task_xyz", base_url="http://127.0.0.1:9/v1/completions", model="m",
-                        tokenizer="unused", out_dir=tmp_path)
+                        tokenizer="unused", out_dir=tmp_path, tm=task_manager)
     assert r.status == "failed" and "no_such_task_xyz" in r.reason and "accuracy.tasks" in r.reason
     c = A.judge_task(r)
     assert c.status == "fail" and c.id == "task:no_such_task_xyz" and c.scope == "model"
@@ -115,52 +125,81 @@ def test_task_rows():
     assert ok.status == "pass" and "11 items" in ok.detail_en
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """The stand-in (or, before it is trained, a tiny random model) behind one vLLM server."""
-    from bitcpm_validation.engine import server
-    from bitcpm_validation.params import load_params
-
-    tmp = tmp_path_factory.mktemp("acc")
-    model = ROOT / "models/stand-in"
-    if not (model / "config.json").is_file() or not list(model.glob("*.safetensors")):
-        from bitcpm_validation.model.writer import write_tiny_random_model
-
-        model = write_tiny_random_model(tmp / "tiny")
-    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": {"path": str(model)},
-         "engine": {"max_model_len": 512}, "inference": {"max_tokens": 8}, "serving": {"startup_timeout_s": 600}}
-    (tmp / "p.yaml").write_text(yaml.safe_dump(y))
-    p = load_params(tmp / "p.yaml")
-    with server.serving(p, tmp / "ev.log", "real") as srv:
-        yield srv, p, tmp
-
-
-@pytest.mark.engine
-def test_local_task_through_server(served):
-    srv, p, tmp = served
-    r = A.evaluate_task("bitcpm_probe_mc", base_url=srv.base_url + "/completions", model=srv.model,
-                        tokenizer=p.model_path, out_dir=tmp / "out", max_length=512)
-    assert r.status == "ok", r.reason
-    h = A.headline(r.rows, "bitcpm_probe_mc")
-    assert h["metric"] == "acc" and 0.0 <= h["value"] <= 1.0 and h["stderr"] is not None and h["n"] == 32
-    saved = json.loads(Path(r.output_file).read_text())
-    assert "bitcpm_probe_mc" in saved["results"]
-    # per-item results kept, pairable: one line per item with lm-eval's hashes; the score carries its n
-    from bitcpm_validation.report import items
-
-    recs = items.read_items(r.items_file)
-    assert len(recs) == 32 and {x["doc_id"] for x in recs} == set(range(32)) and all(x["prompt_hash"] for x in recs)
-    assert r.score["n"] == 32 and r.score["points"] == pytest.approx(100 * h["value"], abs=1e-3)
-    assert r.score["ci"][0] <= r.score["points"] <= r.score["ci"][1]
-    assert "--tasks bitcpm_probe_mc" in r.command and "--include_path" in r.command and "--samples" not in r.command
-
-
-@pytest.mark.engine
-def test_unreachable_hub_task_is_skipped_not_failed(served):
-    srv, p, tmp = served
+def test_unreachable_hub_task_is_skipped_not_failed(tmp_path, task_manager):
+    """Skipped before any request is sent: no server listens on the URL, so a request would fail naming the server,
+    which is a failure, never 'unreachable' (test_unreachable_only_while_the_hub_is_offline_and_never_for_the_server)."""
     if datasets.hub_reachable():
         pytest.skip("the hub is reachable from this host")
-    r = A.evaluate_task("mmlu", base_url=srv.base_url + "/completions", model=srv.model,
-                        tokenizer=p.model_path, out_dir=tmp / "out", limit=1, max_length=512)
-    assert r.status == "skipped" and "unreachable" in r.reason and A.judge_task(r).status == "not_run"
-    srv.check_alive()
+    r = A.evaluate_task("mmlu", base_url=f"http://127.0.0.1:{closed_port()}/v1/completions", model="m",
+                        tokenizer=ROOT / "models/stand-in", out_dir=tmp_path, limit=1, max_length=512, tm=task_manager)
+    assert r.status == "skipped" and "unreachable" in r.reason, r.reason
+    assert A.judge_task(r).status == "not_run"
+
+
+# -- the local task through the run's shared vLLM server: the session's default report (e2e) ----------------------
+def in_run(run_dir: Path, written: str) -> Path:
+    """A file the chapter wrote (an absolute path, where that run lived) in this run dir: the run may have been moved
+    since (BITCPM_E2E_RUN_DIR). Chapters write their files under <run>/artifacts/."""
+    parts = Path(written).parts
+    assert "artifacts" in parts, f"{written}: not a file of the run's artifacts"
+    last = len(parts) - 1 - parts[::-1].index("artifacts")
+    return run_dir.joinpath(*parts[last:])
+
+
+@pytest.fixture(scope="module")
+def local_task(e2e_run):
+    """(run dir, the chapter's results, its entry for the local task) of the session's default report."""
+    rd = e2e_run["run_dir"]
+    p = rd / "results" / "09_accuracy.json"
+    assert p.is_file(), f"09_accuracy wrote no results; runner output:\n{e2e_run['output'][-3000:]}"
+    res = R.load(p)
+    task = next((t for t in res.data["tasks"] if t["task"] == "bitcpm_probe_mc"), None)
+    assert task is not None, [t["task"] for t in res.data["tasks"]]
+    return rd, res, task
+
+
+@pytest.mark.e2e
+def test_local_task_through_the_runs_server(local_task):
+    """The local task through lm-eval's local-completions against the run's shared server, on the items the
+    stand-in was not trained on: its headline row, the saved results, one item record per kept item, the score."""
+    rd, res, task = local_task
+    assert task["status"] == "ok", task["reason"]
+    seen = res.data["contamination"]["bitcpm_probe_mc"]
+    shipped = [json.loads(x)["id"] for x in (TASKS_DIR / "bitcpm_probe_mc.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert seen["items"] == len(shipped) == 32 and set(seen["removed"]) < set(shipped)
+    n = seen["items"] - len(seen["removed"])
+    h = A.headline(task["rows"], "bitcpm_probe_mc")
+    assert h["metric"] == "acc" and 0.0 <= h["value"] <= 1.0 and h["stderr"] is not None and h["n"] == n, h
+    saved = json.loads(in_run(rd, task["output_file"]).read_text(encoding="utf-8"))
+    assert "bitcpm_probe_mc" in saved["results"]
+    # the data lm-eval read: the shipped items less those seen in training, in order
+    kept = [json.loads(x) for x in in_run(rd, saved["configs"]["bitcpm_probe_mc"]["dataset_kwargs"]["data_files"]["test"])
+            .read_text(encoding="utf-8").splitlines()]
+    assert [k["id"] for k in kept] == [i for i in shipped if i not in seen["removed"]]
+    # per-item results kept, pairable: one line per kept item (lm-eval's doc id = its line in the kept data, its doc
+    # hash that line's), with lm-eval's prompt hash; the score carries its n
+    from lm_eval.utils import handle_non_serializable, hash_string
+
+    recs = items.read_items(in_run(rd, task["items_file"]))
+    assert len(recs) == n and {x["doc_id"] for x in recs} == set(range(n)) and all(x["prompt_hash"] for x in recs)
+    for x in recs:
+        doc = json.dumps(kept[x["doc_id"]], indent=2, default=handle_non_serializable, ensure_ascii=False)
+        assert x["doc_hash"] == hash_string(doc), (x["doc_id"], kept[x["doc_id"]]["id"])
+    score = task["score"]
+    assert score["n"] == n and score["points"] == pytest.approx(100 * h["value"], abs=1e-3)
+    assert score["ci"][0] <= score["points"] <= score["ci"][1]
+    cmd = task["command"]
+    assert "--tasks bitcpm_probe_mc" in cmd and "--include_path" in cmd and "--samples" not in cmd, cmd
+
+
+@pytest.mark.e2e
+def test_local_task_is_found_by_lm_eval(local_task):
+    """lm-eval's TaskManager found the local task in the include dir the chapter wrote (evaluate_task fails a task
+    its TaskManager does not know, before sending anything), and ran the task from that dir's YAML."""
+    rd, _, task = local_task
+    assert task["status"] == "ok", task["reason"]
+    include = in_run(rd, task["command"].split("--include_path ", 1)[1].split()[0])
+    assert (include / "bitcpm_probe_mc.yaml").is_file(), include
+    config = json.loads(in_run(rd, task["output_file"]).read_text(encoding="utf-8"))["configs"]["bitcpm_probe_mc"]
+    assert config["task"] == "bitcpm_probe_mc" and config["output_type"] == "multiple_choice"
+    assert in_run(rd, config["metadata"]["config_source"]) == include / "bitcpm_probe_mc.yaml"
