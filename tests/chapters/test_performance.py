@@ -1,8 +1,8 @@
 """Performance: parsing the benchmark tool's real JSON, model arithmetic, the roofs, what the figures are judged
 against (a baseline, a registered reference, the overhead floor), the run rules (a busy host, samples, warm-up:
 not comparable), the checks' paths (worst cases: tests/worst_cases/07_performance.py), the causes the run
-names, the host CPU settings, and a real `vllm bench serve` run. No test depends on this host's speed: the
-judge is fed measurements."""
+names, the host CPU settings, and the real `vllm bench serve` sweep of the session's default report (conftest
+`e2e_run`). No test depends on this host's speed: the judge is fed measurements."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ from bitcpm_validation.engine import base
 from bitcpm_validation.chapters import performance as P
 from bitcpm_validation.engine import hostcpu
 from bitcpm_validation.params import ParamsError, load_params
+from bitcpm_validation.report import results as R
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = Path(__file__).parents[1] / "fixtures" / "perf"
@@ -456,32 +457,29 @@ def test_bench_args_and_weights(tmp_path, monkeypatch):
     assert identity.measured_on(load_params("params/default.yaml"), "dummy", "cpu") == "bitcpm4-0.5b shape · dummy weights · CPU"
 
 
-@pytest.mark.engine
-def test_real_bench_serve_tiny(tmp_path):
-    """The real tool once against a real server, on a tiny model (vocab above the tool's 10,000 random ids)."""
-    from bitcpm_validation.engine import starts
-    from bitcpm_validation.model.writer import write_tiny_random_model
-
-    m = write_tiny_random_model(tmp_path / "m", vocab_size=10240)
-    y = {"profile": "t", "prompts": str(ROOT / "params/prompts.yaml"), "model": {"path": str(m)},
-         "engine": {"dtype": "float32", "max_model_len": 128}, "inference": {"max_tokens": 8},
-         "performance": {"input_len": 16, "output_len": 4, "num_prompts": 2}}
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(y))
-    p = load_params(tmp_path / "p.yaml")
-    run = tmp_path / "run"
-    (run / "evidence").mkdir(parents=True)
-    ev = run / "evidence" / "07_performance.log"
-    with P.start_server(p, ev, "real") as srv:
-        sweep = P.run_serve_sweep(p, srv.root_url, srv.model, str(m), tmp_path / "out", ev, [1, 2], timeout=600)
-    assert [s["concurrency"] for s in sweep] == [1, 2]
+@pytest.mark.e2e
+def test_real_bench_serve_in_the_default_report(e2e_run):
+    """The real tool against a real server: the session's default report runs `vllm bench serve` once per
+    concurrency level (the full shape's synthetic checkpoint); each level's figures are the tool's saved JSON."""
+    rd = e2e_run["run_dir"]
+    res_file = rd / "results" / "07_performance.json"
+    assert res_file.is_file(), f"07_performance wrote no results; runner output:\n{e2e_run['output'][-3000:]}"
+    pp = load_params(rd / "params.yaml").performance  # the params the run used (params/default.yaml's copy)
+    sweep = R.load(res_file).data["serve"]
+    assert [s["concurrency"] for s in sweep] == list(pp.concurrency)
     assert P.judge_completed({s["concurrency"]: s["parsed"] for s in sweep}).status == "pass"
-    assert sweep[0]["parsed"]["tpot_ms_p50"] > 0 and sweep[0]["command"].startswith("vllm bench serve")
-    # the samples as the tool counted them (--save-detailed) and its own maximum (p100)
-    c1 = sweep[0]["parsed"]
-    assert c1["ttft_n"] == c1["completed"] == 2 and c1["tpot_n"] == 2 and 1 <= c1["itl_n"] <= 2 * 3
-    assert c1["ttft_ms_max"] >= c1["ttft_ms_p50"] and c1["itl_ms_max"] >= c1["itl_ms_p50"]
-    assert [(s.kind, s.why) for s in starts.load(run)] == [("benchmark", P.BENCH_WHY["real"])]
-    assert P.engine_log_facts(ev.read_text())["bound_cores"] is not None
+    for s in sweep:
+        c, lv = s["concurrency"], s["parsed"]
+        sent = P.prompts_for(c, pp.num_prompts)  # at least performance.num_prompts and two full rounds
+        cmd = s["command"]
+        assert cmd.startswith("vllm bench serve") and f"--num-prompts {sent} --max-concurrency {c} " in cmd, cmd
+        assert "/artifacts/07_performance --result-filename " + s["artifact"] in cmd, cmd
+        assert lv == P.parse_serve(json.loads((rd / "artifacts" / "07_performance" / s["artifact"]).read_text()))
+        assert lv["tpot_ms_p50"] > 0, (c, lv)
+        # the samples as the tool counted them (--save-detailed) and its own maximum (p100)
+        assert lv["ttft_n"] == lv["completed"] == sent and lv["tpot_n"] == lv["completed"], (c, lv)
+        assert 1 <= lv["itl_n"] <= lv["completed"] * (pp.output_len - 1), (c, lv)
+        assert lv["ttft_ms_max"] >= lv["ttft_ms_p50"] and lv["itl_ms_max"] >= lv["itl_ms_p50"], (c, lv)
 
 
 def test_pictures_of_the_sweep_and_the_roofline(tmp_path):
