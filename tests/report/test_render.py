@@ -84,6 +84,13 @@ def test_one_file_per_language(run):
     assert not (run / "report.html").exists()
 
 
+def test_both_languages_built_at_once_give_each_language_alone(run, html):
+    """render builds zh and en in two forked processes: the files are what each language gives on its own."""
+    for lang in ("zh", "en"):
+        assert html[lang] == RD.language_html(run, lang, ["zh", "en"])
+    assert [lg for lg, _ in RD._html_per_language(run, ["en"])] == ["en"]
+
+
 def test_languages_follow_params_or_argument(run, tmp_path):
     assert RD.report_langs(run) == ["zh", "en"]
     assert RD.report_langs(run, "en") == ["en"]
