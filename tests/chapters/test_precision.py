@@ -4,17 +4,16 @@ Without an engine: agreement math on hand-made rows with known answers (exact KL
 functions' pass and fail paths, the golden choice, and three-way bundles from real implementations (reference,
 transformers with the directory's remote code) and a fake engine.
 
-With an engine (each such test marked `engine`): the chapter notebook end to end on the stand-in (papermill, as the
-runner runs it). The model is models/stand-in when it has weights, else a tiny random MiniCPM fake-quantized like
-BitCPM (ternary absmean, groups of 32, BF16) built here. One chapter run (fixture `chapters_run`, one engine start)
-serves every chapter-run assertion; the same run also runs the quantization chapter (10_quantization), so its
-assertions on that run stay here beside the precision ones instead of starting a second run. A baseline pointing
-at the run itself and one at a missing directory exercise the cross-device path. The engine features through the
-run's shared server (the default report's path): block size from /metrics, the chat path's token ids, the
-whole-vocabulary probe, prefix-cache hits from the server's counters, top-k prompt rows of a chunked long prompt;
-one `vllm serve` of the stand-in for the module (fixture `shared_server_client`).
+With an engine (marked `engine`): the chapter notebook on its own (papermill, as the runner runs it; no run's
+shared server, so an engine of its own) on a copy of the stand-in whose modeling code does not load with
+transformers, with the paths the default report does not take: the transformers pairs not run, a baseline at a
+missing directory and one at the run itself, precision.full_shape off. The model is models/stand-in when it has
+weights, else a tiny random MiniCPM fake-quantized like BitCPM (ternary absmean, groups of 32, BF16) built here.
 
-End to end (marked `e2e`): the default report has both chapters.
+End to end (marked `e2e`), on the session's default report (its shared server's path): the three implementations
+and every pair, the prompt families and engine features through the shared server (block size from /metrics, the
+chat path's ids, chunked prefill, prefix-cache hits, the mixed batch), the full 0.5B shape, the quantization
+chapter, and comparing the run with a copy of itself.
 """
 from __future__ import annotations
 
@@ -30,10 +29,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from bitcpm_validation.chapters import precision as P
-from bitcpm_validation.engine import prompting, server, shared
 from bitcpm_validation.model import agreement as A
 from bitcpm_validation.model.writer import write_tiny_random_model
-from bitcpm_validation.params import PrecisionParams, load_params, load_prompts
+from bitcpm_validation.params import PrecisionParams, load_prompts
 from bitcpm_validation.report import compare as C
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report import runner
@@ -528,115 +526,34 @@ def _params(tmp: Path, model: Path, **precision) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def chapters_run(tmp_path_factory, model_dir) -> dict:
-    tmp = tmp_path_factory.mktemp("prec")
-    run_dir = tmp / "run"
-    # the full 0.5B shape (a 24-layer float32 engine and reference, ~a minute) is asserted on the session's
-    # default report run instead (test_default_report_has_precision_and_quantization)
-    params = _params(tmp, model_dir, full_shape=False, baselines=[str(tmp / "no-such-run"), str(run_dir)])
-    outs = {nb: runner.run_chapter(ROOT / "notebooks" / f"{nb}.ipynb", run_dir, params)
-            for nb in ("06_precision", "10_quantization")}
-    return {"run_dir": run_dir, "outcomes": outs}
-
-
-@pytest.mark.engine
-def test_precision_chapter(chapters_run):
-    o = chapters_run["outcomes"]["06_precision"]
-    assert o.status == "ok", o.error
-    res = R.load(chapters_run["run_dir"] / "results" / "06_precision.json")
-    checks = {c.id: c for c in res.checks}
-    # three implementations, every pair judged
-    for pair in ("engine-vs-reference", "engine-vs-transformers", "transformers-vs-reference"):
-        for cid in (f"agreement:{pair}", f"logprobs_close:{pair}"):
-            assert checks[cid].status == "pass", (cid, checks[cid].detail_en)
-            assert checks[cid].scope == "engine"
-    assert res.data["golden"]["kind"] == "reference" and res.data["golden"]["transformers_error"] is None
-    s = res.data["comparisons"]["engine-vs-reference"]["summary"]
-    assert s["kl_basis"] == "full" and s["mean_kl"] is not None  # whole-vocabulary rows from the engine
-    tr = res.data["comparisons"]["transformers-vs-reference"]["summary"]
-    assert tr["top1_agreement"] == 1.0 and tr["max_abs_dlogprob"] < 1e-3
-    assert res.metric("top1_agreement") >= 0.95
-    assert 0 < res.metric("max_abs_dlogprob") < 0.5  # BF16 engine vs fp32: small but not zero
-    b = res.data["bundle"]
-    assert b["version"] == 1 and len(b["items"]) == 2 and b["environment"].get("device")
-    assert len(b["items"][0]["tf_rows"]) == len(b["items"][0]["tf_ids"]) - 1
-    assert res.data["reference_bundle"]["items"][0]["tf_ids"] == b["items"][0]["tf_ids"]
-    # Missing baseline: one-line failure; the run against itself: identical.
-    assert checks["baseline:0"].status == "fail" and "not found" in checks["baseline:0"].detail_en
-    assert "\n" not in checks["baseline:0"].detail_en
-    assert checks["baseline:1"].status == "pass"
-    same = res.data["baselines"][0]["summary"]
-    assert same["top1_agreement"] == 1.0 and same["max_abs_dlogprob"] == 0.0
-    assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "abs_dlogprob.png").is_file()
-
-
-@pytest.mark.engine
-def test_precision_families_and_features(chapters_run):
-    """Issue 19: every family and length its own row, chunked prefill, prefix caching, a mixed batch."""
-    res = R.load(chapters_run["run_dir"] / "results" / "06_precision.json")
-    checks = {c.id: c for c in res.checks}
-    fam = res.data["families"]
-    assert fam["block_size"] and fam["lengths"]["long-600"] == [600]
-    bs = fam["block_size"]
-    for g in ("zh", "chat", "long-600", f"kv-block-{bs - 1}", f"kv-block-{bs}", f"kv-block-{bs + 1}"):
-        row = checks[f"family_agreement:{g}"]
-        assert row.status == "pass" and row.scope == "engine", (g, row.detail_en)
-        assert fam["groups"][g]["decisive_share"] >= 0.5
-    assert fam["whole_vocab"]["zh"] and not fam["whole_vocab"]["long-600"]
-    assert checks["whole_vocab"].status == "pass"
-    assert checks["chunked_prefill"].status == "pass", checks["chunked_prefill"].detail_en
-    assert "long-600" in res.data["features"]["chunked_prefill"]["prompts"]
-    pc = res.data["features"]["prefix_cache"]
-    assert checks["prefix_cache"].status == "pass", checks["prefix_cache"].detail_en
-    assert pc["cached_warm"] > 0 and pc["prompt_len"] > 2 * bs
-    assert checks["batch_mixed"].status in ("pass", "warn")
-    assert "long-600 600" in res.metric("compared_lengths")
-    assert (chapters_run["run_dir"] / "artifacts" / "06_precision" / "by_position.png").is_file()
-    assert "full_shape" not in res.data and "synthetic" not in res.metric("compared_lengths")  # precision.full_shape off
-
-
 @pytest.mark.engine
 def test_precision_names_a_remote_code_error_and_still_compares(tmp_path, model_dir):
     """A directory whose modeling code does not load with the installed transformers: the transformers pairs
-    are not_run with the one-line error; the engine is still compared with the reference."""
+    are not_run with the one-line error; the engine is still compared with the reference. The chapter on its own
+    (no run's shared server: an offline engine of its own), with the paths the default report does not take: a
+    baseline pointing at a missing directory and one at the run itself, and precision.full_shape off."""
     d = tmp_path / "model"
     shutil.copytree(model_dir, d)
     (d / "modeling_minicpm.py").write_text("raise ImportError('needs flash_attn (missing here)')\n")
+    run_dir = tmp_path / "run"
     params = _params(tmp_path, d, prompts=1, max_new_tokens=4, full_shape=False, features=False,
-                     block_boundaries=False, long_lengths=[64])
-    o = runner.run_chapter(ROOT / "notebooks" / "06_precision.ipynb", tmp_path / "run", params)
+                     block_boundaries=False, long_lengths=[64], baselines=[str(tmp_path / "no-such-run"), str(run_dir)])
+    o = runner.run_chapter(ROOT / "notebooks" / "06_precision.ipynb", run_dir, params)
     assert o.status == "ok", o.error
-    res = R.load(tmp_path / "run" / "results" / "06_precision.json")
+    res = R.load(run_dir / "results" / "06_precision.json")
     checks = {c.id: c for c in res.checks}
     for pair in ("engine-vs-transformers", "transformers-vs-reference"):
         row = checks[f"agreement:{pair}"]
         assert row.status == "not_run" and "flash_attn" in row.detail_en and "\n" not in row.detail_en
     assert checks["agreement:engine-vs-reference"].status == "pass"
     assert "flash_attn" in res.data["golden"]["transformers_error"]
-
-
-@pytest.mark.engine
-def test_quantization_chapter(chapters_run):
-    o = chapters_run["outcomes"]["10_quantization"]
-    assert o.status == "ok", o.error
-    res = R.load(chapters_run["run_dir"] / "results" / "10_quantization.json")
-    checks = {c.id: c.status for c in res.checks}
-    assert checks["projections_ternary"] == "pass" and checks["roundtrip"] == "pass"
-    assert checks["granularity"] == "pass" and res.metric("granularity") == "g32"
-    assert checks["claim_compression:full-0.5b"] == "fail"  # ~72%, not ~90%
-    assert 60 < res.metric("compression_base3") < 90  # percent
-    dense = {t["role"] for t in res.data["tensors"] if not t["ternary"]}
-    assert dense == {"embedding", "norm"}
-
-
-@pytest.mark.engine
-def test_compare_two_runs_of_the_chapter(chapters_run, tmp_path):
-    other = tmp_path / "copy"
-    shutil.copytree(chapters_run["run_dir"], other)
-    out = C.compare_runs([chapters_run["run_dir"], other])
-    assert out["pairs"][0]["engine"]["top1_agreement"] == 1.0
-    assert "copy" in C.render(out, tmp_path / "cmp")["html"].read_text(encoding="utf-8")
+    # Missing baseline: one-line failure; the run against itself: identical.
+    assert checks["baseline:0"].status == "fail" and "not found" in checks["baseline:0"].detail_en
+    assert "\n" not in checks["baseline:0"].detail_en
+    assert checks["baseline:1"].status == "pass", checks["baseline:1"].detail_en
+    (same,) = res.data["baselines"]
+    assert same["summary"]["top1_agreement"] == 1.0 and same["summary"]["max_abs_dlogprob"] == 0.0
+    assert "full_shape" not in res.data and "synthetic" not in res.metric("compared_lengths")  # full_shape off
 
 
 @pytest.mark.e2e
@@ -658,37 +575,96 @@ def test_default_report_has_precision_and_quantization(e2e_run):
     assert "synthetic" in prec.metric("compared_lengths") and "vocab 73,448" in prec.metric("compared_lengths")
 
 
-# -- the engine features through the run's shared server (engine) ---------------------------------------------
-@pytest.fixture(scope="module")
-def shared_server_client(tmp_path_factory):
-    p = load_params(ROOT / "params" / "default.yaml")
-    if not list(p.model_path.glob("*.safetensors")):
-        pytest.skip("models/stand-in has no weights")
-    run_dir = tmp_path_factory.mktemp("srv") / "run"
-    (run_dir / "evidence").mkdir(parents=True)
-    srv, info = server.start_shared(p, run_dir)
-    try:
-        yield p, shared.SharedClient(info, run_dir / "evidence" / "06_precision.log")
-    finally:
-        srv.stop()
+# -- the default report's chapter (e2e): the shared server's path -------------------------------------------------
+def _default_precision(e2e_run):
+    rd = e2e_run["run_dir"]
+    params = yaml.safe_load((rd / "params.yaml").read_text(encoding="utf-8"))
+    return rd, R.load(rd / "results" / "06_precision.json"), params
 
 
-@pytest.mark.engine
-def test_shared_server_features(shared_server_client):
-    p, c = shared_server_client
-    assert "--max-num-batched-tokens 512" in c.info.command  # engine.max_num_batched_tokens reaches the server
-    block, source = P.engine_block_size(c)
-    assert block and "metrics" in source
-    ps = load_prompts(ROOT / "params" / "prompts.yaml")
-    en = next(x for x in ps.prompts if x.lang == "en" and not x.chat)
-    served = c.chat_prompt_ids([{"role": "user", "content": en.prompt}])
-    assert served == prompting.prompt_ids(prompting.with_chat(en), p.model_path)  # the server's template = ChatML
-    impl = P.EngineImpl(c, "shared")
-    probe = P.probe_whole_vocab(impl, [1, 300, 400, 500], alive=P.alive_check(c))
-    assert probe == {"ok": True, "error": None, "engine_alive": True}
-    ids = P.long_ids(p.model_path, "en", 3 * block - 7, skip_paragraphs=3)  # a prefix no other test sent
-    _, cold, src = P.cached_generate(c, ids, 4, 5)
-    _, warm, _ = P.cached_generate(c, ids, 4, 5)
-    assert "prefix_cache_hits" in src and cold == 0 and warm >= 2 * block
-    rows = impl.score_topk([P.long_ids(p.model_path, "en", 1100)], 20)[0]  # chunked: 1,100 > 512
-    assert len(rows) == 1099 and all(len(r) >= 20 for r in rows)
+@pytest.mark.e2e
+def test_default_report_compares_three_implementations(e2e_run):
+    """The engine (the run's shared server), transformers with the directory's code and the fp32 reference: every
+    pair judged and passed, whole-vocabulary rows from the engine, the bundle a baseline needs."""
+    rd, res, params = _default_precision(e2e_run)
+    checks = {c.id: c for c in res.checks}
+    for pair in ("engine-vs-reference", "engine-vs-transformers", "transformers-vs-reference"):
+        for cid in (f"agreement:{pair}", f"logprobs_close:{pair}"):
+            assert checks[cid].status == "pass", (cid, checks[cid].detail_en)
+            assert checks[cid].scope == "engine"
+    assert res.data["golden"]["kind"] == "reference" and res.data["golden"]["transformers_error"] is None
+    assert res.data["whole_vocab_probe"] == {"ok": True, "error": None, "engine_alive": True}
+    assert checks["whole_vocab"].status == "pass"
+    s = res.data["comparisons"]["engine-vs-reference"]["summary"]
+    assert s["kl_basis"] == "full" and s["mean_kl"] is not None  # whole-vocabulary rows from the engine
+    tr = res.data["comparisons"]["transformers-vs-reference"]["summary"]
+    assert tr["top1_agreement"] == 1.0 and tr["max_abs_dlogprob"] < 1e-3
+    assert res.metric("top1_agreement") >= 0.95
+    assert 0 < res.metric("max_abs_dlogprob") < 0.5  # BF16 engine vs fp32: small but not zero
+    b = res.data["bundle"]
+    assert b["version"] == 1 and len(b["items"]) == params["precision"]["prompts"] and b["environment"].get("device")
+    assert all(len(it["tf_rows"]) == len(it["tf_ids"]) - 1 for it in b["items"])
+    assert [it["tf_ids"] for it in res.data["reference_bundle"]["items"]] == [it["tf_ids"] for it in b["items"]]
+    assert (rd / "artifacts" / "06_precision" / "abs_dlogprob.png").is_file()
+
+
+@pytest.mark.e2e
+def test_default_report_precision_families_and_features(e2e_run):
+    """Issue 19 through the shared server: every family and length its own row, the KV block size from its
+    /metrics, the chat family's ids from its chat path (equal to the project's ChatML), chunked prefill over the
+    server's 512-token budget, prefix-cache hits from its counters, a mixed batch."""
+    rd, res, params = _default_precision(e2e_run)
+    checks = {c.id: c for c in res.checks}
+    fam = res.data["families"]
+    bs = fam["block_size"]
+    assert bs and "metrics" in fam["block_source"]
+    budget = json.loads((rd / "run.json").read_text(encoding="utf-8"))["shared_engine"]["settings"]["max_num_batched_tokens"]
+    assert budget == params["engine"]["max_num_batched_tokens"]  # engine.max_num_batched_tokens reaches the server
+    longs = [n if n > 0 else params["engine"]["max_model_len"] - params["precision"]["max_new_tokens"]
+             for n in params["precision"]["long_lengths"]]
+    for g in ("zh", "chat", *(f"long-{n}" for n in longs), f"kv-block-{bs - 1}", f"kv-block-{bs}", f"kv-block-{bs + 1}"):
+        row = checks[f"family_agreement:{g}"]
+        assert row.status == "pass" and row.scope == "engine", (g, row.detail_en)
+        assert fam["groups"][g]["decisive_share"] >= 0.5
+    for n in longs:
+        g = fam["groups"][f"long-{n}"]
+        assert fam["lengths"][f"long-{n}"] == [n] and f"long-{n} {n}" in res.metric("compared_lengths")
+        # a top-k row for every prompt position, through every prefill chunk; listing the golden's top-k at most
+        assert g["prompt_region"]["positions"] == n - 1 and g["kl_topk_missing"] < g["positions"] / 2, g
+    assert fam["whole_vocab"]["zh"] and not any(fam["whole_vocab"][f"long-{n}"] for n in longs)
+    assert fam["chat_source"] and set(fam["chat_source"].values()) == {"server chat path"}
+    nb = (rd / "notebooks" / "06_precision.ipynb").read_text(encoding="utf-8")
+    assert "they equal the project&#x27;s own ChatML encoding" in nb  # the server's template = ChatML
+    assert checks["chunked_prefill"].status == "pass", checks["chunked_prefill"].detail_en
+    ch = res.data["features"]["chunked_prefill"]
+    assert ch["budget"] == budget and sorted(ch["prompts"]) == sorted(
+        g for g, ls in fam["lengths"].items() if g.startswith("long") and max(ls) > budget)
+    pc = res.data["features"]["prefix_cache"]
+    assert checks["prefix_cache"].status == "pass", checks["prefix_cache"].detail_en
+    assert "prefix_cache_hits" in pc["cached_source"] and pc["cached_cold"] == 0 and pc["cached_warm"] >= 2 * bs
+    assert pc["prompt_len"] > 2 * bs
+    assert checks["batch_mixed"].status in ("pass", "warn")
+    assert (rd / "artifacts" / "06_precision" / "by_position.png").is_file()
+
+
+@pytest.mark.e2e
+def test_default_report_quantization(e2e_run):
+    res = R.load(e2e_run["run_dir"] / "results" / "10_quantization.json")
+    checks = {c.id: c.status for c in res.checks}
+    assert checks["projections_ternary"] == "pass" and checks["roundtrip"] == "pass"
+    assert checks["granularity"] == "pass" and res.metric("granularity") == "g32"
+    assert checks["claim_compression:full-0.5b"] == "fail"  # ~72%, not ~90%
+    assert 60 < res.metric("compression_base3") < 90  # percent
+    dense = {t["role"] for t in res.data["tensors"] if not t["ternary"]}
+    assert dense == {"embedding", "norm"}
+
+
+@pytest.mark.e2e
+def test_compare_the_default_report_with_a_copy(e2e_run, tmp_path):
+    rd = e2e_run["run_dir"]
+    other = tmp_path / "copy"
+    shutil.copytree(rd / "results", other / "results")
+    shutil.copy(rd / "run.json", other / "run.json")
+    out = C.compare_runs([rd, other])
+    assert out["pairs"][0]["engine"]["top1_agreement"] == 1.0 and out["pairs"][0]["engine"]["max_abs_dlogprob"] == 0.0
+    assert "copy" in C.render(out, tmp_path / "cmp")["html"].read_text(encoding="utf-8")

@@ -1,6 +1,8 @@
-"""Serving chapter: its checks (pass / fail / not run) and the deployment guide written from the params."""
+"""Serving chapter: its checks (pass / fail / not run) and the deployment guide written from the params; the OpenAI
+probes on a real server are asserted on the default report's chapter 08 (marked `e2e`)."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from bitcpm_validation.chapters import serving as S
@@ -98,3 +100,37 @@ def test_chinese_details_show_data_as_code():
 
     assert SV._answer_detail({"token_ids": [1, 2], "finish_reason": "stop"}) == (
         "2 tokens, finish reason stop", "2 个词元，结束原因 `stop`")
+
+
+@pytest.mark.e2e
+def test_default_report_probes_the_shared_server(e2e_run):
+    """Chapter 08 of the default report: the OpenAI probes (models, completion, stream, chat with the template
+    check, concurrent) on the run's shared `vllm serve`, each answer consistent with itself, every check passed."""
+    from bitcpm_validation.report import results as R
+
+    rd = e2e_run["run_dir"]
+    res = R.load(rd / "results" / "08_serving.json")
+    assert res.status == "ok", res.error
+    setup, probes, srv = res.data["setup"], res.data["probes"], res.data["server"]
+    assert srv["external"] and not srv["own"]  # the run's shared server: the runner stops it, not the chapter
+    m = probes["models"]
+    assert m["ok"] and srv["served_model_name"] == m["detail"]["expected"] in m["detail"]["models"]
+    c = probes["completions"]["detail"]
+    assert probes["completions"]["ok"] and 0 < len(c["token_ids"]) == c["usage"]["completion_tokens"] <= setup["max_tokens"]
+    assert c["finish_reason"] == "stop" or len(c["token_ids"]) == setup["max_tokens"]
+    s = probes["stream"]["detail"]
+    assert probes["stream"]["ok"] and s["chunks"] > 1 and s["equals_non_streamed"] and s["text"] == c["text"]
+    chat = probes["chat"]["detail"]
+    assert probes["chat"]["ok"] and chat["token_ids"]
+    if srv["tokenizer"]:  # engine.tokenizer_override in effect: the server tokenizes ChatML like SentencePiece
+        assert chat["template_matches"] and chat["prompt_token_ids"] == chat["expected_prompt_token_ids"], chat
+    conc = probes["concurrent"]["detail"]
+    assert probes["concurrent"]["ok"] and conc["answered"] == conc["requests"] == setup["concurrent_requests"] > 1
+    assert all(r["ok"] and r["tokens"] > 0 for r in conc["results"]) and len(conc["results"]) == conc["requests"]
+    assert conc["output_tokens"] == sum(r["tokens"] for r in conc["results"])
+    checks = {k.id: k.status for k in res.checks}
+    assert [checks[k] for k in ("models", "completions", "chat", "chat_template", "stream", "concurrent",
+                                "greedy_equal")] == ["pass"] * 7, checks
+    assert res.metric("concurrent_answered") == conc["answered"]
+    log = (rd / "evidence" / "08_serving.log").read_text(encoding="utf-8")
+    assert "=== using the run's shared server" in log and '"GET /v1/models HTTP/1.1" 200' in log

@@ -1,7 +1,13 @@
-"""Server lifecycle: flags from params, port taken, early exit, probes, death mid-chapter, interrupts, no orphan."""
+"""Server lifecycle: flags from params, port taken, early exit, connecting to a running deployment (a fake OpenAI
+server), death mid-chapter and stop (a stand-in process tree), interrupts, no orphan.
+
+With an engine (marked `engine`): a real `vllm serve` that exits early, and Ctrl-C / SIGTERM during its start. The
+OpenAI probes on a real server are the default report's chapter 08_serving (tests/chapters/test_serving.py); the
+phases of its shared server's start are asserted on that run here (marked `e2e`)."""
 from __future__ import annotations
 
 import os
+import json
 import signal
 import socket
 import subprocess
@@ -14,10 +20,11 @@ import psutil
 import pytest
 import yaml
 
-from bitcpm_validation.engine import server
+from bitcpm_validation.engine import server, starts
 from bitcpm_validation.chapters import serving
 from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
+import fake_openai
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +103,7 @@ def test_bad_model_path_is_one_line_error(tmp_path, tiny):
 def test_unreachable_endpoint(tmp_path):
     with pytest.raises(server.ServerError) as e:
         server.connect(f"http://127.0.0.1:{server.free_port()}")
-    assert "unreachable" in str(e.value)
+    assert "unreachable" in str(e.value) and "serving.endpoint" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.engine
@@ -115,60 +122,64 @@ def test_server_exits_early_gives_log_tail(tmp_path, tiny):
     assert not _ours(str(bad))
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory, tiny):
-    tmp = tmp_path_factory.mktemp("srv")
-    p = _params(tmp, tiny)
-    srv = server.start(p, tmp / "ev.log", "real")
-    yield srv, p
-    srv.stop()
+def test_connect_to_a_running_deployment(tmp_path):
+    """`serving.endpoint`: a deployment this run did not start (a fake OpenAI server here): its model learnt from
+    /v1/models, alive from /health, and stop() never stops what it did not start."""
+    with fake_openai.serving(tmp_path / "fake.log", models=["served/name", "other"]) as url:
+        ext = server.connect(url.removesuffix("/v1"))
+        assert ext.external and ext.model == "served/name" and ext.base_url == url and ext.alive()
+        assert server.connect(url).base_url == url  # .../v1 given: the same endpoint
+        ext.stop()
+        assert ext.alive() and server.connect(url).model == "served/name"  # still serving
+    assert not ext.alive()
+    with pytest.raises(server.ServerError) as e:
+        ext.check_alive()
+    assert "stopped answering /health" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.engine
-def test_probes(running):
-    srv, p = running
-    assert srv.alive() and srv.base_url.startswith("http://127.0.0.1:")
-    cl = serving.client(srv)
-    assert serving.probe_models(cl, srv).ok
-    c = serving.probe_completion(cl, srv, [1, 5, 6, 7], 8)
-    assert c.ok and len(c.detail["token_ids"]) == 8
-    s = serving.probe_stream(cl, srv, [1, 5, 6, 7], 8, c.detail["text"])
-    assert s.ok and s.detail["chunks"] > 1
-    from bitcpm_validation.engine import prompting
-
-    chat = serving.probe_chat(cl, srv, "Hello", 8, prompting.prompt_ids("Hello", p.model_path, chat=True))
-    assert chat.ok
-    if srv.tokenizer:  # engine.tokenizer_override in effect: the server tokenizes ChatML like SentencePiece
-        assert chat.detail["template_matches"], chat.detail
-    conc = serving.probe_concurrent(cl, srv, [[1, 5, 6, 7]] * 3, 4)
-    assert conc.ok and conc.detail["answered"] == 3
-    assert [serving.judge_models(serving.probe_models(cl, srv)).status, serving.judge_concurrent(conc).status,
-            serving.judge_stream(s).status, serving.judge_completions(c).status] == ["pass"] * 4
-    log = srv.evidence_path.read_text()
-    assert "=== server start:" in log
-    ph = srv.startup_phases  # engine.startup.server_phases on the lines the launcher read
-    assert list(ph)[:3] == ["api_server_process", "engine_core_process", "worker_process"], ph
-    assert "to_healthy" in ph and abs(sum(ph.values()) - srv.startup_s) < 0.5, (ph, srv.startup_s)
-    ext = server.connect(srv.root_url)  # `serving.endpoint`: validate a running deployment
-    assert ext.external and ext.model == srv.model and ext.alive() and ext.base_url == srv.base_url
-    ext.stop()  # never stops what it did not start
-    assert srv.alive()
+def test_connect_to_something_else_is_one_line(tmp_path):
+    with fake_openai.serving(tmp_path / "fake.log", models=[]) as url:
+        with pytest.raises(server.ServerError) as e:
+            server.connect(url)
+        assert "serves no model" in str(e.value)
+    with fake_openai.serving(tmp_path / "fake.log", models=None) as url:  # /v1/models: 404
+        with pytest.raises(server.ServerError) as e:
+            server.connect(url)
+        assert "HTTP 404" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.engine
-def test_server_dying_mid_chapter_then_no_orphan(running):
-    """Runs last in the module: kill the API server; probes raise ServerError; stop() leaves nothing."""
-    srv, _ = running
+def test_server_dying_mid_chapter_then_no_orphan():
+    """The server killed mid-chapter (SIGKILL, no handler runs): a probe raises a one-line ServerError, and stop()
+    leaves none of its processes (the stand-in's child in its group, as vLLM's engine core)."""
+    srv, kids = _stand_in(drain=0)
+    srv.base_url = f"http://127.0.0.1:{server.free_port()}/v1"  # nothing answers there once it is dead
     family = [psutil.Process(srv.pid)] + psutil.Process(srv.pid).children(recursive=True)
-    assert len(family) >= 2  # API server + engine core
+    assert len(family) >= 2 and srv.alive()
     os.kill(srv.pid, signal.SIGKILL)
     srv.proc.wait(timeout=30)
     with pytest.raises(server.ServerError) as e:
         serving.probe_models(serving.client(srv, timeout=5), srv)
-    assert "exited with code" in str(e.value)
+    assert "exited with code -9" in str(e.value) and "\n" not in str(e.value)
     srv.stop()
-    gone, alive = psutil.wait_procs(family, timeout=20)
+    gone, alive = psutil.wait_procs([q for q in family if q.pid != kids[1].pid], timeout=20)
     assert not [p for p in alive if _status(p) not in (None, psutil.STATUS_ZOMBIE)]
+    kids[1].kill()  # its own session, out of the killed parent's reach: what test_a_server_still_starting covers
+
+
+@pytest.mark.e2e
+def test_default_reports_shared_server_start(e2e_run):
+    """The run's shared `vllm serve` (the default report's path): its start in its log, on the loopback address,
+    and the phases of its start read from that log (engine.startup.server_phases) summing to its start time."""
+    rd = e2e_run["run_dir"]
+    info = json.loads((rd / "run.json").read_text(encoding="utf-8"))["shared_engine"]
+    assert info["ok"] and info["base_url"].startswith("http://127.0.0.1:") and "--host 127.0.0.1" in info["command"]
+    log = (rd / info["log"]).read_text(encoding="utf-8")
+    assert f"=== server start: {info['command']}" in log
+    (start,) = [s for s in starts.load(rd) if s.kind == "shared-server"]
+    ph = start.phases
+    assert list(ph)[:3] == ["api_server_process", "engine_core_process", "worker_process"], ph
+    assert "to_healthy" in ph and abs(sum(ph.values()) - info["startup_s"]) < 0.5, (ph, info["startup_s"])
+    assert start.seconds == info["startup_s"]
 
 
 def _is_engine(q: psutil.Process) -> bool:
@@ -186,7 +197,8 @@ SCRIPT = textwrap.dedent("""
     stacks = open(sys.argv[2] + ".stacks", "w")
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)  # where it hangs, if it does
     from bitcpm_validation.params import load_params
-    from bitcpm_validation.engine import server
+import fake_openai
+    from bitcpm_validation.engine import server, starts
     p = load_params(sys.argv[1])
     with server.serving(p, sys.argv[2], "real") as srv:
         print("UP", flush=True)

@@ -8,7 +8,6 @@ the offline engine's greedy ids and top-k logprob ids.
 """
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import os
@@ -16,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from bitcpm_validation.engine import offline, processes, server, shared, starts
 from bitcpm_validation.engine.offline import EngineError
 from bitcpm_validation.params import load_params
 from bitcpm_validation.report import runner
+import fake_openai
+from fake_openai import completion_response
 from fake_run import notebook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +62,7 @@ def test_request_body_asks_what_the_offline_engine_asks():
     assert plain["prompt"] == "text" and "logprobs" not in plain and "prompt_logprobs" not in plain and "seed" not in plain
 
 
-def _response(token_ids, top=None, prompt_lp=None, prompt_ids=(1, 2)):
-    choice = {"index": 0, "text": "x", "finish_reason": "length", "token_ids": list(token_ids),
-              "prompt_token_ids": list(prompt_ids), "prompt_logprobs": prompt_lp,
-              "logprobs": None if top is None else {"top_logprobs": top, "tokens": [], "token_logprobs": []}}
-    return {"choices": [choice]}
+_response = completion_response
 
 
 def test_parse_completion_token_ids_and_logprobs():
@@ -96,52 +92,11 @@ def _info(run_dir: Path, params, base_url: str, **kw) -> shared.SharedInfo:
     return info
 
 
-class _FakeOpenAI(http.server.BaseHTTPRequestHandler):
-    """/health and /v1/completions: echoes the prompt ids + 100 as the generated ids (after a delay that
-    reverses the finishing order, so results must be put back in request order)."""
-
-    log_path: Path
-
-    def log_message(self, *a):  # quiet
-        pass
-
-    def do_GET(self):
-        self.send_response(200 if self.path == "/health" else 404)
-        self.end_headers()
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body.get("max_tokens", 0) < 0:
-            out = json.dumps({"error": {"message": "max_tokens must be at least 0\nsecond line"}}).encode()
-            self.send_response(400)
-        else:
-            ids = body["prompt"]
-            time.sleep(0.05 * (5 - len(ids)) if len(ids) < 5 else 0)
-            with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"POST /v1/completions {len(ids)} tokens\n")
-            gen = [i + 100 for i in ids][: body["max_tokens"]]
-            top = [{f"token_id:{t}": -0.5} for t in gen] if body.get("logprobs") else None
-            plp = None
-            if body.get("prompt_logprobs") is not None:  # the prompt's own token and token 0, per position
-                plp = [None] + [{str(t): {"logprob": -1.0, "rank": 1}, "0": {"logprob": -2.0, "rank": 2}}
-                                for t in ids[1:]]
-            out = json.dumps(_response(gen, top=top, prompt_lp=plp, prompt_ids=ids)).encode()
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-
 @pytest.fixture
 def fake_server(tmp_path):
     run_dir = _run_dir(tmp_path)
-    handler = type("H", (_FakeOpenAI,), {"log_path": shared.log_path(run_dir)})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield run_dir, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with fake_openai.serving(shared.log_path(run_dir)) as url:
+        yield run_dir, url
 
 
 def test_no_shared_file_means_own_engine(tmp_path):
