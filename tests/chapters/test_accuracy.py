@@ -84,6 +84,17 @@ def test_unknown_task_is_a_failure(tmp_path, task_manager):
     assert c.status == "fail" and c.id == "task:no_such_task_xyz" and c.scope == "model"
 
 
+def test_lm_evals_own_tasks_are_indexed_only_when_asked_for(tmp_path, task_manager):
+    """The project's local task alone needs no index of lm-eval's ~15,000 configs (seconds saved per run); any
+    other task, or no list, gets them."""
+    local = A.task_manager(tmp_path, None, ["bitcpm_probe_mc"])
+    assert local.all_tasks == ["bitcpm_probe_mc"]
+    assert "mmlu" in task_manager.all_tasks and "bitcpm_probe_mc" in task_manager.all_tasks  # tasks=None
+    assert not A.needs_lm_evals_tasks(["bitcpm_probe_mc"])
+    assert A.needs_lm_evals_tasks(["bitcpm_probe_mc", "mmlu"]) and A.needs_lm_evals_tasks(["no_such_task_xyz"])
+    assert A.needs_lm_evals_tasks(None)
+
+
 def test_contamination_finds_the_stand_in_corpus_items(tmp_path):
     c = A.task_contamination(ROOT / "models/stand-in", "bitcpm_probe_mc")  # the stand-in declares its corpus
     bad = c.hits

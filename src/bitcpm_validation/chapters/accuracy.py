@@ -31,7 +31,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from urllib.parse import urlparse
 
@@ -215,10 +215,17 @@ def rows_from_results(results: dict[str, Any], n_samples: Optional[dict[str, Any
 # ------------------------------------------------------------------------------------------------
 # sizing: which items, how many
 
-def task_manager(out_dir: Path, exclude: Optional[dict[str, set[str]]] = None):
+def task_manager(out_dir: Path, exclude: Optional[dict[str, set[str]]] = None, tasks: Optional[Sequence[str]] = None):
+    """lm-eval's TaskManager with the project's local tasks (include_path). lm-eval's own ~15,000 task configs are
+    indexed only when `tasks` names one of them or is None (indexing them takes ~10 s on a 2-core host)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(local_include_dir(out_dir, exclude)))
+    return TaskManager(include_path=str(local_include_dir(out_dir, exclude)), include_defaults=needs_lm_evals_tasks(tasks))
+
+
+def needs_lm_evals_tasks(tasks: Optional[Sequence[str]]) -> bool:
+    """Whether a TaskManager for `tasks` must index lm-eval's own configs: any task not local, or no list."""
+    return tasks is None or any(t not in LOCAL_TASKS for t in tasks)
 
 
 def leaf_tasks(task: str, tm) -> dict[str, Any]:
@@ -442,7 +449,7 @@ def _evaluate_task(*, task, base_url, model, tokenizer, out_dir, num_fewshot, li
                               include_path=include if task in LOCAL_TASKS else None,
                               output_path=str(out_dir / "lm_eval_out"))
     try:
-        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None)  # building one takes seconds
+        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None, [task])  # seconds with lm-eval's own
         if task not in tm.all_tasks:
             return TaskResult(task, "failed", reason=f"task {task!r} is not known to lm-eval "
                                                      f"{getattr(lm_eval, '__version__', '')} nor a local task: "
@@ -717,7 +724,7 @@ def measure_task(task: str, params: Any, *, base_url: str, model: str, out_dir: 
         return Measured(TaskResult(task, "skipped", reason=dataset_problem), None, st, None, None)
     out_dir = Path(out_dir)
     try:
-        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None)
+        tm = tm or task_manager(out_dir, {task: exclude} if exclude else None, [task])
         if task not in tm.all_tasks:  # evaluate_task says so in one line
             raise LookupError(task)
         with hub_offline(task not in LOCAL_TASKS):
