@@ -52,6 +52,70 @@ def test_kv_cache_greedy_equals_full_forward(longrope_dir):
         assert max(abs(a - b) for a, b in zip(s.top_logprobs, v.tolist())) < 1e-4
 
 
+def test_greedy_with_rows_is_greedy_plus_the_teacher_forced_rows(longrope_dir):
+    ref = ReferenceModel.from_pretrained(longrope_dir)
+    ids = _ids(20, ref.cfg["vocab_size"])
+    new, steps = ref.greedy(ids, 12, top_k=5, stop_ids=[])
+    new2, steps2, rows = ref.greedy_with_rows(ids, 12, top_k=5, stop_ids=[], chunk=7)  # 19 prompt rows: 3 chunks
+    assert new2 == new and steps2 == steps  # the same prefill and steps: bit-equal
+    full = ref.logprobs(ids + new)[:-1]
+    assert rows.dtype == torch.float32 and rows.shape == full.shape == (len(ids) + 12 - 1, ref.cfg["vocab_size"])
+    # within float32 rounding, not bit-equal: a prefill plus one-token KV steps vs one forward over the whole
+    # sequence are the same arithmetic on different matmul shapes
+    assert (rows - full).abs().max() < 1e-5
+    for j, s in enumerate(steps):  # the generated positions' rows are the steps' own distributions
+        assert rows[len(ids) - 1 + j, s.top_ids].tolist() == s.top_logprobs
+
+
+def test_greedy_with_rows_stops_with_greedy_and_takes_no_new_tokens(longrope_dir):
+    ref = ReferenceModel.from_pretrained(longrope_dir)
+    ids = _ids(15, ref.cfg["vocab_size"], seed=4)
+    free, _ = ref.greedy(ids, 10, top_k=3, stop_ids=[])
+    stop = free[3]
+    new, steps = ref.greedy(ids, 10, top_k=3, stop_ids=[stop])
+    new2, steps2, rows = ref.greedy_with_rows(ids, 10, top_k=3, stop_ids=[stop])
+    assert new2 == new and steps2 == steps and new[-1] == stop and len(new) <= 4
+    assert rows.shape[0] == len(ids) + len(new) - 1
+    assert (rows - ref.logprobs(ids + new)[:-1]).abs().max() < 1e-5
+    none, no_steps, prompt_rows = ref.greedy_with_rows(ids, 0, top_k=3)
+    assert none == [] and no_steps == [] and prompt_rows.shape[0] == len(ids) - 1
+    assert (prompt_rows - ref.logprobs(ids)[:-1]).abs().max() < 1e-5
+
+
+def test_precision_golden_items_take_the_rows_from_the_greedy_prefill(longrope_dir, monkeypatch):
+    """chapters.precision._golden_items (here beside the reference it calls): with ReferenceImpl.greedy_with_rows,
+    the same bundle items as the two-call path (greedy, then score_full on prompt + new) that other goldens take."""
+    import numpy as np
+
+    from bitcpm_validation.chapters import precision as P
+
+    impl = P.ReferenceImpl(longrope_dir)
+
+    class TwoCalls:  # the reference without greedy_with_rows, as TransformersImpl
+        label = impl.label
+        greedy, score_full = impl.greedy, impl.score_full
+
+    vocab = impl.ref.cfg["vocab_size"]
+    items = [P.FamilyItem("a", "short", "short", _ids(9, vocab, seed=1), True),
+             P.FamilyItem("b", "long-40", "long", _ids(40, vocab, seed=2), True)]
+    two, two_full = P._golden_items(TwoCalls(), items, 5, 6, keep_full=True)
+
+    def no_second_forward(seqs):
+        raise AssertionError("score_full called: the rows should come from greedy_with_rows")
+
+    monkeypatch.setattr(impl, "score_full", no_second_forward)
+    one, one_full = P._golden_items(impl, items, 5, 6, keep_full=True)
+    assert [it["id"] for it in one] == ["a", "b"]
+    for a, b in zip(one, two):
+        assert a["tf_ids"] == b["tf_ids"] and a["gen_ids"] == b["gen_ids"] and a["gen_rows"] == b["gen_rows"]
+        assert len(a["tf_rows"]) == len(b["tf_rows"]) == len(a["tf_ids"]) - 1
+        for ra, rb in zip(a["tf_rows"], b["tf_rows"]):
+            assert [t for t, _ in ra] == [t for t, _ in rb]
+            assert max(abs(x - y) for (_, x), (_, y) in zip(ra, rb)) < 1e-5
+        assert one_full[a["id"]].shape == two_full[a["id"]].shape
+        assert np.abs(one_full[a["id"]] - two_full[a["id"]]).max() < 1e-5
+
+
 def test_logprobs_are_fp32_log_softmax(longrope_dir):
     ref = ReferenceModel.from_pretrained(longrope_dir)
     lp = ref.logprobs(_ids(10, ref.cfg["vocab_size"]))

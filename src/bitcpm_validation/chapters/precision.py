@@ -212,6 +212,12 @@ class ReferenceImpl:
     def score_full(self, seqs):
         return [self.ref.logprobs(s)[:-1].numpy() for s in seqs]
 
+    def greedy_with_rows(self, prompt, max_new_tokens, k):
+        """One prompt: (new ids, per-step top-k rows, [len(prompt + new) - 1, vocab] rows) from one prefill: the
+        teacher-forced rows of its own continuation without a second forward over the prompt."""
+        new, steps, rows = self.ref.greedy_with_rows(prompt, max_new_tokens=max_new_tokens, top_k=k)
+        return list(new), [dict(zip(s.top_ids, s.top_logprobs)) for s in steps], rows.numpy()
+
     def score_topk(self, seqs, k):
         return [topk_rows(self.score_full([s])[0], s, k) for s in seqs]
 
@@ -508,10 +514,14 @@ def _golden_items(impl: Implementation, items: Sequence[FamilyItem], k: int, max
     """The golden's bundle items one prompt at a time (a whole-vocabulary row set of a 4,000-token prompt on a
     73,448-token vocabulary is 1.2 GB: only short prompts keep theirs, `keep_full`)."""
     out, full = [], {}
+    with_rows = getattr(impl, "greedy_with_rows", None)  # the reference: rows from the greedy's own prefill
     for it in items:
-        (new, gen_rows), = impl.greedy([it.ids], max_new_tokens, k)
+        if with_rows is not None:
+            new, gen_rows, f = with_rows(it.ids, max_new_tokens, k)
+        else:
+            (new, gen_rows), = impl.greedy([it.ids], max_new_tokens, k)
+            f = impl.score_full([list(it.ids) + list(new)])[0]
         seq = list(it.ids) + list(new)
-        f = impl.score_full([seq])[0]
         out.append({"id": it.id, "prompt_ids": list(it.ids), "tf_ids": seq,
                     "tf_rows": [A.row_to_pairs(A.row_from_full(f[i], k, also=[seq[i + 1]])) for i in range(len(seq) - 1)],
                     "gen_ids": list(new), "gen_rows": [A.row_to_pairs(r) for r in gen_rows]})

@@ -9,6 +9,7 @@ the directory has an lm_head.weight tensor. Everything runs in fp32 whatever the
     ref = ReferenceModel.from_pretrained("models/stand-in")
     lp = ref.logprobs(ids)                       # fp32 [T, V] log-softmax, row t predicts t+1
     new, steps = ref.greedy(ids, max_new_tokens=32, top_k=5)
+    new, steps, rows = ref.greedy_with_rows(ids, 32, 5)  # and logprobs(ids + new)[:-1] from the same prefill
 """
 from __future__ import annotations
 
@@ -157,11 +158,15 @@ class MiniCPM(nn.Module):
             h = layer(h, cos, sin, None if caches is None else caches[i], mask)
         return self.model.norm(h)
 
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Final normed hidden states [..., H] -> logits [..., V]."""
+        return F.linear(h / (self.cfg["hidden_size"] / self.cfg["dim_model_base"]), self.head_weight())
+
     def forward(self, ids: torch.Tensor, start: int = 0, caches: Optional[list] = None, last_only: bool = False):
         h = self.hidden(ids, start, caches)
         if last_only:  # a prefill that only needs the next token: the head (hidden x vocab) on one position
             h = h[:, -1:]
-        return F.linear(h / (self.cfg["hidden_size"] / self.cfg["dim_model_base"]), self.head_weight())
+        return self.head(h)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -247,20 +252,56 @@ class ReferenceModel:
     def greedy(self, token_ids, max_new_tokens: int = 32, top_k: int = 5, stop_ids=None) -> tuple[list[int], list[GreedyStep]]:
         """Greedy decode with a KV cache. Returns (new ids, per-step top-k ids and logprobs)."""
         m = self.module
-        stop = set(self._eos_ids() if stop_ids is None else stop_ids)
         ids = torch.as_tensor(list(token_ids), dtype=torch.long)[None]
         caches = [[None, None] for _ in m.model.layers]
-        logits = m(ids, 0, caches, last_only=True)[0, -1]
-        pos = ids.shape[1]
+        logits = m(ids, 0, caches, last_only=True)[0, -1] if max_new_tokens > 0 else None
+        return self._decode(logits, caches, ids.shape[1], max_new_tokens, top_k, stop_ids)
+
+    @torch.no_grad()
+    def greedy_with_rows(self, token_ids, max_new_tokens: int = 32, top_k: int = 5, stop_ids=None,
+                         chunk: int = 256) -> tuple[list[int], list[GreedyStep], torch.Tensor]:
+        """`greedy` plus the teacher-forced rows of its own sequence, from one prefill: (new ids, steps, rows) with
+        rows the fp32 [len(seq) - 1, V] log-softmax of seq = token_ids + new, row t about seq[t + 1] (what
+        `logprobs(seq)[:-1]` gives, without a second forward over the whole sequence). Rows of the prompt's
+        positions but the last come from the prefill's hidden states (the head `chunk` positions at a time, so
+        the only whole-sequence tensor is the result); the others are the decode steps' own log-softmax, so
+        new ids and steps are exactly `greedy`'s. Not bit-equal to `logprobs(seq)`: the same arithmetic on
+        different matmul shapes (a prefill plus one-token steps instead of one forward), float32 rounding apart."""
+        m = self.module
+        ids = torch.as_tensor(list(token_ids), dtype=torch.long)[None]
+        n_prompt = ids.shape[1]
+        caches = [[None, None] for _ in m.model.layers]
+        h = m.hidden(ids, 0, caches)
+        rows = torch.empty(n_prompt - 1 + max_new_tokens, self.cfg["vocab_size"], dtype=torch.float32)
+        for a in range(0, n_prompt - 1, chunk):
+            b = min(a + chunk, n_prompt - 1)
+            torch.log_softmax(m.head(h[0, a:b]).float(), dim=-1, out=rows[a:b])
+        logits = m.head(h[:, -1:])[0, -1] if max_new_tokens > 0 else None  # greedy's own last_only head
+        del h
+
+        def keep(j: int, lp: torch.Tensor):  # step j's distribution is the row of position n_prompt - 1 + j
+            rows[n_prompt - 1 + j].copy_(lp)
+
+        new, steps = self._decode(logits, caches, n_prompt, max_new_tokens, top_k, stop_ids, keep)
+        return new, steps, rows[: n_prompt - 1 + len(new)]
+
+    def _decode(self, logits, caches, pos: int, max_new_tokens: int, top_k: int, stop_ids,
+                on_step=None) -> tuple[list[int], list[GreedyStep]]:
+        """The greedy loop after a prefill whose last-position logits are `logits`; `on_step(j, logprobs)`
+        sees each step's fp32 log-softmax. No forward after the last token (its logits would go unused)."""
+        m = self.module
+        stop = set(self._eos_ids() if stop_ids is None else stop_ids)
         new: list[int] = []
         steps: list[GreedyStep] = []
-        for _ in range(max_new_tokens):
+        for j in range(max_new_tokens):
             lp = torch.log_softmax(logits.float(), dim=-1)
+            if on_step is not None:
+                on_step(j, lp)
             v, i = lp.topk(top_k)
             tok = int(i[0])
             steps.append(GreedyStep(tok, float(v[0]), i.tolist(), v.tolist()))
             new.append(tok)
-            if tok in stop:
+            if tok in stop or j == max_new_tokens - 1:
                 break
             logits = m(torch.tensor([[tok]]), pos, caches)[0, -1]
             pos += 1
