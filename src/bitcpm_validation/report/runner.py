@@ -46,6 +46,7 @@ from typing import Any, IO, Optional, Sequence
 from bitcpm_validation.engine import server as engine_server
 from bitcpm_validation.engine import shared as shared_engine
 from bitcpm_validation.engine import starts as engine_starts
+from bitcpm_validation.report import kernels
 from bitcpm_validation.report import results as R
 from bitcpm_validation.report.contents import SUMMARY_ID, ChapterInfo, all_chapters
 from bitcpm_validation.engine import hub, processes
@@ -267,8 +268,9 @@ def kernel_death(evidence_log: Path) -> str:
 
 
 def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[str] = None,
-                timeout_s: Optional[float] = None, keep: Optional[set[int]] = None) -> ChapterOutcome:
-    """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt.
+                timeout_s: Optional[float] = None, keep: Optional[set[int]] = None, km: Any = None) -> ChapterOutcome:
+    """Execute one chapter notebook into run_dir; never raises except KeyboardInterrupt. `km`: a kernel already
+    started for it (report.kernels.WarmKernel), shut down here afterwards; None: papermill starts one.
 
     Afterwards every process the chapter left running is killed (`keep`: pids that existed before)."""
     keep = processes.descendants() if keep is None else keep
@@ -284,7 +286,7 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
             str(nb), str(out_nb),
             parameters={"params_path": str(params_path), "run_dir": str(run_dir)},
             kernel_name=kernel or kernel_name(), cwd=str(PROJECT_ROOT), progress_bar=False, log_output=False,
-            execution_timeout=timeout_s, report_mode=False,
+            execution_timeout=timeout_s, report_mode=False, **({"km": km} if km is not None else {}),
         )
     except KeyboardInterrupt:
         raise
@@ -295,6 +297,9 @@ def run_chapter(nb: Path, run_dir: Path, params_path: Path, *, kernel: Optional[
         status = "skipped" if ename == "ChapterSkipped" else "failed"
         if status == "skipped":
             error = None
+    finally:
+        if km is not None:  # papermill shuts down only the kernels it started
+            kernels.stop(km)
     seconds = time.monotonic() - t0
     leaked = processes.kill_descendants(grace_s=3.0, keep=keep)
     if leaked:
@@ -662,6 +667,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     shared_engine.clear(run_dir)  # a previous invocation's files (their servers are gone)
     shared_srv = None
     bench_srv = bench_thread = None  # the benchmark's server, started with the shared one (CPU), stopped after its chapter
+    warm: Optional[kernels.WarmKernel] = None  # the next chapter's kernel
     want_shared = shared and any(shared_engine.needs_engine(nb) for nb in todo)
     try:
         for i, nb in enumerate(todo, 1):
@@ -687,11 +693,15 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
             ev = run_dir / "evidence" / f"{nb.stem}.log"
             if ev.exists() and ev.stat().st_size:
                 ev.replace(ev.with_suffix(".previous.log"))
+            km = warm.take() if warm is not None else None  # this chapter's kernel, started during the last one
+            warm = None
+            if i < n and nb.stem != BENCHMARK_CHAPTER:  # the next one's, while this one runs
+                warm = kernels.WarmKernel(todo[i], kernel or kernel_name(), PROJECT_ROOT)
             print(f"[{i:02d}/{n:02d}] {nb.stem:<18} … ", end="", file=out, flush=True)
             ticker = _Progress(out, f"[{i:02d}/{n:02d}] {nb.stem:<18} … ")
             try:
                 oc = run_chapter(nb, run_dir, run_dir / "params.yaml", kernel=kernel, timeout_s=timeout_s,
-                                 keep=pre_existing)
+                                 keep=pre_existing | ({warm.pid} if warm is not None and warm.pid else set()), km=km)
             finally:
                 ticker.stop()
             if stop["flag"]:
@@ -719,6 +729,8 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         print(f"stopped {len(killed)} process(es); resume with: python -m bitcpm_validation run --resume {run_dir}",
               file=out, flush=True)
     finally:
+        if warm is not None:
+            warm.shutdown()
         if bench_srv is not None:
             _stop_benchmark_server(bench_srv, bench_thread, run_dir, timeout=5.0 if outcome.interrupted else 20.0)
         if shared_srv is not None:
