@@ -315,3 +315,28 @@ def test_a_kernel_killed_without_a_trace_says_so(tmp_path):
     log.write_text("engine started\n", encoding="utf-8")
     assert runner.kernel_death(log).startswith("the chapter's kernel died without a Python error (killed, or out of memory)")
     assert "the system log" in runner.kernel_death(tmp_path / "missing.log")
+
+
+def test_the_second_server_waits_for_the_first_ones_engine_core(tmp_path):
+    """report.runner._until_engine_core: back as soon as the log names the engine core process, or the start is
+    done, else after its timeout."""
+    import threading
+
+    class Start:
+        done = threading.Event()
+
+    log = tmp_path / "shared-engine-synthetic.log"
+    t0 = time.monotonic()
+    runner._until_engine_core(log, Start(), timeout_s=1.0)  # no log yet: the timeout
+    assert 0.9 <= time.monotonic() - t0
+    log.write_text("(APIServer pid=1) INFO ...\n(EngineCore pid=2) INFO [core.py:133] Initializing\n")
+    t0 = time.monotonic()
+    runner._until_engine_core(log, Start(), timeout_s=60.0)
+    assert time.monotonic() - t0 < 30.0
+    done = Start()
+    done.done = threading.Event()
+    done.done.set()
+    log.write_text("(APIServer pid=1) INFO ...\n")
+    t0 = time.monotonic()
+    runner._until_engine_core(log, done, timeout_s=60.0)  # it finished (or failed) first
+    assert time.monotonic() - t0 < 30.0
