@@ -317,9 +317,9 @@ def test_a_kernel_killed_without_a_trace_says_so(tmp_path):
     assert "the system log" in runner.kernel_death(tmp_path / "missing.log")
 
 
-def test_the_second_server_waits_for_the_first_ones_engine_core(tmp_path):
-    """report.runner._until_engine_core: back as soon as the log names the engine core process, or the start is
-    done, else after its timeout."""
+def test_the_second_server_waits_for_the_first_ones_api_server(tmp_path):
+    """report.runner._until_api_server_imported: back as soon as the log has the API server's first line, or the
+    start is done, else after its timeout."""
     import threading
 
     class Start:
@@ -327,16 +327,20 @@ def test_the_second_server_waits_for_the_first_ones_engine_core(tmp_path):
 
     log = tmp_path / "shared-engine-synthetic.log"
     t0 = time.monotonic()
-    runner._until_engine_core(log, Start(), timeout_s=1.0)  # no log yet: the timeout
+    runner._until_api_server_imported(log, Start(), timeout_s=1.0)  # no log yet: the timeout
     assert 0.9 <= time.monotonic() - t0
-    log.write_text("(APIServer pid=1) INFO ...\n(EngineCore pid=2) INFO [core.py:133] Initializing\n")
+    log.write_text("=== server start: vllm serve ...\n")
     t0 = time.monotonic()
-    runner._until_engine_core(log, Start(), timeout_s=60.0)
+    runner._until_api_server_imported(log, Start(), timeout_s=1.0)  # the launcher's own line is not the server's
+    assert 0.9 <= time.monotonic() - t0
+    log.write_text("=== server start: vllm serve ...\n(APIServer pid=1) INFO [api_utils.py:347] version 0.32.0\n")
+    t0 = time.monotonic()
+    runner._until_api_server_imported(log, Start(), timeout_s=60.0)
     assert time.monotonic() - t0 < 30.0
     done = Start()
     done.done = threading.Event()
     done.done.set()
-    log.write_text("(APIServer pid=1) INFO ...\n")
+    log.write_text("=== server start: vllm serve ...\n")
     t0 = time.monotonic()
-    runner._until_engine_core(log, done, timeout_s=60.0)  # it finished (or failed) first
+    runner._until_api_server_imported(log, done, timeout_s=60.0)  # it finished (or failed) first
     assert time.monotonic() - t0 < 30.0

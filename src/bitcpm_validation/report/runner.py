@@ -22,7 +22,7 @@ under `engine_starts`.
 
 On a CPU, when the performance chapter will benchmark the full shape (performance.model synthetic | dummy), the
 benchmark's `vllm serve` starts together with the shared one (shared-engine-<which>.json; the shared one once
-the benchmark's has its engine core process, `_until_engine_core`) and is stopped once that chapter is done: a
+the benchmark's API server has imported vLLM, `_until_api_server_imported`) and is stopped once that chapter is done: a
 server start is mostly three processes importing vLLM one after the other, one core each, so two starts side
 by side take little longer than one. On a device the benchmark starts its own
 server in its chapter, as the device's memory must leave room for the chapters' fresh engines.
@@ -434,16 +434,17 @@ class _StartInThread(threading.Thread):
         self._released.set()
 
 
-def _until_engine_core(log: Path, start: _StartInThread, timeout_s: float = 30.0) -> None:
-    """Wait until a starting server's log shows its engine core process (or it is done, or `timeout_s`). vLLM pins a
-    CPU worker's main thread to the first bound core from the moment torch loads (GOMP_CPU_AFFINITY, which
-    vllm/utils/ompmultiprocessing.py sets for the worker it spawns): two servers started at the same instant
-    import their workers on that one core in turn. Started this much later, the second one's API server and
-    engine core import on the other core while the first one's worker does."""
+def _until_api_server_imported(log: Path, start: _StartInThread, timeout_s: float = 30.0) -> None:
+    """Wait until a starting server's API server has imported vLLM (its first `(APIServer pid=…)` line; it spawns
+    its engine core next), or the start is done, or `timeout_s`. vLLM pins a CPU worker's main thread to the
+    first bound core from the moment torch loads (GOMP_CPU_AFFINITY, which vllm/utils/ompmultiprocessing.py sets
+    for the worker it spawns): two servers started at the same instant import their workers on that one core in
+    turn. Started this much later, the second one's processes import on the other core while the first one's
+    worker does."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s and not start.done.wait(0.2):
         with contextlib.suppress(OSError):
-            if "EngineCore" in log.read_text(encoding="utf-8", errors="replace"):
+            if "(APIServer pid=" in log.read_text(encoding="utf-8", errors="replace"):
                 return
 
 
@@ -467,7 +468,7 @@ def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutco
     try:
         if bench is not None:
             bench.start()
-            _until_engine_core(shared_engine.log_path(run_dir, benchmark), bench)
+            _until_api_server_imported(shared_engine.log_path(run_dir, benchmark), bench)
         try:
             started["real"] = engine_server.start_shared(params, run_dir)
         except (server.ServerError, EngineError) as err:
