@@ -207,3 +207,14 @@ def test_page_one_says_what_and_which_scopes_were_assessed(executed):
     assert {"findings", "document", "matrix", "registry", "key_metrics", "chapters"} <= set(res.data)
     text = "\n".join(str(o) for c in nb.cells for o in c.get("outputs", []))
     assert "Metric(" not in text and "Check(" not in text and "ScopeVerdict(" not in text
+
+
+def test_every_start_reason_the_project_gives_has_its_chinese():
+    """The why of every start site (the runner's servers, the chapters' deliberate engines) reads in Chinese in the
+    Chinese report: a reason missing from START_REASON_ZH would show as English there."""
+    from bitcpm_validation.chapters.performance import BENCH_WHY
+    from bitcpm_validation.engine.server import SHARED_WHY
+
+    whys = [why for _kind, why in SHARED_WHY.values()] + list(BENCH_WHY.values())
+    missing = [w for w in whys if w not in S.START_REASON_ZH]
+    assert not missing, missing

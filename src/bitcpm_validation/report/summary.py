@@ -200,6 +200,10 @@ START_REASON_ZH = {
     "the full 0.5B shape: a synthetic checkpoint vs the fp32 reference": "完整 0.5B 形状：合成检查点与 fp32 参考实现比较",
     "restart": "重启：与第一次运行的输出比较",
     "float32 engine: separates BF16 rounding from implementation differences": "float32 引擎：区分 BF16 舍入与实现差异",
+    "the benchmark's server (07_performance, the full 0.5B shape, synthetic checkpoint), started by the runner "
+    "together with the shared engine": "第 07 章基准测试的服务（完整 0.5B 形状，合成检查点），由运行器与共享引擎一同启动",
+    "the benchmark's server (07_performance, the full 0.5B shape, dummy weights), started by the runner together "
+    "with the shared engine": "第 07 章基准测试的服务（完整 0.5B 形状，随机权重），由运行器与共享引擎一同启动",
     "benchmarks at the full 0.5B shape (dummy weights)": "完整 0.5B 形状的基准测试（随机权重）",
     "benchmarks at the full 0.5B shape (synthetic checkpoint)": "完整 0.5B 形状的基准测试（合成检查点）",
     "benchmarks on the model's own weights": "模型自身权重上的基准测试",
