@@ -58,18 +58,27 @@ def test_stop_leaves_no_process_of_the_run_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(BR, "STOP_GRACE_S", 0.5)
     run = BR.BackgroundRun(tmp_path)
     for _ in range(600):
-        if run.log.read_text().strip():
+        if run.log.exists() and run.log.read_text().strip():
             break
         time.sleep(0.05)
     child = int(run.log.read_text())
-    assert os.getpgid(run.proc.pid) == run.proc.pid != os.getpgid(0)  # its own session and group
+    assert run.running() and os.getpgid(child) == run.pgid != os.getpgid(0)  # its own session and group
     run.stop()
-    assert run.proc.returncode == -signal.SIGKILL
-    for _ in range(100):  # the child, reparented, is reaped by init or a subreaper
-        if not _alive(child):
-            break
-        time.sleep(0.05)
-    assert not _alive(child)
+    assert not run.running() and not _alive(child)
+    assert run.result()["rc"] == -1  # stopped before it could write its status
+
+
+def test_the_run_is_no_descendant_of_the_test_process(tmp_path, monkeypatch):
+    """report.runner's clean-up, run in this process by other tests, stops every descendant it did not start."""
+    import psutil
+
+    monkeypatch.setattr(BR, "COMMAND", (sys.executable, "-c", "import time; time.sleep(30)"))
+    run = BR.BackgroundRun(tmp_path)
+    try:
+        assert run.running()
+        assert run.pgid not in {p.pid for p in psutil.Process().children(recursive=True)}
+    finally:
+        run.stop()
 
 
 def test_result_is_the_run_dir_its_exit_status_and_its_output(tmp_path, monkeypatch):

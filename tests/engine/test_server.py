@@ -197,7 +197,6 @@ SCRIPT = textwrap.dedent("""
     stacks = open(sys.argv[2] + ".stacks", "w")
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)  # where it hangs, if it does
     from bitcpm_validation.params import load_params
-import fake_openai
     from bitcpm_validation.engine import server, starts
     p = load_params(sys.argv[1])
     with server.serving(p, sys.argv[2], "real") as srv:
