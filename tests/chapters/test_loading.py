@@ -491,3 +491,14 @@ def test_one_bar_per_start_and_no_picture_below_three_phases(lang, tmp_path):
         plt.close(fig)
     assert loading.plot_init_timeline({"real": tl[:3]}, lang) is None  # two phases: the table says it
     assert loading.plot_init_timeline({}, lang) is None
+
+
+def test_an_init_time_shared_with_another_start_says_so():
+    """The shared server's init time, when the runner started the benchmark's server with it, carries a note in
+    both languages; alone (or an offline engine) none."""
+    from types import SimpleNamespace as NS
+
+    together = loading.started_together(NS(info=NS(started_with="synthetic")))
+    assert "benchmark's server" in together.en and "基准测试" in together.zh
+    assert loading.started_together(NS(info=NS(started_with=""))) == ("", "")
+    assert loading.started_together(NS()) == ("", "")

@@ -265,7 +265,7 @@ USES_SHARED = HEAD + textwrap.dedent('''\
 NO_ENGINE = HEAD + 'ch.finish()'
 
 
-def _fake_start_shared(params, run_dir, which="real"):
+def _fake_start_shared(params, run_dir, which="real", started_with=""):
     """A stand-in for the shared vllm serve: a sleeping process in its own session, with one child."""
     log = shared.log_path(run_dir, which)
     with open(log, "a") as f:
@@ -275,7 +275,7 @@ def _fake_start_shared(params, run_dir, which="real"):
                                 preexec_fn=processes.die_with_parent)  # as server._launch: gone with its thread
     srv = server.Server(base_url="http://127.0.0.1:1/v1", model="m", proc=proc, evidence_path=log, startup_s=0.5)
     info = shared.SharedInfo(base_url=srv.base_url, pid=proc.pid, model="m", which=which, kwargs={},
-                             command="vllm serve fake", log=str(log), startup_s=0.5)
+                             command="vllm serve fake", log=str(log), startup_s=0.5, started_with=started_with)
     shared.write_info(run_dir, info)
     starts.record(run_dir, starts.Start("runner", server.SHARED_WHY[which][0], which, "shared", 0.5))
     time.sleep(0.5)  # let the child appear
@@ -324,6 +324,7 @@ BENCHMARK_USES_ITS_SERVER = HEAD + textwrap.dedent('''\
     import psutil
     info = json.loads((pathlib.Path(run_dir) / "shared-engine-synthetic.json").read_text())
     ch.data["pid"] = info["pid"]
+    ch.data["started_with"] = info["started_with"]
     ch.data["alive"] = psutil.Process(info["pid"]).status() != psutil.STATUS_ZOMBIE
     # server.serving( : this chapter needs an engine
     ch.finish()''')
@@ -350,6 +351,7 @@ def test_runner_starts_the_benchmark_server_with_the_shared_one_and_stops_it_aft
     from bitcpm_validation.report import results as R
 
     bench = R.load(oc.run_dir / "results" / "07_performance.json").data
+    assert bench["started_with"] == "real"  # each knows the other started with it (the timings include it)
     bench_pid = bench["pid"]
     assert bench["alive"]  # started in a thread, still running chapters later (PR_SET_PDEATHSIG is per thread)
     assert R.load(oc.run_dir / "results" / "08_serving.json").data["benchmark_server_left"] is False
@@ -381,7 +383,7 @@ def test_runner_without_engine_chapters_starts_nothing(proj, monkeypatch):
 
 
 def test_shared_server_failure_is_one_line_and_the_run_goes_on(proj, monkeypatch):
-    def boom(params, run_dir, which="real"):
+    def boom(params, run_dir, which="real", started_with=""):
         raise server.ServerError("port 8000 on 127.0.0.1 is taken (serving.port): stop what listens there")
 
     monkeypatch.setattr(server, "start_shared", boom)

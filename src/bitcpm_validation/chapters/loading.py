@@ -395,6 +395,15 @@ def engine_who(settings: dict[str, Any]) -> T:
     return T(f"本次运行共享的 `vllm serve`（进程 {m.group(1)}，由运行器启动）", str(who)) if m else T(f"`{who}`", str(who))
 
 
+def started_together(eng: Any) -> T:
+    """A note for an init time that overlapped another server's start (engine.shared SharedInfo.started_with: the
+    runner starts the benchmark's server with the shared one); empty otherwise."""
+    if not getattr(getattr(eng, "info", None), "started_with", ""):
+        return T("", "")
+    return T("（与基准测试的服务同时启动，两者共用主机的核心）",
+             " (started together with the benchmark's server: the two shared the host's cores)")
+
+
 def source_zh(source: str) -> str:
     """Where a value came from (tying()'s flag_source), in Chinese: config.json stays a file name."""
     return word(source).zh if isinstance(word(source), T) else source

@@ -579,10 +579,12 @@ SHARED_WHY = {"real": ("shared-server", "the run's shared engine (every chapter 
                                      "started by the runner together with the shared engine")}
 
 
-def start_shared(params: Any, run_dir: Path, which: Which = "real") -> tuple[Server, shared.SharedInfo]:
+def start_shared(params: Any, run_dir: Path, which: Which = "real", started_with: str = ""
+                 ) -> tuple[Server, shared.SharedInfo]:
     """Start one of the run's shared servers (the runner calls this): the model's own weights (`real`, every
     chapter that can share it) or the full shape's the benchmark uses; wait until healthy, write its
-    shared-engine[-<which>].json. Returns (Server, shared.SharedInfo); raises ServerError / EngineError with one line."""
+    shared-engine[-<which>].json (`started_with`: the other server starting at the same time, whose start its
+    timings include). Returns (Server, shared.SharedInfo); raises ServerError / EngineError with one line."""
     quiet_logs()  # transformers' config advice (tokenizer decision) must not break the runner's progress line
     log = shared.log_path(run_dir, which)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -606,7 +608,8 @@ def start_shared(params: Any, run_dir: Path, which: Which = "real") -> tuple[Ser
             kv_cache_tokens=kv, max_concurrency=facts.get("max_concurrency") or (
                 kv / kwargs["max_model_len"] if kv else None),
             log_facts=facts,
-            started=_dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"))
+            started=_dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+            started_with=started_with)
         shared.write_info(run_dir, info)
     except BaseException:
         srv.stop()

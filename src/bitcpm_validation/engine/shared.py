@@ -55,6 +55,7 @@ class SharedInfo:
     max_concurrency: Optional[float] = None
     log_facts: dict[str, Any] = field(default_factory=dict)
     started: str = ""
+    started_with: str = ""        # the weights of the server the runner started at the same time ("": alone)
 
 
 def info_path(run_dir: Path, which: str = "real") -> Path:

@@ -464,13 +464,13 @@ def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutco
     started: dict[str, Any] = {}
     errors: dict[str, str] = {}
     server.install_cleanup()  # from the runner's thread (signal handlers), before any start
-    bench = _StartInThread(engine_server.start_shared, params, run_dir, benchmark) if benchmark else None
+    bench = _StartInThread(engine_server.start_shared, params, run_dir, benchmark, "real") if benchmark else None
     try:
         if bench is not None:
             bench.start()
             _until_api_server_imported(shared_engine.log_path(run_dir, benchmark), bench)
         try:
-            started["real"] = engine_server.start_shared(params, run_dir)
+            started["real"] = engine_server.start_shared(params, run_dir, "real", benchmark or "")
         except (server.ServerError, EngineError) as err:
             errors["real"] = one_line(str(err), 300)
         if bench is not None:
