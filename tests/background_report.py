@@ -35,7 +35,9 @@ def should_start(items, environ, collect_only: bool) -> bool:
 # Starts `sh -c '<run> > log 2>&1; echo $? > rc'` in a session of its own and exits at once, printing the shell's
 # pid: the run is then no descendant of the pytest process. It must not be one: tests call report.runner.run in
 # that process, whose per-chapter clean-up stops every process below it that the chapter did not start (a
-# report running beside them lost a chapter's kernel and its benchmark that way).
+# report running beside them lost a chapter's kernel and its benchmark that way). Started at collection end,
+# before any such test has made pytest a subreaper (processes.become_subreaper), to which the orphaned shell
+# would otherwise be re-parented.
 LAUNCH = ("import subprocess, sys\n"
           "cmd, log, rc = sys.argv[1:4]\n"
           "p = subprocess.Popen(['/bin/sh', '-c', cmd + ' > \"$0\" 2>&1 < /dev/null; echo $? > \"$1\"', log, rc],\n"

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -68,17 +69,30 @@ def test_stop_leaves_no_process_of_the_run_behind(tmp_path, monkeypatch):
     assert run.result()["rc"] == -1  # stopped before it could write its status
 
 
-def test_the_run_is_no_descendant_of_the_test_process(tmp_path, monkeypatch):
-    """report.runner's clean-up, run in this process by other tests, stops every descendant it did not start."""
-    import psutil
+CHECK_NOT_BELOW = """
+import sys, time
+from pathlib import Path
+import psutil
+sys.path.insert(0, sys.argv[1])
+import background_report as BR
+BR.COMMAND = (sys.executable, "-c", "import time; time.sleep(30)")
+run = BR.BackgroundRun(Path(sys.argv[2]))
+try:
+    print(run.running(), run.pgid in {p.pid for p in psutil.Process().children(recursive=True)})
+finally:
+    run.stop()
+"""
 
-    monkeypatch.setattr(BR, "COMMAND", (sys.executable, "-c", "import time; time.sleep(30)"))
-    run = BR.BackgroundRun(tmp_path)
-    try:
-        assert run.running()
-        assert run.pgid not in {p.pid for p in psutil.Process().children(recursive=True)}
-    finally:
-        run.stop()
+
+def test_the_run_is_no_descendant_of_the_process_that_starts_it(tmp_path):
+    """report.runner's clean-up, run in the pytest process by other tests, stops every descendant it did not start.
+    Checked in a fresh process, as pytest is at collection end: once a runner test has made pytest a subreaper
+    (processes.become_subreaper), an orphan would be re-parented to it again."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", CHECK_NOT_BELOW, str(Path(BR.__file__).parent), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr
 
 
 def test_result_is_the_run_dir_its_exit_status_and_its_output(tmp_path, monkeypatch):

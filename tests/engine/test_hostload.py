@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from bitcpm_validation.engine import hostload as H
@@ -132,7 +133,10 @@ def test_busiest_process_names_are_marked_as_data():
                       busiest=[("memfd:sealed-91", 1227, 2.5)])
     v = H.judge(load, 0.25, 0.05)
     assert not v.comparable
-    assert "`memfd:sealed-91` (pid 1227)" in v.reason_en and "`memfd:sealed-91` (pid 1227)" in v.reason_zh
+    assert "`memfd:sealed-91` (pid 1227)" in v.reason_en and "`memfd:sealed-91`（进程号 1227）" in v.reason_zh
+    from rendered_text import english_words  # the Chinese reason has no English word outside its code spans
+
+    assert english_words("<p>" + re.sub(r"`[^`]*`", "", v.reason_zh) + "</p>") == {}
 
 
 def test_a_note_shows_backquoted_spans_as_code_and_escapes_the_rest():

@@ -138,8 +138,8 @@ def validity(loads: dict[str, hostload.HostLoad], samples: Optional[int], warmup
 
 
 def _not_comparable(spec: Any, v: Validity) -> Check:
-    return spec.not_comparable(f"not comparable: {v.en}; re-run on a quiet host: {RERUN}",
-                                           f"不可比：{v.zh}；请在空闲主机上重新运行：{RERUN}")
+    return spec.not_comparable(f"not comparable: {v.en}; re-run on a quiet host: `{RERUN}`",
+                                           f"不可比：{v.zh}；请在空闲主机上重新运行：`{RERUN}`")
 
 
 def pick_basis(bases: Sequence[Optional[Basis]]) -> Optional[Basis]:

@@ -194,13 +194,15 @@ class Validity:
 def judge(load: HostLoad, busy_cores: float, max_steal_share: float) -> Validity:
     """Comparable unless other processes used more than `busy_cores` cores on average, or the hypervisor stole more
     than `max_steal_share` of the CPU time. The reason names the figures (and the busiest other processes)."""
-    who = ", ".join(f"`{c}` (pid {pid}) {s:.1f} s" for c, pid, s in load.busiest)  # process names: data (code)
+    # process names are data (code); the pid's word in each language
+    who = ", ".join(f"`{c}` (pid {pid}) {s:.1f} s" for c, pid, s in load.busiest)
+    who_zh = "，".join(f"`{c}`（进程号 {pid}）{s:.1f} s" for c, pid, s in load.busiest)
     steal = "" if load.steal_share is None else f", steal {100 * load.steal_share:.1f} %"
     facts_en = (f"other processes used {load.other_cores:.2f} of {load.cores} cores over {load.seconds:.0f} s"
                 f"{steal}" + (f"; busiest: {who}" if who else ""))
     facts_zh = (f"其他进程在 {load.seconds:.0f} s 内平均占用 {load.cores} 个核心中的 {load.other_cores:.2f} 个"
                 + ("" if load.steal_share is None else f"，虚拟机被宿主抢占的 CPU 时间 {100 * load.steal_share:.1f} %")
-                + (f"；占用最多：{who}" if who else ""))
+                + (f"；占用最多：{who_zh}" if who_zh else ""))
     if load.other_cores > busy_cores:
         return Validity(False, f"host busy: {facts_en} (more than {busy_cores:g})",
                         f"主机繁忙：{facts_zh}（超过 {busy_cores:g} 个）")

@@ -219,9 +219,9 @@ def scopes_table(verdicts: dict[str, ScopeVerdict], page: Optional[dict[str, Any
         if v.scope == "performance" and (page.get("performance_basis") or page.get("rerun_performance")):
             basis, cmd = page.get("performance_basis"), page.get("rerun_performance")
             zh = ([why_t.zh] if said else []) + ([f"相对于：{basis['zh']}"] if basis else []) + \
-                ([f"请在空闲主机上重新运行：{cmd}"] if cmd else [])
+                ([f"请在空闲主机上重新运行：`{cmd}`"] if cmd else [])  # a command: shown as code
             en = ([why_t.en] if said else []) + ([f"relative to: {basis['en']}"] if basis else []) + \
-                ([f"re-run on a quiet host: {cmd}"] if cmd else [])
+                ([f"re-run on a quiet host: `{cmd}`"] if cmd else [])
             why_t, said = T("；".join(zh), "; ".join(en)), True
         body.append([SCOPE_WORD[v.scope], T(f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].zh}",
                                             f"{v.mark}\u00a0{VERDICT_WORD[v.verdict].en.replace(' ', chr(0xa0))}"),
