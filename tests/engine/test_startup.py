@@ -205,8 +205,9 @@ def _outputs_in_mode(params, run_dir, mode_flag, monkeypatch, prompts):
     eng = offline.start(params, run_dir / "evidence" / "04_determinism.log", fresh=True, why="restart",
                         dtype="float32")
     monkeypatch.delenv(S.MODE_ENV)
-    try:
-        gens = eng.generate(prompts, max_tokens=16, logprobs=5, prompt_logprobs=5, ignore_eos=True)
+    try:  # one request at a time: a multiprocess engine core may start stepping before a batch's last request has
+        # arrived, so the host's load would decide the batches, and a batch's make-up changes float rounding
+        gens = [eng.generate([p], max_tokens=16, logprobs=5, prompt_logprobs=5, ignore_eos=True)[0] for p in prompts]
     finally:
         eng.close()
     return [(g.token_ids, g.logprobs, g.prompt_logprobs) for g in gens]
