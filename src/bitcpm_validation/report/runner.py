@@ -23,8 +23,9 @@ under `engine_starts`.
 On a CPU, when the performance chapter will benchmark the full shape (performance.model synthetic | dummy), the
 benchmark's `vllm serve` starts together with the shared one (shared-engine-<which>.json; the shared one once
 the benchmark's API server has imported vLLM, `_until_api_server_imported`) and is stopped once that chapter is done: a
-server start is mostly three processes importing vLLM one after the other, one core each, so two starts side
-by side take little longer than one. On a device the benchmark starts its own
+server start is mostly three processes importing vLLM one after the other, one core each, so the two overlap
+(44 s for both on the 2-core host of the README's timings, against 26 s + 32 s one after the other). On a device
+the benchmark starts its own
 server in its chapter, as the device's memory must leave room for the chapters' fresh engines.
 """
 from __future__ import annotations
@@ -449,11 +450,11 @@ def _until_api_server_imported(log: Path, start: _StartInThread, timeout_s: floa
 
 
 def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutcome,
-                  benchmark: Optional[str] = None) -> dict[str, Any]:
+                  benchmark: Optional[str] = None) -> tuple[dict[str, Any], Optional[_StartInThread]]:
     """Start the run's shared `vllm serve` (the run's params, as the chapters get them) and, where `benchmark`
-    names its weights, the benchmark's server at the same time (its start in a thread that lives as long as the
-    server: `_StartInThread`), with one progress line. Returns {which: Server} of those that started, the
-    benchmark's with its thread under "thread"; a failure is one line (the chapters then start their own engines)."""
+    names its weights, the benchmark's server first, in a thread that lives as long as that server
+    (`_StartInThread`), with one progress line. Returns ({which: Server} of those that started, the benchmark
+    server's thread or None); a failure is one line (the chapters then start their own engines)."""
     from bitcpm_validation.engine import server
     from bitcpm_validation.engine.base import EngineError
 
@@ -520,18 +521,16 @@ def _start_shared(run_dir: Path, params: Params, out: IO[str], outcome: RunOutco
     out.flush()
     if bench is not None and benchmark not in started:
         bench.release()
-    servers = {which: srv for which, (srv, _info) in started.items()}
-    if bench is not None and benchmark in started:
-        servers["thread"] = bench
-    return servers
+        bench = None
+    return {which: srv for which, (srv, _info) in started.items()}, bench
 
 
-def _stop_benchmark_server(srv: Any, thread: Optional[_StartInThread], run_dir: Path, timeout: float = 20.0) -> None:
+def _stop_benchmark_server(which: str, srv: Any, thread: Optional[_StartInThread], run_dir: Path,
+                           timeout: float = 20.0) -> None:
     srv.stop(timeout=timeout)
     if thread is not None:
         thread.release()
-    for which in ("synthetic", "dummy"):
-        shared_engine.clear(run_dir, which)
+    shared_engine.clear(run_dir, which)
 
 
 class _Progress:
@@ -682,7 +681,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
     current: Optional[Path] = None
     shared_engine.clear(run_dir)  # a previous invocation's files (their servers are gone)
     shared_srv = None
-    bench_srv = bench_thread = None  # the benchmark's server, started with the shared one (CPU), stopped after its chapter
+    bench_which, bench_srv, bench_thread = None, None, None  # the benchmark's server (CPU): stopped after its chapter
     warm: Optional[kernels.WarmKernel] = None  # the next chapter's kernel
     want_shared = shared and any(shared_engine.needs_engine(nb) for nb in todo)
     try:
@@ -690,10 +689,9 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
             current = nb
             if want_shared and shared_srv is None and shared_engine.needs_engine(nb):
                 want_shared = False
-                servers = _start_shared(run_dir, params, out, outcome,
-                                        benchmark_server_weights(params, todo, engine_platform()))
-                shared_srv, bench_thread = servers.pop("real", None), servers.pop("thread", None)
-                bench_srv = next(iter(servers.values()), None)
+                bench_which = benchmark_server_weights(params, todo, engine_platform())
+                servers, bench_thread = _start_shared(run_dir, params, out, outcome, bench_which)
+                shared_srv, bench_srv = servers.get("real"), servers.get(bench_which) if bench_which else None
                 for srv in (shared_srv, bench_srv):  # they outlive the chapters: the per-chapter cleanup keeps them
                     if srv is not None:
                         pre_existing |= {srv.pid, *processes.descendants(srv.pid)}
@@ -703,7 +701,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
                 print(f"[shared] the shared engine (pid {shared_srv.pid}) stopped answering: restarting it",
                       file=out, flush=True)
                 shared_srv.stop(timeout=5.0)
-                shared_srv = _start_shared(run_dir, params, out, outcome).get("real")
+                shared_srv = _start_shared(run_dir, params, out, outcome)[0].get("real")
                 if shared_srv is not None:
                     pre_existing |= {shared_srv.pid, *processes.descendants(shared_srv.pid)}
             ev = run_dir / "evidence" / f"{nb.stem}.log"
@@ -723,7 +721,7 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
             if stop["flag"]:
                 raise KeyboardInterrupt
             if bench_srv is not None and nb.stem == BENCHMARK_CHAPTER:  # its memory back for the later chapters
-                _stop_benchmark_server(bench_srv, bench_thread, run_dir)
+                _stop_benchmark_server(bench_which, bench_srv, bench_thread, run_dir)
                 bench_srv = None
             outcome.chapters.append(oc)
             tail = f"  {term_safe(oc.error, 160)}" if oc.error else ""
@@ -748,7 +746,8 @@ def run(params_path: str | Path, *, run_dir: Optional[str | Path] = None, resume
         if warm is not None:
             warm.shutdown()
         if bench_srv is not None:
-            _stop_benchmark_server(bench_srv, bench_thread, run_dir, timeout=5.0 if outcome.interrupted else 20.0)
+            _stop_benchmark_server(bench_which, bench_srv, bench_thread, run_dir,
+                                   timeout=5.0 if outcome.interrupted else 20.0)
         if shared_srv is not None:
             shared_srv.stop(timeout=5.0 if outcome.interrupted else 20.0)
             shared_engine.clear(run_dir)
